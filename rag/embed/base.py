@@ -1,0 +1,172 @@
+"""The embedder interface, and the one shared caller that batches for every backend.
+
+A backend implements ``embed_batch`` (and ``count_tokens`` when it has a real tokenizer)
+and declares its limits as attributes; ``embed_many`` plans batches within those limits,
+runs up to ``concurrency`` of them at once, and hands each result to a callback as soon as
+it arrives so that the caller can store it before the next one finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import numpy as np
+
+Vectors = np.ndarray
+"""A float32 array of shape (n, dimension) whose rows have unit length."""
+
+
+class Embedder(ABC):
+    """Turns texts into unit-length vectors."""
+
+    #: Stable identifier recorded in each index, e.g. ``local:all-MiniLM-L6-v2``.
+    name: str
+    #: Length of every vector.
+    dimension: int
+    #: Hard input limit in this embedder's tokens; text beyond it would be silently lost.
+    max_input_tokens: int
+    #: Chunk size the chunker aims for when the user sets none.
+    default_chunk_tokens: int = 200
+    #: Most texts per ``embed_batch`` call.
+    batch_size: int = 32
+    #: Most tokens per ``embed_batch`` call (0: no limit).
+    max_batch_tokens: int = 0
+    #: ``embed_batch`` calls that may run at once.
+    concurrency: int = 1
+
+    @abstractmethod
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        """Embed one batch that is already within the limits above."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed a search query (some models embed queries differently from passages)."""
+        return self.embed_batch([text])[0]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, as the model counts them.  The default over-estimates."""
+        return [estimate_tokens(t) for t in texts]
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release threads, sessions or connections."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} dim={self.dimension}>"
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high token estimate for when no tokenizer is available.
+
+    English averages about 4 characters per BPE token; word-piece tokenizers split
+    numbers and rare words finely, so assume 3 and add one per whitespace-separated word
+    of punctuation-heavy text.
+    """
+    return len(text) // 3 + text.count(" ") // 4 + 1
+
+
+def plan_batches(
+    token_counts: Sequence[int], batch_size: int, max_batch_tokens: int = 0
+) -> list[list[int]]:
+    """Group text indices into batches of similar length, within both limits.
+
+    Sorting by length means each batch pads only to its own longest text (dynamic
+    padding), which is most of the speed of a local transformer on short passages.
+    """
+    order = sorted(range(len(token_counts)), key=lambda i: token_counts[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    current_tokens = 0
+    for i in order:
+        n = token_counts[i]
+        full = len(current) >= batch_size or (
+            max_batch_tokens > 0 and current and current_tokens + n > max_batch_tokens
+        )
+        if full:
+            batches.append(current)
+            current, current_tokens = [], 0
+        current.append(i)
+        current_tokens += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+BatchCallback = Callable[[list[int], Vectors], None]
+
+
+def embed_many(
+    embedder: Embedder,
+    texts: Sequence[str],
+    on_batch: BatchCallback | None = None,
+    *,
+    token_counts: Sequence[int] | None = None,
+    cancel: threading.Event | None = None,
+) -> Vectors:
+    """Embed all ``texts``; returns vectors in input order.
+
+    ``on_batch(indices, vectors)`` runs in the calling thread for every finished batch,
+    in completion order.  If a batch fails, no new batches start, the ones in flight are
+    allowed to finish (and are handed to ``on_batch``), and the first error is raised.
+    """
+    result = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    if not texts:
+        return result
+    counts = list(token_counts) if token_counts is not None else embedder.count_tokens(texts)
+    batches = plan_batches(counts, embedder.batch_size, embedder.max_batch_tokens)
+
+    def deliver(indices: list[int], vectors: Vectors) -> None:
+        result[indices] = vectors
+        if on_batch is not None:
+            on_batch(indices, vectors)
+
+    if embedder.concurrency <= 1:
+        for indices in batches:
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
+            deliver(indices, _checked(embedder, embedder.embed_batch([texts[i] for i in indices]), indices))
+        return result
+
+    pending: Iterator[list[int]] = iter(batches)
+    error: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=embedder.concurrency, thread_name_prefix="embed") as pool:
+        in_flight: dict[Future[Vectors], list[int]] = {}
+
+        def submit_next() -> bool:
+            indices = next(pending, None)
+            if indices is None:
+                return False
+            in_flight[pool.submit(embedder.embed_batch, [texts[i] for i in indices])] = indices
+            return True
+
+        for _ in range(embedder.concurrency):
+            if not submit_next():
+                break
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                indices = in_flight.pop(future)
+                try:
+                    vectors = _checked(embedder, future.result(), indices)
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, after the drain
+                    error = error or exc
+                    continue
+                deliver(indices, vectors)
+                if error is None and not (cancel is not None and cancel.is_set()):
+                    submit_next()
+    if error is not None:
+        raise error
+    if cancel is not None and cancel.is_set():
+        raise KeyboardInterrupt
+    return result
+
+
+def _checked(embedder: Embedder, vectors: Vectors, indices: list[int]) -> Vectors:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (len(indices), embedder.dimension):
+        raise ValueError(
+            f"{embedder.name} returned vectors of shape {vectors.shape}, "
+            f"expected ({len(indices)}, {embedder.dimension})"
+        )
+    return vectors
