@@ -1,0 +1,38 @@
+"""rag: ask your documents.
+
+>>> from rag import Engine
+>>> engine = Engine(index="notes")          # doctest: +SKIP
+>>> engine.ingest("docs/")                  # doctest: +SKIP
+>>> print(engine.ask("What changed in 2023?"))  # doctest: +SKIP
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("rag")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+from rag.answer.base import Turn
+from rag.engine import AnswerStream, Engine, IndexInfo
+from rag.errors import RagError
+from rag.results import Answer, Citation, FileProblem, Hit, Hits, IngestReport
+from rag.retrieve.search import Filters
+from rag.settings import Settings
+
+__all__ = [
+    "Answer",
+    "AnswerStream",
+    "Citation",
+    "Engine",
+    "FileProblem",
+    "Filters",
+    "Hit",
+    "Hits",
+    "IndexInfo",
+    "IngestReport",
+    "RagError",
+    "Settings",
+    "Turn",
+    "__version__",
+]

@@ -1,0 +1,358 @@
+"""The ``rag`` command: a thin layer over ``rag.Engine`` that only parses and prints.
+
+Exit status: 0 success, 1 failure (some files failed, a provider error), 2 usage error,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from rag import __version__, prompts
+from rag.cli.output import IngestProgress, err, error, human_bytes, human_time, out, print_json
+from rag.engine import Engine
+from rag.errors import EXIT_FAILURE, RagError
+from rag.results import Answer, display_path
+from rag.retrieve.search import Filters
+from rag.settings import Settings
+
+app = typer.Typer(
+    name="rag",
+    help="Ask your documents: ingest a folder, then search it or ask questions with cited answers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# --- shared options -------------------------------------------------------------------------
+
+IndexOpt = Annotated[str | None, typer.Option("--index", "-i", help="Index name [default: RAG_INDEX or 'default'].")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="Store folder [default: RAG_HOME or the user data folder].")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
+KOpt = Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=1000, help="Chunks to retrieve.")]
+ModeOpt = Annotated[str | None, typer.Option("--mode", help="dense, keyword or hybrid [default: hybrid].")]
+PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only files matching this glob (repeatable).")]
+TypeFilter = Annotated[list[str] | None, typer.Option("--type", help="Only this file type: pdf, md, txt, html.")]
+PagesFilter = Annotated[str | None, typer.Option("--pages", help="Only these pages: N, N-M, N- or -M.")]
+LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, openai, or none (extractive, offline).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Chat model [default: RAG_CHAT_MODEL].")]
+
+
+def _engine(index: str | None, store: Path | None, **overrides: Any) -> Engine:
+    return Engine(index=index, store=store, **overrides)
+
+
+def _filters(paths: list[str] | None, types: list[str] | None, pages: str | None) -> Filters:
+    return Filters.parse(paths or (), types or (), pages)
+
+
+def _check_mode(mode: str | None) -> Any:
+    if mode is not None and mode not in ("dense", "keyword", "hybrid"):
+        raise typer.BadParameter("use dense, keyword or hybrid", param_hint="--mode")
+    return mode
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"rag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Ask your documents."""
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to index (folders recursively).")],
+    index: IndexOpt = None,
+    store: StoreOpt = None,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
+    no_prune: Annotated[bool, typer.Option("--no-prune", help="Keep files that are gone from disk.")] = False,
+    embedder: Annotated[
+        str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
+    engine = _engine(index, store)
+    with IngestProgress(enabled=not as_json) as progress:
+        try:
+            report = engine.ingest(
+                paths, include=include or (), exclude=exclude or (), prune=not no_prune, embedder=embedder,
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            progress.__exit__(None, None, None)
+            error("interrupted: what was stored is kept; run the same command again to finish")
+            raise typer.Exit(130) from None
+    for problem in report.failed:
+        err.print(f"[red]failed[/] {escape(display_path(problem.path))}: {escape(problem.reason)}")
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_ingest_summary(report)
+    if report.interrupted:
+        error(report.interrupted)
+    raise typer.Exit(0 if report.ok else EXIT_FAILURE)
+
+
+def _print_ingest_summary(report: Any) -> None:
+    for problem in report.skipped:
+        err.print(f"[dim]skipped {escape(display_path(problem.path))}: {escape(problem.reason)}[/]")
+    d = report.to_dict()
+    f, c = d["files"], d["chunks"]
+    unsupported = f" ({report.unsupported} of unsupported type)" if report.unsupported else ""
+    out.print(
+        f"[bold]{report.index}[/]: {f['added']} added, {f['updated']} updated, {f['unchanged']} unchanged, "
+        f"{f['removed']} removed, {f['skipped']} skipped{unsupported}, {f['failed']} failed"
+    )
+    cached = f", {report.from_cache} from cache" if report.from_cache else ""
+    out.print(
+        f"chunks: +{c['added']} -{c['removed']} = {c['total']}{cached} · {report.seconds:.1f} s · {report.embedder}"
+    )
+    if report.usage:
+        cost = report.usage.get("cost_usd")
+        price = f" · ${cost:.4f}" if cost is not None else ""
+        out.print(f"embedding: {report.usage.get('prompt_tokens', 0):,} tokens, {report.usage.get('requests', 0)} requests{price}")
+    if report.repaired:
+        out.print(f"repaired {report.repaired} chunks left by an interrupted ingest")
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: KOpt = None,
+    index: IndexOpt = None,
+    store: StoreOpt = None,
+    mode: ModeOpt = None,
+    mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify results.")] = None,
+    path: PathFilter = None,
+    type_: Annotated[list[str] | None, typer.Option("--type", help="Only this file type: pdf, md, txt, html.")] = None,
+    pages: PagesFilter = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the chunks that best match QUERY (retrieval only, no LLM)."""
+    engine = _engine(index, store)
+    hits = engine.search(query, k, _filters(path, type_, pages), mode=_check_mode(mode), mmr=mmr)
+    if as_json:
+        print_json({"query": query, "results": [h.to_dict() for h in hits]})
+        return
+    if not hits:
+        out.print("no results")
+        return
+    for hit in hits:
+        heading = f" [dim]· {escape(hit.heading)}[/]" if hit.heading else ""
+        out.print(f"[bold]{hit.rank}.[/] [cyan]{escape(hit.location)}[/]{heading} [dim]score {hit.score:.3f}[/]")
+        snippet = " ".join(hit.text.split())
+        out.print("   " + escape(snippet[:300] + ("…" if len(snippet) > 300 else "")))
+
+
+# --- ask ------------------------------------------------------------------------------------
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    k: KOpt = None,
+    index: IndexOpt = None,
+    store: StoreOpt = None,
+    model: ModelOpt = None,
+    llm: LlmOpt = None,
+    mode: ModeOpt = None,
+    path: PathFilter = None,
+    type_: TypeFilter = None,
+    pages: PagesFilter = None,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the answer when complete.")] = False,
+    show_context: Annotated[
+        bool, typer.Option("--show-context", help="Also print what the model saw.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer QUESTION from your documents only, with sources, or say they don't hold it."""
+    engine = _engine(index, store)
+    # Chosen first so that a bad --llm fails before retrieval.  Extractive answers arrive
+    # whole, so only an LLM's are streamed.
+    answerer = engine.answerer(llm, model)
+    stream = not (no_stream or as_json) and answerer.mode == "llm"
+    printed: list[str] = []
+
+    def on_delta(text: str) -> None:
+        printed.append(text)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    try:
+        answer = engine.ask(
+            question, k=k, filters=_filters(path, type_, pages), mode=_check_mode(mode), llm=llm, model=model,
+            on_delta=on_delta if stream else None,
+        )
+    except KeyboardInterrupt:
+        if printed:
+            sys.stdout.write("\n")
+        error("interrupted")
+        raise typer.Exit(130) from None
+    except RagError:
+        if printed:  # the error line must not run on from half an answer
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        raise
+    if as_json:
+        print_json(answer.to_dict(include_context=show_context))
+        return
+    print_answer(answer, streamed="".join(printed), show_context=show_context)
+
+
+def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False) -> None:
+    """The answer (unless already streamed), its sources, notes, and the context."""
+    if not streamed:
+        if answer.mode == "extractive":
+            out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
+        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else escape(answer.text))
+    elif streamed.strip() != answer.text.strip():
+        # Answerers emit only final text, so this is a safety net: reprint the final one.
+        sys.stdout.write("\n")
+        out.print(escape(answer.text))
+    else:
+        sys.stdout.write("\n")
+    if answer.citations:
+        out.print("\n[bold]Sources[/]")
+        for c in answer.citations:
+            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]")
+    if answer.removed_citations:
+        removed = answer.removed_citations
+        out.print(f"[dim]({removed} citation(s) to sources that were not supplied were removed)[/]")
+    usage = answer.usage
+    if answer.mode == "llm" and usage.get("total_tokens"):
+        cost = usage.get("cost_usd")
+        price = f" · ${cost:.4f}" if cost is not None else ""
+        about = "~" if usage.get("estimated") else ""
+        out.print(f"[dim]{escape(answer.model)} · {about}{usage['total_tokens']:,} tokens{price}[/]")
+    if show_context:
+        # On stderr, so that stdout stays the answer alone when piped.
+        err.print("\n[dim]── context: what the model saw ──[/]")
+        for n, hit in enumerate(answer.context, start=1):
+            err.print(f"[bold]\\[{n}][/] [cyan]{escape(hit.location)}[/]")
+            err.print(escape(hit.text.strip()))
+        if not answer.context:
+            err.print("[dim](nothing)[/]")
+
+
+# --- status and config ----------------------------------------------------------------------
+
+
+@app.command()
+def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """List the indexes in the store: embedder, files, chunks, size, last ingest, usage."""
+    engine = _engine(None, store)
+    infos = engine.indexes()
+    if as_json:
+        print_json({"store": engine.layout.description, "indexes": [i.to_dict() for i in infos]})
+        return
+    out.print(f"store: {escape(engine.layout.description)}")
+    if not infos:
+        out.print("no indexes yet: run `rag ingest PATH`")
+        return
+    for info in infos:
+        out.print(
+            f"[bold]{info.name}[/]  {info.embedder or '-'}  {info.files} files  {info.chunks} chunks  "
+            f"{human_bytes(info.size_bytes)}  last ingest {human_time(info.last_ingest)}"
+        )
+        for row in info.usage:
+            cost = f"  ${row['cost_usd']:.4f}" if row["cost_usd"] else ""
+            out.print(
+                f"   {row['kind']} {row['model']}: {row['requests']} requests, "
+                f"{row['prompt_tokens'] + row['completion_tokens']:,} tokens{cost}"
+            )
+
+
+@app.command()
+def config(as_json: JsonOpt = False) -> None:
+    """Show the effective settings and where each value came from (keys masked)."""
+    settings = Settings.load()
+    rows = settings.describe()
+    if as_json:
+        print_json({"settings": rows})
+        return
+    width = max(len(r["name"]) for r in rows)
+    for row in rows:
+        env = f" [dim]({row['env']})[/]" if row["env"] else ""
+        out.print(f"{row['name']:<{width}}  {escape(str(row['value']))}  [dim]← {escape(row['source'])}[/]{env}")
+
+
+@app.command()
+def drop(
+    index: Annotated[str, typer.Argument(help="The index to delete.")],
+    store: StoreOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete an index (its chunks and vectors; your files are untouched)."""
+    engine = _engine(index, store)
+    if not yes and not typer.confirm(f"Delete index '{index}'?"):
+        raise typer.Exit(EXIT_FAILURE)
+    engine.drop()
+    if as_json:
+        print_json({"dropped": index})
+    else:
+        out.print(f"deleted index '{index}'")
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules."""
+    import importlib
+
+    for module in ("rag.cli.chat", "rag.cli.eval"):
+        try:
+            importlib.import_module(module).register(app)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    """Entry point: runs the app and turns rag's errors into one line and an exit status."""
+    try:
+        app()
+    except RagError as exc:
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        # `rag search ... | head` closes the pipe early; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        error(f"unexpected {type(exc).__name__}: {exc} (set RAG_DEBUG=1 for the traceback)")
+        sys.exit(EXIT_FAILURE)
+

@@ -1,0 +1,95 @@
+"""Terminal output: JSON for scripts, plain text when piped, colour and progress on a TTY."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    # Plain print, not rich: scripts need exact bytes, no wrapping or markup.
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]{escape(message)}[/]")
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def human_time(timestamp: float | None) -> str:
+    if not timestamp:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+class IngestProgress:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and err.is_terminal
+        self._progress: Progress | None = None
+        self._files = self._chunks = None
+        self._stored = 0
+        self._queued = 0
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> IngestProgress:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self._progress.start()
+            self._files = self._progress.add_task("files ", total=None, detail="")
+            self._chunks = self._progress.add_task("chunks", total=0, detail="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def planned(self, files: int) -> None:
+        if self._progress is not None and self._files is not None:
+            self._progress.update(self._files, total=files)
+
+    def file_done(self, path: str) -> None:
+        if self._progress is not None and self._files is not None:
+            self._progress.advance(self._files)
+
+    def chunks_queued(self, n: int) -> None:
+        self._queued += n
+        if self._progress is not None and self._chunks is not None:
+            self._progress.update(self._chunks, total=self._queued)
+
+    def chunks_stored(self, n: int) -> None:
+        self._stored += n
+        if self._progress is not None and self._chunks is not None:
+            rate = self._stored / max(1e-6, time.perf_counter() - self._started)
+            self._progress.update(self._chunks, completed=self._stored, detail=f"{rate:,.0f}/s")

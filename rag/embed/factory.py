@@ -1,0 +1,82 @@
+"""Embedder names (``provider:model``) to embedder objects, and which one an index uses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rag.embed.base import Embedder
+from rag.errors import EmbedderMismatchError, UsageError
+from rag.settings import Settings
+
+#: Builds an embedder from a model name ("" for the provider's default) and settings.
+Constructor = Callable[[str, Settings], Embedder]
+
+
+def _local(model: str, settings: Settings) -> Embedder:
+    from rag.embed.local import LocalEmbedder
+
+    embedder = LocalEmbedder(threads=settings.embedding.threads)
+    if model and not embedder.name.endswith(f":{model}"):
+        raise UsageError(f"this rag ships the local embedder {embedder.name}, not local:{model}")
+    return embedder
+
+
+def _openai(model: str, settings: Settings) -> Embedder:
+    from rag.embed.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(settings, model=model or settings.embedding.openai_model)
+
+
+_PROVIDERS: dict[str, Constructor] = {"local": _local, "openai": _openai}
+
+
+def register(provider: str, constructor: Constructor) -> None:
+    """Add an embedder provider (one file per provider; tests register fakes this way)."""
+    _PROVIDERS[provider] = constructor
+
+
+def create(spec: str, settings: Settings) -> Embedder:
+    """An embedder for ``provider`` or ``provider:model``."""
+    provider, _, model = spec.strip().partition(":")
+    constructor = _PROVIDERS.get(provider.lower())
+    if constructor is None:
+        raise UsageError(f"unknown embedder {spec!r}: use {', '.join(sorted(_PROVIDERS))} or PROVIDER:MODEL")
+    return constructor(model, settings)
+
+
+def normalize(spec: str, settings: Settings) -> str:
+    """``local`` / ``openai`` / ``provider:model`` to a full ``provider:model`` name."""
+    provider, _, model = spec.strip().partition(":")
+    if provider.lower() == "openai":
+        return f"openai:{model or settings.embedding.openai_model}"
+    if model:
+        return f"{provider.lower()}:{model}"
+    return create(spec, settings).name  # the provider's default model; construction is cheap
+
+
+def choose(settings: Settings, recorded: str | None, index: str, requested: str | None = None) -> str:
+    """The embedder an index must use.
+
+    An existing index keeps the embedder it was built with; naming another one (flag,
+    ``RAG_EMBEDDER`` or ``RAG_EMBED_MODEL``) is refused rather than mixing vector spaces.
+    A new index takes the request, else OpenAI when configured, else the local model.
+    """
+    explicit = requested
+    if explicit is None and settings.sources.get("embedding.embedder"):
+        explicit = settings.embedding.embedder
+    if explicit is not None and explicit.strip().lower() == "auto":
+        explicit = None
+    if (
+        explicit is None
+        and settings.sources.get("embedding.openai_model")
+        and (recorded or "openai:").startswith("openai:")
+    ):
+        explicit = "openai"
+    wanted = normalize(explicit, settings) if explicit else None
+    if recorded:
+        if wanted and wanted != recorded:
+            raise EmbedderMismatchError(index, recorded, wanted)
+        return recorded
+    if wanted:
+        return wanted
+    return normalize("openai" if settings.openai.configured else "local", settings)

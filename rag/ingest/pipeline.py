@@ -1,0 +1,364 @@
+"""Incremental ingest: discover -> load -> chunk -> embed -> store, exactly once per chunk.
+
+A file is re-read only when its size or mtime changed, and re-indexed only when its
+content hash (or the chunking recipe) changed.  Chunks are written in windows of files:
+pending rows first, then vectors (each embedding batch as it arrives, to the cache and to
+Chroma), then one commit per file that swaps its old chunks for the new.  See
+``rag.store.manifest`` for why that order makes an interrupted run repairable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rag.embed.base import Embedder, embed_many
+from rag.errors import DocumentError, ProviderError, StoreError
+from rag.ingest.chunk import chunk_document
+from rag.ingest.discover import discover
+from rag.ingest.loaders import load
+from rag.results import FileProblem, IngestReport
+from rag.settings import Settings
+from rag.store.cache import EmbeddingCache
+from rag.store.index import Index
+from rag.store.manifest import HEADING_SEPARATOR, ChunkRecord, FileRecord
+
+# Bump when loaders or the chunker change what they produce, so files get re-chunked.
+RECIPE_VERSION = "1"
+
+
+class Progress(Protocol):
+    """What a progress display is told; every method is optional to act on."""
+
+    def planned(self, files: int) -> None: ...
+    def file_done(self, path: str) -> None: ...
+    def chunks_queued(self, n: int) -> None: ...
+    def chunks_stored(self, n: int) -> None: ...
+
+
+class _NoProgress:
+    def planned(self, files: int) -> None:
+        pass
+
+    def file_done(self, path: str) -> None:
+        pass
+
+    def chunks_queued(self, n: int) -> None:
+        pass
+
+    def chunks_stored(self, n: int) -> None:
+        pass
+
+
+@dataclass
+class _Pending:
+    """A loaded, chunked file waiting for its window to be embedded."""
+
+    record: FileRecord
+    chunks: list[ChunkRecord]
+    is_new: bool
+
+
+class _VectorWriter:
+    """Buffers vectors for Chroma, whose per-call cost makes batches of a few hundred much faster."""
+
+    size = 512
+
+    def __init__(self, ingestor: Ingestor, records: dict[str, FileRecord]) -> None:
+        self._ingestor = ingestor
+        self._records = records
+        self._chunks: list[ChunkRecord] = []
+        self._vectors: list[np.ndarray] = []
+
+    def add(self, chunks: Sequence[ChunkRecord], vector: np.ndarray) -> None:
+        for chunk in chunks:
+            self._chunks.append(chunk)
+            self._vectors.append(vector)
+        if len(self._chunks) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._chunks:
+            return
+        chunks, self._chunks = self._chunks, []
+        vectors, self._vectors = np.stack(self._vectors), []
+        self._ingestor.index.vectors.upsert(
+            [c.id for c in chunks],
+            vectors,
+            [c.text for c in chunks],
+            [chunk_metadata(c, self._records[c.path]) for c in chunks],
+        )
+        self._ingestor.progress.chunks_stored(len(chunks))
+
+
+def chunk_metadata(chunk: ChunkRecord, record: FileRecord) -> dict[str, object]:
+    """What Chroma stores beside a vector: enough to rebuild the manifest from a server."""
+    return {
+        **chunk.chroma_metadata(),
+        "tokens": chunk.tokens,
+        "file_hash": record.content_hash,
+        "signature": record.signature,
+        "file_size": record.size,
+        "file_mtime_ns": record.mtime_ns,
+    }
+
+
+@dataclass
+class _Window:
+    files: list[_Pending] = field(default_factory=list)
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(f.chunks) for f in self.files)
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recipe_signature(embedder: Embedder, chunk_tokens: int, overlap: float) -> str:
+    """Everything that changes how a file turns into chunks."""
+    return hashlib.sha256(f"{RECIPE_VERSION}|{embedder.name}|{chunk_tokens}|{overlap}".encode()).hexdigest()[:16]
+
+
+def chunk_id(path: str, content_hash: str, signature: str, position: int) -> str:
+    """Deterministic: the same file version chunked the same way gets the same ids."""
+    stem = hashlib.sha256(f"{path}\0{content_hash}\0{signature}".encode()).hexdigest()[:20]
+    return f"{stem}-{position}"
+
+
+class Ingestor:
+    """Runs one ingest into an open index with a given embedder."""
+
+    def __init__(
+        self,
+        index: Index,
+        embedder: Embedder,
+        settings: Settings,
+        cache: EmbeddingCache,
+        progress: Progress | None = None,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.cache = cache
+        self.progress: Progress = progress or _NoProgress()
+        self.chunk_tokens = min(
+            settings.ingest.chunk_tokens or embedder.default_chunk_tokens, embedder.max_input_tokens
+        )
+        self.signature = recipe_signature(embedder, self.chunk_tokens, settings.ingest.chunk_overlap)
+        # Big enough to keep every embedding request slot busy, small enough that an
+        # interrupted run has little pending work.
+        self.window_chunks = max(1024, embedder.batch_size * embedder.concurrency * 2)
+
+    def run(
+        self,
+        paths: Sequence[Path],
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        prune: bool = True,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(index=self.index.name, embedder=self.embedder.name)
+        found = discover(
+            paths,
+            include=include,
+            exclude=exclude,
+            max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
+        )
+        report.skipped = [FileProblem(str(s.path), s.message) for s in found.skipped if not s.unsupported]
+        report.unsupported = sum(1 for s in found.skipped if s.unsupported)
+        report.failed = [FileProblem(e.path, e.reason) for e in found.errors]
+
+        with self.index.write_lock(self.settings.store.lock_timeout):
+            report.repaired = self.index.settle()
+            known = self.index.manifest.files()
+            if prune:
+                self._prune(found.roots, known, found_files={str(p) for p in found.files}, report=report)
+            self.progress.planned(len(found.files))
+            window = _Window()
+            try:
+                for path in found.files:
+                    pending = self._prepare(path, known.get(str(path)), report)
+                    if pending is not None:
+                        window.files.append(pending)
+                        self.progress.chunks_queued(len(pending.chunks))
+                    else:
+                        self.progress.file_done(str(path))
+                    if window.chunk_count >= self.window_chunks:
+                        self._flush(window, report)
+                        window = _Window()
+                self._flush(window, report)
+            except KeyboardInterrupt:
+                report.interrupted = "interrupted: files not yet stored will be indexed by the next run"
+                raise
+            except (ProviderError, StoreError) as exc:
+                # Everything committed so far stays; cached vectors make the re-run cheap.
+                report.interrupted = str(exc)
+            finally:
+                report.chunks_total = self.index.manifest.chunk_count()
+                self.index.mark_changed()
+                self._record_usage(report)
+                report.seconds = time.perf_counter() - started
+        return report
+
+    # --- planning -------------------------------------------------------------------------
+
+    def _prune(
+        self, roots: Sequence[Path], known: dict[str, FileRecord], found_files: set[str], report: IngestReport
+    ) -> None:
+        """Remove files that are gone from a folder being ingested."""
+        for root in roots:
+            prefix = str(root).rstrip(os.sep) + os.sep
+            for path in known:
+                if path.startswith(prefix) and path not in found_files and not os.path.lexists(path):
+                    ids = self.index.manifest.forget_file(path)
+                    self.index.vectors.delete(ids)
+                    self.index.manifest.purge(ids)
+                    report.removed += 1
+                    report.chunks_removed += len(ids)
+
+    def _prepare(self, path: Path, known: FileRecord | None, report: IngestReport) -> _Pending | None:
+        """Load and chunk a file if it changed; None when it is unchanged or unreadable."""
+        try:
+            stat = path.stat()
+            if (
+                known is not None
+                and known.signature == self.signature
+                and known.size == stat.st_size
+                and known.mtime_ns == stat.st_mtime_ns
+            ):
+                report.unchanged += 1
+                return None
+            content_hash = file_hash(path)
+        except OSError as exc:
+            report.failed.append(FileProblem(str(path), exc.strerror or str(exc)))
+            return None
+        if known is not None and known.content_hash == content_hash and known.signature == self.signature:
+            self.index.manifest.touch_file(str(path), stat.st_size, stat.st_mtime_ns)
+            report.unchanged += 1
+            return None
+        try:
+            document = load(path)
+            drafts = chunk_document(
+                document,
+                self.embedder.count_tokens,
+                max_tokens=self.embedder.max_input_tokens,
+                target_tokens=self.chunk_tokens,
+                overlap=self.settings.ingest.chunk_overlap,
+            )
+        except DocumentError as exc:
+            # The file's previous version, if any, stays indexed: a bad save loses nothing.
+            report.failed.append(FileProblem(str(path), exc.reason))
+            return None
+        key = str(path)
+        chunks = [
+            ChunkRecord(
+                id=chunk_id(key, content_hash, self.signature, d.position),
+                path=key,
+                kind=document.kind,
+                position=d.position,
+                page=d.page,
+                heading=HEADING_SEPARATOR.join(d.heading),
+                start=d.start,
+                end=d.end,
+                tokens=d.tokens,
+                text=d.text,
+            )
+            for d in drafts
+        ]
+        pages = max((s.page for s in document.sections if s.page is not None), default=None)
+        record = FileRecord(
+            path=key,
+            content_hash=content_hash,
+            signature=self.signature,
+            kind=document.kind,
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            pages=pages,
+            chunk_count=len(chunks),
+            ingested_at=time.time(),
+            warnings=tuple(document.warnings),
+        )
+        return _Pending(record, chunks, is_new=known is None)
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _flush(self, window: _Window, report: IngestReport) -> None:
+        if not window.files:
+            return
+        chunks = [c for f in window.files for c in f.chunks]
+        self.index.manifest.add_pending(chunks)
+
+        # Identical texts (duplicate files, repeated boilerplate) are embedded once.
+        by_text: dict[str, list[ChunkRecord]] = {}
+        for c in chunks:
+            by_text.setdefault(c.text, []).append(c)
+        texts = list(by_text)
+        writer = _VectorWriter(self, {f.record.path: f.record for f in window.files})
+        cached = self.cache.get(self.embedder.name, texts, self.embedder.dimension)
+        for i, vector in cached.items():
+            writer.add(by_text[texts[i]], vector)
+        report.from_cache += sum(len(by_text[texts[i]]) for i in cached)
+
+        missing = [texts[i] for i in range(len(texts)) if i not in cached]
+
+        def on_batch(indices: list[int], vectors: np.ndarray) -> None:
+            batch = [missing[i] for i in indices]
+            # The cache is written first: once a batch is paid for, it is never asked for again.
+            self.cache.put(self.embedder.name, batch, vectors)
+            for text, vector in zip(batch, vectors, strict=True):
+                writer.add(by_text[text], vector)
+
+        if missing:
+            tokens = [by_text[t][0].tokens for t in missing]
+            embed_many(self.embedder, missing, on_batch, token_counts=tokens)
+            report.embedded += len(missing)
+        writer.flush()
+
+        for pending in window.files:
+            stale = self.index.manifest.commit_file(pending.record, [c.id for c in pending.chunks])
+            if stale:
+                self.index.vectors.delete(stale)
+                self.index.manifest.purge(stale)
+            if pending.is_new:
+                report.added += 1
+            else:
+                report.updated += 1
+            report.chunks_added += len(pending.chunks)
+            report.chunks_removed += len(stale)
+            self.progress.file_done(pending.record.path)
+
+    def _record_usage(self, report: IngestReport) -> None:
+        usage = getattr(self.embedder, "usage", None)
+        if usage is None or not getattr(usage, "requests", 0):
+            return
+        from rag.usage import cost_usd
+
+        cost = cost_usd(usage, self.settings.prices)
+        report.usage = {
+            "model": usage.model,
+            "requests": usage.requests,
+            "prompt_tokens": usage.prompt_tokens,
+            "cost_usd": cost,
+        }
+        self.index.manifest.add_usage(
+            "embedding",
+            usage.model,
+            requests=usage.requests,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=0,
+            cost_usd=cost or 0.0,
+        )

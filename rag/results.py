@@ -1,0 +1,236 @@
+"""What the engine returns: plain dataclasses that print well and render in Jupyter."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def display_path(path: str) -> str:
+    """A path as people want to read it: relative to the current folder when inside it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk."""
+
+    rank: int
+    score: float
+    chunk_id: str
+    source: str
+    page: int | None
+    heading: str
+    text: str
+    start: int = 0
+    end: int = 0
+    #: Cosine similarity of query and chunk, whatever the ranking mode; refusal thresholds use it.
+    relevance: float | None = None
+
+    @property
+    def location(self) -> str:
+        """``path:page`` (or just the path) for citations."""
+        where = display_path(self.source)
+        return f"{where}:{self.page}" if self.page is not None else where
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "relevance": None if self.relevance is None else round(self.relevance, 6),
+            "source": self.source,
+            "page": self.page,
+            "chunk_id": self.chunk_id,
+            "heading": self.heading,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+        }
+
+    def __repr__(self) -> str:
+        snippet = " ".join(self.text.split())[:80]
+        return f"Hit(rank={self.rank}, score={self.score:.3f}, {self.location!r}, {snippet!r})"
+
+
+class Hits(list[Hit]):
+    """Search results: a list of ``Hit`` that renders as a table in Jupyter."""
+
+    def _repr_markdown_(self) -> str:
+        if not self:
+            return "*No results.*"
+        lines = ["| # | score | source | text |", "|---|---|---|---|"]
+        for hit in self:
+            snippet = _md_escape(" ".join(hit.text.split())[:160])
+            lines.append(f"| {hit.rank} | {hit.score:.3f} | `{_md_escape(hit.location)}` | {snippet} |")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered source that the answer cites."""
+
+    n: int
+    source: str
+    page: int | None
+    chunk_id: str
+    score: float
+    text: str = ""
+
+    @property
+    def location(self) -> str:
+        where = display_path(self.source)
+        return f"{where}:{self.page}" if self.page is not None else where
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "source": self.source, "page": self.page, "chunk_id": self.chunk_id,
+                "score": round(self.score, 6)}
+
+
+@dataclass
+class Answer:
+    """An answer with the sources it cites, or a refusal."""
+
+    question: str
+    text: str
+    refused: bool
+    citations: list[Citation]
+    model: str
+    mode: str = "llm"  # "llm" or "extractive"
+    usage: dict[str, Any] = field(default_factory=dict)
+    context: list[Hit] = field(default_factory=list)
+    removed_citations: int = 0
+    rewritten_question: str | None = None
+
+    def to_dict(self, *, include_context: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "citations": [c.to_dict() for c in self.citations],
+            "model": self.model,
+            "mode": self.mode,
+            "usage": self.usage,
+            "removed_citations": self.removed_citations,
+        }
+        if self.rewritten_question is not None:
+            data["rewritten_question"] = self.rewritten_question
+        if include_context:
+            data["context"] = [h.to_dict() for h in self.context]
+        return data
+
+    def __str__(self) -> str:
+        lines = [self.text]
+        if self.citations:
+            lines += ["", "Sources:"] + [f"[{c.n}] {c.location}" for c in self.citations]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        label = " *(extractive: no LLM configured)*" if self.mode == "extractive" else ""
+        body = f"**{'Declined' if self.refused else 'Answer'}**{label}\n\n{self.text}"
+        if self.citations:
+            rows = ["| [n] | source | score |", "|---|---|---|"]
+            for c in self.citations:
+                link = Path(c.source).as_uri() if Path(c.source).is_absolute() else c.source
+                page = f"#page={c.page}" if c.page is not None else ""
+                rows.append(f"| [{c.n}] | [{_md_escape(c.location)}]({link}{page}) | {c.score:.3f} |")
+            body += "\n\n" + "\n".join(rows)
+        return body
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A file that was skipped or could not be read, with the reason in one line."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "error": self.reason}
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    index: str
+    embedder: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[FileProblem] = field(default_factory=list)
+    failed: list[FileProblem] = field(default_factory=list)
+    unsupported: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_total: int = 0
+    embedded: int = 0
+    from_cache: int = 0
+    repaired: int = 0
+    seconds: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
+    interrupted: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.interrupted is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "files": {
+                "added": self.added,
+                "updated": self.updated,
+                "unchanged": self.unchanged,
+                "removed": self.removed,
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+            },
+            "chunks": {"added": self.chunks_added, "removed": self.chunks_removed, "total": self.chunks_total},
+            "errors": [p.to_dict() for p in self.failed],
+            "skipped": [p.to_dict() for p in self.skipped],
+            "unsupported": self.unsupported,
+            "embedded": self.embedded,
+            "from_cache": self.from_cache,
+            "repaired": self.repaired,
+            "seconds": round(self.seconds, 3),
+            "embedder": self.embedder,
+            "usage": self.usage,
+            "interrupted": self.interrupted,
+        }
+
+    def _repr_markdown_(self) -> str:
+        d = self.to_dict()
+        f, c = d["files"], d["chunks"]
+        text = (
+            f"**{self.index}**: {f['added']} added, {f['updated']} updated, {f['unchanged']} unchanged, "
+            f"{f['removed']} removed, {f['skipped']} skipped, {f['failed']} failed; "
+            f"chunks +{c['added']} −{c['removed']} = {c['total']} ({self.seconds:.1f} s, {self.embedder})"
+        )
+        if self.failed:
+            text += "\n\n" + "\n".join(f"- `{p.path}`: {p.reason}" for p in self.failed)
+        return text
+
+    def __repr__(self) -> str:
+        d = self.to_dict()
+        return f"IngestReport(index={self.index!r}, files={d['files']}, chunks={d['chunks']}, seconds={d['seconds']})"
+
+
+def as_jsonable(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, list):
+        return [as_jsonable(o) for o in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return obj

@@ -1,0 +1,222 @@
+"""Search an index: dense (Chroma), keyword (BM25 in the manifest), or both fused."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from rag.embed.base import Embedder
+from rag.errors import UsageError
+from rag.results import Hit, Hits
+from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
+from rag.store.index import Index
+
+Mode = Literal["dense", "keyword", "hybrid"]
+MODES: tuple[str, ...] = ("dense", "keyword", "hybrid")
+
+_KIND_ALIASES = {
+    "md": "markdown",
+    "markdown": "markdown",
+    "txt": "text",
+    "text": "text",
+    "pdf": "pdf",
+    "html": "html",
+    "htm": "html",
+}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which chunks a search may return.
+
+    ``paths``: globs; a file matches when a glob matches its full path or its trailing
+    path components (``reports/*.pdf`` matches ``/home/me/docs/reports/q3.pdf``).
+    ``types``: file kinds (``pdf``, ``md``, ``txt``, ``html``).  ``pages``: an inclusive
+    (first, last) range; either end may be None.  Chunks without pages never match a page
+    range.
+    """
+
+    paths: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    pages: tuple[int | None, int | None] | None = None
+
+    def __post_init__(self) -> None:
+        for kind in self.types:
+            if kind.lower().lstrip(".") not in _KIND_ALIASES:
+                raise UsageError(f"unknown file type {kind!r}: use pdf, md, txt or html")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.paths or self.types or self.pages)
+
+    @classmethod
+    def parse(
+        cls,
+        paths: tuple[str, ...] | list[str] = (),
+        types: tuple[str, ...] | list[str] = (),
+        pages: str | None = None,
+    ) -> Filters:
+        """Build filters from command-line strings; ``pages`` is ``N``, ``N-M``, ``N-`` or ``-M``."""
+        page_range: tuple[int | None, int | None] | None = None
+        if pages:
+            low, sep, high = pages.partition("-")
+            try:
+                first = int(low) if low.strip() else None
+                last = int(high) if high.strip() else None
+                if not sep:
+                    last = first
+            except ValueError:
+                raise UsageError(f"invalid page range {pages!r}: use N, N-M, N- or -M") from None
+            page_range = (first, last)
+        return cls(tuple(paths), tuple(types), page_range)
+
+    def allowed_paths(self, index: Index) -> list[str] | None:
+        """Files that pass the path and type filters (None when those are unset)."""
+        if not (self.paths or self.types):
+            return None
+        kinds = {_KIND_ALIASES[t.lower().lstrip(".")] for t in self.types}
+        allowed = []
+        for path, record in index.manifest.files().items():
+            if kinds and record.kind not in kinds:
+                continue
+            if self.paths and not any(_glob_match(path, g) for g in self.paths):
+                continue
+            allowed.append(path)
+        return allowed
+
+
+def _glob_match(path: str, pattern: str) -> bool:
+    pattern = os.path.expanduser(pattern)
+    if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, os.path.abspath(pattern)):
+        return True
+    parts = path.split(os.sep)
+    depth = pattern.count("/") + 1
+    return fnmatch.fnmatch(os.sep.join(parts[-depth:]), pattern)
+
+
+class Retriever:
+    """Ranks an index's chunks for a query."""
+
+    #: Candidates taken from each method before fusion or MMR.
+    candidates: int = 100
+    #: Fusion weights (dense, keyword) and method; see benchmarks/retrieval.py for how they were chosen.
+    fusion: str = "rrf"
+    weights: tuple[float, float] = (1.0, 1.0)
+    rrf_k: int = 60
+
+    def __init__(self, index: Index, embedder: Embedder | None) -> None:
+        self.index = index
+        self.embedder = embedder
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        mode: Mode = "hybrid",
+        filters: Filters | None = None,
+        use_mmr: bool = False,
+        mmr_lambda: float = 0.7,
+    ) -> Hits:
+        """The top ``k`` chunks as hits, optionally diversified by MMR."""
+        pool = max(k, self.candidates) if use_mmr else k
+        ranked, query_vector = self._rank(query, pool, mode, filters)
+        vectors: dict[str, np.ndarray] = {}
+        if query_vector is not None:
+            vectors = self.index.vectors.get_vectors([i for i, _ in ranked[:pool]])
+        if use_mmr and query_vector is not None:
+            ranked = mmr(ranked, vectors, query_vector, k, mmr_lambda)
+        return self._hits(ranked[:k], vectors, query_vector)
+
+    def rank(self, query: str, k: int, *, mode: Mode = "hybrid", filters: Filters | None = None) -> Ranked:
+        """The top ``k`` (chunk id, score) pairs, best first, without reading the chunks."""
+        return self._rank(query, k, mode, filters)[0]
+
+    def _rank(
+        self, query: str, k: int, mode: Mode, filters: Filters | None
+    ) -> tuple[Ranked, np.ndarray | None]:
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r}: use dense, keyword or hybrid")
+        query = query.strip()
+        if not query:
+            raise UsageError("the query is empty")
+        if mode != "keyword" and self.embedder is None:
+            raise UsageError("dense search needs the index's embedder")
+        filters = filters or Filters()
+        paths = filters.allowed_paths(self.index)
+        if paths is not None and not paths:
+            return [], None
+        # The query vector also gives each hit its cosine relevance, whatever the mode.
+        query_vector = self._embed(query) if self.embedder is not None else None
+        pool = max(k, self.candidates) if mode == "hybrid" else k
+        dense: Ranked = []
+        keyword: Ranked = []
+        if mode != "keyword":
+            assert query_vector is not None
+            dense = self._dense(query_vector, pool, paths, filters.pages)
+        if mode != "dense":
+            keyword = self.index.manifest.keyword_search(query, pool, paths=paths, pages=filters.pages)
+        if mode == "dense":
+            return dense[:k], query_vector
+        if mode == "keyword":
+            return keyword[:k], query_vector
+        return self.fuse(dense, keyword)[:k], query_vector
+
+    def fuse(self, dense: Ranked, keyword: Ranked) -> Ranked:
+        if self.fusion == "rrf":
+            return reciprocal_rank([dense, keyword], list(self.weights), k=self.rrf_k)
+        return normalized_scores([dense, keyword], list(self.weights))
+
+    def _embed(self, query: str) -> np.ndarray:
+        assert self.embedder is not None
+        return np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+
+    def _dense(
+        self,
+        vector: np.ndarray,
+        k: int,
+        paths: list[str] | None,
+        pages: tuple[int | None, int | None] | None,
+    ) -> Ranked:
+        clauses: list[dict[str, Any]] = []
+        if paths is not None:
+            clauses.append({"source": {"$in": paths}})
+        if pages is not None:
+            low, high = pages
+            if low is not None:
+                clauses.append({"page": {"$gte": low}})
+            if high is not None:
+                clauses.append({"page": {"$lte": high}})
+        where = clauses[0] if len(clauses) == 1 else ({"$and": clauses} if clauses else None)
+        # Ids still being written by a concurrent ingest are dropped when hydrating.
+        return self.index.vectors.query(vector, k, where)
+
+    def _hits(self, ranked: Ranked, vectors: dict[str, np.ndarray], query_vector: np.ndarray | None) -> Hits:
+        chunks = self.index.manifest.chunks([i for i, _ in ranked])
+        hits = Hits()
+        for chunk_id, score in ranked:
+            chunk = chunks.get(chunk_id)
+            if chunk is None:
+                continue
+            relevance = None
+            if query_vector is not None and chunk_id in vectors:
+                relevance = float(np.dot(vectors[chunk_id], query_vector))
+            hits.append(
+                Hit(
+                    rank=len(hits) + 1,
+                    score=float(score),
+                    chunk_id=chunk_id,
+                    source=chunk.path,
+                    page=chunk.page,
+                    heading=chunk.heading,
+                    text=chunk.text,
+                    start=chunk.start,
+                    end=chunk.end,
+                    relevance=relevance,
+                )
+            )
+        return hits

@@ -1,0 +1,78 @@
+"""Vectors already computed, keyed by embedder and text hash.
+
+Identical chunks (duplicate files, re-chunking, a re-run after an interrupted ingest)
+are embedded once.  Each batch is written here the moment it arrives, which is what makes
+paid-for embeddings survive a crash, a Ctrl-C or a rate-limit failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class EmbeddingCache:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (embedder TEXT NOT NULL, key BLOB NOT NULL, vector BLOB NOT NULL, "
+            "PRIMARY KEY (embedder, key)) WITHOUT ROWID"
+        )
+
+    def get(self, embedder: str, texts: Sequence[str], dimension: int) -> dict[int, np.ndarray]:
+        """Cached vectors for ``texts``, by position in ``texts``."""
+        positions: dict[bytes, list[int]] = {}
+        for i, text in enumerate(texts):
+            positions.setdefault(text_key(text), []).append(i)
+        found: dict[int, np.ndarray] = {}
+        keys = list(positions)
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                part = keys[start : start + 500]
+                rows = self._db.execute(
+                    f"SELECT key, vector FROM vectors WHERE embedder = ? AND key IN ({','.join('?' * len(part))})",
+                    (embedder, *part),
+                ).fetchall()
+                for key, blob in rows:
+                    vector = np.frombuffer(blob, dtype=np.float32)
+                    if vector.shape == (dimension,):
+                        for i in positions[key]:
+                            found[i] = vector
+        return found
+
+    def put(self, embedder: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        rows = [
+            (embedder, text_key(t), np.asarray(v, dtype=np.float32).tobytes())
+            for t, v in zip(texts, vectors, strict=True)
+        ]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO vectors(embedder, key, vector) VALUES (?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+
+    def count(self, embedder: str | None = None) -> int:
+        with self._lock:
+            if embedder is None:
+                return int(self._db.execute("SELECT count(*) FROM vectors").fetchone()[0])
+            return int(self._db.execute("SELECT count(*) FROM vectors WHERE embedder = ?", (embedder,)).fetchone()[0])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM vectors")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,403 @@
+"""The index's record of files and chunks, and its keyword (BM25) index, in one SQLite file.
+
+Every chunk id is written here *before* it is written to Chroma and removed here only
+*after* it is deleted from Chroma, so Chroma never holds an id this file does not know.
+A chunk's ``state`` says how far it got:
+
+- ``pending``: being added by an ingest that has not finished with its file;
+- ``live``: part of the index;
+- ``stale``: replaced or pruned, and waiting to be deleted from Chroma.
+
+An ingest that dies leaves pending or stale rows; the next one deletes those ids from
+Chroma and then here (``unsettled``/``purge``), and re-indexes the files whose record it
+never updated.  Only live chunks are ever returned by searches.
+
+The keyword index is an FTS5 table kept in step with ``chunks`` by triggers, so it can
+never drift from the chunks it describes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    content_hash TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    pages INTEGER,
+    chunk_count INTEGER NOT NULL,
+    ingested_at REAL NOT NULL,
+    warnings TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'live', 'stale')),
+    kind TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    page INTEGER,
+    heading TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, state);
+CREATE INDEX IF NOT EXISTS chunks_state ON chunks(state) WHERE state != 'live';
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    heading, text, content='chunks', content_rowid='rowid',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts(rowid, heading, text) VALUES (new.rowid, new.heading, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts(chunks_fts, rowid, heading, text) VALUES ('delete', old.rowid, old.heading, old.text);
+END;
+CREATE TABLE IF NOT EXISTS usage (
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, model)
+);
+"""
+
+HEADING_SEPARATOR = " > "
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk as the index stores it."""
+
+    id: str
+    path: str
+    kind: str
+    position: int
+    page: int | None
+    heading: str
+    start: int
+    end: int
+    tokens: int
+    text: str
+
+    def chroma_metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "source": self.path,
+            "kind": self.kind,
+            "position": self.position,
+            "start": self.start,
+            "end": self.end,
+        }
+        # Chroma metadata cannot hold None; absent keys simply don't match page filters.
+        if self.page is not None:
+            meta["page"] = self.page
+        if self.heading:
+            meta["heading"] = self.heading
+        return meta
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    content_hash: str
+    signature: str
+    kind: str
+    size: int
+    mtime_ns: int
+    pages: int | None
+    chunk_count: int
+    ingested_at: float
+    warnings: tuple[str, ...] = ()
+
+
+_CHUNK_COLUMNS = "id, path, kind, position, page, heading, start, end, tokens, text"
+_FILE_COLUMNS = "path, content_hash, signature, kind, size, mtime_ns, pages, chunk_count, ingested_at, warnings"
+
+# Words that carry no topic; dropping them from keyword queries keeps BM25 from scoring
+# half the index on "the" and "of".  Kept short on purpose: negations and question words
+# that change meaning ("not", "without") stay.
+STOPWORDS = frozenset(
+    """a an and are as at be been but by can could did do does for from had has have how i if in
+    into is it its me my of on or our so such than that the their them then there these they this
+    those to was we were what when where which who whom why will with would you your about also
+    any some only other over under up out very just more most much many may might must shall
+    should s t""".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def keyword_terms(text: str) -> list[str]:
+    """Distinct lower-cased query words, stopwords removed (all words if that leaves none)."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    kept = [w for w in words if w not in STOPWORDS] or words
+    return list(dict.fromkeys(kept))
+
+
+class Manifest:
+    """One index's SQLite file.  Safe to share between threads; one writer at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            for statement in _split_sql(_SCHEMA):
+                self._db.execute(statement)
+            if self.get_meta("schema_version") is None:
+                self.set_meta("schema_version", SCHEMA_VERSION)
+                self.set_meta("created_at", time.time())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # --- meta -----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # --- files ----------------------------------------------------------------------------
+
+    def files(self) -> dict[str, FileRecord]:
+        return {row[0]: _file(row) for row in self._query(f"SELECT {_FILE_COLUMNS} FROM files")}
+
+    def file(self, path: str) -> FileRecord | None:
+        rows = self._query(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path,))
+        return _file(rows[0]) if rows else None
+
+    def file_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM files")[0][0])
+
+    # --- chunk lifecycle ------------------------------------------------------------------
+
+    def add_pending(self, chunks: Iterable[ChunkRecord]) -> None:
+        """Record chunks about to be written to Chroma."""
+        rows = [
+            (c.id, c.path, "pending", c.kind, c.position, c.page, c.heading, c.start, c.end, c.tokens, c.text)
+            for c in chunks
+        ]
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO chunks(id, path, state, kind, position, page, heading, start, end, tokens, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> list[str]:
+        """Make ``chunk_ids`` the file's live chunks; returns the ids they replace (now stale)."""
+        with self.transaction() as db:
+            old = [r[0] for r in db.execute("SELECT id FROM chunks WHERE path = ? AND state = 'live'", (record.path,))]
+            keep = set(chunk_ids)
+            old = [i for i in old if i not in keep]
+            _update_state(db, old, "stale")
+            _update_state(db, chunk_ids, "live")
+            db.execute(
+                f"INSERT OR REPLACE INTO files({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.path,
+                    record.content_hash,
+                    record.signature,
+                    record.kind,
+                    record.size,
+                    record.mtime_ns,
+                    record.pages,
+                    record.chunk_count,
+                    record.ingested_at,
+                    json.dumps(list(record.warnings)),
+                ),
+            )
+        return old
+
+    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+        """Remember a new mtime for a file whose content did not change, to skip hashing next time."""
+        with self._lock:
+            self._db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
+
+    def forget_file(self, path: str) -> list[str]:
+        """Drop a file from the index; returns its chunk ids, now stale."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE path = ? AND state = 'live'", (path,))]
+            _update_state(db, ids, "stale")
+            db.execute("DELETE FROM files WHERE path = ?", (path,))
+        return ids
+
+    def unsettled(self) -> list[str]:
+        """Ids an interrupted ingest left behind (pending or stale)."""
+        return [r[0] for r in self._query("SELECT id FROM chunks WHERE state != 'live'")]
+
+    def purge(self, ids: Sequence[str]) -> None:
+        """Delete chunk rows once Chroma no longer holds them."""
+        with self.transaction() as db:
+            for part in _parts(ids):
+                db.execute(f"DELETE FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def chunk_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM chunks WHERE state = 'live'")[0][0])
+
+    def live_ids(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT id FROM chunks WHERE state = 'live'")}
+
+    def chunks(self, ids: Sequence[str]) -> dict[str, ChunkRecord]:
+        """Live chunks by id (ids that are not live are left out)."""
+        found: dict[str, ChunkRecord] = {}
+        for part in _parts(ids):
+            rows = self._query(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE state = 'live' AND id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            found.update((row[0], ChunkRecord(*row)) for row in rows)
+        return found
+
+    def chunks_of(self, path: str) -> list[ChunkRecord]:
+        rows = self._query(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE path = ? AND state = 'live' ORDER BY position", (path,)
+        )
+        return [ChunkRecord(*row) for row in rows]
+
+    def iter_chunks(self, batch: int = 2000) -> Iterator[list[ChunkRecord]]:
+        last = ""
+        while True:
+            rows = self._query(
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE state = 'live' AND id > ? ORDER BY id LIMIT ?",
+                (last, batch),
+            )
+            if not rows:
+                return
+            yield [ChunkRecord(*row) for row in rows]
+            last = rows[-1][0]
+
+    def keyword_search(
+        self,
+        query: str,
+        k: int,
+        *,
+        paths: Sequence[str] | None = None,
+        pages: tuple[int | None, int | None] | None = None,
+    ) -> list[tuple[str, float]]:
+        """BM25 over live chunks: (id, score) best first; higher scores are better."""
+        terms = keyword_terms(query)
+        if not terms or k <= 0:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        where = ["chunks_fts MATCH ?", "c.state = 'live'"]
+        params: list[Any] = [match]
+        if paths is not None:
+            if not paths:
+                return []
+            where.append(f"c.path IN ({','.join('?' * len(paths))})")
+            params.extend(paths)
+        if pages is not None:
+            low, high = pages
+            if low is not None:
+                where.append("c.page >= ?")
+                params.append(low)
+            if high is not None:
+                where.append("c.page <= ?")
+                params.append(high)
+        params.append(k)
+        sql = (
+            "SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+            f"WHERE {' AND '.join(where)} ORDER BY bm25(chunks_fts) LIMIT ?"
+        )
+        return [(row[0], float(row[1])) for row in self._query(sql, params)]
+
+    # --- usage ----------------------------------------------------------------------------
+
+    def add_usage(
+        self, kind: str, model: str, *, requests: int, prompt_tokens: int, completion_tokens: int, cost_usd: float
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO usage(kind, model, requests, prompt_tokens, completion_tokens, cost_usd) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kind, model) DO UPDATE SET "
+                "requests = requests + excluded.requests, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+                "completion_tokens = completion_tokens + excluded.completion_tokens, "
+                "cost_usd = cost_usd + excluded.cost_usd",
+                (kind, model, requests, prompt_tokens, completion_tokens, cost_usd),
+            )
+
+    def usage(self) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT kind, model, requests, prompt_tokens, completion_tokens, cost_usd FROM usage ORDER BY kind, model"
+        )
+        keys = ("kind", "model", "requests", "prompt_tokens", "completion_tokens", "cost_usd")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _file(row: tuple[Any, ...]) -> FileRecord:
+    *head, warnings = row
+    return FileRecord(*head, warnings=tuple(json.loads(warnings)))
+
+
+def _update_state(db: sqlite3.Connection, ids: Sequence[str], state: str) -> None:
+    for part in _parts(ids):
+        db.execute(f"UPDATE chunks SET state = ? WHERE id IN ({','.join('?' * len(part))})", (state, *part))
+
+
+def _parts(ids: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    ids = list(ids)
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _split_sql(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; triggers contain ';' so split on 'END;'.
+    statements: list[str] = []
+    buffer = ""
+    for line in script.strip().splitlines():
+        buffer += line + "\n"
+        stripped = line.strip()
+        in_trigger = buffer.lstrip().upper().startswith("CREATE TRIGGER")
+        if (in_trigger and stripped == "END;") or (not in_trigger and stripped.endswith(";")):
+            statements.append(buffer.strip())
+            buffer = ""
+    return statements

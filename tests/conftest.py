@@ -1,0 +1,100 @@
+"""Hermetic tests: every test gets its own RAG_HOME, no API keys, and no user config.
+
+A tiny deterministic embedder (``hash``) is registered for tests of the pipeline's logic,
+where the real model would only add minutes; tests of retrieval quality and the default
+setup use the real local model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embed import factory
+from rag.embed.base import Embedder
+from rag.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class HashEmbedder(Embedder):
+    """Bag of hashed words: texts sharing words get similar vectors.  Counts its calls."""
+
+    dimension = 64
+    max_input_tokens = 120
+    default_chunk_tokens = 60
+    batch_size = 16
+
+    def __init__(self, model: str = "", provider: str = "hash") -> None:
+        self.name = f"{provider}:{model or 'v1'}"
+        self.calls: list[list[str]] = []
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimension] += 1.0
+            out[row, 0] += 1e-3  # empty text still gets a unit vector
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(re.findall(r"\w+|[^\w\s]", t)) for t in texts]
+
+    @property
+    def texts_embedded(self) -> int:
+        return sum(len(c) for c in self.calls)
+
+
+factory.register("hash", lambda model, settings: HashEmbedder(model))
+
+_ISOLATED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point RAG_HOME at a temporary folder and drop keys and user settings."""
+    for name in list(os.environ):
+        if name.startswith("RAG_") or name in _ISOLATED_ENV:
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "rag-home"
+    monkeypatch.setenv("RAG_HOME", str(home))
+    monkeypatch.setenv("RAG_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    # A .env in the developer's checkout must not leak into tests.
+    monkeypatch.chdir(tmp_path)
+    yield home
+
+
+@pytest.fixture
+def settings(isolated: Path) -> Settings:
+    return Settings.load()
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A small folder of text and Markdown files about distinct topics."""
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "volcanoes.txt").write_text(
+        "Volcanoes form where magma reaches the surface.\n\n"
+        "Mount Etna in Sicily is one of the most active volcanoes in Europe. "
+        "Its eruptions are frequent and mostly effusive.\n",
+        encoding="utf-8",
+    )
+    (root / "bees.md").write_text(
+        "# Bees\n\nHoney bees live in colonies with a single queen.\n\n"
+        "## Pollination\n\nBees pollinate flowering plants while collecting nectar.\n",
+        encoding="utf-8",
+    )
+    (root / "sub" / "trains.txt").write_text(
+        "The first public steam railway opened in 1825 between Stockton and Darlington.\n",
+        encoding="utf-8",
+    )
+    return root

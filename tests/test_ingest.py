@@ -1,0 +1,270 @@
+"""Incremental ingest: exactly once per chunk, through changes, deletions, crashes and rivals.
+
+These tests use the small ``hash`` embedder from conftest (the pipeline's logic does not
+depend on the model); real-model runs are in test_cli_ingest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rag import Engine
+from rag.embed import factory
+from rag.errors import EmbedderMismatchError, IndexLockedError
+from tests.conftest import FIXTURES, HashEmbedder
+
+
+def _engine(**overrides) -> Engine:
+    return Engine(**{"embedding__embedder": "hash", **overrides})
+
+
+def _consistent(engine: Engine) -> tuple[int, int]:
+    """Chroma and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
+    index = engine._index()
+    chroma_ids = {i for page in index.vectors.all_ids() for i in page}
+    assert chroma_ids == index.manifest.live_ids()
+    assert index.manifest.unsettled() == []
+    return len(chroma_ids), index.manifest.file_count()
+
+
+def _embedder(engine: Engine) -> HashEmbedder:
+    embedder = engine.embedder()
+    assert isinstance(embedder, HashEmbedder)
+    return embedder
+
+
+def test_first_ingest_then_unchanged_rerun_embeds_nothing(docs: Path) -> None:
+    engine = _engine()
+    report = engine.ingest([docs])
+    assert (report.added, report.updated, report.unchanged, report.failed) == (3, 0, 0, [])
+    assert report.chunks_added == report.chunks_total > 0
+    chunks, files = _consistent(engine)
+    assert (chunks, files) == (report.chunks_total, 3)
+
+    before = _embedder(engine).texts_embedded
+    again = engine.ingest([docs])
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 3)
+    assert again.chunks_added == again.chunks_removed == 0
+    assert _embedder(engine).texts_embedded == before
+    assert _consistent(engine) == (chunks, files)
+
+
+def test_changed_file_replaces_its_chunks(docs: Path) -> None:
+    engine = _engine()
+    engine.ingest([docs])
+    (docs / "volcanoes.txt").write_text("Geysers erupt hot water and steam at Yellowstone.\n", encoding="utf-8")
+    report = engine.ingest([docs])
+    assert (report.added, report.updated, report.unchanged) == (0, 1, 2)
+    assert report.chunks_removed >= 1 and report.chunks_added >= 1
+    _consistent(engine)
+    texts = " ".join(h.text for h in engine.search("Etna eruptions volcano", k=10))
+    assert "Etna" not in texts
+    assert "Yellowstone" in engine.search("geysers Yellowstone", k=1)[0].text
+
+
+def test_touched_but_identical_file_is_not_reembedded(docs: Path) -> None:
+    engine = _engine()
+    engine.ingest([docs])
+    before = _embedder(engine).texts_embedded
+    path = docs / "bees.md"
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    report = engine.ingest([docs])
+    assert report.unchanged == 3
+    assert _embedder(engine).texts_embedded == before
+
+
+def test_deleted_files_are_pruned_unless_no_prune(docs: Path) -> None:
+    engine = _engine()
+    engine.ingest([docs])
+    (docs / "sub" / "trains.txt").unlink()
+    kept = engine.ingest([docs], prune=False)
+    assert kept.removed == 0
+    assert _consistent(engine)[1] == 3
+    pruned = engine.ingest([docs])
+    assert pruned.removed == 1 and pruned.chunks_removed >= 1
+    assert _consistent(engine)[1] == 2
+    assert all("trains" not in h.source for h in engine.search("steam railway Stockton", k=10))
+
+
+def test_ingesting_a_subfolder_does_not_prune_the_rest(docs: Path) -> None:
+    engine = _engine()
+    engine.ingest([docs])
+    report = engine.ingest([docs / "sub"])
+    assert report.removed == 0 and report.unchanged == 1
+    assert _consistent(engine)[1] == 3
+
+
+def test_duplicate_files_are_embedded_once(docs: Path) -> None:
+    shutil.copy(docs / "bees.md", docs / "bees-copy.md")
+    engine = _engine()
+    report = engine.ingest([docs])
+    embedder = _embedder(engine)
+    embedded = [t for call in embedder.calls for t in call]
+    assert len(embedded) == len(set(embedded))
+    assert report.chunks_total == _consistent(engine)[0]
+    assert report.embedded < report.chunks_added
+
+
+def test_a_file_that_breaks_keeps_its_previous_version(docs: Path) -> None:
+    engine = _engine()
+    good = docs / "report.pdf"
+    shutil.copy(FIXTURES / "pdf" / "google-doc_zen-of-python.pdf", good)
+    first = engine.ingest([docs])
+    assert first.failed == []
+    chunks_before = _consistent(engine)[0]
+    good.write_bytes(b"oops")  # a bad save over a good file
+    second = engine.ingest([docs])
+    assert [p.path for p in second.failed] == [str(good.resolve())]
+    assert "not a PDF" in second.failed[0].reason
+    assert _consistent(engine)[0] == chunks_before
+    assert any(h.source.endswith("report.pdf") for h in engine.search("Zen of Python beautiful", k=5))
+
+
+def test_bad_files_are_reported_one_line_each_and_the_rest_indexed(tmp_path: Path, docs: Path) -> None:
+    bad = FIXTURES / "pdf" / "bad"
+    shutil.copytree(bad, docs / "bad")
+    (docs / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00" * 100)
+    (docs / "dangling.md").symlink_to(tmp_path / "nowhere.md")
+    report = _engine().ingest([docs])
+    assert report.added == 3
+    failed = {Path(p.path).name: p.reason for p in report.failed}
+    for name in os.listdir(bad):
+        if name.endswith(".pdf") and "empty-password" not in name:
+            assert name in failed, f"{name} was not reported"
+    assert failed["binary.txt"] == "binary file, not text"
+    assert "symlink" in failed["dangling.md"]
+    assert all("\n" not in reason for reason in failed.values())
+
+
+def test_changing_the_chunk_size_rechunks_everything(docs: Path) -> None:
+    _engine().ingest([docs])
+    report = _engine(ingest__chunk_tokens=20).ingest([docs])
+    assert report.updated == 3
+    engine = _engine(ingest__chunk_tokens=20)
+    assert _consistent(engine)[1] == 3
+
+
+def test_an_index_refuses_a_different_embedder(docs: Path) -> None:
+    factory.register("hash2", lambda model, settings: HashEmbedder(provider="hash2"))
+    engine = _engine()
+    engine.ingest([docs])
+    with pytest.raises(EmbedderMismatchError, match="built with embedder 'hash:v1', not 'hash2:v1'"):
+        Engine().ingest([docs], embedder="hash2")
+    # Without a request, an existing index keeps its own embedder.
+    assert Engine().ingest([docs]).unchanged == 3
+
+
+# --- interrupted and concurrent runs --------------------------------------------------------
+
+_SLOW_INGEST = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from tests.conftest import HashEmbedder
+from rag.embed import factory
+from rag import Engine
+
+class Slow(HashEmbedder):
+    batch_size = 4
+    def __init__(self):
+        super().__init__(provider="slow")
+    def embed_batch(self, texts):
+        time.sleep(float(os.environ.get("EMBED_DELAY", "0.05")))
+        return super().embed_batch(texts)
+
+factory.register("slow", lambda model, settings: Slow())
+report = Engine(embedding__embedder="slow", store__lock_timeout=float(os.environ.get("LOCK_TIMEOUT", "0"))).ingest(
+    [sys.argv[1]]
+)
+print("DONE", report.chunks_total, flush=True)
+"""
+
+
+def _many_docs(root: Path, n: int = 40) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        sentences = " ".join(f"Document {i} sentence {j} talks about topic{i} and item{j}." for j in range(12))
+        (root / f"doc{i:03d}.txt").write_text(sentences + "\n", encoding="utf-8")
+    return root
+
+
+def _start_slow_ingest(folder: Path, *, delay: float = 0.05, lock_timeout: float = 0) -> subprocess.Popen[str]:
+    script = _SLOW_INGEST.format(root=str(Path(__file__).resolve().parents[1]))
+    env = {**os.environ, "EMBED_DELAY": str(delay), "LOCK_TIMEOUT": str(lock_timeout)}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), str(folder)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_cached_vectors(home: Path, at_least: int, timeout: float = 60) -> None:
+    import sqlite3
+
+    deadline = time.time() + timeout
+    db = home / "cache" / "embeddings.db"
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as con:
+                    if con.execute("SELECT count(*) FROM vectors").fetchone()[0] >= at_least:
+                        return
+            except sqlite3.OperationalError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("the ingest never got going")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_ingest_is_repaired_without_reembedding(tmp_path: Path, isolated: Path, sig: int) -> None:
+    folder = _many_docs(tmp_path / "many")
+    process = _start_slow_ingest(folder)
+    _wait_for_cached_vectors(isolated, at_least=40)
+    process.send_signal(sig)
+    process.wait(timeout=30)
+    assert process.returncode != 0
+
+    engine = _engine(embedding__embedder="slow")
+    factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
+    cached_before = engine._embedding_cache().count()
+    report = engine.ingest([folder])
+    assert report.failed == []
+    assert report.from_cache >= cached_before  # everything embedded before the kill is reused
+    assert _embedder(engine).texts_embedded == report.embedded
+    chunks, files = _consistent(engine)
+    assert files == 40
+    assert chunks == report.chunks_total
+    # Every document's chunks are there exactly once.
+    index = engine._index()
+    for i in range(40):
+        path = str((folder / f"doc{i:03d}.txt").resolve())
+        positions = [c.position for c in index.manifest.chunks_of(path)]
+        assert positions == list(range(len(positions))) and positions
+
+
+def test_a_second_writer_waits_or_stops_with_a_clear_message(tmp_path: Path, isolated: Path) -> None:
+    folder = _many_docs(tmp_path / "many", n=20)
+    first = _start_slow_ingest(folder, delay=0.1)
+    _wait_for_cached_vectors(isolated, at_least=4)
+    factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
+    with pytest.raises(IndexLockedError, match="being written by another rag process"):
+        Engine(embedding__embedder="slow", store__lock_timeout=0.2).ingest([folder])
+    # A patient second writer waits its turn and then finds nothing left to do.
+    second = _start_slow_ingest(folder, delay=0.0, lock_timeout=120)
+    out_first, err_first = first.communicate(timeout=120)
+    out_second, err_second = second.communicate(timeout=120)
+    assert first.returncode == 0, err_first
+    assert second.returncode == 0, err_second
+    assert out_first.split()[-1] == out_second.split()[-1]
+    engine = Engine()
+    assert _consistent(engine)[1] == 20
