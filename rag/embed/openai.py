@@ -1,0 +1,171 @@
+"""Embeddings from OpenAI or any server that speaks its ``/v1/embeddings`` API.
+
+``embed_many`` (rag.embed.base) does the batching and concurrency; this class makes one
+API call per batch, stays under the client-side rate limits, and tallies ``usage`` so a
+run can report what it cost.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from rag import tokens
+from rag.embed.base import Embedder, Vectors
+from rag.errors import ProviderError
+from rag.openai_client import display_host, make_client, require_openai, translate_errors
+from rag.ratelimit import RateLimiter
+from rag.usage import Usage
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KNOWN_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+_PROBE_TEXT = "dimension probe"
+UNKNOWN_MODEL_MAX_TOKENS = 448  # 512 less ~12 % for the tokenizer mismatch
+
+
+class OpenAIEmbedder(Embedder):
+    """``Embedder`` backed by an OpenAI-compatible embeddings endpoint."""
+
+    # OpenAI rejects inputs over 8192 tokens; keep one token of slack.
+    max_input_tokens = 8191
+    # Retrieval works best on passages of a few hundred tokens, whatever the model accepts.
+    default_chunk_tokens = 400
+    batch_size = 2048  # the API's limit on inputs per request
+    # The API allows 300,000 tokens per request.  A third of that still makes per-request
+    # overhead negligible, keeps `concurrency` requests busy on mid-sized corpora, and
+    # means a failed request or an interrupted run loses less work.
+    max_batch_tokens = 100_000
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: str | None = None,
+        *,
+        batch_size: int | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        require_openai()
+        self.settings = settings
+        self.model = model or settings.embedding.openai_model
+        self.name = f"openai:{self.model}"
+        self.concurrency = concurrency or settings.embedding.concurrency
+        if batch_size is not None:
+            self.batch_size = max(1, min(batch_size, type(self).batch_size))
+        self.usage = Usage(model=self.model)
+        limits = settings.embedding
+        self.limiter = RateLimiter(limits.requests_per_minute, limits.tokens_per_minute)
+        self._client = make_client(settings.openai)
+        self._dimension: int | None = KNOWN_DIMENSIONS.get(self.model)
+        if self.model not in KNOWN_DIMENSIONS:
+            # A compatible server's model (nomic-embed-text, mxbai-embed-large, bge-*) has a
+            # limit we cannot ask for, often 512 of its own tokens, which we only approximate
+            # with cl100k; servers silently truncate longer input.  Stay under the common case.
+            self.max_input_tokens = UNKNOWN_MODEL_MAX_TOKENS
+        self._probe_lock = threading.Lock()
+        # Ask for base64: a quarter of the bytes of JSON floats and no float parsing under
+        # the GIL.  Servers that ignore it send floats, which we read too; one that rejects
+        # it makes us switch to floats for good.
+        self._encoding_format: Literal["base64", "float"] = "base64"
+
+    @property
+    def dimension(self) -> int:
+        """Vector length; for models rag does not know, one probe request finds it."""
+        if self._dimension is None:
+            with self._probe_lock:
+                if self._dimension is None:
+                    self._dimension = int(self._request([_PROBE_TEXT]).shape[1])
+        return self._dimension
+
+    @dimension.setter
+    def dimension(self, value: int) -> None:
+        self._dimension = value
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return tokens.count_tokens_batch(texts, self.model)
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        vectors = self._request(list(texts))
+        if vectors.shape[1] != self.dimension:
+            raise ProviderError(
+                f"{self.name} on {display_host(self.settings.openai)} returned {vectors.shape[1]}-d vectors, "
+                f"expected {self.dimension}"
+            )
+        return vectors
+
+    def embed_query(self, text: str) -> np.ndarray:
+        # A query is not chunked, so it alone may exceed the input limit: keep its start.
+        if len(text.encode("utf-8")) > self.max_input_tokens:  # every token is at least one byte
+            text = tokens.truncate(text, self.model, self.max_input_tokens)
+        return self.embed_batch([text])[0]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        dim = self._dimension if self._dimension is not None else "?"
+        return f"<{type(self).__name__} {self.name} dim={dim}>"
+
+    # --- one API call -------------------------------------------------------------------
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        inputs = [t or " " for t in texts]  # the API rejects empty strings
+        counts: list[int] | None = None
+        if self.limiter.tokens_per_minute:
+            counts = self.count_tokens(inputs)
+        self.limiter.acquire(sum(counts) if counts else 0)
+        response = self._create(inputs)
+        vectors = _decode(response, len(inputs))
+        reported = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+        if not reported:  # some compatible servers send no usage; count it ourselves
+            reported = sum(counts if counts is not None else self.count_tokens(inputs))
+        self.usage.add(prompt_tokens=int(reported))
+        return vectors
+
+    def _create(self, inputs: list[str]) -> Any:
+        openai = require_openai()
+        with translate_errors(self.settings.openai, model=self.model):
+            try:
+                return self._client.embeddings.create(
+                    model=self.model, input=inputs, encoding_format=self._encoding_format
+                )
+            except openai.BadRequestError as exc:
+                if self._encoding_format != "base64" or "encoding_format" not in str(exc):
+                    raise
+                host = display_host(self.settings.openai)
+                log.info("%s rejects base64 embeddings; asking for floats", host)
+                self._encoding_format = "float"
+                return self._client.embeddings.create(model=self.model, input=inputs, encoding_format="float")
+
+
+def _decode(response: Any, expected: int) -> np.ndarray:
+    data = sorted(response.data or [], key=lambda d: d.index)
+    if len(data) != expected:
+        raise ProviderError(f"the embeddings API returned {len(data)} vectors for {expected} inputs")
+    rows = []
+    for item in data:
+        value = item.embedding
+        if isinstance(value, str):
+            rows.append(np.frombuffer(base64.b64decode(value), dtype="<f4"))
+        else:
+            rows.append(np.asarray(value, dtype=np.float32))
+    if len({row.shape for row in rows}) != 1 or rows[0].ndim != 1 or rows[0].size == 0:
+        raise ProviderError("the embeddings API returned vectors of different or empty lengths")
+    matrix = np.vstack(rows).astype(np.float32)
+    # OpenAI's vectors are unit length already; other servers' may not be.
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
