@@ -1,0 +1,277 @@
+"""Split a loaded document into overlapping chunks that fit the embedder's input limit.
+
+How: each section is cut into small units (sentences and lines), all units of the
+document are counted in one ``count_tokens`` call, and units are packed greedily up to the
+target size.  When a chunk is full it is cut back to the strongest break in its second
+half (paragraph, then line, then sentence, then word), and the next chunk starts with
+the previous one's tail, from a sentence or word start.  Units longer than the target
+(tables, runs of CJK text, a URL) are split at whitespace, or anywhere as a last resort.
+
+The limit is a guarantee, not an aim: every finished chunk is counted again as a whole
+(sums of parts can differ from the whole by a token or two), and any chunk over
+``max_tokens`` is split again until none is.  No text is dropped except whitespace
+between chunks.  Chunks never cross a section, so their page and heading are exact, and
+``start``/``end`` are offsets in the document's extracted text (``section.offset`` plus
+the offset in the section) with ``section.text[start - offset:end - offset] == text``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rag.ingest.document import ChunkDraft, LoadedDocument, Section
+
+CountTokens = Callable[[Sequence[str]], list[int]]
+
+# Strength of a break, strongest first.
+PARAGRAPH, LINE, SENTENCE, WORD, ANYWHERE = 4, 3, 2, 1, 0
+
+# A whitespace run holding a newline, or whitespace after a sentence end (optionally after a
+# closing quote or bracket), or the point after a CJK full stop.
+_BREAK = re.compile(r"\s*\n\s*|(?<=[.!?])\s+|(?<=[.!?][\"'”’»)\]])\s+|(?<=[。！？])\s*")
+_SPACE = re.compile(r"\s+")
+# A chunk is cut back to a better break only if that keeps it at least this full.
+_MIN_FILL = 0.5
+# Units longer than the target are split into pieces of about this share of it, fine
+# enough to pack well and to take overlap from.
+_PIECE = 0.25
+
+
+@dataclass
+class _Unit:
+    start: int  # in section coordinates
+    end: int
+    level: int  # strength of the break before this unit
+    cost: int = 0  # tokens, without the per-text overhead
+
+
+def chunk_document(
+    doc: LoadedDocument,
+    count_tokens: CountTokens,
+    *,
+    max_tokens: int,
+    target_tokens: int,
+    overlap: float,
+) -> list[ChunkDraft]:
+    """Chunks of ``doc``, each within ``max_tokens`` as ``count_tokens`` counts them."""
+    units = [_units(section.text) for section in doc.sections]
+    flat = [
+        (section, unit) for section, section_units in zip(doc.sections, units, strict=True) for unit in section_units
+    ]
+    counts = count_tokens(["", *(s.text[u.start : u.end] for s, u in flat)])
+    overhead = counts[0]  # special tokens every text gets ([CLS] and [SEP] for BERT)
+    if max_tokens <= overhead:
+        raise ValueError(f"max_tokens={max_tokens} leaves no room for text")
+    goal = max(min(target_tokens, max_tokens) - overhead, 1)
+    for (_, unit), n in zip(flat, counts[1:], strict=True):
+        unit.cost = max(n - overhead, 0)
+
+    spans: list[tuple[Section, int, int]] = []
+    for section, section_units in zip(doc.sections, units, strict=True):
+        section_units = _split_long(section.text, section_units, goal, count_tokens, overhead)
+        spans += [(section, start, end) for start, end in _pack(section.text, section_units, goal, overlap)]
+    return _enforce_limit(spans, count_tokens, max_tokens)
+
+
+def _units(text: str) -> list[_Unit]:
+    """Sentences and lines of ``text``, without surrounding whitespace."""
+    units: list[_Unit] = []
+    position, level = 0, PARAGRAPH
+    for match in _BREAK.finditer(text):
+        if match.start() > position:
+            units.append(_Unit(position, match.start(), level))
+            level = ANYWHERE
+        level = max(level, _break_level(text, match))
+        position = match.end()
+    if position < len(text):
+        units.append(_Unit(position, len(text), level))
+    return [_strip(text, u) for u in units if text[u.start : u.end].strip()]
+
+
+def _break_level(text: str, match: re.Match[str]) -> int:
+    newlines = match.group().count("\n")
+    if newlines >= 2:
+        return PARAGRAPH
+    if not newlines:
+        return SENTENCE
+    # A line that ends mid-sentence and goes on in lower case is hard-wrapped prose (PDFs,
+    # 72-column text): breaking there is no better than at any space.
+    before = text[match.start() - 1] if match.start() else "."
+    after = text[match.end()] if match.end() < len(text) else "A"
+    return WORD if after.islower() and before not in ".!?:;" else LINE
+
+
+def _strip(text: str, unit: _Unit) -> _Unit:
+    piece = text[unit.start : unit.end]
+    start = unit.start + len(piece) - len(piece.lstrip())
+    return _Unit(start, unit.start + len(piece.rstrip()), unit.level, unit.cost)
+
+
+def _split_long(text: str, units: list[_Unit], goal: int, count_tokens: CountTokens, overhead: int) -> list[_Unit]:
+    """Replace units over ``goal`` tokens by pieces of a fraction of it, counting in batches."""
+    size = max(int(goal * _PIECE), 1)
+    while any(u.cost > goal for u in units):
+        result: list[_Unit] = []
+        new: list[_Unit] = []
+        for unit in units:
+            if unit.cost <= goal:
+                result.append(unit)
+                continue
+            if unit.end - unit.start <= 1:
+                raise ValueError(f"a single character is {unit.cost} tokens, over the limit of {goal}")
+            pieces = _cut(text, unit, math.ceil(unit.cost / size))
+            result += pieces
+            new += pieces
+        for piece, n in zip(new, count_tokens([text[p.start : p.end] for p in new]), strict=True):
+            piece.cost = max(n - overhead, 0)
+        units = result
+    return units
+
+
+def _cut(text: str, unit: _Unit, parts: int) -> list[_Unit]:
+    """Cut a unit into about ``parts`` pieces, at whitespace near each cut where there is some."""
+    length = unit.end - unit.start
+    parts = min(max(parts, 2), length)
+    step = length / parts
+    spaces = [m.span() for m in _SPACE.finditer(text, unit.start, unit.end)]
+    space_starts = [s for s, _ in spaces]
+    pieces: list[_Unit] = []
+    start, level = unit.start, unit.level
+    for k in range(1, parts):
+        target = unit.start + round(k * step)
+        if target <= start:
+            continue
+        i = bisect.bisect_left(space_starts, target)
+        near = [spaces[j] for j in (i - 1, i) if 0 <= j < len(spaces) and spaces[j][0] > start]
+        near = [span for span in near if abs(span[0] - target) <= step / 2]
+        if near:
+            end, following = min(near, key=lambda span: abs(span[0] - target))
+            next_level = WORD
+        else:
+            end = following = target
+            next_level = ANYWHERE
+        pieces.append(_Unit(start, end, level))
+        start, level = following, next_level
+    pieces.append(_Unit(start, unit.end, level))
+    return [_strip(text, p) for p in pieces if text[p.start : p.end].strip()]
+
+
+def _pack(text: str, units: list[_Unit], goal: int, overlap: float) -> list[tuple[int, int]]:
+    """Group units into chunk spans of about ``goal`` tokens, overlapping by ``overlap``."""
+    spans: list[tuple[int, int]] = []
+    i = 0
+    carry: tuple[int, int] | None = None  # start and tokens of the overlap from the last chunk
+    while i < len(units):
+        if carry and carry[1] + units[i].cost > goal:
+            carry = None
+        carried = carry[1] if carry else 0
+        total, j = carried, i
+        while j < len(units) and (j == i or total + units[j].cost <= goal):
+            total += units[j].cost
+            j += 1
+        if j < len(units):
+            j = _best_break(units, i, j, carried, goal)
+        spans.append((carry[0] if carry else units[i].start, units[j - 1].end))
+        carry = _overlap(text, units, i, j, overlap * (carried + sum(u.cost for u in units[i:j])))
+        i = j
+    return spans
+
+
+def _best_break(units: list[_Unit], i: int, j: int, carried: int, goal: int) -> int:
+    """The unit to start the next chunk at: the strongest break once the chunk is half full."""
+    best, best_level, filled = j, -1, carried
+    for k in range(i + 1, j + 1):
+        filled += units[k - 1].cost
+        if filled >= goal * _MIN_FILL and units[k].level >= best_level:
+            best, best_level = k, units[k].level
+    return best
+
+
+def _overlap(text: str, units: list[_Unit], i: int, j: int, budget: float) -> tuple[int, int] | None:
+    """Start and tokens of the tail of units ``i:j`` to repeat, preferring a sentence start."""
+    if budget < 1:
+        return None
+    k, tail = j, 0
+    # Never the whole chunk: the next one must hold something new besides the overlap.
+    while k > i + 1 and tail + units[k - 1].cost <= budget:
+        k -= 1
+        tail += units[k].cost
+    if k < j:
+        for s in range(k, j):  # the longest tail that starts a sentence, if there is one
+            if units[s].level >= SENTENCE:
+                return units[s].start, sum(u.cost for u in units[s:j])
+        return units[k].start, tail
+    # The last unit alone is longer than the overlap: take its end from a word start.
+    last = units[j - 1]
+    cut = last.end - int((last.end - last.start) * budget / max(last.cost, 1))
+    space = _SPACE.search(text, max(cut, last.start), last.end)
+    if space is None:
+        return None
+    return space.end(), int(budget)
+
+
+def _enforce_limit(
+    spans: list[tuple[Section, int, int]], count_tokens: CountTokens, max_tokens: int
+) -> list[ChunkDraft]:
+    """Count each chunk as a whole, and split those over ``max_tokens`` until none is."""
+    counts = count_tokens([section.text[start:end] for section, start, end in spans])
+    while any(n > max_tokens for n in counts):
+        redo = [k for k, n in enumerate(counts) if n > max_tokens]
+        halves = {k: _halve(*spans[k]) for k in redo}
+        new_counts = count_tokens([s.text[a:b] for k in redo for s, a, b in halves[k]])
+        merged_spans: list[tuple[Section, int, int]] = []
+        merged_counts: list[int] = []
+        fresh = iter(new_counts)
+        for k, (span, n) in enumerate(zip(spans, counts, strict=True)):
+            if k in halves:
+                merged_spans += halves[k]
+                merged_counts += [next(fresh) for _ in halves[k]]
+            else:
+                merged_spans.append(span)
+                merged_counts.append(n)
+        spans, counts = merged_spans, merged_counts
+    return [
+        ChunkDraft(
+            text=section.text[start:end],
+            page=section.page,
+            heading=section.heading,
+            start=section.offset + start,
+            end=section.offset + end,
+            position=position,
+            tokens=n,
+        )
+        for position, ((section, start, end), n) in enumerate(zip(spans, counts, strict=True))
+    ]
+
+
+def _halve(section: Section, start: int, end: int) -> list[tuple[Section, int, int]]:
+    """Split a span in two at the strongest break near its middle."""
+    if end - start <= 1:
+        raise ValueError(f"a single character is over the token limit: {section.text[start:end]!r}")
+    text = section.text
+    middle, reach = (end - start) // 2, (end - start) // 4
+    breaks = [(u.level, -abs(u.start - middle), u.start) for u in _units(text[start:end])[1:]]
+    near = [b for b in breaks if -b[1] <= reach]
+    if near:
+        cut = start + max(near)[2]
+        left, right = (start, cut), (cut, end)
+    else:
+        space = min(
+            _SPACE.finditer(text, start + 1, end - 1),
+            key=lambda m: abs(m.start() - start - middle),
+            default=None,
+        )
+        if space is not None:
+            left, right = (start, space.start()), (space.end(), end)
+        else:
+            left, right = (start, start + middle), (start + middle, end)
+    return [(section, *_trimmed(text, a, b)) for a, b in (left, right) if text[a:b].strip()]
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    unit = _strip(text, _Unit(start, end, ANYWHERE))
+    return unit.start, unit.end

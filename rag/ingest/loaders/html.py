@@ -1,0 +1,202 @@
+"""HTML: the text a reader sees, one section per h1-h6 heading.
+
+Uses the standard library's tolerant parser.  Scripts, styles, templates, SVG, ``<noscript>``
+and elements marked ``hidden``/``aria-hidden="true"``/``display:none`` are dropped; block
+elements become line or paragraph breaks, table cells are joined with `` | ``, and runs of
+whitespace collapse to one space except inside ``<pre>``.  Section offsets point into
+that visible text.  When the page has no ``<h1>``, its ``<title>`` heads every heading
+path, so that chunks still say which page they came from.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from rag.errors import DocumentError
+from rag.ingest.document import LoadedDocument, Section
+from rag.ingest.loaders.text import decode_text
+
+_SKIP = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object", "select", "title"})
+_VOID = frozenset(
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    }
+)
+_LINE = frozenset({"br", "li", "tr", "dt", "dd", "caption", "figcaption", "summary", "option"})
+_PARAGRAPH = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "body", "center", "details", "dialog", "div", "dl",
+        "fieldset", "figure", "footer", "form", "header", "hgroup", "hr", "main", "menu", "nav", "ol", "p",
+        "pre", "section", "table", "ul",
+    }
+)  # fmt: skip
+# Elements whose end tag may be left out: a hidden one must not hide what follows it.
+_OPTIONAL_END = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
+_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_CELLS = frozenset({"td", "th"})
+_WHITESPACE = re.compile(r"\s+")
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
+_META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
+# Browsers read these labels as windows-1252 (WHATWG Encoding), and so do we.
+_AS_CP1252 = frozenset({"ascii", "iso8859-1", "cp1252"})
+
+
+def load_html(path: Path, data: bytes) -> LoadedDocument:
+    decoded = decode_text(data, path, declared=_declared_charset(data))
+    parser = _VisibleText()
+    try:
+        parser.feed(decoded.text)
+        parser.close()
+    except Exception as exc:  # html.parser has asserts on broken markup
+        raise DocumentError(path, f"could not parse HTML ({type(exc).__name__})") from None
+    text = "".join(parser.parts)
+    prefix = (parser.title,) if parser.title and not parser.saw_h1 else ()
+    starts = [start for start, _ in parser.sections] + [len(text)]
+    sections = []
+    for (start, heading), end in zip(parser.sections, starts[1:], strict=True):
+        chunk = text[start:end]
+        if chunk.strip():
+            lead = len(chunk) - len(chunk.lstrip())
+            sections.append(Section(chunk.strip(), heading=prefix + heading, offset=start + lead))
+    return LoadedDocument(path, "html", sections, [decoded.warning] if decoded.warning else [])
+
+
+def _declared_charset(data: bytes) -> str | None:
+    match = _META_CHARSET.search(data[:4096])
+    if not match:
+        return None
+    try:
+        name = codecs.lookup(match.group(1).decode("ascii")).name
+    except (LookupError, UnicodeDecodeError):
+        return None
+    return "cp1252" if name in _AS_CP1252 else name
+
+
+class _VisibleText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.length = 0
+        self.sections: list[tuple[int, tuple[str, ...]]] = [(0, ())]
+        self.title = ""
+        self.saw_h1 = False
+        self._breaks = 0  # newlines owed before the next text
+        self._separator = ""  # inline separator owed before the next text
+        self._skip_tag = ""  # the element whose content is being dropped
+        self._skip_depth = 0
+        self._pre = 0
+        self._heading_level = 0
+        self._heading_start = -1  # offset of the heading's text, once it has some
+        self._heading_part = 0  # index in parts of that text
+        self._stack: list[tuple[int, str]] = []
+        self._title_parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._skip_tag:
+            if tag != self._skip_tag:
+                return
+            if tag not in _OPTIONAL_END or self._skip_depth > 1:
+                self._skip_depth += 1
+                return
+            # <li hidden>a<li>b: the hidden item ended where the next one starts.
+            self._skip_tag, self._skip_depth = "", 0
+        if tag not in _VOID and (tag in _SKIP or _is_hidden(attrs)):
+            self._skip_tag, self._skip_depth = tag, 1
+            return
+        self._block(tag)
+        if tag == "pre":
+            self._pre += 1
+        elif tag in _CELLS and self.length and not self._breaks:
+            self._separator = " | "
+        elif tag in _HEADINGS:
+            self._heading_level = _HEADINGS[tag]
+            self._heading_start = -1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._skip_tag:
+            if tag == self._skip_tag:
+                self._skip_depth -= 1
+                if not self._skip_depth:
+                    self._skip_tag = ""
+            return
+        self._block(tag)
+        if tag == "pre":
+            self._pre = max(self._pre - 1, 0)
+        elif tag in _HEADINGS and self._heading_level:
+            self._end_heading()
+
+    def handle_data(self, data: str) -> None:
+        if self._skip_tag:
+            if self._skip_tag == "title":
+                self._title_parts.append(data)
+                self.title = _WHITESPACE.sub(" ", "".join(self._title_parts)).strip()
+            return
+        if self._pre:
+            self._write(data)
+            return
+        collapsed = _WHITESPACE.sub(" ", data)
+        if collapsed.startswith(" ") and not self._separator:
+            self._separator = " "
+        self._write(collapsed.strip())
+        if collapsed.endswith(" ") and collapsed.strip():
+            self._separator = " "
+
+    def _block(self, tag: str) -> None:
+        if tag in _LINE:
+            self._breaks = max(self._breaks, 1)
+        elif tag in _PARAGRAPH or tag in _HEADINGS:
+            self._breaks = 2
+
+    def _write(self, text: str) -> None:
+        if not text:
+            return
+        if self.length:
+            lead = "\n" * self._breaks if self._breaks else self._separator
+            self.parts.append(lead)
+            self.length += len(lead)
+        self._breaks, self._separator = 0, ""
+        if self._heading_level and self._heading_start < 0:
+            self._heading_start, self._heading_part = self.length, len(self.parts)
+        self.parts.append(text)
+        self.length += len(text)
+
+    def _end_heading(self) -> None:
+        level, start = self._heading_level, self._heading_start
+        self._heading_level = 0
+        if start < 0:
+            return  # a heading without text
+        title = _WHITESPACE.sub(" ", "".join(self.parts[self._heading_part :])).strip()
+        self.saw_h1 = self.saw_h1 or level == 1
+        while self._stack and self._stack[-1][0] >= level:
+            self._stack.pop()
+        self._stack.append((level, title))
+        heading = tuple(t for _, t in self._stack)
+        if self.sections[-1][0] == start:
+            self.sections[-1] = (start, heading)
+        else:
+            self.sections.append((start, heading))
+
+
+def _is_hidden(attrs: list[tuple[str, str | None]]) -> bool:
+    for name, value in attrs:
+        if name == "hidden" or (name == "aria-hidden" and value == "true"):
+            return True
+        if name == "style" and value and _HIDDEN_STYLE.search(value):
+            return True
+    return False

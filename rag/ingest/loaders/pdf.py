@@ -1,0 +1,105 @@
+"""PDF: one section per page, numbered from 1, text from pypdf.
+
+Every way pypdf can fail on a file (encryption, damage, a file that only has a .pdf name)
+becomes one DocumentError with a short reason; a page whose extraction fails is skipped
+with a warning and the rest is kept.  Page text gets a light cleanup, and section offsets
+are into the cleaned page text.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.errors import DocumentError
+from rag.ingest.document import LoadedDocument, Section
+
+if TYPE_CHECKING:
+    from pypdf import PageObject
+
+# pypdf logs each oddity it recovers from ("EOF marker not found"); with no handler of its
+# own that lands on stderr through logging's last resort, in the middle of progress output.
+# A NullHandler stops that, and still lets an application that configures logging see it.
+logging.getLogger("pypdf").addHandler(logging.NullHandler())
+
+# Syllable hyphenation at a line end: "infor-\nmation".  Only between lower-case letters,
+# so that "Schwarz-\nWeiß" and "Mr-\nBayes" keep their hyphen.
+_HYPHENATED = re.compile(r"([^\W\d_])-\n([^\W\d_])")
+_LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
+# Unmapped glyphs come out as C0 controls (TeX's minus sign as NUL); show them as unknown.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def load_pdf(path: Path, data: bytes) -> LoadedDocument:
+    if b"%PDF-" not in data[:1024]:
+        raise DocumentError(path, "not a PDF (no PDF header)")
+    pages = _open(path, data)
+    sections: list[Section] = []
+    warnings: list[str] = []
+    blank = 0
+    for number, page in enumerate(pages, start=1):
+        try:
+            text = clean_page_text(page.extract_text() or "")
+        except Exception as exc:  # one bad page must not lose the others
+            warnings.append(f"page {number}: text extraction failed ({_short(exc)})")
+            continue
+        if text.strip():
+            sections.append(Section(text, page=number))
+        else:
+            blank += 1
+    if not sections:
+        if blank:
+            raise DocumentError(path, "no extractable text (scanned PDF?)")
+        raise DocumentError(path, "damaged PDF: text extraction failed on every page")
+    if blank:
+        warnings.append(f"{blank} of {len(pages)} pages have no text layer (scanned?)")
+    return LoadedDocument(path, "pdf", sections, warnings)
+
+
+def clean_page_text(text: str) -> str:
+    """Undo line-end hyphenation, expand ligatures, and mark unmapped glyphs."""
+    text = _HYPHENATED.sub(_dehyphenate, text.replace("\u00ad\n", "").replace("\u00ad", ""))
+    return _CONTROL.sub("\ufffd", text.translate(_LIGATURES))
+
+
+def _dehyphenate(match: re.Match[str]) -> str:
+    before, after = match.group(1), match.group(2)
+    return before + after if before.islower() and after.islower() else match.group(0)
+
+
+def _open(path: Path, data: bytes) -> list[PageObject]:
+    from pypdf import PdfReader  # imported here: it costs CLI start-up time otherwise
+    from pypdf.errors import DependencyError, EmptyFileError, FileNotDecryptedError, PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        # pypdf already tried the empty user password; an owner password alone is no lock.
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentError(path, "encrypted PDF (password required)")
+        return list(reader.pages)
+    except DocumentError:
+        raise
+    except FileNotDecryptedError:
+        raise DocumentError(path, "encrypted PDF (password required)") from None
+    except DependencyError:
+        raise DocumentError(path, "encrypted PDF needs the 'cryptography' package: pip install cryptography") from None
+    except EmptyFileError:
+        raise DocumentError(path, "empty file") from None
+    except PdfReadError as exc:
+        message = str(exc)
+        if "startxref" in message:
+            raise DocumentError(path, "damaged PDF: no startxref") from None
+        raise DocumentError(path, f"damaged PDF: {_short(exc)}") from None
+    except Exception as exc:  # any parser failure is a damaged file to the user
+        raise DocumentError(path, f"damaged PDF: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as a few words on one line."""
+    message = " ".join(str(exc).split())
+    if len(message) > 120:
+        message = message[:117] + "..."
+    return message or type(exc).__name__

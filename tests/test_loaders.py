@@ -1,0 +1,430 @@
+"""Loaders on real files: PDFs from public test suites, text written here in several encodings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.errors import DocumentError
+from rag.ingest.document import LoadedDocument
+from rag.ingest.loaders import SUPPORTED_EXTENSIONS, decode_text, load
+from rag.ingest.loaders.pdf import clean_page_text
+
+PDF = Path(__file__).parent / "fixtures" / "pdf"
+
+
+def write(path: Path, data: str | bytes, encoding: str = "utf-8") -> Path:
+    path.write_bytes(data if isinstance(data, bytes) else data.encode(encoding))
+    return path
+
+
+def failure(path: Path) -> str:
+    with pytest.raises(DocumentError) as caught:
+        load(path)
+    error = caught.value
+    assert error.path == str(path)
+    assert "\n" not in str(error), "a reason must be one line"
+    assert "Traceback" not in str(error)
+    return error.reason
+
+
+def assert_offsets(doc: LoadedDocument, extracted: str) -> None:
+    for section in doc.sections:
+        assert extracted[section.offset : section.offset + len(section.text)] == section.text
+
+
+# --- text and decoding ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "warning"),
+    [
+        ("utf-8", None),
+        ("utf-8-sig", None),
+        ("utf-16", "decoded as utf-16"),
+        ("utf-32", "decoded as utf-32"),
+        ("cp1252", "decoded as cp1252"),
+        ("utf-16-le", "decoded as utf_16_le"),  # no byte-order mark
+    ],
+)
+def test_text_in_common_encodings_decodes_correctly(tmp_path: Path, encoding: str, warning: str | None) -> None:
+    text = "Le café coûte 3 € — c’est « très » cher.\nNaïve façade, Grüße aus Köln.\n"
+    doc = load(write(tmp_path / "note.txt", text, encoding))
+    assert doc.kind == "text"
+    assert doc.sections[0].text == text
+    assert doc.warnings == ([warning] if warning else [])
+
+
+def test_short_latin1_word_is_not_mojibake(tmp_path: Path) -> None:
+    # charset-normalizer alone guesses UTF-16-BE ("捡曩") or cp1250 for inputs like these.
+    assert load(write(tmp_path / "a.txt", "café", "latin-1")).sections[0].text == "café"
+    french = "Le café coûte trop. Naïve façade, très cher."
+    assert load(write(tmp_path / "b.txt", french, "cp1252")).sections[0].text == french
+
+
+def test_other_legacy_encodings_are_detected(tmp_path: Path) -> None:
+    russian = "Привет, как дела? Это текст в кодировке windows-1251, и он довольно длинный.\n"
+    doc = load(write(tmp_path / "ru.txt", russian, "cp1251"))
+    assert doc.sections[0].text == russian
+    assert doc.warnings == ["decoded as cp1251"]
+
+
+def test_utf8_with_a_stray_byte_keeps_the_rest(tmp_path: Path) -> None:
+    data = "Grüße aus Köln, schöne Straße, Äpfel und Öl. ".encode() * 3 + b"\xff end"
+    doc = load(write(tmp_path / "mixed.txt", data))
+    assert doc.sections[0].text.startswith("Grüße aus Köln")
+    assert "\ufffd end" in doc.sections[0].text
+    assert doc.warnings == ["decoded as UTF-8 with 1 invalid byte(s) replaced by \ufffd"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8,
+        bytes(range(1, 32)) * 200,  # control characters, no NUL
+        b"text with a NUL\x00 in the middle",
+    ],
+    ids=["png", "controls", "nul"],
+)
+def test_binary_named_txt_is_reported(tmp_path: Path, data: bytes) -> None:
+    assert failure(write(tmp_path / "image.txt", data)) == "binary file, not text"
+
+
+def test_empty_and_blank_files_are_reported(tmp_path: Path) -> None:
+    assert failure(write(tmp_path / "empty.txt", b"")) == "empty file"
+    assert failure(write(tmp_path / "blank.md", b" \n\t\n")) == "empty file"
+
+
+def test_decode_text_honours_a_declared_encoding() -> None:
+    data = "Grüße".encode("cp1252")
+    assert decode_text(data, Path("x.html"), declared="cp1252").text == "Grüße"
+
+
+# --- unreadable files ----------------------------------------------------------------------
+
+
+def test_broken_symlink_is_reported(tmp_path: Path) -> None:
+    link = tmp_path / "gone.txt"
+    link.symlink_to(tmp_path / "missing.txt")
+    assert failure(link) == "broken symlink"
+
+
+def as_unprivileged(code: str) -> str:
+    """Run Python ``code`` where mode 000 really blocks reading, and return its stdout.
+
+    Root ignores file modes through CAP_DAC_OVERRIDE, so as root the code runs under
+    ``setpriv`` with that capability (and CAP_DAC_READ_SEARCH) dropped.
+    """
+    command = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: mode 000 does not block reading")
+        drop = "-dac_override,-dac_read_search"
+        command = [setpriv, f"--bounding-set={drop}", f"--inh-caps={drop}", *command]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes")
+def test_unreadable_file_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path / "secret.txt", "hidden")
+    path.chmod(0)
+    code = (
+        "from pathlib import Path\n"
+        "from rag.errors import DocumentError\n"
+        "from rag.ingest.loaders import load\n"
+        "try:\n"
+        f"    load(Path({str(path)!r}))\n"
+        "except DocumentError as e:\n"
+        "    print(e.reason)\n"
+    )
+    try:
+        assert as_unprivileged(code) == "permission denied"
+    finally:
+        path.chmod(0o600)
+
+
+def test_folder_with_a_text_name_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").mkdir()
+    assert failure(tmp_path / "notes.md") == "is a folder, not a file"
+
+
+def test_unsupported_extension_is_reported(tmp_path: Path) -> None:
+    assert failure(write(tmp_path / "a.docx", "x")) == "unsupported file type '.docx'"
+    assert set(SUPPORTED_EXTENSIONS) >= {".txt", ".md", ".markdown", ".pdf", ".html", ".htm"}
+
+
+def test_extensions_are_case_insensitive(tmp_path: Path) -> None:
+    assert load(write(tmp_path / "README.MD", "# Title\n\nBody\n")).kind == "markdown"
+
+
+# --- Markdown ------------------------------------------------------------------------------
+
+MARKDOWN = """\
+---
+title: Front matter is metadata
+---
+Preamble before any heading.
+
+# Guide
+
+Intro to the guide.
+
+## Install ##
+
+```bash
+# a comment, not a heading
+pip install rag
+```
+
+~~~
+## also not a heading
+~~~
+
+Setext Title
+============
+
+Under the setext title.
+
+A sub title
+-----------
+
+Under the sub title.
+
+### Deep
+Deep text.
+
+# Empty
+
+## Next
+Last words.
+"""
+
+
+def test_markdown_sections_carry_heading_paths(tmp_path: Path) -> None:
+    doc = load(write(tmp_path / "guide.md", MARKDOWN))
+    headings = [s.heading for s in doc.sections]
+    assert headings == [
+        (),
+        ("Guide",),
+        ("Guide", "Install"),
+        ("Setext Title",),
+        ("Setext Title", "A sub title"),
+        ("Setext Title", "A sub title", "Deep"),
+        ("Empty", "Next"),  # "# Empty" has no text of its own, so no section
+    ]
+    install = doc.sections[2].text
+    assert "# a comment, not a heading" in install and "## also not a heading" in install
+    assert "Front matter" not in doc.sections[0].text
+    assert_offsets(doc, MARKDOWN)
+
+
+def test_markdown_offsets_are_exact_with_crlf_and_bom(tmp_path: Path) -> None:
+    text = MARKDOWN.replace("\n", "\r\n")
+    doc = load(write(tmp_path / "crlf.md", text, "utf-8-sig"))
+    assert [s.heading for s in doc.sections][:3] == [(), ("Guide",), ("Guide", "Install")]
+    assert_offsets(doc, text)
+
+
+def test_markdown_thematic_break_after_blank_line_is_not_a_heading(tmp_path: Path) -> None:
+    text = "Para one.\n\n---\n\nPara two.\n- item\n---\n"
+    doc = load(write(tmp_path / "hr.md", text))
+    assert [s.heading for s in doc.sections] == [()]
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+HTML = """<!DOCTYPE html>
+<html><head><meta charset="iso-8859-1"><title>Caf\xe9 Guide</title>
+<style>body { color: red; }</style>
+<script>var markup = "<h1>not a heading</h1>";</script></head>
+<body>
+<nav>Home</nav>
+<h2>Intro &amp; Overview</h2>
+<p>Caf&eacute;s   are
+   nice.<br>Second&nbsp;line &lt;here&gt;.</p>
+<div hidden>hidden div</div><span style="display: none">invisible span</span>
+<noscript>enable javascript</noscript><template><p>template text</p></template>
+<input type="hidden" name="csrf" value="token123">
+<h3>Details</h3>
+<ul><li>one</li><li>two <b>bold</b></li></ul>
+<table><tr><th>Name</th><th>Age</th></tr><tr><td>Bob</td><td>3</td></tr></table>
+<pre>  keep
+    indentation</pre>
+<svg><text>svg label</text></svg>
+<h2>Second</h2><p>Last paragraph.</p>
+</body></html>
+"""
+
+
+def test_html_keeps_visible_text_only(tmp_path: Path) -> None:
+    doc = load(write(tmp_path / "page.html", HTML, "cp1252"))
+    text = "\n\n".join(s.text for s in doc.sections)
+    for gone in ("color: red", "not a heading", "hidden div", "invisible span", "javascript",
+                 "template text", "token123", "svg label"):  # fmt: skip
+        assert gone not in text
+    assert "Cafés are nice.\nSecond line <here>." in text
+    assert "one\ntwo bold" in text
+    assert "Name | Age\nBob | 3" in text
+    assert "  keep\n    indentation" in text
+    assert doc.warnings == ["decoded as cp1252 (declared)"]
+
+
+def test_html_headings_give_paths_under_the_title(tmp_path: Path) -> None:
+    doc = load(write(tmp_path / "page.htm", HTML, "cp1252"))
+    assert [s.heading for s in doc.sections] == [
+        ("Café Guide",),
+        ("Café Guide", "Intro & Overview"),
+        ("Café Guide", "Intro & Overview", "Details"),
+        ("Café Guide", "Second"),
+    ]
+    assert doc.sections[1].text.startswith("Intro & Overview\n\nCafés")
+
+
+def test_html_offsets_are_into_the_visible_text(tmp_path: Path) -> None:
+    doc = load(write(tmp_path / "page.html", HTML, "cp1252"))
+    last = doc.sections[-1]
+    visible_length = last.offset + len(last.text)
+    assert visible_length > sum(len(s.text) for s in doc.sections)  # breaks between sections
+    # Sections are in order and do not overlap.
+    ends = [s.offset + len(s.text) for s in doc.sections]
+    assert all(end <= following.offset for end, following in zip(ends, doc.sections[1:], strict=False))
+
+
+def test_html_with_h1_does_not_prefix_the_title(tmp_path: Path) -> None:
+    page = "<title>T</title><h1>Main</h1><p>a</p><h2>Sub</h2><p>b</p>"
+    doc = load(write(tmp_path / "p.html", page))
+    assert [s.heading for s in doc.sections] == [("Main",), ("Main", "Sub")]
+
+
+def test_unclosed_hidden_item_hides_only_itself(tmp_path: Path) -> None:
+    page = "<ul><li hidden>secret<li>shown one<li>shown two</ul><p>after"
+    doc = load(write(tmp_path / "p.html", page))
+    assert doc.sections[0].text == "shown one\nshown two\n\nafter"
+
+
+def test_html_without_visible_text_is_reported(tmp_path: Path) -> None:
+    assert failure(write(tmp_path / "s.html", "<script>alert(1)</script>")) == "no visible text"
+
+
+def test_utf8_page_declaring_latin1_is_read_as_utf8(tmp_path: Path) -> None:
+    page = '<meta charset="iso-8859-1"><p>Grüße</p>'
+    doc = load(write(tmp_path / "p.html", page))
+    assert doc.sections[0].text == "Grüße"
+    assert doc.warnings == []
+
+
+# --- PDF -----------------------------------------------------------------------------------
+
+
+def test_pdf_pages_are_numbered_sections() -> None:
+    doc = load(PDF / "latex_two-column-lorem.pdf")
+    assert doc.kind == "pdf"
+    assert [s.page for s in doc.sections] == [1, 2, 3]
+    assert doc.sections[0].text.startswith("Two-Column Document with Lorem Ipsum")
+    first = doc.sections[0].text
+    assert "adipiscing elit" in first and "adip-\niscing" not in first  # de-hyphenated
+    assert "filled" in first and "ﬁ" not in first  # ligature expanded
+
+
+def test_single_page_pdf() -> None:
+    doc = load(PDF / "google-doc_zen-of-python.pdf")
+    assert [s.page for s in doc.sections] == [1]
+    assert "Beautiful is better than ugly." in doc.sections[0].text
+
+
+def test_aes_pdf_without_user_password_is_read() -> None:
+    doc = load(PDF / "encrypted_aes256_no-user-password.pdf")
+    assert [(s.page, s.text) for s in doc.sections] == [
+        (1, "Page one of the encrypted sample. The owl flies at midnight."),
+        (2, "Page two of the encrypted sample. The river runs backwards."),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("encrypted_aes256_user-password.pdf", "encrypted PDF (password required)"),
+        ("encrypted_libreoffice-writer-password.pdf", "encrypted PDF (password required)"),
+        ("encrypted_pdfplumber-password-example.pdf", "encrypted PDF (password required)"),
+        ("damaged_qpdf-bad2_no-startxref.pdf", "damaged PDF: no startxref"),
+        ("not-a-pdf_qpdf-bad1.pdf", "not a PDF (no PDF header)"),
+        ("empty_0-bytes.pdf", "empty file"),
+    ],
+)
+def test_bad_pdfs_give_one_clear_line(name: str, reason: str) -> None:
+    assert failure(PDF / "bad" / name) == reason
+
+
+def test_every_bad_pdf_is_covered() -> None:
+    assert len(list((PDF / "bad").iterdir())) == 6
+
+
+def test_truncated_pdf_is_reported_as_damaged(tmp_path: Path) -> None:
+    data = (PDF / "latex_two-column-lorem.pdf").read_bytes()
+    reason = failure(write(tmp_path / "cut.pdf", data[: len(data) // 3]))
+    assert reason.startswith("damaged PDF")
+
+
+def test_pdf_without_text_layer_is_reported(tmp_path: Path) -> None:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    with (tmp_path / "scan.pdf").open("wb") as fh:
+        writer.write(fh)
+    assert failure(tmp_path / "scan.pdf") == "no extractable text (scanned PDF?)"
+
+
+def test_pages_without_text_are_a_warning(tmp_path: Path) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    writer.add_page(PdfReader(PDF / "google-doc_zen-of-python.pdf").pages[0])
+    writer.add_blank_page(width=200, height=200)
+    with (tmp_path / "mixed.pdf").open("wb") as fh:
+        writer.write(fh)
+    doc = load(tmp_path / "mixed.pdf")
+    assert [s.page for s in doc.sections] == [1]
+    assert doc.warnings == ["1 of 2 pages have no text layer (scanned?)"]
+
+
+def test_aes_pdf_without_cryptography_says_what_to_install() -> None:
+    # Make `cryptography` (and pycryptodome) unimportable in a fresh interpreter.
+    code = (
+        "import sys; sys.modules['cryptography'] = None; sys.modules['Crypto'] = None\n"
+        "from pathlib import Path\n"
+        "from rag.errors import DocumentError\n"
+        "from rag.ingest.loaders import load\n"
+        "try:\n"
+        f"    load(Path({str(PDF / 'encrypted_aes256_no-user-password.pdf')!r}))\n"
+        "except DocumentError as e:\n"
+        "    print(e.reason)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "encrypted PDF needs the 'cryptography' package: pip install cryptography"
+    assert result.stderr == ""
+
+
+def test_pypdf_log_noise_does_not_reach_stderr() -> None:
+    code = (
+        "from pathlib import Path\n"
+        "from rag.errors import DocumentError\n"
+        "from rag.ingest.loaders import load\n"
+        "try:\n"
+        f"    load(Path({str(PDF / 'bad' / 'damaged_qpdf-bad2_no-startxref.pdf')!r}))\n"
+        "except DocumentError:\n"
+        "    pass\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr == ""
+
+
+def test_page_text_cleanup() -> None:
+    assert clean_page_text("infor-\nmation and Schwarz-\nWeiß") == "information and Schwarz-\nWeiß"
+    assert clean_page_text("ﬁne x\x00y") == "fine x\ufffdy"
