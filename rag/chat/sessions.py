@@ -1,0 +1,283 @@
+"""Chat sessions saved by name in one SQLite file of the store (``RAG_HOME/sessions.db``).
+
+Several ``rag chat`` processes may write at once, to different sessions or to the same
+one: the file is in WAL mode, every write is one ``BEGIN IMMEDIATE`` transaction, and a
+turn's number is taken inside that transaction, so writers queue instead of clobbering.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.answer.base import Turn
+from rag.errors import RagError, UsageError
+from rag.results import Answer, Citation, Hit
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    index_name TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS turns (
+    session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    search_query TEXT,
+    answer TEXT NOT NULL,
+    refused INTEGER NOT NULL,
+    mode TEXT NOT NULL,
+    model TEXT NOT NULL,
+    citations TEXT NOT NULL,
+    context TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+"""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class SessionNotFoundError(RagError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no chat session '{name}': `rag history` lists them")
+        self.name = name
+
+
+def validate_session_name(name: str) -> str:
+    if not _NAME.match(name) or ".." in name:
+        raise UsageError(
+            f"invalid session name {name!r}: use letters, digits, '.', '_' and '-' (at most 63), "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def new_session_name() -> str:
+    """A fresh name such as ``chat-20250101-093000-a1b2``: sortable, and unique enough."""
+    return f"chat-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One saved exchange: the question, what retrieval searched for, and the answer."""
+
+    question: str
+    answer: str
+    refused: bool = False
+    search_query: str | None = None
+    citations: list[Citation] = field(default_factory=list)
+    context: list[Hit] = field(default_factory=list)
+    mode: str = "llm"
+    model: str = ""
+    created: float = 0.0
+
+    @classmethod
+    def from_answer(cls, question: str, answer: Answer, search_query: str | None = None) -> ChatTurn:
+        return cls(
+            question=question,
+            answer=answer.text,
+            refused=answer.refused,
+            search_query=search_query if search_query and search_query != question else None,
+            citations=list(answer.citations),
+            context=list(answer.context),
+            mode=answer.mode,
+            model=answer.model,
+            created=time.time(),
+        )
+
+    def as_turn(self) -> Turn:
+        """The plain (question, answer) pair answerers take as history."""
+        return Turn(self.question, self.answer)
+
+    def to_answer(self) -> Answer:
+        return Answer(
+            question=self.question, text=self.answer, refused=self.refused, citations=list(self.citations),
+            model=self.model, mode=self.mode, context=list(self.context), rewritten_question=self.search_query,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "question": self.question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "citations": [c.to_dict() for c in self.citations],
+            "mode": self.mode,
+            "model": self.model,
+            "created": self.created,
+        }
+        if self.search_query is not None:
+            data["rewritten_question"] = self.search_query
+        return data
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session as ``rag history`` lists it."""
+
+    name: str
+    index: str
+    turns: int
+    created: float
+    updated: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "index": self.index, "turns": self.turns, "created": self.created,
+                "updated": self.updated}
+
+
+class SessionStore:
+    """The sessions file.  Thread-safe; close it when done."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # isolation_level=None: we issue BEGIN ourselves, so each write is exactly one transaction.
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RagError(f"{path} was written by a newer rag (schema {version}); upgrade rag to read it")
+            # One statement at a time: executescript would commit the transaction first.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: two writers wait for each other (busy
+        # timeout) instead of both reading, then one failing to upgrade its lock.
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # --- reading --------------------------------------------------------------------------
+
+    def sessions(self, index: str | None = None) -> list[SessionInfo]:
+        """Every session, most recently used first (only ``index``'s when given)."""
+        where, args = ("WHERE s.index_name = ?", (index,)) if index else ("", ())
+        return self._infos(where, args)
+
+    def info(self, name: str) -> SessionInfo | None:
+        """The session called ``name``, or None."""
+        found = self._infos("WHERE s.name = ?", (name,))
+        return found[0] if found else None
+
+    def _infos(self, where: str, args: tuple[Any, ...]) -> list[SessionInfo]:
+        sql = (
+            "SELECT s.name, s.index_name, COUNT(t.seq), s.created, s.updated FROM sessions s "
+            f"LEFT JOIN turns t ON t.session_id = s.id {where} GROUP BY s.id ORDER BY s.updated DESC, s.name"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [SessionInfo(*row) for row in rows]
+
+    def turns(self, name: str) -> list[ChatTurn]:
+        """The session's turns in order; an unknown name has none."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t.question, t.answer, t.refused, t.search_query, t.citations, t.context, t.mode, t.model, "
+                "t.created FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.name = ? ORDER BY t.seq",
+                (name,),
+            ).fetchall()
+        return [_turn(row) for row in rows]
+
+    # --- writing --------------------------------------------------------------------------
+
+    def append(self, name: str, index: str, turn: ChatTurn) -> None:
+        """Add ``turn`` to the end of session ``name``, creating the session if needed."""
+        with self._write() as db:
+            session_id = _ensure(db, name, index, turn.created)
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?",
+                             (session_id,)).fetchone()[0]
+            db.execute(
+                "INSERT INTO turns (session_id, seq, question, search_query, answer, refused, mode, model, "
+                "citations, context, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id, seq, turn.question, turn.search_query, turn.answer, int(turn.refused), turn.mode,
+                    turn.model, json.dumps([_citation_dict(c) for c in turn.citations]),
+                    json.dumps([h.to_dict() for h in turn.context]), turn.created,
+                ),
+            )
+            db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (turn.created, session_id))
+
+    def clear(self, name: str) -> None:
+        """Forget the session's turns; the session itself stays."""
+        with self._write() as db:
+            db.execute("DELETE FROM turns WHERE session_id = (SELECT id FROM sessions WHERE name = ?)", (name,))
+            db.execute("UPDATE sessions SET updated = ? WHERE name = ?", (time.time(), name))
+
+    def delete(self, name: str) -> bool:
+        """Delete the session and its turns; False when there was none."""
+        with self._write() as db:
+            return db.execute("DELETE FROM sessions WHERE name = ?", (name,)).rowcount > 0
+
+
+def _ensure(db: sqlite3.Connection, name: str, index: str, now: float) -> int:
+    row = db.execute("SELECT id FROM sessions WHERE name = ?", (name,)).fetchone()
+    if row is not None:
+        return int(row[0])
+    cursor = db.execute(
+        "INSERT INTO sessions (name, index_name, created, updated) VALUES (?, ?, ?, ?)", (name, index, now, now)
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _citation_dict(c: Citation) -> dict[str, Any]:
+    return {**c.to_dict(), "score": c.score, "text": c.text}
+
+
+def _turn(row: tuple[Any, ...]) -> ChatTurn:
+    question, answer, refused, search_query, citations, context, mode, model, created = row
+    return ChatTurn(
+        question=question,
+        answer=answer,
+        refused=bool(refused),
+        search_query=search_query,
+        citations=[Citation(**c) for c in json.loads(citations)],
+        context=[_hit(h) for h in json.loads(context)],
+        mode=mode,
+        model=model,
+        created=created,
+    )
+
+
+def _hit(data: dict[str, Any]) -> Hit:
+    fields = ("rank", "score", "chunk_id", "source", "page", "heading", "text", "start", "end", "relevance")
+    values: dict[str, Any] = {k: data[k] for k in fields if k in data}
+    return Hit(**values)
