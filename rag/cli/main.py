@@ -246,7 +246,8 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
     usage = answer.usage
     if answer.mode == "llm" and usage.get("total_tokens"):
         cost = usage.get("cost_usd")
-        price = f" · ${cost:.4f}" if cost is not None else ""
+        # A typical answer costs a fraction of a cent: show enough digits to see it.
+        price = "" if cost is None else f" · ${cost:.4f}" if cost >= 0.01 else f" · ${cost:.6f}"
         about = "~" if usage.get("estimated") else ""
         out.print(f"[dim]{escape(answer.model)} · {about}{usage['total_tokens']:,} tokens{price}[/]")
     if show_context:

@@ -1,0 +1,319 @@
+"""The offline answerer: quotes the retrieved sentences that best answer the question, and cites them.
+
+No LLM, no key.  Each whole sentence of the retrieved chunks is scored (``score_sentences``):
+
+- the cosine similarity of its embedding with the question's,
+- plus ``COVERAGE_WEIGHT`` times the share of the question's content words it contains
+  (SQuAD v2's unanswerable questions are paraphrases that hinge on a word the text lacks),
+- minus ``ANSWER_TYPE_PENALTY`` when a "when" or "how many" question meets a sentence with
+  no date or number in it;
+- a question with a negation may only be answered by a sentence with one.
+
+The answer is the best sentence and up to two more within ``MARGIN`` of it, in document
+order within each source, each source cited; or a refusal when the best score is below
+the calibrated threshold (``rag.answer.relevance``).  benchmarks/squad_answerability.py
+measured every one of these choices.
+
+Sentences are embedded with the index's embedder when it is local.  When the index uses
+an API embedder, the local model scores them instead: embedding every candidate sentence
+would otherwise be a paid request per question, in an answerer meant to work offline.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rag import prompts
+from rag.answer import relevance
+from rag.answer.base import Answerer, DeltaCallback, Turn
+from rag.answer.citations import citation
+from rag.embed.base import Embedder, embed_many
+from rag.results import Answer, Hit
+from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from rag.engine import Engine
+
+#: Most sentences quoted in one answer.
+MAX_SENTENCES = 3
+#: Further sentences are quoted only when they score within this of the best one.
+MARGIN = 0.15
+#: Weight of the question's content words found in a sentence, added to its cosine.
+COVERAGE_WEIGHT = 0.3
+#: Taken off a sentence that lacks what a "when" or "how many" question asks for (a date, a number).
+ANSWER_TYPE_PENALTY = 0.3
+# Sentence vectors kept between questions (a conversation re-reads the same chunks).
+_CACHE_SIZE = 20_000
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence of a retrieved chunk: ``hit_index`` into the hits, span into its text."""
+
+    hit_index: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    sentence: Sentence
+    score: float
+
+
+# --- sentences ------------------------------------------------------------------------------
+
+# A sentence ends at . ! or ? (and closing quotes or brackets) before a space and what looks
+# like the next sentence's start; a blank line or a list item also starts one.
+_BOUNDARY = re.compile(
+    r"""(?:(?<=[.!?])|(?<=[.!?]["'”’)\]]))\s+(?=["'“‘(\[]?[A-Z0-9])"""
+    r"""|\n[ \t]*\n\s*"""
+    r"""|\n(?=[ \t]*(?:[-*•]\s|\d+[.)]\s|#))"""
+)
+_ABBREVIATION = re.compile(
+    r"(?:\b[A-Z]|\b(?:e\.g|i\.e|etc|vs|cf|al|approx|fig|figs|eq|ref|vol|pp|Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|"
+    r"Inc|Ltd|Co|Corp|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|U\.S|U\.K))\.$",
+    re.IGNORECASE,
+)
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of ``text`` (start, end), whitespace trimmed, empty ones left out."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        before = text[start : match.start()]
+        if "\n" not in match.group(0) and _ABBREVIATION.search(before[-12:]):
+            continue  # "Dr. Smith", "U.S. Army", "J. R. R. Tolkien"
+        spans.append((start, match.start()))
+        start = match.end()
+    spans.append((start, len(text)))
+    trimmed = []
+    for s, e in spans:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s and any(c.isalnum() for c in text[s:e]):
+            trimmed.append((s, e))
+    return trimmed
+
+
+# --- lexical overlap ------------------------------------------------------------------------
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers herself him himself his how i if in into is it its itself just me more
+    most my myself no nor not now of off on once only or other our ours ourselves out over own same she
+    should so some such than that the their theirs them themselves then there these they this those
+    through to too under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves name named many much kind type one ones called us""".split()  # noqa: SIM905
+)
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of ``text`` without stopwords, crudely stemmed (plural and past endings)."""
+    stems = {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+    return stems - _STOPWORDS
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ies", "es", "s", "ed", "ing"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_NUMBERS = "two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|hundred|thousand|million|billion|dozen"
+# (what a question asks for, what a sentence must hold to answer it).  Month names are
+# matched capitalised only: "may" is mostly a verb.
+_ANSWER_PATTERNS = [
+    (
+        re.compile(r"\bwhen\b|\b(?:what|which) (?:year|century|decade|date|month|day)\b", re.IGNORECASE),
+        re.compile(rf"\b(?:1\d{{3}}|20\d{{2}})s?\b|\b(?:{_MONTHS})\b|\b(?i:centur(?:y|ies))\b|\b\d+(?:st|nd|rd|th)\b"),
+    ),
+    (
+        re.compile(
+            r"\bhow (?:many|much|long|far|old|large|big|tall|high)\b|\bwhat (?:percentage|percent|number|amount)\b",
+            re.IGNORECASE,
+        ),
+        re.compile(rf"\d|\b(?i:{_NUMBERS})\b"),
+    ),
+]
+
+
+def answer_pattern(question: str) -> re.Pattern[str] | None:
+    """What a sentence must contain to answer ``question`` (a date for "when"), if known."""
+    return next((answer for asks, answer in _ANSWER_PATTERNS if asks.search(question)), None)
+
+
+_NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
+
+
+def negated(text: str) -> bool:
+    """True when ``text`` holds a negation ("not", "never", "didn't", ...)."""
+    return _NEGATION.search(text) is not None
+
+
+def coverage(question: set[str], text: set[str]) -> float:
+    """Share of the question's content words found in ``text`` (1.0 for a question with none)."""
+    return len(question & text) / len(question) if question else 1.0
+
+
+# --- the answerer ---------------------------------------------------------------------------
+
+
+_ENDS_SENTENCE = tuple(".!?:;)]\"'”’")
+
+
+def candidates(hits: Sequence[Hit]) -> list[Sentence]:
+    """The sentences an answer may quote: distinct, whole, and not headings."""
+    sentences: list[Sentence] = []
+    seen: set[str] = set()
+    for i, hit in enumerate(hits):
+        spans = split_sentences(hit.text)
+        for n, (start, end) in enumerate(spans):
+            text = " ".join(hit.text[start:end].split())
+            heading = text.startswith("#")  # names a topic, answers nothing
+            # Chunks may begin or end mid-sentence; the neighbouring chunk has it whole.
+            cut = (n == 0 and text[0].islower()) or (n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE))
+            if not heading and not cut and text not in seen:  # overlapping chunks repeat sentences
+                seen.add(text)
+                sentences.append(Sentence(i, start, end, text))
+    return sentences
+
+
+def scoring_embedder(engine: Engine) -> Embedder:
+    """The embedder that scores sentences: the index's own, or the local one for API embedders."""
+    embedder = engine.embedder()
+    return engine.embedder("local") if embedder.name.startswith("openai:") else embedder
+
+
+class ExtractiveAnswerer(Answerer):
+    """Answers by quoting the best sentences of the retrieved chunks, each cited."""
+
+    mode = "extractive"
+    model = "extractive"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        embedder: Callable[[], Embedder] | None = None,
+        min_relevance: Callable[[], float] | None = None,
+    ) -> None:
+        if embedder is None:
+            if engine is None:
+                raise ValueError("ExtractiveAnswerer needs an engine or an embedder")
+            embedder = functools.partial(scoring_embedder, engine)
+        self.settings = settings
+        self._embedder = embedder
+        self._min_relevance = min_relevance or (lambda: relevance.min_relevance(settings, None))
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def answer(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        *,
+        history: Sequence[Turn] = (),
+        on_delta: DeltaCallback | None = None,
+    ) -> Answer:
+        hits = list(hits)
+        if not hits:
+            return self._answer(question, prompts.NO_SOURCES, hits, refused=True)
+        if not relevance.any_relevant(hits, self._min_relevance()):
+            return self._answer(question, prompts.REFUSAL, hits, refused=True)
+        embedder = self._embedder()
+        scored = self.score_sentences(question, hits, embedder)
+        chosen = select(scored, relevance.min_sentence_score(embedder.name))
+        if not chosen:
+            return self._answer(question, prompts.REFUSAL, hits, refused=True)
+        text, cited = compose(chosen, hits)
+        if on_delta is not None:
+            on_delta(text)
+        answer = self._answer(question, text, hits, refused=False)
+        answer.citations = [citation(n, hits[n - 1]) for n in cited]
+        return answer
+
+    def score_sentences(self, question: str, hits: Sequence[Hit], embedder: Embedder) -> list[Scored]:
+        """Every distinct sentence of ``hits`` with its score, best first."""
+        sentences = candidates(hits)
+        if negated(question):
+            # Similarity cannot tell "X did" from "X did not": quoting a sentence without a
+            # negation would answer the opposite question.
+            sentences = [s for s in sentences if negated(s.text)]
+            if not sentences:
+                return []
+        query = np.asarray(embedder.embed_query(question), dtype=np.float32)
+        cosines = self.sentence_vectors(embedder, [s.text for s in sentences]) @ query
+        asked = content_words(question)
+        wanted = answer_pattern(question)
+
+        def score(sentence: Sentence, cosine: float) -> float:
+            words = COVERAGE_WEIGHT * coverage(asked, content_words(sentence.text))
+            lacks = wanted is not None and not wanted.search(sentence.text)
+            return cosine + words - ANSWER_TYPE_PENALTY * lacks
+
+        scored = [Scored(s, score(s, float(cos))) for s, cos in zip(sentences, cosines, strict=True)]
+        return sorted(scored, key=lambda s: -s.score)
+
+    def sentence_vectors(self, embedder: Embedder, texts: list[str]) -> np.ndarray:
+        """Vectors of ``texts``, from this answerer's cache when it has them."""
+        # One lock around the embedding too: the local model uses every core anyway.
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if (embedder.name, t) not in self._vectors]
+            if missing:
+                for text, vector in zip(missing, embed_many(embedder, missing), strict=True):
+                    self._vectors[(embedder.name, text)] = vector
+            vectors = np.stack([self._vectors[(embedder.name, t)] for t in texts])
+            for text in texts:  # least recently used goes first
+                self._vectors.move_to_end((embedder.name, text))
+            while len(self._vectors) > _CACHE_SIZE:
+                self._vectors.popitem(last=False)
+        return vectors
+
+    def _answer(self, question: str, text: str, hits: list[Hit], *, refused: bool) -> Answer:
+        return Answer(
+            question=question, text=text, refused=refused, citations=[], model=self.model, mode=self.mode,
+            usage={"requests": 0}, context=hits,
+        )
+
+
+def select(scored: Sequence[Scored], threshold: float) -> list[Scored]:
+    """The best sentence if it reaches ``threshold``, and up to two more close to it."""
+    if not scored or scored[0].score < threshold:
+        return []
+    floor = max(threshold, scored[0].score - MARGIN)
+    return [s for s in scored[:MAX_SENTENCES] if s.score >= floor]
+
+
+def compose(chosen: Sequence[Scored], hits: Sequence[Hit]) -> tuple[str, list[int]]:
+    """The quoted sentences grouped by source (best source first, document order within it)."""
+    groups: dict[int, list[Sentence]] = {}
+    for s in chosen:
+        groups.setdefault(s.sentence.hit_index, []).append(s.sentence)
+    parts = []
+    for i, sentences in groups.items():
+        sentences.sort(key=lambda s: s.start)
+        quoted = sentences[0].text
+        for previous, current in itertools.pairwise(sentences):
+            gap = hits[i].text[previous.end : current.start]
+            quoted += (" " if not gap.strip() else " … ") + current.text
+        parts.append(f"{quoted} [{i + 1}]")
+    return "\n\n".join(parts), sorted(i + 1 for i in groups)

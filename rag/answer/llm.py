@@ -1,0 +1,215 @@
+"""Answers written by an OpenAI chat model (or any compatible server) from the retrieved sources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rag import prompts, tokens
+from rag.answer import relevance
+from rag.answer.base import Answerer, DeltaCallback, Turn
+from rag.answer.citations import CitationFilter, citations_for
+from rag.answer.context import Context, build_context, message_tokens
+from rag.errors import ContextLengthError
+from rag.openai_client import make_client, translate_errors
+from rag.results import Answer, Hit
+from rag.settings import Settings
+from rag.usage import Usage, cost_usd
+
+if TYPE_CHECKING:
+    import openai
+
+# A rewritten question is one short line; more means the model started answering.
+_REWRITE_MAX_TOKENS = 200
+
+_NOTHING_SPENT: dict[str, Any] = {
+    "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0,
+    "estimated": False,
+}
+
+
+class LLMAnswerer(Answerer):
+    """Builds an "answer from these sources only" prompt, streams the reply, checks citations.
+
+    ``min_relevance`` returns the cosine relevance below which no hit counts as relevant;
+    when no hit reaches it the answerer declines without calling the model.
+    """
+
+    mode = "llm"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: str | None = None,
+        min_relevance: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model = model or settings.llm.chat_model
+        self._min_relevance = min_relevance or (lambda: relevance.min_relevance(settings, None))
+        self._client: openai.OpenAI | None = None
+        #: Everything this answerer spent, rewrites included.
+        self.usage = Usage(self.model)
+
+    @property
+    def client(self) -> openai.OpenAI:
+        if self._client is None:
+            self._client = make_client(self.settings.openai)
+        return self._client
+
+    # --- answering ------------------------------------------------------------------------
+
+    def answer(
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        *,
+        history: Sequence[Turn] = (),
+        on_delta: DeltaCallback | None = None,
+    ) -> Answer:
+        if not hits:
+            return self._declined(question, prompts.NO_SOURCES)
+        if not relevance.any_relevant(hits, self._min_relevance()):
+            return self._declined(question, prompts.REFUSAL, list(hits))
+
+        context, messages = self.prompt(question, hits, history)
+        check = CitationFilter(len(context.sources), prompts.SENTINEL)
+
+        def emit(delta: str) -> None:
+            shown = check.feed(delta)
+            if shown and on_delta is not None:
+                on_delta(shown)
+
+        raw, reported = self._complete(messages, emit, stream=on_delta is not None)
+        tail = check.finish()
+        if tail and on_delta is not None:
+            on_delta(tail)
+        usage = self._usage(messages, raw, reported)
+        if check.refused:
+            return self._declined(question, prompts.REFUSAL, context.sources, usage)
+        return Answer(
+            question=question,
+            text=check.text,
+            refused=False,
+            citations=citations_for(check.text, context.sources),
+            model=self.model,
+            mode=self.mode,
+            usage=usage,
+            context=context.sources,
+            removed_citations=check.removed,
+        )
+
+    def prompt(
+        self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = ()
+    ) -> tuple[Context, list[dict[str, str]]]:
+        """The sources that fit and the chat messages for ``question``."""
+        window = self.settings.llm.context_window or tokens.context_window(self.model)
+        room = window - self.settings.llm.max_answer_tokens
+        turns = list(history)
+        while True:
+            frame = self._messages(question, [], turns)
+            budget = room - message_tokens(frame, self.model)
+            # Old turns give way to sources: keep at least half the room for them.
+            if not turns or budget >= room // 2:
+                break
+            turns.pop(0)
+        context = build_context(hits, model=self.model, budget=budget)
+        if not context.sources:
+            raise ContextLengthError(
+                f"the question leaves no room for sources in {self.model}'s context window of {window} tokens"
+                " (set RAG_CONTEXT_WINDOW if the model has a larger one)"
+            )
+        return context, self._messages(question, context.blocks, turns)
+
+    @staticmethod
+    def _messages(question: str, blocks: list[str], history: Sequence[Turn]) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": prompts.SYSTEM}]
+        for turn in history:
+            messages.append({"role": "user", "content": turn.question})
+            messages.append({"role": "assistant", "content": turn.answer})
+        messages.append({"role": "user", "content": prompts.user_message(blocks, question)})
+        return messages
+
+    def rewrite(self, question: str, history: Sequence[Turn]) -> str:
+        """``question`` as a standalone question given ``history`` (one extra model call)."""
+        if not history:
+            return question
+        messages = prompts.rewrite_messages([(t.question, t.answer) for t in history], question)
+        raw, reported = self._complete(messages, None, stream=False, max_tokens=_REWRITE_MAX_TOKENS)
+        self._usage(messages, raw, reported)
+        rewritten = raw.strip().strip('"').strip()
+        return rewritten or question
+
+    # --- the API call ---------------------------------------------------------------------
+
+    def _complete(
+        self,
+        messages: list[dict[str, str]],
+        on_delta: DeltaCallback | None,
+        *,
+        stream: bool,
+        max_tokens: int | None = None,
+    ) -> tuple[str, Any]:
+        """The reply text and the usage object the server reported (None if it sent none)."""
+        # OpenAI's newer models accept only max_completion_tokens; many compatible servers
+        # know only max_tokens.
+        limit_name = "max_tokens" if self.settings.openai.base_url else "max_completion_tokens"
+        options: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.settings.llm.temperature,
+            limit_name: max_tokens or self.settings.llm.max_answer_tokens,
+        }
+        with translate_errors(self.settings.openai, model=self.model):
+            if not stream:
+                response = self.client.chat.completions.create(**options)
+                text = (response.choices[0].message.content or "") if response.choices else ""
+                if on_delta is not None:
+                    on_delta(text)
+                return text, response.usage
+            parts: list[str] = []
+            reported = None
+            with self.client.chat.completions.create(
+                **options, stream=True, stream_options={"include_usage": True}
+            ) as events:
+                for event in events:
+                    if event.usage is not None:
+                        reported = event.usage
+                    delta = event.choices[0].delta.content if event.choices else None
+                    if delta:
+                        parts.append(delta)
+                        if on_delta is not None:
+                            on_delta(delta)
+            return "".join(parts), reported
+
+    def _usage(self, messages: list[dict[str, str]], reply: str, reported: Any) -> dict[str, Any]:
+        """Usage of one call as ``Answer.usage``; counted locally when the server sent none."""
+        if reported is not None:
+            prompt, completion = reported.prompt_tokens or 0, reported.completion_tokens or 0
+        else:
+            prompt, completion = message_tokens(messages, self.model), tokens.count_tokens(reply, self.model)
+        estimated = reported is None
+        call = Usage(self.model, prompt, completion, 1)
+        self.usage.merge(call)
+        return {
+            "requests": 1,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "cost_usd": cost_usd(call, self.settings.prices),
+            "estimated": estimated,
+        }
+
+    def _declined(
+        self, question: str, text: str, context: list[Hit] | None = None, usage: dict[str, Any] | None = None
+    ) -> Answer:
+        return Answer(
+            question=question,
+            text=text,
+            refused=True,
+            citations=[],
+            model=self.model,
+            mode=self.mode,
+            usage=usage or dict(_NOTHING_SPENT),
+            context=context or [],
+        )

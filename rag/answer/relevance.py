@@ -1,0 +1,64 @@
+"""When retrieved text is relevant enough to answer from: calibrated thresholds, by embedder.
+
+Cosine similarities are not comparable across embedding models, so each known embedder
+has its own values.  Two thresholds:
+
+- ``MIN_RELEVANCE``, on ``Hit.relevance`` (cosine of question and chunk): when no chunk
+  reaches it, ``ask`` declines before any model runs.  ``RetrievalSettings.min_score``
+  (``RAG_MIN_SCORE``) overrides it.
+- ``MIN_SENTENCE_SCORE``, on the extractive answerer's sentence score: when no sentence
+  reaches it, the extractive answerer declines.  (The LLM decides for itself, with the
+  sentinel.)
+
+benchmarks/squad_answerability.py measures both for the local model.  For
+``local:all-MiniLM-L6-v2``, on SQuAD v2 dev (part a) plus 300 off-topic SciFact claims:
+a gate of 0.25 declines 94% of off-topic questions and 0.8% of answerable ones; a
+sentence threshold of 0.60 answers 82.5% of answerable questions with the gold answer in
+a cited chunk, and declines 9% of them against 26% of the unanswerable ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag.results import Hit
+from rag.settings import Settings
+
+#: Chunk relevance below which nothing counts as relevant.  Low on purpose: it catches
+#: questions about things the documents never mention, and leaves subtler cases to the
+#: model's sentinel or the extractive sentence score.  The OpenAI values are not measured
+#: here (no network): they sit between the usual cosines of unrelated and related texts for
+#: those models (text-embedding-ada-002's all lie above 0.7); RAG_MIN_SCORE overrides.
+MIN_RELEVANCE: dict[str, float] = {
+    "local:all-MiniLM-L6-v2": 0.25,
+    "openai:text-embedding-3-small": 0.2,
+    "openai:text-embedding-3-large": 0.2,
+    "openai:text-embedding-ada-002": 0.75,
+}
+#: For embedders not in the table: decline only when nothing is related at all.
+DEFAULT_MIN_RELEVANCE = 0.1
+
+#: The extractive answerer's bar for its best sentence (cosine with the question plus word
+#: coverage, less penalties; see ``rag.answer.extractive``), by the embedder that scores
+#: sentences (the local one unless the index's own embedder is another local model).
+MIN_SENTENCE_SCORE: dict[str, float] = {
+    "local:all-MiniLM-L6-v2": 0.60,
+}
+DEFAULT_MIN_SENTENCE_SCORE = 0.5
+
+
+def min_relevance(settings: Settings, embedder: str | None) -> float:
+    """The chunk relevance threshold: ``RAG_MIN_SCORE`` when set, else the embedder's default."""
+    if settings.retrieval.min_score is not None:
+        return settings.retrieval.min_score
+    return MIN_RELEVANCE.get(embedder or "", DEFAULT_MIN_RELEVANCE)
+
+
+def any_relevant(hits: Sequence[Hit], threshold: float) -> bool:
+    """True when some hit reaches ``threshold`` (a hit without a relevance gets the benefit of the doubt)."""
+    return any(h.relevance is None or h.relevance >= threshold for h in hits)
+
+
+def min_sentence_score(embedder: str) -> float:
+    """The extractive answerer's sentence threshold for sentences embedded by ``embedder``."""
+    return MIN_SENTENCE_SCORE.get(embedder, DEFAULT_MIN_SENTENCE_SCORE)

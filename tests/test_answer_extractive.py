@@ -1,0 +1,229 @@
+"""The extractive answerer: sentence splitting and selection, then real documents with the real local model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag import prompts
+from rag.answer.extractive import (
+    ExtractiveAnswerer,
+    Scored,
+    Sentence,
+    answer_pattern,
+    candidates,
+    compose,
+    content_words,
+    coverage,
+    negated,
+    scoring_embedder,
+    select,
+    split_sentences,
+)
+from rag.engine import Engine
+from rag.results import Hit
+from rag.settings import Settings
+from tests.conftest import HashEmbedder
+
+# --- sentences --------------------------------------------------------------------------------
+
+
+def sentences(text: str) -> list[str]:
+    return [text[s:e] for s, e in split_sentences(text)]
+
+
+def test_split_sentences_keeps_spans_and_skips_abbreviations() -> None:
+    text = 'Dr. Smith met J. R. R. Tolkien in the U.S. Army.  He said: "Hello!" Then left.\n\n- a list item\n- another'
+    assert sentences(text) == [
+        "Dr. Smith met J. R. R. Tolkien in the U.S. Army.",
+        'He said: "Hello!"',
+        "Then left.",
+        "- a list item",
+        "- another",
+    ]
+
+
+def test_split_sentences_handles_wrapped_lines_and_empty_text() -> None:
+    assert sentences("A sentence that wraps\nonto the next line. Another one? Yes.") == [
+        "A sentence that wraps\nonto the next line.",
+        "Another one?",
+        "Yes.",
+    ]
+    assert sentences("   \n\n ") == []
+    assert sentences("no end punctuation") == ["no end punctuation"]
+
+
+def test_content_words_drop_stopwords_and_stem() -> None:
+    assert content_words("What were the names of the rivers?") == {"river"}
+    question = content_words("When did the Normans conquer England?")
+    assert coverage(question, content_words("The Normans conquered England in 1066.")) == 1.0
+    assert coverage(question, content_words("The Danes conquered England.")) == pytest.approx(2 / 3)
+
+
+def test_candidates_skip_headings_fragments_and_repeats() -> None:
+    hits = [
+        hit(1, "of the river, which floods. The river is long. It ends in a delta at the sea, where"),
+        hit(2, "# Rivers\n\nThe river is long. Deltas are flat."),
+    ]
+    assert [s.text for s in candidates(hits)] == ["The river is long.", "Deltas are flat."]
+    assert [s.hit_index for s in candidates(hits)] == [0, 1]
+
+
+def test_negation_and_answer_types() -> None:
+    assert negated("Which king did not sign it?") and negated("Why didn't it work?")
+    assert not negated("Which king signed it?") and not negated("Is Notre-Dame in the north?")
+    when = answer_pattern("When did the war end?")
+    assert when is not None and when.search("It ended in 1945.") and when.search("It ended in May.")
+    assert not when.search("It may have ended.")  # "may" the verb is no date
+    many = answer_pattern("How many ships sank?")
+    assert many is not None and many.search("Twelve ships sank.") and not many.search("Ships sank.")
+    assert answer_pattern("Why did the war end?") is None
+
+
+def test_a_negated_question_is_answered_only_by_a_negated_sentence(settings: Settings) -> None:
+    hits = [hit(1, "The king signed the treaty in 1215. The barons did not sign the treaty.")]
+    answerer = ExtractiveAnswerer(settings, embedder=HashEmbedder, min_relevance=lambda: 0.0)
+    scored = answerer.score_sentences("Who did not sign the treaty?", hits, HashEmbedder())
+    assert [s.sentence.text for s in scored] == ["The barons did not sign the treaty."]
+
+
+class StubEngine:
+    """Just ``Engine.embedder``: the index's embedder is named ``index``."""
+
+    def __init__(self, index: str) -> None:
+        self.index = index
+
+    def embedder(self, name: str | None = None) -> HashEmbedder:
+        embedder = HashEmbedder()
+        embedder.name = name or self.index
+        return embedder
+
+
+def test_sentences_are_scored_locally_when_the_index_uses_an_api_embedder() -> None:
+    assert scoring_embedder(StubEngine("openai:text-embedding-3-small")).name == "local"  # type: ignore[arg-type]
+    assert scoring_embedder(StubEngine("local:all-MiniLM-L6-v2")).name == "local:all-MiniLM-L6-v2"  # type: ignore[arg-type]
+
+
+# --- selection and composition ----------------------------------------------------------------
+
+
+def hit(n: int, text: str, source: str = "a.txt") -> Hit:
+    return Hit(rank=n, score=1 / n, chunk_id=f"c{n}", source=source, page=None, heading="", text=text, relevance=0.5)
+
+
+def scored(hit_index: int, hits: list[Hit], sentence: str, score: float) -> Scored:
+    start = hits[hit_index].text.index(sentence)
+    return Scored(Sentence(hit_index, start, start + len(sentence), sentence), score)
+
+
+def test_select_takes_the_best_and_close_seconds_only() -> None:
+    hits = [hit(1, "A one. A two. A three. A four.")]
+    ranked = [scored(0, hits, s, v) for s, v in [("A one.", 0.9), ("A two.", 0.88), ("A three.", 0.7)]]
+    assert [s.sentence.text for s in select(ranked, 0.5)] == ["A one.", "A two."]
+    assert select(ranked, 0.95) == []
+    assert select([], 0.0) == []
+
+
+def test_compose_groups_by_source_in_document_order() -> None:
+    hits = [hit(1, "First fact. Filler. Second fact."), hit(2, "Other fact.", source="b.txt")]
+    chosen = [
+        scored(0, hits, "Second fact.", 0.9),
+        scored(1, hits, "Other fact.", 0.85),
+        scored(0, hits, "First fact.", 0.8),
+    ]
+    text, cited = compose(chosen, hits)
+    assert text == "First fact. … Second fact. [1]\n\nOther fact. [2]"
+    assert cited == [1, 2]
+
+
+def test_answer_with_the_hash_embedder_cites_the_chunk_it_quotes(settings: Settings) -> None:
+    hits = [
+        hit(1, "Honey bees live in colonies. Each colony has a single queen."),
+        hit(2, "Mount Etna is an active volcano in Sicily.", source="etna.txt"),
+    ]
+    answerer = ExtractiveAnswerer(settings, embedder=HashEmbedder, min_relevance=lambda: 0.1)
+    deltas: list[str] = []
+    answer = answerer.answer("Where is the volcano Mount Etna?", hits, on_delta=deltas.append)
+    assert not answer.refused and answer.mode == "extractive" and answer.model == "extractive"
+    assert "Mount Etna is an active volcano in Sicily. [2]" in answer.text
+    assert [c.n for c in answer.citations] == [2] and answer.citations[0].source == "etna.txt"
+    assert deltas == [answer.text] and answer.context == hits
+    assert answerer.answer("x", []).text == prompts.NO_SOURCES
+
+
+# --- real documents, the real local model -----------------------------------------------------
+
+CORPUS = {
+    "apollo.txt": (
+        "Apollo 11 was the American spaceflight that first landed humans on the Moon. Commander Neil "
+        "Armstrong and lunar module pilot Buzz Aldrin landed the Apollo Lunar Module Eagle on July 20, 1969. "
+        "Armstrong became the first person to step onto the lunar surface six hours later. Michael Collins "
+        "flew the command module Columbia alone in lunar orbit while they were on the surface.\n\n"
+        "The astronauts collected 21.5 kilograms of lunar material to bring back to Earth. The mission was "
+        "launched by a Saturn V rocket from Kennedy Space Center in Florida on July 16, 1969."
+    ),
+    "rhine.md": (
+        "# The Rhine\n\nThe Rhine is one of the major European rivers. It begins in the Swiss canton of "
+        "Graubünden in the southeastern Swiss Alps and flows mostly northwards. It forms part of the "
+        "Swiss-Austrian and Swiss-Liechtenstein borders, then the Swiss-German and Franco-German borders, "
+        "before flowing through Germany and the Netherlands into the North Sea near Rotterdam.\n\n"
+        "## Length\n\nThe Rhine is about 1,230 kilometres long. It is the second-longest river in Central "
+        "and Western Europe, after the Danube."
+    ),
+    "bread.txt": (
+        "Sourdough bread is made by the fermentation of dough using naturally occurring lactobacilli and "
+        "yeast. The lactic acid produced by the lactobacilli gives it a more sour taste and improved keeping "
+        "qualities. A sourdough starter is kept alive by regular feeding with flour and water."
+    ),
+    "photosynthesis.txt": (
+        "Photosynthesis is the process by which plants, algae and some bacteria convert light energy into "
+        "chemical energy. Most photosynthetic organisms release oxygen as a by-product. In plants, "
+        "photosynthesis takes place mainly in the chloroplasts of leaf cells, which contain chlorophyll."
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    root = tmp_path_factory.mktemp("corpus")
+    for name, text in CORPUS.items():
+        (root / name).write_text(text, encoding="utf-8")
+    store = tmp_path_factory.mktemp("store")
+    engine = Engine(index="corpus", store=store, embedding__embedder="local", llm__llm="none")
+    engine.ingest([root])
+    return engine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "expected", "source"),
+    [
+        ("When did Apollo 11 land on the Moon?", "July 20, 1969", "apollo.txt"),
+        ("Who flew the command module while the others were on the surface?", "Michael Collins", "apollo.txt"),
+        ("How long is the Rhine?", "1,230 kilometres", "rhine.md"),
+        ("Where in the plant cell does photosynthesis happen?", "chloroplasts", "photosynthesis.txt"),
+    ],
+)
+def test_answers_from_the_right_document(engine: Engine, question: str, expected: str, source: str) -> None:
+    answer = engine.ask(question)
+    assert answer.mode == "extractive" and not answer.refused, answer.text
+    assert expected in answer.text
+    assert any(Path(c.source).name == source and expected in c.text for c in answer.citations)
+    for c in answer.citations:
+        assert f"[{c.n}]" in answer.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Who won the 2010 FIFA World Cup final?",
+        "What is the interest rate of a typical mortgage?",
+        "How do I configure a Kubernetes ingress controller?",
+    ],
+)
+def test_declines_questions_the_documents_do_not_answer(engine: Engine, question: str) -> None:
+    answer = engine.ask(question)
+    assert answer.refused, answer.text
+    assert answer.text == prompts.REFUSAL and answer.citations == []
