@@ -9,18 +9,22 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.errors import IndexNotFoundError
+from rag.ingest.discover import discover
 from rag.ingest.pipeline import Ingestor, Progress
 from rag.results import Answer, Hits, IngestReport
 from rag.retrieve.search import Filters, Mode, Retriever
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout, validate_index_name
+
+if TYPE_CHECKING:
+    from rag.chat.conversation import Conversation
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,10 @@ class Engine:
                 self._embedders[name] = embedder
             return embedder
 
+    def require_index(self) -> None:
+        """Raise ``IndexNotFoundError`` now if the index does not exist."""
+        self._index()
+
     def _index_exists(self) -> bool:
         try:
             self._index()
@@ -153,14 +161,22 @@ class Engine:
         progress: Progress | None = None,
     ) -> IngestReport:
         """Index files and folders; unchanged files are skipped, gone ones pruned."""
+        started = time.perf_counter()
         if isinstance(paths, (str, Path)):
             paths = [paths]
+        # Discover first: a mistyped path must not leave an empty index behind.
+        found = discover(
+            [Path(p).expanduser() for p in paths],
+            include=include,
+            exclude=exclude,
+            max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
+        )
         index = self._index(create=True)
         name = factory.choose(self.settings, index.embedder_name, index.name, embedder)
         model = self.embedder(name)
         index.bind_embedder(model.name, model.dimension)
         ingestor = Ingestor(index, model, self.settings, self._embedding_cache(), progress)
-        return ingestor.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
+        return ingestor.run(found, prune=prune, started=started)
 
     async def aingest(self, paths: Sequence[str | Path] | str | Path, **kwargs: Any) -> IngestReport:
         """``ingest`` in a worker thread, for notebooks and async apps."""
@@ -231,8 +247,15 @@ class Engine:
         started = time.perf_counter()
         answer = answerer.answer(question, hits, history=history, on_delta=on_delta)
         answer.usage.setdefault("seconds", round(time.perf_counter() - started, 3))
-        self._record_chat_usage(answer)
+        if answer.mode == "llm":
+            self.record_usage(answer.model, answer.usage)
         return answer
+
+    def relevance_threshold(self) -> float:
+        """The chunk relevance below which ``ask`` declines: ``RAG_MIN_SCORE`` or the embedder's calibrated default."""
+        from rag.answer.relevance import min_relevance
+
+        return min_relevance(self.settings, self.embedder().name)
 
     def ask_stream(self, question: str, **kwargs: Any) -> AnswerStream:
         """Iterate over answer text as it is generated; ``.answer`` holds the result after."""
@@ -241,13 +264,13 @@ class Engine:
     async def aask(self, question: str, **kwargs: Any) -> Answer:
         return await asyncio.to_thread(self.ask, question, **kwargs)
 
-    def _record_chat_usage(self, answer: Answer) -> None:
-        usage = answer.usage
-        if answer.mode != "llm" or not usage.get("requests"):
+    def record_usage(self, model: str, usage: dict[str, Any], kind: str = "chat") -> None:
+        """Add an API call's tokens and cost to this index's totals (shown by ``rag status``)."""
+        if not usage.get("requests"):
             return
         self._index().manifest.add_usage(
-            "chat",
-            answer.model,
+            kind,
+            model,
             requests=int(usage.get("requests", 0)),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
@@ -256,7 +279,7 @@ class Engine:
 
     # --- chat -----------------------------------------------------------------------------
 
-    def chat(self, session: str | None = None, **options: Any) -> Any:
+    def chat(self, session: str | None = None, **options: Any) -> Conversation:
         """A conversation whose follow-ups are understood; ``session`` persists it by name."""
         from rag.chat.conversation import Conversation
 
@@ -305,7 +328,7 @@ class AnswerStream:
         def run() -> None:
             try:
                 self.answer = engine.ask(question, on_delta=self._queue.put, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            except BaseException as exc:
                 self._error = exc
             finally:
                 self._queue.put(self._DONE)

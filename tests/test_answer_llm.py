@@ -82,6 +82,16 @@ def test_request_has_rules_numbered_sources_and_question(llm_env: FakeOpenAI) ->
     assert answer.context == HITS and answer.mode == "llm" and answer.model == "gpt-4o-mini"
 
 
+def test_reasoning_models_get_no_temperature(llm_env: FakeOpenAI) -> None:
+    llm_env.chat_models.add("o3-mini")
+    llm_env.reply("Etna is in Sicily [1].", "Etna is in Sicily [1].")
+    LLMAnswerer(make_settings(), model="o3-mini").answer("Where is Etna?", HITS)
+    LLMAnswerer(make_settings(), model="gpt-4.1-mini").answer("Where is Etna?", HITS)
+    reasoning, plain = chat_requests(llm_env)
+    assert "temperature" not in reasoning and reasoning["model"] == "o3-mini"
+    assert plain["temperature"] == 0.0
+
+
 def test_history_goes_before_the_question(llm_env: FakeOpenAI) -> None:
     llm_env.reply("It erupts often [1].")
     history = [Turn("Where is Etna?", "In Sicily [1].")]

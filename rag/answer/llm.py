@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     import openai
 
 # A rewritten question is one short line; more means the model started answering.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 _REWRITE_MAX_TOKENS = 200
 
 _NOTHING_SPENT: dict[str, Any] = {
@@ -157,9 +159,11 @@ class LLMAnswerer(Answerer):
         options: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
-            "temperature": self.settings.llm.temperature,
             limit_name: max_tokens or self.settings.llm.max_answer_tokens,
         }
+        if not _REASONING_MODEL.match(self.model.rsplit("/", 1)[-1]):
+            # o-series and gpt-5 models reject any temperature but their default.
+            options["temperature"] = self.settings.llm.temperature
         with translate_errors(self.settings.openai, model=self.model):
             if not stream:
                 response = self.client.chat.completions.create(**options)

@@ -75,7 +75,7 @@ class Conversation:
         self.options = {k: v for k, v in ask_options.items() if v is not None}
         # Fail now, not at the first question: a bad --llm, a missing key, no index.
         self.answerer: Answerer = engine.answerer(llm, model)
-        engine._index()
+        engine.require_index()
         self._lock = threading.RLock()
         self._store = SessionStore(engine.layout.sessions_path) if save else None
         self._turns: list[ChatTurn] = []
@@ -191,8 +191,7 @@ class Conversation:
             "cost_usd": cost_usd(spent, self.engine.settings.prices),
         }
         # Engine.ask records only the answer's call; the rewrite is a call of its own.
-        record = Answer(question="", text="", refused=False, citations=[], model=spent.model, mode="llm", usage=usage)
-        self.engine._record_chat_usage(record)
+        self.engine.record_usage(spent.model, usage)
         return usage
 
     async def aask(self, question: str, **kwargs: Any) -> Answer:

@@ -20,16 +20,12 @@ from rich.markup import escape
 from rag import prompts
 from rag.chat.conversation import Conversation
 from rag.chat.sessions import SessionNotFoundError, SessionStore, validate_session_name
+from rag.cli.options import IndexOpt, JsonOpt, KOpt, LlmOpt, ModelOpt, StoreOpt
 from rag.cli.output import err, error, human_time, out, print_json
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.results import Answer
 
-# Declared here rather than imported from rag.cli.main, which imports this module while it loads.
-IndexOpt = Annotated[str | None, typer.Option("--index", "-i", help="Index name \\[default: RAG_INDEX or 'default'].")]
-StoreOpt = Annotated[
-    Path | None, typer.Option("--store", help="Store folder \\[default: RAG_HOME or the user data folder].")
-]
 SessionOpt = Annotated[
     str | None, typer.Option("--session", "-s", help="Resume or create this named session \\[default: a new one].")
 ]
@@ -66,9 +62,9 @@ def register(app: typer.Typer) -> None:
 def chat(
     index: IndexOpt = None,
     session: SessionOpt = None,
-    k: Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=1000, help="Chunks to retrieve.")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Chat model \\[default: RAG_CHAT_MODEL].")] = None,
-    llm: Annotated[str | None, typer.Option("--llm", help="auto, openai, or none (extractive, offline).")] = None,
+    k: KOpt = None,
+    model: ModelOpt = None,
+    llm: LlmOpt = None,
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per answer, one per line.")] = False,
     show_context: Annotated[
@@ -300,7 +296,7 @@ def history(
     ctx: typer.Context,
     index: Annotated[str | None, typer.Option("--index", "-i", help="Only this index's sessions.")] = None,
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List saved chat sessions (most recent first)."""
     if ctx.invoked_subcommand is not None:
@@ -328,7 +324,7 @@ def history(
 def history_show(
     name: Annotated[str, typer.Argument(help="The session to print.")],
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a saved session: each question, its answer and the sources cited."""
     with _sessions(store, name) as sessions:
@@ -353,7 +349,7 @@ def history_show(
 def history_rm(
     name: Annotated[str, typer.Argument(help="The session to delete.")],
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete a saved session."""
     with _sessions(store, name) as sessions:

@@ -15,12 +15,24 @@ import typer
 from rich.markup import escape
 
 from rag import __version__, prompts
+from rag.cli.options import (
+    IndexOpt,
+    JsonOpt,
+    KOpt,
+    LlmOpt,
+    ModelOpt,
+    ModeOpt,
+    PagesFilter,
+    PathFilter,
+    StoreOpt,
+    TypeFilter,
+)
 from rag.cli.output import IngestProgress, err, error, human_bytes, human_time, out, print_json
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.results import Answer, display_path
 from rag.retrieve.search import Filters
-from rag.settings import Settings
+from rag.settings import Settings, default_config_file
 
 app = typer.Typer(
     name="rag",
@@ -31,20 +43,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# --- shared options -------------------------------------------------------------------------
-
-IndexOpt = Annotated[str | None, typer.Option("--index", "-i", help="Index name [default: RAG_INDEX or 'default'].")]
-StoreOpt = Annotated[
-    Path | None, typer.Option("--store", help="Store folder [default: RAG_HOME or the user data folder].")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")]
-KOpt = Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=1000, help="Chunks to retrieve.")]
-ModeOpt = Annotated[str | None, typer.Option("--mode", help="dense, keyword or hybrid [default: hybrid].")]
-PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only files matching this glob (repeatable).")]
-TypeFilter = Annotated[list[str] | None, typer.Option("--type", help="Only this file type: pdf, md, txt, html.")]
-PagesFilter = Annotated[str | None, typer.Option("--pages", help="Only these pages: N, N-M, N- or -M.")]
-LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, openai, or none (extractive, offline).")]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Chat model [default: RAG_CHAT_MODEL].")]
+# --- shared helpers ---------------------------------------------------------------------------
 
 
 def _engine(index: str | None, store: Path | None, **overrides: Any) -> Engine:
@@ -149,7 +148,7 @@ def search(
     mode: ModeOpt = None,
     mmr: Annotated[bool | None, typer.Option("--mmr/--no-mmr", help="Diversify results.")] = None,
     path: PathFilter = None,
-    type_: Annotated[list[str] | None, typer.Option("--type", help="Only this file type: pdf, md, txt, html.")] = None,
+    type_: TypeFilter = None,
     pages: PagesFilter = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -293,13 +292,18 @@ def config(as_json: JsonOpt = False) -> None:
     """Show the effective settings and where each value came from (keys masked)."""
     settings = Settings.load()
     rows = settings.describe()
+    config_file = Path(os.environ.get("RAG_CONFIG") or default_config_file())
+    files = {"config_file": str(config_file), "config_file_exists": config_file.is_file(), "dotenv": Path(".env").is_file()}
     if as_json:
-        print_json({"settings": rows})
+        print_json({**files, "settings": rows})
         return
+    out.print(f"[dim]config file: {escape(str(config_file))}{'' if files['config_file_exists'] else ' (none)'}"
+              f"; .env here: {'yes' if files['dotenv'] else 'no'}[/]")
     width = max(len(r["name"]) for r in rows)
     for row in rows:
+        value = "[dim]not set[/]" if row["value"] is None else escape(str(row["value"]))
         env = f" [dim]({row['env']})[/]" if row["env"] else ""
-        out.print(f"{row['name']:<{width}}  {escape(str(row['value']))}  [dim]← {escape(row['source'])}[/]{env}")
+        out.print(f"{row['name']:<{width}}  {value}  [dim]← {escape(row['source'])}[/]{env}")
 
 
 @app.command()

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -50,7 +50,8 @@ class IngestProgress:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and err.is_terminal
         self._progress: Progress | None = None
-        self._files = self._chunks = None
+        self._files: TaskID | None = None
+        self._chunks: TaskID | None = None
         self._stored = 0
         self._queued = 0
         self._started = time.perf_counter()

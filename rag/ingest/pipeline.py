@@ -22,7 +22,7 @@ import numpy as np
 from rag.embed.base import Embedder, embed_many
 from rag.errors import DocumentError, ProviderError, StoreError
 from rag.ingest.chunk import chunk_document
-from rag.ingest.discover import discover
+from rag.ingest.discover import Discovery
 from rag.ingest.loaders import load
 from rag.results import FileProblem, IngestReport
 from rag.settings import Settings
@@ -162,22 +162,10 @@ class Ingestor:
         # interrupted run has little pending work.
         self.window_chunks = max(1024, embedder.batch_size * embedder.concurrency * 2)
 
-    def run(
-        self,
-        paths: Sequence[Path],
-        *,
-        include: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        prune: bool = True,
-    ) -> IngestReport:
-        started = time.perf_counter()
+    def run(self, found: Discovery, *, prune: bool = True, started: float | None = None) -> IngestReport:
+        """Index what ``discover`` found; ``started`` is when the caller began (for the report's time)."""
+        started = time.perf_counter() if started is None else started
         report = IngestReport(index=self.index.name, embedder=self.embedder.name)
-        found = discover(
-            paths,
-            include=include,
-            exclude=exclude,
-            max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
-        )
         report.skipped = [FileProblem(str(s.path), s.message) for s in found.skipped if not s.unsupported]
         report.unsupported = sum(1 for s in found.skipped if s.unsupported)
         report.failed = [FileProblem(e.path, e.reason) for e in found.errors]

@@ -325,14 +325,23 @@ class Manifest:
     ) -> list[tuple[str, float]]:
         """BM25 over live chunks: (id, score) best first; higher scores are better."""
         terms = keyword_terms(query)
-        if not terms or k <= 0:
+        if not terms or k <= 0 or (paths is not None and not paths):
             return []
         match = " OR ".join(f'"{t}"' for t in terms)
+        if paths is None and pages is None:
+            # Rank in FTS5 alone and join only the winners: joining every matching row first
+            # doubles the cost on a large index.  Rows that are not live (an ingest under way)
+            # are few; ranking that many more keeps the top k exact.
+            extra = int(self._query("SELECT count(*) FROM chunks WHERE state != 'live'")[0][0])
+            sql = (
+                "SELECT c.id, -f.score FROM (SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
+                "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) AS f JOIN chunks c ON c.rowid = f.rowid "
+                "WHERE c.state = 'live' ORDER BY f.score LIMIT ?"
+            )
+            return [(row[0], float(row[1])) for row in self._query(sql, (match, k + extra, k))]
         where = ["chunks_fts MATCH ?", "c.state = 'live'"]
         params: list[Any] = [match]
         if paths is not None:
-            if not paths:
-                return []
             where.append(f"c.path IN ({','.join('?' * len(paths))})")
             params.extend(paths)
         if pages is not None:
@@ -374,8 +383,10 @@ class Manifest:
 
 
 def _file(row: tuple[Any, ...]) -> FileRecord:
-    *head, warnings = row
-    return FileRecord(*head, warnings=tuple(json.loads(warnings)))
+    path, content_hash, signature, kind, size, mtime_ns, pages, chunk_count, ingested_at, warnings = row
+    return FileRecord(
+        path, content_hash, signature, kind, size, mtime_ns, pages, chunk_count, ingested_at, tuple(json.loads(warnings))
+    )
 
 
 def _update_state(db: sqlite3.Connection, ids: Sequence[str], state: str) -> None:
