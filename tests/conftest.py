@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,22 @@ def docs(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return root
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``rag ARGS`` in-process through its real entry point: (exit status, stdout, stderr)."""
+    from rag.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["rag", *args])
+        with pytest.raises(SystemExit) as info:
+            main()
+        captured = capsys.readouterr()
+        return int(info.value.code or 0), captured.out, captured.err
+
+    return run

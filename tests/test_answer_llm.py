@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from rag.answer.llm import LLMAnswerer
 from rag.errors import AuthenticationError, ModelNotFoundError, ProviderConnectionError
 from rag.results import Hit
 from rag.settings import Settings
+from tests.conftest import Cli
 from tests.openai_server import FakeOpenAI, openai_server
 
 
@@ -320,31 +320,16 @@ def test_errors_are_one_line_rag_errors(llm_env: FakeOpenAI, monkeypatch: pytest
 # --- the CLI ----------------------------------------------------------------------------------
 
 
-def run_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    from rag.cli.main import main
-
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["rag", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return int(info.value.code or 0), captured.out, captured.err
-
-
 @pytest.fixture
-def hash_index(docs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
-    code, _, err = run_cli(monkeypatch, capsys, "ingest", str(docs), "--embedder", "hash")
+def hash_index(docs: Path, cli: Cli) -> Path:
+    code, _, err = cli("ingest", str(docs), "--embedder", "hash")
     assert code == 0, err
     return docs
 
 
-def test_cli_streams_the_answer_then_sources(
-    llm_env: FakeOpenAI, hash_index: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_streams_the_answer_then_sources(llm_env: FakeOpenAI, hash_index: Path, cli: Cli) -> None:
     llm_env.reply("Mount Etna is in Sicily [1]. See also [8].")
-    code, out, err = run_cli(monkeypatch, capsys, "ask", "Where is Mount Etna?")
+    code, out, err = cli("ask", "Where is Mount Etna?")
     assert code == 0, err
     assert out.startswith("Mount Etna is in Sicily [1].")
     assert "Sources" in out and "[1] docs/volcanoes.txt" in out
@@ -363,8 +348,8 @@ def test_cli_streams_the_answer_then_sources(
 def test_cli_provider_errors_are_one_line_and_exit_1(
     llm_env: FakeOpenAI,
     hash_index: Path,
+    cli: Cli,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
     setup: str,
     expected: str,
 ) -> None:
@@ -375,14 +360,14 @@ def test_cli_provider_errors_are_one_line_and_exit_1(
         monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     else:
         args += ["--model", "gpt-nope"]
-    code, out, err = run_cli(monkeypatch, capsys, *args)
+    code, out, err = cli(*args)
     assert code == 1
     assert err.startswith(expected) and err.count("\n") == 1, err
     assert "Traceback" not in err + out and "0123456789abcdef" not in err + out
 
 
 def test_cli_llm_openai_without_a_key_is_a_config_error(
-    hash_index: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    hash_index: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, _, err = run_cli(monkeypatch, capsys, "ask", "Where is Mount Etna?", "--llm", "openai")
+    code, _, err = cli("ask", "Where is Mount Etna?", "--llm", "openai")
     assert code == 2 and err.count("\n") == 1 and "OPENAI_API_KEY" in err

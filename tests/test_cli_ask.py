@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from rag import prompts
+from tests.conftest import Cli
 from tests.openai_server import openai_server
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-def run_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    """Run ``rag ARGS`` in-process through its real entry point: (exit status, stdout, stderr)."""
-    from rag.cli.main import main
-
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["rag", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return int(info.value.code or 0), captured.out, captured.err
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return lambda *args: run_cli(monkeypatch, capsys, *args)
 
 
 @pytest.fixture

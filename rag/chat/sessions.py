@@ -11,10 +11,8 @@ import json
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 from rag.answer.base import Turn
 from rag.errors import RagError, UsageError
 from rag.results import Answer, Citation, Hit
+from rag.store.sqlite import Database
 
 SCHEMA_VERSION = 1
 
@@ -144,15 +143,9 @@ class SessionStore:
     """The sessions file.  Thread-safe; close it when done."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # isolation_level=None: we issue BEGIN ourselves, so each write is exactly one transaction.
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._database = Database(path)
+        self._db, self._lock = self._database.db, self._database.lock
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -164,8 +157,7 @@ class SessionStore:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._database.close()
 
     def __enter__(self) -> SessionStore:
         return self
@@ -173,18 +165,8 @@ class SessionStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front: two writers wait for each other (busy
-        # timeout) instead of both reading, then one failing to upgrade its lock.
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.write()
 
     # --- reading --------------------------------------------------------------------------
 

@@ -8,12 +8,12 @@ paid-for embeddings survive a crash, a Ctrl-C or a rate-limit failure.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from rag.store.sqlite import Database
 
 
 def text_key(text: str) -> bytes:
@@ -22,11 +22,8 @@ def text_key(text: str) -> bytes:
 
 class EmbeddingCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._database = Database(path)
+        self._db, self._lock = self._database.db, self._database.lock
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS vectors (embedder TEXT NOT NULL, key BLOB NOT NULL, vector BLOB NOT NULL, "
             "PRIMARY KEY (embedder, key)) WITHOUT ROWID"
@@ -58,10 +55,8 @@ class EmbeddingCache:
             (embedder, text_key(t), np.asarray(v, dtype=np.float32).tobytes())
             for t, v in zip(texts, vectors, strict=True)
         ]
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO vectors(embedder, key, vector) VALUES (?, ?, ?)", rows)
-            self._db.execute("COMMIT")
+        with self._database.write() as db:
+            db.executemany("INSERT OR REPLACE INTO vectors(embedder, key, vector) VALUES (?, ?, ?)", rows)
 
     def count(self, embedder: str | None = None) -> int:
         with self._lock:
@@ -74,5 +69,4 @@ class EmbeddingCache:
             self._db.execute("DELETE FROM vectors")
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._database.close()

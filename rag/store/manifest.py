@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rag.store.sqlite import Database
 
 SCHEMA_VERSION = 1
 
@@ -136,11 +137,7 @@ _FILE_COLUMNS = "path, content_hash, signature, kind, size, mtime_ns, pages, chu
 # half the index on "the" and "of".  Kept short on purpose: negations and question words
 # that change meaning ("not", "without") stay.
 STOPWORDS = frozenset(
-    """a an and are as at be been but by can could did do does for from had has have how i if in
-    into is it its me my of on or our so such than that the their them then there these they this
-    those to was we were what when where which who whom why will with would you your about also
-    any some only other over under up out very just more most much many may might must shall
-    should s t""".split()
+    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your", "about", "also", "any", "some", "only", "other", "over", "under", "up", "out", "very", "just", "more", "most", "much", "many", "may", "might", "must", "shall", "should", "s", "t"]
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -157,12 +154,8 @@ class Manifest:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self._database = Database(path)
+        self._db, self._lock = self._database.db, self._database.lock
         with self.transaction():
             for statement in _split_sql(_SCHEMA):
                 self._db.execute(statement)
@@ -171,20 +164,10 @@ class Manifest:
                 self.set_meta("created_at", time.time())
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._database.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.write()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
