@@ -89,7 +89,17 @@ class EmbeddingSettings(_Section):
         json_schema_extra=_env("RAG_EMBED_MODEL"),
     )
     concurrency: int = Field(
-        4, ge=1, le=64, description="Embedding requests in flight at once.", json_schema_extra=_env("RAG_EMBED_CONCURRENCY")
+        4,
+        ge=1,
+        le=64,
+        description="Embedding requests in flight at once.",
+        json_schema_extra=_env("RAG_EMBED_CONCURRENCY"),
+    )
+    batch_size: int = Field(
+        0,
+        ge=0,
+        description="Texts per embedding request (0: the provider's limit, 2,048 for OpenAI).",
+        json_schema_extra=_env("RAG_EMBED_BATCH_SIZE"),
     )
     requests_per_minute: int = Field(
         3000,
@@ -159,7 +169,10 @@ class StoreSettings(_Section):
 
 class IngestSettings(_Section):
     max_file_mb: float = Field(
-        100.0, gt=0, description="Files larger than this are skipped and reported.", json_schema_extra=_env("RAG_MAX_FILE_MB")
+        100.0,
+        gt=0,
+        description="Files larger than this are skipped and reported.",
+        json_schema_extra=_env("RAG_MAX_FILE_MB"),
     )
     chunk_tokens: int = Field(
         0,
@@ -181,9 +194,15 @@ class RetrievalSettings(_Section):
         "hybrid", description="Retrieval method.", json_schema_extra=_env("RAG_MODE")
     )
     k: int = Field(5, ge=1, le=1000, description="Chunks retrieved per question.", json_schema_extra=_env("RAG_TOP_K"))
-    mmr: bool = Field(False, description="Diversify results with maximal marginal relevance.", json_schema_extra=_env("RAG_MMR"))
+    mmr: bool = Field(
+        False, description="Diversify results with maximal marginal relevance.", json_schema_extra=_env("RAG_MMR")
+    )
     mmr_lambda: float = Field(
-        0.7, ge=0, le=1, description="MMR trade-off: 1 is pure relevance, 0 pure diversity.", json_schema_extra=_env("RAG_MMR_LAMBDA")
+        0.7,
+        ge=0,
+        le=1,
+        description="MMR trade-off: 1 is pure relevance, 0 pure diversity.",
+        json_schema_extra=_env("RAG_MMR_LAMBDA"),
     )
     min_score: float | None = Field(
         None,
@@ -297,7 +316,7 @@ class Settings(_Section):
     def describe(self) -> list[dict[str, Any]]:
         """One row per setting: name, value (secrets masked), env var, source, description."""
         rows = []
-        for section_name, section_field in type(self).model_fields.items():
+        for section_name in type(self).model_fields:
             section = getattr(self, section_name)
             if not isinstance(section, BaseModel):
                 continue

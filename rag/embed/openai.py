@@ -63,6 +63,7 @@ class OpenAIEmbedder(Embedder):
         self.model = model or settings.embedding.openai_model
         self.name = f"openai:{self.model}"
         self.concurrency = concurrency or settings.embedding.concurrency
+        batch_size = batch_size or settings.embedding.batch_size or None
         if batch_size is not None:
             self.batch_size = max(1, min(batch_size, type(self).batch_size))
         self.usage = Usage(model=self.model)

@@ -29,6 +29,7 @@ from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index
 from rag.store.manifest import HEADING_SEPARATOR, ChunkRecord, FileRecord
+from rag.usage import Usage, cost_usd
 
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
 RECIPE_VERSION = "1"
@@ -166,6 +167,7 @@ class Ingestor:
         """Index what ``discover`` found; ``started`` is when the caller began (for the report's time)."""
         started = time.perf_counter() if started is None else started
         report = IngestReport(index=self.index.name, embedder=self.embedder.name)
+        usage_before = self._usage_so_far()
         report.skipped = [FileProblem(str(s.path), s.message) for s in found.skipped if not s.unsupported]
         report.unsupported = sum(1 for s in found.skipped if s.unsupported)
         report.failed = [FileProblem(e.path, e.reason) for e in found.errors]
@@ -198,7 +200,7 @@ class Ingestor:
             finally:
                 report.chunks_total = self.index.manifest.chunk_count()
                 self.index.mark_changed()
-                self._record_usage(report)
+                self._record_usage(report, usage_before)
                 report.seconds = time.perf_counter() - started
         return report
 
@@ -329,24 +331,28 @@ class Ingestor:
             report.chunks_removed += len(stale)
             self.progress.file_done(pending.record.path)
 
-    def _record_usage(self, report: IngestReport) -> None:
+    def _usage_so_far(self) -> Usage | None:
         usage = getattr(self.embedder, "usage", None)
-        if usage is None or not getattr(usage, "requests", 0):
-            return
-        from rag.usage import cost_usd
+        return usage.snapshot() if isinstance(usage, Usage) else None
 
-        cost = cost_usd(usage, self.settings.prices)
+    def _record_usage(self, report: IngestReport, before: Usage | None) -> None:
+        """What this run's embedding calls cost (an embedder may be reused across runs)."""
+        now = self._usage_so_far()
+        if now is None or before is None or now.requests == before.requests:
+            return
+        spent = Usage(now.model, now.prompt_tokens - before.prompt_tokens, 0, now.requests - before.requests)
+        cost = cost_usd(spent, self.settings.prices)
         report.usage = {
-            "model": usage.model,
-            "requests": usage.requests,
-            "prompt_tokens": usage.prompt_tokens,
+            "model": spent.model,
+            "requests": spent.requests,
+            "prompt_tokens": spent.prompt_tokens,
             "cost_usd": cost,
         }
         self.index.manifest.add_usage(
             "embedding",
-            usage.model,
-            requests=usage.requests,
-            prompt_tokens=usage.prompt_tokens,
+            spent.model,
+            requests=spent.requests,
+            prompt_tokens=spent.prompt_tokens,
             completion_tokens=0,
             cost_usd=cost or 0.0,
         )
