@@ -92,8 +92,13 @@ class Citation:
         return f"{where}:{self.page}" if self.page is not None else where
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "source": self.source, "page": self.page, "chunk_id": self.chunk_id,
-                "score": round(self.score, 6)}
+        return {
+            "n": self.n,
+            "source": self.source,
+            "page": self.page,
+            "chunk_id": self.chunk_id,
+            "score": round(self.score, 6),
+        }
 
 
 @dataclass

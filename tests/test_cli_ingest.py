@@ -116,7 +116,10 @@ def test_version() -> None:
 def test_progress_bar_on_a_terminal(docs: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(
-        sys.executable, ["-m", "rag", "ingest", str(docs)], env={**os.environ, "COLUMNS": "120"}, timeout=120,
+        sys.executable,
+        ["-m", "rag", "ingest", str(docs)],
+        env={**os.environ, "COLUMNS": "120"},
+        timeout=120,
         encoding="utf-8",
     )
     child.expect("files")  # the progress bar's label, drawn only on a terminal

@@ -64,7 +64,9 @@ def test_api_key_is_masked_in_describe_and_refused_in_config_file(tmp_path: Path
 
 def test_price_table_override_keeps_other_models(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[prices]\n"llama3" = { input = 0.0, output = 0.0 }\n"gpt-4o-mini" = { input = 1.0, output = 2.0 }\n')
+    config.write_text(
+        '[prices]\n"llama3" = { input = 0.0, output = 0.0 }\n"gpt-4o-mini" = { input = 1.0, output = 2.0 }\n'
+    )
     prices = Settings.load(config_file=config).prices
     assert prices["gpt-4o-mini"].input == 1.0
     assert prices["llama3"].output == 0.0

@@ -119,7 +119,7 @@ _STOPWORDS = frozenset(
     most my myself no nor not now of off on once only or other our ours ourselves out over own same she
     should so some such than that the their theirs them themselves then there these they this those
     through to too under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves name named many much kind type one ones called us""".split()  # noqa: SIM905
+    would you your yours yourself yourselves name named many much kind type one ones called us""".split()
 )
 
 
@@ -177,6 +177,8 @@ def coverage(question: set[str], text: set[str]) -> float:
 
 
 _ENDS_SENTENCE = tuple(".!?:;)]\"'”’")
+# A chunk that starts mid-sentence starts in lower case, perhaps after a quote or bracket.
+_STARTS_LOWER = re.compile(r"^[\W_]*[a-z]")
 
 
 def candidates(hits: Sequence[Hit]) -> list[Sentence]:
@@ -189,7 +191,9 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
             text = " ".join(hit.text[start:end].split())
             heading = text.startswith("#")  # names a topic, answers nothing
             # Chunks may begin or end mid-sentence; the neighbouring chunk has it whole.
-            cut = (n == 0 and text[0].islower()) or (n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE))
+            cut = (n == 0 and _STARTS_LOWER.match(text) is not None) or (
+                n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE)
+            )
             if not heading and not cut and text not in seen:  # overlapping chunks repeat sentences
                 seen.add(text)
                 sentences.append(Sentence(i, start, end, text))

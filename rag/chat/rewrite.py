@@ -34,7 +34,7 @@ STOPWORDS = frozenset(
     too under until up us very was we were what whats what's when where which while who whom whose why
     will with would yes you your yours yourself yourselves ok okay thanks thank really actually tell
     describe explain list give show summarize summarise compare define name named say says said know
-    mean means meant happen happened about also another way ways thing things""".split()  # noqa: SIM905
+    mean means meant happen happened about also another way ways thing things""".split()
 )
 
 #: Words that point back at something said before.

@@ -96,7 +96,11 @@ def ingest(
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
-                paths, include=include or (), exclude=exclude or (), prune=not no_prune, embedder=embedder,
+                paths,
+                include=include or (),
+                exclude=exclude or (),
+                prune=not no_prune,
+                embedder=embedder,
                 progress=progress,
             )
         except KeyboardInterrupt:
@@ -131,7 +135,8 @@ def _print_ingest_summary(report: Any) -> None:
     if report.usage:
         cost = report.usage.get("cost_usd")
         price = f" · ${cost:.4f}" if cost is not None else ""
-        out.print(f"embedding: {report.usage.get('prompt_tokens', 0):,} tokens, {report.usage.get('requests', 0)} requests{price}")
+        tokens, requests = report.usage.get("prompt_tokens", 0), report.usage.get("requests", 0)
+        out.print(f"embedding: {tokens:,} tokens, {requests} requests{price}")
     if report.repaired:
         out.print(f"repaired {report.repaired} chunks left by an interrupted ingest")
 
@@ -184,9 +189,7 @@ def ask(
     type_: TypeFilter = None,
     pages: PagesFilter = None,
     no_stream: Annotated[bool, typer.Option("--no-stream", help="Print the answer when complete.")] = False,
-    show_context: Annotated[
-        bool, typer.Option("--show-context", help="Also print what the model saw.")
-    ] = False,
+    show_context: Annotated[bool, typer.Option("--show-context", help="Also print what the model saw.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer QUESTION from your documents only, with sources, or say they don't hold it."""
@@ -204,7 +207,12 @@ def ask(
 
     try:
         answer = engine.ask(
-            question, k=k, filters=_filters(path, type_, pages), mode=_check_mode(mode), llm=llm, model=model,
+            question,
+            k=k,
+            filters=_filters(path, type_, pages),
+            mode=_check_mode(mode),
+            llm=llm,
+            model=model,
             on_delta=on_delta if stream else None,
         )
     except KeyboardInterrupt:
@@ -293,12 +301,18 @@ def config(as_json: JsonOpt = False) -> None:
     settings = Settings.load()
     rows = settings.describe()
     config_file = Path(os.environ.get("RAG_CONFIG") or default_config_file())
-    files = {"config_file": str(config_file), "config_file_exists": config_file.is_file(), "dotenv": Path(".env").is_file()}
+    files = {
+        "config_file": str(config_file),
+        "config_file_exists": config_file.is_file(),
+        "dotenv": Path(".env").is_file(),
+    }
     if as_json:
         print_json({**files, "settings": rows})
         return
-    out.print(f"[dim]config file: {escape(str(config_file))}{'' if files['config_file_exists'] else ' (none)'}"
-              f"; .env here: {'yes' if files['dotenv'] else 'no'}[/]")
+    out.print(
+        f"[dim]config file: {escape(str(config_file))}{'' if files['config_file_exists'] else ' (none)'}"
+        f"; .env here: {'yes' if files['dotenv'] else 'no'}[/]"
+    )
     width = max(len(r["name"]) for r in rows)
     for row in rows:
         value = "[dim]not set[/]" if row["value"] is None else escape(str(row["value"]))
@@ -360,4 +374,3 @@ def main() -> None:
             raise
         error(f"unexpected {type(exc).__name__}: {exc} (set RAG_DEBUG=1 for the traceback)")
         sys.exit(EXIT_FAILURE)
-

@@ -66,9 +66,7 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 3 + text.count(" ") // 4 + 1
 
 
-def plan_batches(
-    token_counts: Sequence[int], batch_size: int, max_batch_tokens: int = 0
-) -> list[list[int]]:
+def plan_batches(token_counts: Sequence[int], batch_size: int, max_batch_tokens: int = 0) -> list[list[int]]:
     """Group text indices into batches of similar length, within both limits.
 
     Sorting by length means each batch pads only to its own longest text (dynamic
@@ -149,7 +147,7 @@ def embed_many(
                 indices = in_flight.pop(future)
                 try:
                     vectors = _checked(embedder, future.result(), indices)
-                except BaseException as exc:  # noqa: BLE001 - re-raised below, after the drain
+                except BaseException as exc:
                     error = error or exc
                     continue
                 deliver(indices, vectors)

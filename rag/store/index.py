@@ -33,7 +33,8 @@ _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 def validate_index_name(name: str) -> str:
     if not _INDEX_NAME.match(name) or ".." in name:
         raise UsageError(
-            f"invalid index name {name!r}: use letters, digits, '.', '_' and '-' (at most 63), starting with a letter or digit"
+            f"invalid index name {name!r}: use up to 63 letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
         )
     return name
 

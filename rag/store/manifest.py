@@ -137,7 +137,11 @@ _FILE_COLUMNS = "path, content_hash, signature, kind, size, mtime_ns, pages, chu
 # half the index on "the" and "of".  Kept short on purpose: negations and question words
 # that change meaning ("not", "without") stay.
 STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on", "or", "our", "so", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your", "about", "also", "any", "some", "only", "other", "over", "under", "up", "out", "very", "just", "more", "most", "much", "many", "may", "might", "must", "shall", "should", "s", "t"]
+    """a an and are as at be been but by can could did do does for from had has have how i if
+    in into is it its me my of on or our so such than that the their them then there these
+    they this those to was we were what when where which who whom why will with would you
+    your about also any some only other over under up out very just more most much many may
+    might must shall should s t""".split()
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -368,7 +372,16 @@ class Manifest:
 def _file(row: tuple[Any, ...]) -> FileRecord:
     path, content_hash, signature, kind, size, mtime_ns, pages, chunk_count, ingested_at, warnings = row
     return FileRecord(
-        path, content_hash, signature, kind, size, mtime_ns, pages, chunk_count, ingested_at, tuple(json.loads(warnings))
+        path,
+        content_hash,
+        signature,
+        kind,
+        size,
+        mtime_ns,
+        pages,
+        chunk_count,
+        ingested_at,
+        tuple(json.loads(warnings)),
     )
 
 

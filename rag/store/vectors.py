@@ -174,9 +174,7 @@ class VectorStore:
             yield list(got)
             offset += len(got)
 
-    def query(
-        self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None
-    ) -> list[tuple[str, float]]:
+    def query(self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None) -> list[tuple[str, float]]:
         """The ``k`` nearest ids with cosine similarity, best first."""
         collection = self._get(create=False)
         if collection is None or k <= 0:
