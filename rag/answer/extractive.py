@@ -45,8 +45,10 @@ if TYPE_CHECKING:
 
 #: Most sentences quoted in one answer.
 MAX_SENTENCES = 3
-#: Further sentences are quoted only when they score within this of the best one.
-MARGIN = 0.15
+#: Further sentences are quoted only when they score within this of the best one.  0.15
+#: cited more chunks (83.6% vs 82.5% with the gold answer on SQuAD) but padded answers with
+#: loosely related sentences (token F1 0.168 vs 0.184).
+MARGIN = 0.08
 #: Weight of the question's content words found in a sentence, added to its cosine.
 COVERAGE_WEIGHT = 0.3
 #: Taken off a sentence that lacks what a "when" or "how many" question asks for (a date, a number).
