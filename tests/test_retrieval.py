@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from rag.eval.runner import eval_index, score
 from rag.retrieve.fusion import mmr, normalized_scores, reciprocal_rank
 from rag.retrieve.search import MODES, Filters, Mode, Retriever
 from rag.settings import Settings
+from tests.conftest import Cli
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -137,21 +137,8 @@ def test_hybrid_is_at_least_as_good_as_the_better_single_mode(settings: Settings
 # --- rag eval --------------------------------------------------------------------------------
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    from rag.cli.main import main
-
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["rag", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return int(info.value.code or 0), captured.out + captured.err
-
-
-def test_eval_json_shape(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
-    code, output = run_cli(
-        monkeypatch, capsys, "eval", str(FIXTURES / "beir-mini"), "--mode", "keyword", "--embedder", "hash", "--json"
-    )
+def test_eval_json_shape(cli: Cli, isolated: Path) -> None:
+    code, output, _ = cli("eval", str(FIXTURES / "beir-mini"), "--mode", "keyword", "--embedder", "hash", "--json")
     assert code == 0, output
     data = json.loads(output)
     assert set(data) == {"dataset", "mode", "queries", "metrics", "latency_ms"}
@@ -164,22 +151,18 @@ def test_eval_json_shape(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
     assert Engine().indexes() == [] and (isolated / "cache" / "embeddings.db").is_file()
 
 
-def test_eval_keeps_a_named_index_and_reuses_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], isolated: Path
-) -> None:
+def test_eval_keeps_a_named_index_and_reuses_it(cli: Cli, isolated: Path) -> None:
     args = ("eval", str(FIXTURES / "beir-mini"), "--embedder", "hash", "--index", "mini")
-    code, first = run_cli(monkeypatch, capsys, *args)
-    assert code == 0, first
-    assert "nDCG@10" in first and "p95" in first and "━" not in first  # no progress bar when piped
-    code, second = run_cli(monkeypatch, capsys, *args, "--json")
+    code, first, err = cli(*args)
+    assert code == 0, err
+    assert "nDCG@10" in first and "p95" in first and "━" not in first + err  # no progress bar when piped
+    code, second, _ = cli(*args, "--json")
     assert code == 0, second
     assert json.loads(second)["metrics"]["ndcg@10"] > 0
     info = {i.name: i for i in Engine().indexes()}["mini"]
     assert info.files == 30
 
 
-def test_eval_rejects_a_folder_that_is_not_beir(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    code, output = run_cli(monkeypatch, capsys, "eval", str(tmp_path))
-    assert code == 2 and "not a BEIR dataset" in output
+def test_eval_rejects_a_folder_that_is_not_beir(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("eval", str(tmp_path))
+    assert code == 2 and "not a BEIR dataset" in err

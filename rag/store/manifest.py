@@ -329,8 +329,9 @@ class Manifest:
         where = ["chunks_fts MATCH ?", "c.state = 'live'"]
         params: list[Any] = [match]
         if paths is not None:
-            where.append(f"c.path IN ({','.join('?' * len(paths))})")
-            params.extend(paths)
+            # One JSON parameter, not one per path: SQLite allows at most 32,766 variables.
+            where.append("c.path IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(paths)))
         if pages is not None:
             low, high = pages
             if low is not None:

@@ -179,13 +179,11 @@ class VectorStore:
         collection = self._get(create=False)
         if collection is None or k <= 0:
             return []
-        n = self.count()
-        if n == 0:
-            return []
+        # Chroma returns fewer than n_results when it holds fewer; no count() round trip needed.
         result = self._call(
             collection.query,
             query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-            n_results=min(k, n),
+            n_results=k,
             where=dict(where) if where else None,
             include=["distances"],
         )
