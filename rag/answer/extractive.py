@@ -39,6 +39,7 @@ from rag.answer.citations import citation
 from rag.embed.base import Embedder, embed_many
 from rag.results import Answer, Hit
 from rag.settings import Settings
+from rag.text import FUNCTION_WORDS
 
 if TYPE_CHECKING:
     from rag.engine import Engine
@@ -114,15 +115,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 # --- lexical overlap ------------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further had has
-    have having he her here hers herself him himself his how i if in into is it its itself just me more
-    most my myself no nor not now of off on once only or other our ours ourselves out over own same she
-    should so some such than that the their theirs them themselves then there these they this those
-    through to too under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves name named many much kind type one ones called us""".split()
-)
+# Question words that name no subject ("how many", "what kind of", "is called").
+_STOPWORDS = FUNCTION_WORDS | {"many", "kind", "type", "called"}
 
 
 def content_words(text: str) -> set[str]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from rag import tokens
 from rag.answer.base import Turn
+from rag.text import FUNCTION_WORDS
 
 # --- words ----------------------------------------------------------------------------------
 
@@ -24,17 +25,10 @@ _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 
 #: Words that never carry a subject: function words, question words, chat filler and
 #: imperative openers ("tell me about", "describe").
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any anything are as at be because been
-    before being below between both but by can could did do does doing done down during each either
-    else few for from further get got had has have having he her here hers herself him himself his how
-    i if in into is it its it's itself just like me more most much my myself neither no nor not now of
-    off on once one ones only or other others our ours ourselves out over own please same she should so
-    some such than that the their theirs them themselves then there these they this those through to
-    too under until up us very was we were what whats what's when where which while who whom whose why
-    will with would yes you your yours yourself yourselves ok okay thanks thank really actually tell
-    describe explain list give show summarize summarise compare define name named say says said know
-    mean means meant happen happened about also another way ways thing things""".split()
+STOPWORDS = FUNCTION_WORDS | frozenset(
+    """anything done either else get got it's like neither others please whats what's whose yes ok okay
+    thanks thank really actually tell describe explain list give show summarize summarise compare define
+    say says said know mean means meant happen happened another way ways thing things""".split()
 )
 
 #: Words that point back at something said before.
