@@ -161,6 +161,10 @@ def test_eval_keeps_a_named_index_and_reuses_it(cli: Cli, isolated: Path) -> Non
     assert json.loads(second)["metrics"]["ndcg@10"] > 0
     info = {i.name: i for i in Engine().indexes()}["mini"]
     assert info.files == 30
+    # Dropping the index also removes the documents eval wrote for it.
+    assert (isolated / "eval" / "mini").is_dir()
+    assert cli("drop", "mini", "--yes")[0] == 0
+    assert not (isolated / "eval" / "mini").exists() and Engine().indexes() == []
 
 
 def test_eval_rejects_a_folder_that_is_not_beir(cli: Cli, tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def eval_index(
         else:
             # A fixed folder keeps file paths, hence chunk ids, stable between runs.
             store_settings, name = settings, index_name
-            docs = layout.home / "eval" / index_name / dataset.name
+            docs = layout.eval_dir(index_name) / dataset.name
         index = Index.open(store_settings, name, create=True)
         model: Embedder | None = None
         try:

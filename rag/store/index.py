@@ -76,6 +76,10 @@ class StoreLayout:
     def index_dir(self, name: str) -> Path:
         return self.indexes_dir / validate_index_name(name)
 
+    def eval_dir(self, name: str) -> Path:
+        """Where ``rag eval --index NAME`` keeps the dataset's documents as files."""
+        return self.home / "eval" / validate_index_name(name)
+
     def index_names(self) -> list[str]:
         if not self.indexes_dir.is_dir():
             return []
@@ -261,6 +265,7 @@ class Index:
         self.vectors.drop()
         self.manifest.close()
         shutil.rmtree(self.layout.index_dir(self.name), ignore_errors=True)
+        shutil.rmtree(self.layout.eval_dir(self.name), ignore_errors=True)
 
     # --- reporting ------------------------------------------------------------------------
 
