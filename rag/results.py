@@ -17,6 +17,12 @@ def display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+def location(source: str, page: int | None) -> str:
+    """``path:page``, or just the path for files without pages, as citations show it."""
+    where = display_path(source)
+    return f"{where}:{page}" if page is not None else where
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -40,8 +46,7 @@ class Hit:
     @property
     def location(self) -> str:
         """``path:page`` (or just the path) for citations."""
-        where = display_path(self.source)
-        return f"{where}:{self.page}" if self.page is not None else where
+        return location(self.source, self.page)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,8 +93,7 @@ class Citation:
 
     @property
     def location(self) -> str:
-        where = display_path(self.source)
-        return f"{where}:{self.page}" if self.page is not None else where
+        return location(self.source, self.page)
 
     def to_dict(self) -> dict[str, Any]:
         return {

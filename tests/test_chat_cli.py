@@ -22,6 +22,7 @@ import pytest
 
 from rag import Engine
 from rag.settings import Settings
+from tests.conftest import Cli
 from tests.openai_server import FakeOpenAI, openai_server, settings_for
 
 TOPICS = {
@@ -140,26 +141,16 @@ def server(llm: Store) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def rag_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """``rag ARGS`` in this process, on a module store: (exit status, stdout, stderr).
-
-    For the quick ``history`` commands; chats run in subprocesses.
-    """
-    from rag.cli.main import main
+def rag_cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str, str]]:
+    """``rag ARGS`` in this process, on a module store (for the quick ``history`` commands)."""
 
     def run(store: Store, *args: str) -> tuple[int, str, str]:
         monkeypatch.setenv("RAG_HOME", str(store.home))
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["rag", *args])
-        with pytest.raises(SystemExit) as info:
-            main()
-        captured = capsys.readouterr()
-        return int(info.value.code or 0), captured.out, captured.err
+        return cli(*args)
 
     return run
 
 
-Cli = Callable[..., tuple[int, str, str]]
 
 
 def _chat_calls(server: FakeOpenAI, since: int = 0) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from rag import prompts
 from rag.chat.conversation import Conversation
 from rag.chat.sessions import SessionNotFoundError, SessionStore, validate_session_name
 from rag.cli.options import IndexOpt, JsonOpt, KOpt, LlmOpt, ModelOpt, StoreOpt
-from rag.cli.output import err, error, human_time, out, print_json
+from rag.cli.output import err, error, human_time, out, print_answer, print_json
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.results import Answer
@@ -198,28 +198,7 @@ def _ask_streamed(conversation: Conversation, question: str) -> None:
             sys.stdout.write("\n")
         error(str(exc))
         return
-    _print_answer(answer, "".join(printed))
-
-
-def _print_answer(answer: Answer, streamed: str) -> None:
-    if not streamed:
-        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else escape(answer.text))
-    elif streamed.strip() != answer.text.strip():
-        sys.stdout.write("\n")  # the final text differs from what streamed: show the final one
-        out.print(escape(answer.text))
-    else:
-        sys.stdout.write("\n")
-    if answer.citations:
-        out.print("[bold]Sources[/]")
-        for c in answer.citations:
-            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]")
-    if answer.removed_citations:
-        out.print(f"[dim]({answer.removed_citations} citation(s) to sources that were not supplied were removed)[/]")
-    usage = answer.usage
-    if answer.mode == "llm" and usage.get("total_tokens"):
-        cost = usage.get("cost_usd")
-        price = f" · ${cost:.4f}" if cost is not None else ""
-        out.print(f"[dim]{escape(answer.model)} · {usage['total_tokens']:,} tokens{price}[/]")
+    print_answer(answer, streamed="".join(printed), label=False)
     out.print()
 
 
@@ -335,8 +314,10 @@ def history_show(
     if as_json:
         print_json({**info.to_dict(), "turns": [t.to_dict() for t in turns]})
         return
-    out.print(f"[bold]{escape(info.name)}[/] · index {escape(info.index)} · {info.turns} turns · "
-              f"updated {human_time(info.updated)}")
+    out.print(
+        f"[bold]{escape(info.name)}[/] · index {escape(info.index)} · {info.turns} turns · "
+        f"updated {human_time(info.updated)}"
+    )
     for turn in turns:
         out.print(f"\n[bold]> {escape(turn.question)}[/]")
         if turn.search_query:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from rag import __version__, prompts
+from rag import __version__
 from rag.cli.options import (
     IndexOpt,
     JsonOpt,
@@ -27,10 +27,10 @@ from rag.cli.options import (
     StoreOpt,
     TypeFilter,
 )
-from rag.cli.output import IngestProgress, err, error, human_bytes, human_time, out, print_json
+from rag.cli.output import IngestProgress, err, error, human_bytes, human_time, out, print_answer, print_json
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
-from rag.results import Answer, display_path
+from rag.results import display_path
 from rag.retrieve.search import Filters
 from rag.settings import Settings, default_config_file
 
@@ -229,42 +229,6 @@ def ask(
         print_json(answer.to_dict(include_context=show_context))
         return
     print_answer(answer, streamed="".join(printed), show_context=show_context)
-
-
-def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False) -> None:
-    """The answer (unless already streamed), its sources, notes, and the context."""
-    if not streamed:
-        if answer.mode == "extractive":
-            out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
-        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else escape(answer.text))
-    elif streamed.strip() != answer.text.strip():
-        # Answerers emit only final text, so this is a safety net: reprint the final one.
-        sys.stdout.write("\n")
-        out.print(escape(answer.text))
-    else:
-        sys.stdout.write("\n")
-    if answer.citations:
-        out.print("\n[bold]Sources[/]")
-        for c in answer.citations:
-            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]")
-    if answer.removed_citations:
-        removed = answer.removed_citations
-        out.print(f"[dim]({removed} citation(s) to sources that were not supplied were removed)[/]")
-    usage = answer.usage
-    if answer.mode == "llm" and usage.get("total_tokens"):
-        cost = usage.get("cost_usd")
-        # A typical answer costs a fraction of a cent: show enough digits to see it.
-        price = "" if cost is None else f" · ${cost:.4f}" if cost >= 0.01 else f" · ${cost:.6f}"
-        about = "~" if usage.get("estimated") else ""
-        out.print(f"[dim]{escape(answer.model)} · {about}{usage['total_tokens']:,} tokens{price}[/]")
-    if show_context:
-        # On stderr, so that stdout stays the answer alone when piped.
-        err.print("\n[dim]── context: what the model saw ──[/]")
-        for n, hit in enumerate(answer.context, start=1):
-            err.print(f"[bold]\\[{n}][/] [cyan]{escape(hit.location)}[/]")
-            err.print(escape(hit.text.strip()))
-        if not answer.context:
-            err.print("[dim](nothing)[/]")
 
 
 # --- status and config ----------------------------------------------------------------------

@@ -11,6 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from rag import prompts
+from rag.results import Answer
+
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -94,3 +97,42 @@ class IngestProgress:
         if self._progress is not None and self._chunks is not None:
             rate = self._stored / max(1e-6, time.perf_counter() - self._started)
             self._progress.update(self._chunks, completed=self._stored, detail=f"{rate:,.0f}/s")
+
+
+def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False, label: bool = True) -> None:
+    """The answer (unless already streamed), its sources, notes, and the context.
+
+    ``label`` says when an answer is extractive; chat says it once at the start instead.
+    """
+    if not streamed:
+        if label and answer.mode == "extractive":
+            out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
+        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else escape(answer.text))
+    elif streamed.strip() != answer.text.strip():
+        # Answerers emit only final text, so this is a safety net: reprint the final one.
+        sys.stdout.write("\n")
+        out.print(escape(answer.text))
+    else:
+        sys.stdout.write("\n")
+    if answer.citations:
+        out.print("\n[bold]Sources[/]")
+        for c in answer.citations:
+            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]")
+    if answer.removed_citations:
+        removed = answer.removed_citations
+        out.print(f"[dim]({removed} citation(s) to sources that were not supplied were removed)[/]")
+    usage = answer.usage
+    if answer.mode == "llm" and usage.get("total_tokens"):
+        cost = usage.get("cost_usd")
+        # A typical answer costs a fraction of a cent: show enough digits to see it.
+        price = "" if cost is None else f" · ${cost:.4f}" if cost >= 0.01 else f" · ${cost:.6f}"
+        about = "~" if usage.get("estimated") else ""
+        out.print(f"[dim]{escape(answer.model)} · {about}{usage['total_tokens']:,} tokens{price}[/]")
+    if show_context:
+        # On stderr, so that stdout stays the answer alone when piped.
+        err.print("\n[dim]── context: what the model saw ──[/]")
+        for n, hit in enumerate(answer.context, start=1):
+            err.print(f"[bold]\\[{n}][/] [cyan]{escape(hit.location)}[/]")
+            err.print(escape(hit.text.strip()))
+        if not answer.context:
+            err.print("[dim](nothing)[/]")
