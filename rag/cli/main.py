@@ -27,7 +27,7 @@ from rag.cli.options import (
     StoreOpt,
     TypeFilter,
 )
-from rag.cli.output import IngestProgress, err, error, human_bytes, human_time, out, print_answer, print_json
+from rag.cli.output import IngestProgress, err, error, human_bytes, human_time, out, plural, print_answer, print_json
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.results import display_path
@@ -136,7 +136,7 @@ def _print_ingest_summary(report: Any) -> None:
         cost = report.usage.get("cost_usd")
         price = f" · ${cost:.4f}" if cost is not None else ""
         tokens, requests = report.usage.get("prompt_tokens", 0), report.usage.get("requests", 0)
-        out.print(f"embedding: {tokens:,} tokens, {requests} requests{price}")
+        out.print(f"embedding: {tokens:,} tokens, {plural(requests, 'request')}{price}")
     if report.repaired:
         out.print(f"repaired {report.repaired} chunks left by an interrupted ingest")
 
@@ -254,7 +254,7 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         for row in info.usage:
             cost = f"  ${row['cost_usd']:.4f}" if row["cost_usd"] else ""
             out.print(
-                f"   {row['kind']} {row['model']}: {row['requests']} requests, "
+                f"   {row['kind']} {row['model']}: {plural(row['requests'], 'request')}, "
                 f"{row['prompt_tokens'] + row['completion_tokens']:,} tokens{cost}"
             )
 

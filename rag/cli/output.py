@@ -41,6 +41,10 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def human_time(timestamp: float | None) -> str:
     if not timestamp:
         return "never"
