@@ -5,8 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from rag import prompts
+from rag.answer import relevance
 from rag.results import Answer, Hit
+from rag.settings import Settings
 
 #: Receives answer text as it is generated.
 DeltaCallback = Callable[[str], None]
@@ -21,14 +25,24 @@ class Turn:
 
 
 class Answerer(ABC):
-    """Writes an answer from retrieved context only, citing it as [n]."""
+    """Writes an answer from retrieved context only, citing it as [n].
+
+    ``answer`` declines on its own when there are no hits, or when none reaches the
+    relevance threshold (``min_relevance()``), so a backend's ``_answer`` only ever sees
+    relevant context.
+    """
 
     #: "llm" or "extractive".
     mode: str
     #: The model name shown to users ("extractive" for the offline answerer).
     model: str
+    #: ``Answer.usage`` when nothing was spent.
+    nothing_spent: ClassVar[dict[str, Any]] = {"requests": 0}
 
-    @abstractmethod
+    def __init__(self, settings: Settings, *, min_relevance: Callable[[], float] | None = None) -> None:
+        self.settings = settings
+        self._min_relevance = min_relevance or (lambda: relevance.min_relevance(settings, None))
+
     def answer(
         self,
         question: str,
@@ -38,6 +52,33 @@ class Answerer(ABC):
         on_delta: DeltaCallback | None = None,
     ) -> Answer:
         """Answer ``question`` from ``hits`` (numbered [1]..[n] in order), or decline."""
+        hits = list(hits)
+        if not hits:
+            return self.declined(question, prompts.NO_SOURCES)
+        if not relevance.any_relevant(hits, self._min_relevance()):
+            return self.declined(question, prompts.REFUSAL, hits)
+        return self._answer(question, hits, history=history, on_delta=on_delta)
+
+    @abstractmethod
+    def _answer(
+        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
+    ) -> Answer:
+        """Answer from ``hits``, which are non-empty and relevant enough, or decline."""
+
+    def declined(
+        self, question: str, text: str, context: list[Hit] | None = None, usage: dict[str, Any] | None = None
+    ) -> Answer:
+        """A refusal: ``text`` in place of an answer, citing nothing."""
+        return Answer(
+            question=question,
+            text=text,
+            refused=True,
+            citations=[],
+            model=self.model,
+            mode=self.mode,
+            usage=usage or dict(self.nothing_spent),
+            context=context or [],
+        )
 
     def rewrite(self, question: str, history: Sequence[Turn]) -> str:
         """A follow-up rewritten as a standalone question (default: unchanged)."""

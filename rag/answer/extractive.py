@@ -220,36 +220,32 @@ class ExtractiveAnswerer(Answerer):
             if engine is None:
                 raise ValueError("ExtractiveAnswerer needs an engine or an embedder")
             embedder = functools.partial(scoring_embedder, engine)
-        self.settings = settings
+        super().__init__(settings, min_relevance=min_relevance)
         self._embedder = embedder
-        self._min_relevance = min_relevance or (lambda: relevance.min_relevance(settings, None))
         self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def answer(
-        self,
-        question: str,
-        hits: Sequence[Hit],
-        *,
-        history: Sequence[Turn] = (),
-        on_delta: DeltaCallback | None = None,
+    def _answer(
+        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
     ) -> Answer:
-        hits = list(hits)
-        if not hits:
-            return self._answer(question, prompts.NO_SOURCES, hits, refused=True)
-        if not relevance.any_relevant(hits, self._min_relevance()):
-            return self._answer(question, prompts.REFUSAL, hits, refused=True)
         embedder = self._embedder()
         scored = self.score_sentences(question, hits, embedder)
         chosen = select(scored, relevance.min_sentence_score(embedder.name))
         if not chosen:
-            return self._answer(question, prompts.REFUSAL, hits, refused=True)
+            return self.declined(question, prompts.REFUSAL, hits)
         text, cited = compose(chosen, hits)
         if on_delta is not None:
             on_delta(text)
-        answer = self._answer(question, text, hits, refused=False)
-        answer.citations = [citation(n, hits[n - 1]) for n in cited]
-        return answer
+        return Answer(
+            question=question,
+            text=text,
+            refused=False,
+            citations=[citation(n, hits[n - 1]) for n in cited],
+            model=self.model,
+            mode=self.mode,
+            usage=dict(self.nothing_spent),
+            context=hits,
+        )
 
     def score_sentences(self, question: str, hits: Sequence[Hit], embedder: Embedder) -> list[Scored]:
         """Every distinct sentence of ``hits`` with its score, best first."""
@@ -287,12 +283,6 @@ class ExtractiveAnswerer(Answerer):
             while len(self._vectors) > _CACHE_SIZE:
                 self._vectors.popitem(last=False)
         return vectors
-
-    def _answer(self, question: str, text: str, hits: list[Hit], *, refused: bool) -> Answer:
-        return Answer(
-            question=question, text=text, refused=refused, citations=[], model=self.model, mode=self.mode,
-            usage={"requests": 0}, context=hits,
-        )
 
 
 def select(scored: Sequence[Scored], threshold: float) -> list[Scored]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rag import prompts, tokens
-from rag.answer import relevance
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import CitationFilter, citations_for
 from rag.answer.context import Context, build_context, message_tokens
@@ -21,13 +20,9 @@ if TYPE_CHECKING:
     import openai
 
 # A rewritten question is one short line; more means the model started answering.
-_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 _REWRITE_MAX_TOKENS = 200
-
-_NOTHING_SPENT: dict[str, Any] = {
-    "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0,
-    "estimated": False,
-}
+# o-series and gpt-5 models accept no temperature but their default.
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 
 class LLMAnswerer(Answerer):
@@ -38,6 +33,10 @@ class LLMAnswerer(Answerer):
     """
 
     mode = "llm"
+    nothing_spent: ClassVar[dict[str, Any]] = {
+        "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0,
+        "estimated": False,
+    }
 
     def __init__(
         self,
@@ -46,9 +45,8 @@ class LLMAnswerer(Answerer):
         model: str | None = None,
         min_relevance: Callable[[], float] | None = None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings, min_relevance=min_relevance)
         self.model = model or settings.llm.chat_model
-        self._min_relevance = min_relevance or (lambda: relevance.min_relevance(settings, None))
         self._client: openai.OpenAI | None = None
         #: Everything this answerer spent, rewrites included.
         self.usage = Usage(self.model)
@@ -61,19 +59,9 @@ class LLMAnswerer(Answerer):
 
     # --- answering ------------------------------------------------------------------------
 
-    def answer(
-        self,
-        question: str,
-        hits: Sequence[Hit],
-        *,
-        history: Sequence[Turn] = (),
-        on_delta: DeltaCallback | None = None,
+    def _answer(
+        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
     ) -> Answer:
-        if not hits:
-            return self._declined(question, prompts.NO_SOURCES)
-        if not relevance.any_relevant(hits, self._min_relevance()):
-            return self._declined(question, prompts.REFUSAL, list(hits))
-
         context, messages = self.prompt(question, hits, history)
         check = CitationFilter(len(context.sources), prompts.SENTINEL)
 
@@ -88,7 +76,7 @@ class LLMAnswerer(Answerer):
             on_delta(tail)
         usage = self._usage(messages, raw, reported)
         if check.refused:
-            return self._declined(question, prompts.REFUSAL, context.sources, usage)
+            return self.declined(question, prompts.REFUSAL, context.sources, usage)
         return Answer(
             question=question,
             text=check.text,
@@ -203,17 +191,3 @@ class LLMAnswerer(Answerer):
             "cost_usd": cost_usd(call, self.settings.prices),
             "estimated": estimated,
         }
-
-    def _declined(
-        self, question: str, text: str, context: list[Hit] | None = None, usage: dict[str, Any] | None = None
-    ) -> Answer:
-        return Answer(
-            question=question,
-            text=text,
-            refused=True,
-            citations=[],
-            model=self.model,
-            mode=self.mode,
-            usage=usage or dict(_NOTHING_SPENT),
-            context=context or [],
-        )
