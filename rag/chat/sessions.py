@@ -20,7 +20,7 @@ from typing import Any
 from rag.answer.base import Turn
 from rag.errors import RagError, UsageError
 from rag.results import Answer, Citation, Hit
-from rag.store.sqlite import Database
+from rag.store.sqlite import Database, execute_script
 
 SCHEMA_VERSION = 1
 
@@ -150,10 +150,7 @@ class SessionStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise RagError(f"{path} was written by a newer rag (schema {version}); upgrade rag to read it")
-            # One statement at a time: executescript would commit the transaction first.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            execute_script(db, _SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:

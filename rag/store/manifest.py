@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.store.sqlite import Database
+from rag.store.sqlite import Database, execute_script
 
 SCHEMA_VERSION = 1
 
@@ -161,8 +161,7 @@ class Manifest:
         self._database = Database(path)
         self._db, self._lock = self._database.db, self._database.lock
         with self.transaction():
-            for statement in _split_sql(_SCHEMA):
-                self._db.execute(statement)
+            execute_script(self._db, _SCHEMA)
             if self.get_meta("schema_version") is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)
                 self.set_meta("created_at", time.time())
@@ -395,17 +394,3 @@ def _parts(ids: Sequence[str], size: int = 500) -> Iterator[list[str]]:
     ids = list(ids)
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
-
-
-def _split_sql(script: str) -> list[str]:
-    # executescript() would COMMIT our transaction; triggers contain ';' so split on 'END;'.
-    statements: list[str] = []
-    buffer = ""
-    for line in script.strip().splitlines():
-        buffer += line + "\n"
-        stripped = line.strip()
-        in_trigger = buffer.lstrip().upper().startswith("CREATE TRIGGER")
-        if (in_trigger and stripped == "END;") or (not in_trigger and stripped.endswith(";")):
-            statements.append(buffer.strip())
-            buffer = ""
-    return statements

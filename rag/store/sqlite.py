@@ -37,3 +37,19 @@ class Database:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+
+
+def execute_script(db: sqlite3.Connection, script: str) -> None:
+    """Run ``script`` statement by statement, inside the caller's transaction.
+
+    ``executescript()`` would COMMIT the transaction first; triggers contain ';', so a
+    trigger ends at its 'END;' line.
+    """
+    buffer = ""
+    for line in script.strip().splitlines():
+        buffer += line + "\n"
+        stripped = line.strip()
+        in_trigger = buffer.lstrip().upper().startswith("CREATE TRIGGER")
+        if (in_trigger and stripped == "END;") or (not in_trigger and stripped.endswith(";")):
+            db.execute(buffer)
+            buffer = ""
