@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +38,15 @@ class IndexInfo:
     size_bytes: int
     last_ingest: float | None
     usage: list[dict[str, Any]]
+    #: Files per kind, e.g. ``{"pdf": 3, "docx": 2}``.
+    types: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "embedder": self.embedder,
             "files": self.files,
+            "types": self.types,
             "chunks": self.chunks,
             "size_bytes": self.size_bytes,
             "last_ingest": self.last_ingest,
@@ -302,6 +305,7 @@ class Engine:
                         size_bytes=index.size_bytes(),
                         last_ingest=float(last) if last else None,
                         usage=index.manifest.usage(),
+                        types=index.manifest.file_kinds(),
                     )
                 )
         return infos

@@ -37,7 +37,7 @@ from rag.answer import relevance
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
 from rag.embed.base import Embedder, embed_many
-from rag.results import Answer, Hit
+from rag.results import HEADING_SEPARATOR, ROWS_PREFIX, Answer, Hit
 from rag.settings import Settings
 from rag.text import FUNCTION_WORDS
 
@@ -183,12 +183,15 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
     seen: set[str] = set()
     for i, hit in enumerate(hits):
         spans = split_sentences(hit.text)
+        # Table chunks (spreadsheets, CSV) hold whole rows, which end without a full stop.
+        rows = hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1].startswith(ROWS_PREFIX)
         for n, (start, end) in enumerate(spans):
             text = " ".join(hit.text[start:end].split())
             heading = text.startswith("#")  # names a topic, answers nothing
             # Chunks may begin or end mid-sentence; the neighbouring chunk has it whole.
-            cut = (n == 0 and _STARTS_LOWER.match(text) is not None) or (
-                n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE)
+            cut = not rows and (
+                (n == 0 and _STARTS_LOWER.match(text) is not None)
+                or (n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE))
             )
             if not heading and not cut and text not in seen:  # overlapping chunks repeat sentences
                 seen.add(text)
@@ -254,8 +257,8 @@ class ExtractiveAnswerer(Answerer):
             # Similarity cannot tell "X did" from "X did not": quoting a sentence without a
             # negation would answer the opposite question.
             sentences = [s for s in sentences if negated(s.text)]
-            if not sentences:
-                return []
+        if not sentences:
+            return []
         query = np.asarray(embedder.embed_query(question), dtype=np.float32)
         cosines = self.sentence_vectors(embedder, [s.text for s in sentences]) @ query
         asked = content_words(question)
