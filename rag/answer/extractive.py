@@ -182,9 +182,10 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
     sentences: list[Sentence] = []
     seen: set[str] = set()
     for i, hit in enumerate(hits):
-        spans = split_sentences(hit.text)
-        # Table chunks (spreadsheets, CSV) hold whole rows, which end without a full stop.
+        # Table chunks (spreadsheets, CSV) are a header line and whole rows: each row is a
+        # "sentence", though it ends without a full stop; the header answers nothing.
         rows = hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1].startswith(ROWS_PREFIX)
+        spans = _row_spans(hit.text) if rows else split_sentences(hit.text)
         for n, (start, end) in enumerate(spans):
             text = " ".join(hit.text[start:end].split())
             heading = text.startswith("#")  # names a topic, answers nothing
@@ -197,6 +198,17 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
                 seen.add(text)
                 sentences.append(Sentence(i, start, end, text))
     return sentences
+
+
+def _row_spans(text: str) -> list[tuple[int, int]]:
+    """Each line of a table chunk after its header line, as (start, end)."""
+    spans = []
+    position = 0
+    for number, line in enumerate(text.split("\n")):
+        if number and line.strip():
+            spans.append((position, position + len(line)))
+        position += len(line) + 1
+    return spans
 
 
 def scoring_embedder(engine: Engine) -> Embedder:
