@@ -237,14 +237,14 @@ def report(r: dict) -> None:  # type: ignore[type-arg]
         print(
             f"| {kind} | {row['files']:.0f} | {row['seconds']:.2f} | {row['files'] / max(row['seconds'], 1e-9):.1f} |"
         )
-    print(
-        "\n| corpus | chunks | embed floor s | ingest before s (parse s) | ingest after s (parse s) | before/floor | after/floor |"
-    )
+    columns = ["corpus", "chunks", "embed floor s", "before: ingest s (parse s)", "after: ingest s (parse s)"]
+    print("\n| " + " | ".join([*columns, "before/floor", "after/floor"]) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in ("mixed", "pdf"):
         floor, before, after = r[f"{name}_floor"], r[f"{name}_before"], r[f"{name}_after"]
         print(
-            f"| {name} | {after['chunks']} | {floor['seconds']:.1f} | {before['seconds']:.1f} ({before['parse_seconds']:.1f}) "
+            f"| {name} | {after['chunks']} | {floor['seconds']:.1f} "
+            f"| {before['seconds']:.1f} ({before['parse_seconds']:.1f}) "
             f"| {after['seconds']:.1f} ({after['parse_seconds']:.1f}) | {before['seconds'] / floor['seconds']:.2f}x "
             f"| {after['seconds'] / floor['seconds']:.2f}x |"
         )
