@@ -28,8 +28,8 @@ class Answerer(ABC):
     """Writes an answer from retrieved context only, citing it as [n].
 
     ``answer`` declines on its own when there are no hits, or when none reaches the
-    relevance threshold (``min_relevance()``), so a backend's ``_answer`` only ever sees
-    relevant context.
+    relevance threshold (``min_relevance()``) or holds every focus term of the question
+    (``relevance.keyword_match``), so a backend's ``_answer`` only ever sees relevant context.
     """
 
     #: "llm" or "extractive".
@@ -55,7 +55,10 @@ class Answerer(ABC):
         hits = list(hits)
         if not hits:
             return self.declined(question, prompts.NO_SOURCES)
-        if not relevance.any_relevant(hits, self._min_relevance()):
+        # Keyword evidence (every focus term of the question in one chunk) stands in for a low
+        # cosine at the calibrated threshold; a threshold the user set is applied as set.
+        keywords = question if self.settings.retrieval.min_score is None else None
+        if not relevance.any_relevant(hits, self._min_relevance(), keywords):
             return self.declined(question, prompts.REFUSAL, hits)
         return self._answer(question, hits, history=history, on_delta=on_delta)
 
