@@ -53,8 +53,10 @@ def test_evidence_matches_words_loosely_and_identifiers_exactly() -> None:
         "Normans": True,
         "supported": True,
         "England": True,
-        "1.1": False,  # "HTTP/1.1" is one identifier, not the number 1.1
+        "1.1": True,  # a part of "HTTP/1.1"
     }
+    numbers = focus.Evidence("Use timeout=10.0 for 1,230 requests over HTTP2.")
+    assert [numbers.has(t) for t in focus.terms("10 1230 HTTP/2 HTTP/3 11")] == [True, True, True, False, False]
 
 
 def test_check_weighs_missing_terms_by_rarity() -> None:

@@ -39,7 +39,7 @@ _QUESTION_WORDS = FUNCTION_WORDS | frozenset(
 )
 # A token: letters and digits, with inner dots, slashes, hyphens, underscores, plus signs
 # or apostrophes kept ("HTTP/1.1", "max_connections", "C++", "1000's").
-_TOKEN = re.compile(r"[^\W_](?:[\w.+/#'’-]*[\w+#])?")
+_TOKEN = re.compile(r"[^\W_](?:[\w.,+/#'’-]*[\w+#])?")
 _SPLIT = re.compile(r"[^\W_]+")
 _NUMBER = re.compile(r"^\d[\d,.]*(?:st|nd|rd|th|s|'s)?$")
 
@@ -58,8 +58,16 @@ class Term:
 
 
 def _normal(token: str) -> str:
+    """How identifiers and numbers compare: "HTTP/2" = "http2", "1,230" = "1230", "10.0" = "10"."""
     token = token.lower().replace("’", "'")
-    return token[:-2] if token.endswith("'s") else token
+    token = token[:-2] if token.endswith("'s") else token
+    if _NUMBER.match(token):
+        plain = token.replace(",", "")
+        try:
+            return f"{float(plain):g}"
+        except ValueError:
+            return plain  # "10th", "1990s"
+    return re.sub(r"[./_:-]|\(\)$", "", token)
 
 
 def _stem(word: str) -> str:
@@ -109,7 +117,9 @@ class Evidence:
 
     def __init__(self, text: str) -> None:
         tokens = [t.rstrip(".") for t in _TOKEN.findall(text)]
-        self.exact = {_normal(t) for t in tokens}
+        # An identifier's parts count too: "HTTP/1.1" holds "1.1", "os:path" holds "path".
+        parts = [p for t in tokens if "/" in t or ":" in t for p in re.split(r"[/:]", t) if p]
+        self.exact = {_normal(t) for t in tokens + parts}
         words = [w.lower() for t in tokens for w in _SPLIT.findall(t)]
         self.stems = {_stem(w) for w in words}
         # Prefixes let "conquest" meet "conquer", "Norman" meet "Normandy"'s ... (5 letters).
