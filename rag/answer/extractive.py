@@ -28,14 +28,12 @@ would otherwise be a paid request per question, in an answerer meant to work off
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,9 +46,6 @@ from rag.embed.base import Embedder, embed_many
 from rag.results import Answer, Hit, Span
 from rag.settings import Settings
 from rag.text import FUNCTION_WORDS
-
-if TYPE_CHECKING:
-    from rag.engine import Engine
 
 #: Most sentences quoted in one answer.
 MAX_SENTENCES = 3
@@ -211,18 +206,6 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
     return sentences
 
 
-def scoring_embedder(engine: Engine) -> Embedder:
-    """The embedder that scores sentences: the index's own, or the local one for API embedders."""
-    embedder = engine.embedder()
-    return engine.embedder("local") if embedder.name.startswith("openai:") else embedder
-
-
-def index_rarity(engine: Engine) -> focus.Rarity | None:
-    """Term rarity in the engine's index (its keyword index's document frequencies)."""
-    manifest = engine._index().manifest
-    return focus.Rarity(manifest.document_frequencies, manifest.chunk_count())
-
-
 @dataclass(frozen=True)
 class Choice:
     """What the answerer quotes, or why it declines."""
@@ -293,38 +276,30 @@ def _near_miss(
 class ExtractiveAnswerer(Answerer):
     """Answers by quoting the best sentences of the retrieved chunks, each cited."""
 
-    mode = "extractive"
+    kind = "extractive"
     model = "extractive"
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        engine: Engine | None = None,
-        embedder: Callable[[], Embedder] | None = None,
-        min_relevance: Callable[[], float] | None = None,
-        rarity: Callable[[], focus.Rarity | None] | None = None,
-    ) -> None:
-        if embedder is None:
-            if engine is None:
-                raise ValueError("ExtractiveAnswerer needs an engine or an embedder")
-            embedder = functools.partial(scoring_embedder, engine)
-        if rarity is None and engine is not None:
-            rarity = functools.partial(index_rarity, engine)
+    def __init__(self, settings: Settings, *, embedder: Callable[[], Embedder], min_relevance: float) -> None:
+        """``embedder`` returns the (local) embedder that scores sentences, loading it on first call."""
         super().__init__(settings, min_relevance=min_relevance)
         self._embedder = embedder
-        self._rarity = rarity or (lambda: None)
         self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def _answer(
-        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
+        self,
+        question: str,
+        hits: list[Hit],
+        *,
+        history: Sequence[Turn],
+        on_delta: DeltaCallback | None,
+        rarity: focus.Rarity | None = None,
     ) -> Answer:
         embedder = self._embedder()
         scored = self.score_sentences(question, hits, embedder)
         if history:
             scored = self.follow_up(question, hits, embedder, scored, history)
-        choice = choose(question, hits, scored, relevance.min_sentence_score(embedder.name), self._rarity())
+        choice = choose(question, hits, scored, relevance.min_sentence_score(embedder.name), rarity)
         if not choice.chosen:
             declined = self.declined(question, choice.note or prompts.REFUSAL, hits)
             declined.citations = [citation(i + 1, hits[i]) for i in choice.cites]
@@ -338,8 +313,7 @@ class ExtractiveAnswerer(Answerer):
             refused=False,
             citations=[citation(n, hits[n - 1]) for n in cited],
             model=self.model,
-            mode=self.mode,
-            usage=dict(self.nothing_spent),
+            answerer=self.kind,
             context=hits,
             spans=spans(question, text, choice.chosen),
         )
@@ -377,7 +351,7 @@ class ExtractiveAnswerer(Answerer):
         outweigh the user's few ("and when did it open?").  The better of the two keeps a
         sentence that fits either; leaving out what was just said keeps the description out.
         """
-        from rag.chat.rewrite import expand_query, is_follow_up
+        from rag.chat.followups import expand_query, is_follow_up
 
         if not is_follow_up(question):
             return scored
