@@ -183,6 +183,10 @@ class Index:
         """Live chunks: what searches can return."""
         return self._manifest.chunk_count()
 
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase (see ``Manifest.document_frequencies``)."""
+        return self._manifest.document_frequencies(phrases)
+
     @property
     def last_ingest(self) -> float | None:
         value = self._manifest.get_meta("last_ingest")
