@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.office_files builds the Office files
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("RAG_BENCH_SHARED", ROOT.parent / "shared")) / "data"
 SCIFACT = SHARED / "beir-scifact" / "corpus.jsonl"
 PDFS = SHARED / "pdf-samples"
 

@@ -94,6 +94,22 @@ def test_deleted_files_are_pruned_unless_no_prune(docs: Path) -> None:
     assert all("trains" not in h.source for h in engine.search("steam railway Stockton", k=10))
 
 
+def test_a_symlink_to_a_file_outside_is_tracked_by_the_link_and_pruned_with_it(docs: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "tides.txt").write_text("Spring tides follow the full and the new moon.\n", encoding="utf-8")
+    (docs / "tides-link.txt").symlink_to(outside / "tides.txt")
+    engine = _engine()
+    engine.ingest([docs])
+    [hit] = engine.search("spring tides full moon", k=1)
+    assert hit.source == str(docs.resolve() / "tides-link.txt")
+    (docs / "tides-link.txt").unlink()
+    report = engine.ingest([docs])
+    assert report.removed == 1
+    assert all("tides" not in h.source for h in engine.search("spring tides full moon", k=10))
+    assert (outside / "tides.txt").exists()  # rag never touches the user's files
+
+
 def test_ingesting_a_subfolder_does_not_prune_the_rest(docs: Path) -> None:
     engine = _engine()
     engine.ingest([docs])
