@@ -38,6 +38,18 @@ class Slow(HashEmbedder):
         return super().embed_batch(texts)
 
 factory.register("slow", lambda model, settings: Slow())
+
+# Freeze at a chosen point so the test can kill -9 there (it waits for "STALLED").
+def stall(*args, **kwargs):
+    print("STALLED", flush=True)
+    time.sleep(600)
+
+if os.environ.get("KILL_AT") == "before-commit":  # vectors written, generation not committed
+    from rag.store.index import Index
+    Index.commit_files = stall
+elif os.environ.get("KILL_AT") == "after-server-commit":  # generation committed, this machine not told
+    from rag.store.manifest import Manifest
+    Manifest.commit_file = stall
 engine = Engine(index="team", embedding__embedder="slow", store__chroma_url=sys.argv[2])
 report = engine.ingest([sys.argv[1]])
 print("DONE", report.chunks_total, flush=True)
@@ -77,9 +89,12 @@ def _folder(root: Path, tag: str, n: int) -> Path:
     return root
 
 
-def _writer(folder: Path, url: str, home: Path, *, delay: float = 0.02, ttl: float = 60) -> subprocess.Popen[str]:
+def _writer(
+    folder: Path, url: str, home: Path, *, delay: float = 0.02, ttl: float = 60, kill_at: str = ""
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
+        "KILL_AT": kill_at,
         "RAG_HOME": str(home),
         "EMBED_DELAY": str(delay),
         "RAG_LOCK_TIMEOUT": "120",
@@ -106,9 +121,9 @@ def _server_ids(url: str) -> set[str]:
     return set(collection.get(include=[])["ids"])
 
 
-def _machine(url: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def _machine(url: str, home: Path, monkeypatch: pytest.MonkeyPatch, lock_timeout: float = 10) -> Engine:
     monkeypatch.setenv("RAG_HOME", str(home))
-    return Engine(index="team", embedding__embedder="hash", store__chroma_url=url)
+    return Engine(index="team", embedding__embedder="hash", store__chroma_url=url, store__lock_timeout=lock_timeout)
 
 
 def _check_machine(engine: Engine, server_ids: set[str], tags: dict[str, int]) -> None:
@@ -121,8 +136,10 @@ def _check_machine(engine: Engine, server_ids: set[str], tags: dict[str, int]) -
             word = f"{tag}word{i}"
             hits = engine.search(word, k=3, mode="keyword")
             assert hits and hits[0].source.endswith(f"{tag}{i:03d}.txt"), word
-            dense = engine.search(f"{tag}{i} sentence 3 mentions {word} and thing3.", k=1, mode="dense")
-            assert dense and dense[0].source.endswith(f"{tag}{i:03d}.txt"), word
+    for batch in index.iter_chunks():
+        for chunk in batch:
+            dense = engine.search(chunk.text, k=3, mode="dense")
+            assert chunk.id in [h.chunk_id for h in dense], chunk.path
 
 
 def test_two_machines_writing_at_once_end_with_exactly_the_union(
@@ -140,56 +157,54 @@ def test_two_machines_writing_at_once_end_with_exactly_the_union(
     assert second.returncode == 0, err_b
 
     ids = _server_ids(url)
-    assert int(out_b.split()[-1]) == len(ids)  # the later writer saw the union
+    assert int(out_a.split()[-1]) < int(out_b.split()[-1]) == len(ids)  # the later writer saw the union
     for home in ("machine-a", "machine-b"):
         engine = _machine(url, tmp_path / home, monkeypatch)
         assert engine._index().file_count() == 24
         _check_machine(engine, ids, {"alpha": 12, "beta": 12})
 
 
+@pytest.mark.parametrize("kill_at", ["before-commit", "after-server-commit"])
 def test_a_writer_killed_holding_the_lease_is_taken_over_after_the_ttl(
-    fresh_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill_at: str
 ) -> None:
     url = fresh_index
     alpha, beta = _folder(tmp_path / "alpha", "alpha", 30), _folder(tmp_path / "beta", "beta", 5)
-    doomed = _writer(alpha, url, tmp_path / "machine-a", delay=0.2, ttl=2)
-
-    def vectors_written() -> bool:
-        try:
-            return bool(_server_ids(url))
-        except Exception:
-            return False
-
-    _wait_for(vectors_written, "the first writer's vectors")
+    doomed = _writer(alpha, url, tmp_path / "machine-a", ttl=5, kill_at=kill_at)
+    assert doomed.stdout is not None
+    line = doomed.stdout.readline()
+    assert line.strip() == "STALLED", doomed.communicate()[1]
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
     lease = Lease(_client(url), "team", ttl=1).current()
     assert lease is not None and not lease.released and f"pid {doomed.pid}" in lease.owner
+    orphans = _server_ids(url)
+    assert orphans  # the dead writer's vectors are on the server
 
     # An impatient writer is told who holds the index; a patient one waits out the TTL.
-    engine_b = _machine(url, tmp_path / "machine-b", monkeypatch)
-    if time.time() < lease.expires - 0.5:
-        with pytest.raises(IndexLockedError, match=f"pid {doomed.pid}"):
-            Engine(index="team", embedding__embedder="hash", store__chroma_url=url, store__lock_timeout=0).ingest(
-                [beta]
-            )
-    report = Engine(index="team", embedding__embedder="hash", store__chroma_url=url, store__lock_timeout=60).ingest(
-        [beta]
-    )
+    try:
+        report = _machine(url, tmp_path / "machine-b", monkeypatch, lock_timeout=0).ingest([beta])
+    except IndexLockedError as exc:
+        assert f"pid {doomed.pid}" in str(exc)
+        report = _machine(url, tmp_path / "machine-b", monkeypatch, lock_timeout=60).ingest([beta])
     assert time.time() >= lease.expires
     assert report.added == 5 and report.failed == []
-    # The dead writer's uncommitted chunks are gone from the server; committed ones stay.
     ids = _server_ids(url)
-    engine_b = _machine(url, tmp_path / "machine-b", monkeypatch)
-    _check_machine(engine_b, ids, {"beta": 5})
+    if kill_at == "before-commit":
+        assert not ids & orphans  # never committed: swept from the server
+        expected = {"beta": 5}
+    else:
+        assert orphans <= ids  # committed: kept, and machine B has them
+        expected = {"alpha": 30, "beta": 5}
+    _check_machine(_machine(url, tmp_path / "machine-b", monkeypatch), ids, expected)
 
     # The killed machine's next run settles its own leftovers and finishes its folder.
     engine_a = _machine(url, tmp_path / "machine-a", monkeypatch)
-    engine_a.ingest([alpha])
+    again = engine_a.ingest([alpha])
+    assert again.added + again.unchanged == 30
     ids = _server_ids(url)
     _check_machine(engine_a, ids, {"alpha": 30, "beta": 5})
-    engine_b = _machine(url, tmp_path / "machine-b", monkeypatch)
-    _check_machine(engine_b, ids, {"alpha": 30, "beta": 5})
+    _check_machine(_machine(url, tmp_path / "machine-b", monkeypatch), ids, {"alpha": 30, "beta": 5})
 
 
 def test_a_reader_catches_up_over_three_generations_without_a_rebuild(

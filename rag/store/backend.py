@@ -47,6 +47,14 @@ class VectorBackend(Protocol):
         """Every (id, text, metadata), a page at a time (to rebuild a manifest from a server)."""
         ...
 
+    def fetch(self, ids: Sequence[str]) -> list[tuple[str, str | None, dict[str, Any] | None]]:
+        """(id, text, metadata) of those ``ids`` the collection holds."""
+        ...
+
+    def delete_where(self, where: Mapping[str, Any]) -> None:
+        """Delete every record whose metadata matches ``where``."""
+        ...
+
     def size_bytes(self) -> int:
         """Bytes this collection takes on local disk (0 when it lives on a server)."""
         ...
