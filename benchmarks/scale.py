@@ -148,7 +148,6 @@ def grow(sizes: list[int], n_queries: int, keep: Path | None) -> None:
         with index.write_lock(60):
             for size in sizes:
                 builder.grow_to(size)
-                index.release_writer()
                 plain = latencies(index, corpus, queries, filtered=False)
                 filt = latencies(index, corpus, queries, filtered=True)
                 count = index.chunk_count()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from rag import Engine
 from rag.errors import IndexLockedError
 from rag.store.remote import Lease
 from tests.chroma_server import chroma_run
+from tests.conftest import Cli
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -208,7 +210,7 @@ def test_a_writer_killed_holding_the_lease_is_taken_over_after_the_ttl(
 
 
 def test_a_reader_catches_up_over_three_generations_without_a_rebuild(
-    fresh_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
 ) -> None:
     url = fresh_index
     folder = _folder(tmp_path / "docs", "gamma", 6)
@@ -229,6 +231,11 @@ def test_a_reader_catches_up_over_three_generations_without_a_rebuild(
     (folder / "gamma002.txt").unlink()
     assert writer.ingest([folder]).removed == 1
 
+    # Before it looks again, the reader's cache is three generations behind, and says so.
+    stale = reader._index().server_status()
+    assert stale is not None and stale["behind"] == 3 and stale["lease_holder"] is None
+    assert stale["server"] == url and stale["generation"] == seen + 3
+
     reader = _machine(url, tmp_path / "reader", monkeypatch)
     sync = reader._index().last_sync
     assert sync is not None and not sync.rebuilt
@@ -239,3 +246,11 @@ def test_a_reader_catches_up_over_three_generations_without_a_rebuild(
     assert reader.search("zeppelins", k=1, mode="keyword")[0].source.endswith("gamma001.txt")
     assert reader.search("deltaword0", k=1, mode="keyword")[0].source.endswith("delta000.txt")
     assert not [h for h in reader.search("gammaword2", k=5, mode="keyword") if h.source.endswith("gamma002.txt")]
+
+    monkeypatch.setenv("RAG_CHROMA_URL", url)
+    code, out, _ = cli("status", "--json")
+    assert code == 0
+    (info,) = json.loads(out)["indexes"]
+    assert info["server"] == {**stale, "cache_generation": seen + 3, "behind": 0}
+    code, out, _ = cli("status")
+    assert f"server {url}  generation {seen + 3}  this machine's cache: up to date  no writer" in out

@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -97,6 +97,11 @@ def collection_name(index: str) -> str:
     return f"rag-{index}"
 
 
+T = TypeVar("T")
+
+# Chroma metadata that dense search filters on (see ``rag.store.vectors``).
+_FILTER_KEYS = frozenset({"source", "page"})
+
 #: Called as a cache is built from a server: (chunks done, chunks in all).
 SyncProgress = Callable[[int, int], None]
 
@@ -149,6 +154,8 @@ class Index:
         self._keyword_dirty = False
         self._server = server
         self._writing = False
+        self._memo: dict[Hashable, Any] = {}
+        self._memo_version: tuple[int, int] | None = None
         #: What the last catch-up with the server did (None before one, and when embedded).
         self.last_sync: SyncReport | None = None
 
@@ -273,6 +280,16 @@ class Index:
             hits = [h for h in hits if h[0] in live]
         return hits[:k]
 
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, remembered until the index's files change: for what searches derive
+        from the file list (a path filter over 50,000 files costs tens of milliseconds)."""
+        version = self._manifest.version()
+        if version != self._memo_version or len(self._memo) > 256:
+            self._memo, self._memo_version = {}, version
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return cast(T, self._memo[key])
+
     def keyword_ids(self) -> set[str]:
         """Every id the keyword index holds (for consistency checks)."""
         return self._keyword.ids()
@@ -343,16 +360,24 @@ class Index:
         self, chunks: Sequence[ChunkRecord], vectors: np.ndarray, files: Mapping[str, FileRecord]
     ) -> None:
         """Store staged chunks' vectors, text and metadata; ``files`` has each chunk's file."""
-        metadatas = [to_metadata(c, files[c.path]) for c in chunks]
-        if self._server is not None:
+        # Tantivy indexes in its own thread, so handing it the chunks first overlaps its
+        # work with Chroma's; uncommitted, they become visible in ``commit_files``.
+        self._keyword.add(chunks, commit=False)
+        self._keyword_dirty = True
+        ids = [c.id for c in chunks]
+        if self._server is None:
+            # Embedded, the manifest holds text and metadata; Chroma needs only what dense
+            # filters read.  Texts would also be indexed by Chroma's own full-text index:
+            # together they halved the write rate (benchmarks/scale.py).
+            slim = [{k: v for k, v in to_metadata(c, files[c.path]).items() if k in _FILTER_KEYS} for c in chunks]
+            self._vectors.upsert(ids, vectors, None, slim)
+        else:
+            # On a server the collection is the source of truth for every machine: all of it.
             # Tagged with the generation that will commit them: chunks tagged beyond the
             # server's head belong to a writer that died, and the next one deletes them.
             generation = self._generation() + 1
-            for meta in metadatas:
-                meta[GEN_KEY] = generation
-        self._vectors.upsert([c.id for c in chunks], vectors, [c.text for c in chunks], metadatas)
-        self._keyword.add(chunks, commit=False)
-        self._keyword_dirty = True
+            metadatas = [{**to_metadata(c, files[c.path]), GEN_KEY: generation} for c in chunks]
+            self._vectors.upsert(ids, vectors, [c.text for c in chunks], metadatas)
 
     def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> int:
         """Make ``chunk_ids`` (staged, vectors written) the file's chunks; returns how many old ones went."""

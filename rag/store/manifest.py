@@ -22,7 +22,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._database = Database(path)
+        self._writes = 0
         with self.transaction() as db:
             execute_script(db, _SCHEMA)
             if db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None:
@@ -96,8 +97,18 @@ class Manifest:
     def close(self) -> None:
         self._database.close()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._database.write()
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._database.write() as db:
+            yield db
+        self._writes += 1
+
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever this file is written, by this process or another."""
+        with self._database.lock:
+            # data_version moves when another connection commits; our own commits we count.
+            other = int(self._database.db.execute("PRAGMA data_version").fetchone()[0])
+        return other, self._writes
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._database.query(sql, params)

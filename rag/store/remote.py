@@ -254,7 +254,9 @@ class ChangeLog:
         return True
 
     def state(self) -> tuple[int, int]:
-        """(head generation, last trimmed generation)."""
+        """(head generation, last trimmed generation), as the server has them now."""
+        # A collection object keeps the metadata it was fetched with: fetch it again.
+        self._collection = None
         meta = self._get().metadata or {}
         return int(meta.get("head", 0)), int(meta.get("trimmed", 0))
 

@@ -18,7 +18,7 @@ from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
-from rag.store.index import Index, StoreLayout, validate_index_name
+from rag.store.index import Index, StoreLayout, SyncProgress, validate_index_name
 
 if TYPE_CHECKING:
     from rag.answer.base import Answerer
@@ -37,9 +37,12 @@ class IndexInfo:
     size_bytes: int
     last_ingest: float | None
     usage: list[dict[str, Any]]
+    #: For an index on a Chroma server: server, generation, lease holder, how far behind.
+    server: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "server": self.server,
             "name": self.name,
             "embedder": self.embedder,
             "files": self.files,
@@ -73,6 +76,8 @@ class Store:
         self._embedders: dict[str, Embedder] = {}
         self._answerers: dict[tuple[Any, ...], Answerer] = {}
         self._cache: EmbeddingCache | None = None
+        #: Shown progress while an index's local cache is built from a Chroma server.
+        self.sync_progress: SyncProgress | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.layout.home)!r})"
@@ -95,7 +100,7 @@ class Store:
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                index = Index.open(self.settings, name, create=create)
+                index = Index.open(self.settings, name, create=create, progress=self.sync_progress)
                 self._indexes[name] = index
             return index
 
@@ -118,6 +123,7 @@ class Store:
                     size_bytes=index.size_bytes(),
                     last_ingest=index.last_ingest,
                     usage=index.usage(),
+                    server=index.server_status(),
                 )
             )
         return infos

@@ -128,7 +128,7 @@ class VectorStore:
         self,
         ids: Sequence[str],
         vectors: np.ndarray,
-        documents: Sequence[str],
+        documents: Sequence[str] | None,
         metadatas: Sequence[Mapping[str, Any]],
     ) -> None:
         """Write vectors under ``ids``; rewriting an id replaces it, so retries are harmless."""
@@ -140,7 +140,7 @@ class VectorStore:
                 collection.upsert,
                 ids=list(ids[part]),
                 embeddings=np.asarray(vectors[part], dtype=np.float32),
-                documents=list(documents[part]),
+                documents=list(documents[part]) if documents is not None else None,
                 metadatas=[dict(m) for m in metadatas[part]],
             )
 
