@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import Corpus  # noqa: E402
+from synthetic import Corpus
 
-from rag.retrieve.search import MODES, Filters, Retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.store.index import Index  # noqa: E402
-from rag.store.records import ChunkRecord, FileRecord  # noqa: E402
+from rag.retrieve.search import MODES, Filters, Retriever
+from rag.settings import Settings
+from rag.store.index import Index
+from rag.store.records import ChunkRecord, FileRecord
 
 EMBEDDER = "synthetic-hash:v1"
 WINDOW_FILES = 100  # files per commit: the size of an ingest window (~2,000 chunks)
@@ -220,7 +220,7 @@ def catchup(size: int) -> None:
 
         # 1% of the files change: their chunks are replaced by new versions.
         files = sorted({corpus.file_of(i) for i in range(size)})
-        changed = set(files[:: 100])
+        changed = set(files[::100])
         rows = []
         for start, texts, vectors in corpus.batches(batch=2_000):
             for j, text in enumerate(texts):
