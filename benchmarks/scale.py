@@ -130,6 +130,27 @@ def latencies(index: Index, corpus: Corpus, queries: list[str], filtered: bool) 
     return out
 
 
+def chroma_floor(corpus: Corpus, n: int = 10_000) -> float:
+    """Chunks/s of Chroma alone (same vectors and filter metadata, same HNSW settings, same
+    batches): the floor the store path is measured against, on the same machine, same load."""
+    from rag.store.vectors import VectorStore
+
+    with tempfile.TemporaryDirectory(prefix="rag-floor-") as tmp:
+        store = VectorStore.connect("rag-floor", path=Path(tmp))
+        store.create({})
+        seconds, done = 0.0, 0
+        for start, _, vectors in corpus.batches(batch=2_000):
+            if done >= n:
+                break
+            ids = [f"c{start + j}" for j in range(len(vectors))]
+            meta = [{"source": corpus.file_of(start + j), "page": (start + j) % 20 // 4 + 1} for j in range(len(ids))]
+            t0 = time.perf_counter()
+            store.upsert(ids, vectors, None, meta)
+            seconds += time.perf_counter() - t0
+            done += len(ids)
+    return done / seconds
+
+
 def grow(sizes: list[int], n_queries: int, keep: Path | None) -> None:
     home = keep or Path(tempfile.mkdtemp(prefix="rag-scale-"))
     settings = Settings.load().with_options(store__home=home, store__chroma_url=None)
@@ -139,6 +160,8 @@ def grow(sizes: list[int], n_queries: int, keep: Path | None) -> None:
     index.bind_embedder(EMBEDDER, corpus.embedder.dimension)
     builder = Builder(index, corpus)
     print(f"# scale: {n_queries} queries, k=10; load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    floor = chroma_floor(corpus)
+    print(f"Chroma alone (floor, first 10,000 chunks): {floor:,.0f} chunks/s", flush=True)
     print(
         f"{'chunks':>10}{'ingest/s':>10}{'MB disk':>9}{'MB/M':>7}{'RSS MB':>8}  "
         f"{'mode':<8}{'p50':>7}{'p95':>7}{'filt p50':>10}{'filt p95':>9}  load",
