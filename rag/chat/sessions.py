@@ -105,8 +105,14 @@ class ChatTurn:
 
     def to_answer(self) -> Answer:
         return Answer(
-            question=self.question, text=self.answer, refused=self.refused, citations=list(self.citations),
-            model=self.model, mode=self.mode, context=list(self.context), rewritten_question=self.search_query,
+            question=self.question,
+            text=self.answer,
+            refused=self.refused,
+            citations=list(self.citations),
+            model=self.model,
+            mode=self.mode,
+            context=list(self.context),
+            rewritten_question=self.search_query,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,8 +141,13 @@ class SessionInfo:
     updated: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "index": self.index, "turns": self.turns, "created": self.created,
-                "updated": self.updated}
+        return {
+            "name": self.name,
+            "index": self.index,
+            "turns": self.turns,
+            "created": self.created,
+            "updated": self.updated,
+        }
 
 
 class SessionStore:
@@ -202,18 +213,35 @@ class SessionStore:
         """Add ``turn`` to the end of session ``name``, creating the session if needed."""
         with self._write() as db:
             session_id = _ensure(db, name, index, turn.created)
-            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?",
-                             (session_id,)).fetchone()[0]
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?", (session_id,)
+            ).fetchone()[0]
             db.execute(
                 "INSERT INTO turns (session_id, seq, question, search_query, answer, refused, mode, model, "
                 "citations, context, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    session_id, seq, turn.question, turn.search_query, turn.answer, int(turn.refused), turn.mode,
-                    turn.model, json.dumps([_citation_dict(c) for c in turn.citations]),
-                    json.dumps([h.to_dict() for h in turn.context]), turn.created,
+                    session_id,
+                    seq,
+                    turn.question,
+                    turn.search_query,
+                    turn.answer,
+                    int(turn.refused),
+                    turn.mode,
+                    turn.model,
+                    json.dumps([_citation_dict(c) for c in turn.citations]),
+                    json.dumps([h.to_dict() for h in turn.context]),
+                    turn.created,
                 ),
             )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (turn.created, session_id))
+
+    def create(self, name: str, index: str) -> bool:
+        """Start an empty session called ``name`` over ``index``; False when the name is taken."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone():
+                return False
+            _ensure(db, name, index, time.time())
+            return True
 
     def clear(self, name: str) -> None:
         """Forget the session's turns; the session itself stays."""
