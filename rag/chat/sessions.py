@@ -105,14 +105,8 @@ class ChatTurn:
 
     def to_answer(self) -> Answer:
         return Answer(
-            question=self.question,
-            text=self.answer,
-            refused=self.refused,
-            citations=list(self.citations),
-            model=self.model,
-            mode=self.mode,
-            context=list(self.context),
-            rewritten_question=self.search_query,
+            question=self.question, text=self.answer, refused=self.refused, citations=list(self.citations),
+            model=self.model, mode=self.mode, context=list(self.context), rewritten_question=self.search_query,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,13 +135,8 @@ class SessionInfo:
     updated: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "index": self.index,
-            "turns": self.turns,
-            "created": self.created,
-            "updated": self.updated,
-        }
+        return {"name": self.name, "index": self.index, "turns": self.turns, "created": self.created,
+                "updated": self.updated}
 
 
 class SessionStore:
@@ -213,24 +202,15 @@ class SessionStore:
         """Add ``turn`` to the end of session ``name``, creating the session if needed."""
         with self._write() as db:
             session_id = _ensure(db, name, index, turn.created)
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?", (session_id,)
-            ).fetchone()[0]
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?",
+                             (session_id,)).fetchone()[0]
             db.execute(
                 "INSERT INTO turns (session_id, seq, question, search_query, answer, refused, mode, model, "
                 "citations, context, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    session_id,
-                    seq,
-                    turn.question,
-                    turn.search_query,
-                    turn.answer,
-                    int(turn.refused),
-                    turn.mode,
-                    turn.model,
-                    json.dumps([_citation_dict(c) for c in turn.citations]),
-                    json.dumps([h.to_dict() for h in turn.context]),
-                    turn.created,
+                    session_id, seq, turn.question, turn.search_query, turn.answer, int(turn.refused), turn.mode,
+                    turn.model, json.dumps([_citation_dict(c) for c in turn.citations]),
+                    json.dumps([h.to_dict() for h in turn.context]), turn.created,
                 ),
             )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (turn.created, session_id))
