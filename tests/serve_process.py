@@ -1,0 +1,93 @@
+"""Start a real ``rag serve`` process on a free loopback port, for API and browser tests.
+
+    with rag_server(env) as server:
+        httpx.get(server.url + "/api/v1/health")
+
+The server is started with ``--port 0``; its first line of output is the URL, printed once
+it accepts requests, so tests wait for that line instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+START_TIMEOUT = 120.0  # seconds; a loaded 2-core CI machine imports FastAPI slowly
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen[str]
+    key: str | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+    def client(self, **options: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=60.0, **options)
+
+
+def serve_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a server on store ``home``: no keys or settings from the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
+    env.update({"RAG_HOME": str(home), "RAG_CONFIG": os.devnull, "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def rag_server(env: Mapping[str, str], *args: str, cwd: Path | None = None) -> Iterator[RunningServer]:
+    """``rag serve --port 0 ARGS`` until the block ends; its output is kept in ``.output``."""
+    command = [sys.executable, "-m", "rag", "serve", "--port", "0", *args]
+    process = subprocess.Popen(
+        command,
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    url = None
+    try:
+        while url is None:
+            line = lines.get(timeout=START_TIMEOUT)
+            if line is None:
+                raise RuntimeError(f"rag serve exited ({process.wait()}):\n{''.join(output)}")
+            if line.startswith("rag serve: http"):
+                url = line.split()[2]
+        key = env.get("RAG_API_KEY")
+        if "--api-key" in args:
+            key = args[args.index("--api-key") + 1]
+        yield RunningServer(url, process, key, output)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
