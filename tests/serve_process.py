@@ -9,8 +9,10 @@ it accepts requests, so tests wait for that line instead of sleeping.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PDF = FIXTURES / "pdf" / "google-doc_zen-of-python.pdf"
 
 START_TIMEOUT = 120.0  # seconds; a loaded 2-core CI machine imports FastAPI slowly
 
@@ -91,3 +97,61 @@ def rag_server(env: Mapping[str, str], *args: str, cwd: Path | None = None) -> I
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def write_docs(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "volcanoes.txt").write_text(
+        "Volcanoes form where magma reaches the surface.\n\n"
+        "Mount Etna in Sicily is one of the most active volcanoes in Europe. "
+        "Its eruptions are frequent and mostly effusive.\n",
+        encoding="utf-8",
+    )
+    (root / "bees.md").write_text(
+        "# Bees\n\nHoney bees live in colonies with a single queen.\n\n"
+        "## Pollination\n\nBees pollinate flowering plants while collecting nectar.\n",
+        encoding="utf-8",
+    )
+    (root / "sub" / "trains.txt").write_text(
+        "The first public steam railway opened in 1825 between Stockton and Darlington.\n", encoding="utf-8"
+    )
+    shutil.copy(PDF, root / "zen.pdf")
+    return root
+
+
+def rag_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rag", *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+@dataclass
+class OfflineServer:
+    server: RunningServer
+    env: dict[str, str]
+    docs: Path
+
+
+@pytest.fixture(scope="module")
+def offline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfflineServer]:
+    """A server answering offline (extractive) from ``write_docs``, indexed by ``rag ingest``; one per module."""
+    base = tmp_path_factory.mktemp("serve")
+    env = serve_env(base / "home", RAG_LLM="none")
+    docs = write_docs(base / "docs")
+    ingest = rag_cli(env, "ingest", str(docs))
+    assert ingest.returncode == 0, ingest.stderr
+    with rag_server(env) as server:
+        yield OfflineServer(server, env, docs)
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    """(event, data) for each event of a stream; ("ping", None) for heartbeat comments."""
+    name, data = "message", ""
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            yield "ping", None
+        elif line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and data:
+            yield name, json.loads(data)
+            name, data = "message", ""

@@ -8,9 +8,6 @@ what the CLI prints with ``--json``.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,73 +15,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FIXTURES
-from tests.serve_process import RunningServer, rag_server, serve_env
+from tests.serve_process import PDF, OfflineServer, RunningServer, rag_cli, sse_events
 
 pytestmark = pytest.mark.slow
 
-PDF = FIXTURES / "pdf" / "google-doc_zen-of-python.pdf"
-
-
-def write_docs(root: Path) -> Path:
-    (root / "sub").mkdir(parents=True)
-    (root / "volcanoes.txt").write_text(
-        "Volcanoes form where magma reaches the surface.\n\n"
-        "Mount Etna in Sicily is one of the most active volcanoes in Europe. "
-        "Its eruptions are frequent and mostly effusive.\n",
-        encoding="utf-8",
-    )
-    (root / "bees.md").write_text(
-        "# Bees\n\nHoney bees live in colonies with a single queen.\n\n"
-        "## Pollination\n\nBees pollinate flowering plants while collecting nectar.\n",
-        encoding="utf-8",
-    )
-    (root / "sub" / "trains.txt").write_text(
-        "The first public steam railway opened in 1825 between Stockton and Darlington.\n", encoding="utf-8"
-    )
-    shutil.copy(PDF, root / "zen.pdf")
-    return root
-
-
-def rag_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rag", *args], env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def offline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, dict[str, str], Path]]:
-    base = tmp_path_factory.mktemp("serve")
-    env = serve_env(base / "home", RAG_LLM="none")
-    docs = write_docs(base / "docs")
-    ingest = rag_cli(env, "ingest", str(docs))
-    assert ingest.returncode == 0, ingest.stderr
-    with rag_server(env) as server:
-        yield server, env, docs
-
 
 @pytest.fixture
-def server(offline: tuple[RunningServer, dict[str, str], Path]) -> RunningServer:
-    return offline[0]
+def server(offline_server: OfflineServer) -> RunningServer:
+    return offline_server.server
 
 
 @pytest.fixture
 def http(server: RunningServer) -> Iterator[httpx.Client]:
     with server.client() as client:
         yield client
-
-
-def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """(event, data) for each event of a stream; ("ping", None) for heartbeat comments."""
-    name, data = "message", ""
-    for line in response.iter_lines():
-        if line.startswith(":"):
-            yield "ping", None
-        elif line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            data += line[6:]
-        elif line == "" and data:
-            yield name, json.loads(data)
-            name, data = "message", ""
 
 
 def stream(http: httpx.Client, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, list[tuple[str, Any]]]:
@@ -101,10 +45,10 @@ def wait_for_job(http: httpx.Client, job: str) -> list[tuple[str, Any]]:
 # --- health, status, indexes -------------------------------------------------------------
 
 
-def test_health_status_and_indexes(http: httpx.Client, offline: Any) -> None:
+def test_health_status_and_indexes(http: httpx.Client, offline_server: OfflineServer) -> None:
     assert http.get("/api/v1/health").json()["status"] == "ok"
     status = http.get("/api/v1/status").json()
-    cli = json.loads(rag_cli(offline[1], "status", "--json").stdout)
+    cli = json.loads(rag_cli(offline_server.env, "status", "--json").stdout)
     assert status["store"] == cli["store"]
     assert [(i["name"], i["files"], i["chunks"]) for i in status["indexes"]] == [
         (i["name"], i["files"], i["chunks"]) for i in cli["indexes"]
@@ -117,9 +61,9 @@ def test_health_status_and_indexes(http: httpx.Client, offline: Any) -> None:
 # --- search and ask ----------------------------------------------------------------------
 
 
-def test_search_returns_what_rag_search_json_prints(http: httpx.Client, offline: Any) -> None:
+def test_search_returns_what_rag_search_json_prints(http: httpx.Client, offline_server: OfflineServer) -> None:
     got = http.post("/api/v1/search", json={"query": "active volcano in Sicily", "k": 3}).json()
-    cli = json.loads(rag_cli(offline[1], "search", "active volcano in Sicily", "-k", "3", "--json").stdout)
+    cli = json.loads(rag_cli(offline_server.env, "search", "active volcano in Sicily", "-k", "3", "--json").stdout)
     assert [r["chunk_id"] for r in got["results"]] == [r["chunk_id"] for r in cli["results"]]
     assert got["results"][0]["source"].endswith("volcanoes.txt")
     assert set(cli["results"][0]) <= set(got["results"][0])
@@ -178,7 +122,7 @@ def test_an_off_corpus_question_is_refused_without_citations(http: httpx.Client)
 # --- sessions ----------------------------------------------------------------------------
 
 
-def test_sessions_are_created_asked_listed_and_deleted(http: httpx.Client, offline: Any) -> None:
+def test_sessions_are_created_asked_listed_and_deleted(http: httpx.Client, offline_server: OfflineServer) -> None:
     created = http.post("/api/v1/sessions", json={"name": "trip-1"})
     assert created.status_code == 201 and created.json()["name"] == "trip-1"
     assert http.post("/api/v1/sessions", json={"name": "trip-1"}).status_code == 409
@@ -191,7 +135,7 @@ def test_sessions_are_created_asked_listed_and_deleted(http: httpx.Client, offli
     assert session["turns"][0]["answer"]["citations"][0]["document_id"]
     assert "trip-1" in [s["name"] for s in http.get("/api/v1/sessions", params={"index": "default"}).json()["sessions"]]
     # The same sessions file as `rag chat --session`.
-    history = json.loads(rag_cli(offline[1], "history", "--json").stdout)
+    history = json.loads(rag_cli(offline_server.env, "history", "--json").stdout)
     assert "trip-1" in json.dumps(history)
     assert http.delete("/api/v1/sessions/trip-1").status_code == 204
     assert http.get("/api/v1/sessions/trip-1").status_code == 404
@@ -254,8 +198,8 @@ def test_upload_reports_each_stage_and_each_failure(http: httpx.Client, server: 
     assert http.get(f"/api/v1/documents/{glacier['id']}/file", params={"index": "uploads"}).status_code == 404
 
 
-def test_deleting_a_document_from_a_folder_keeps_the_file(http: httpx.Client, offline: Any) -> None:
-    _, env, docs = offline
+def test_deleting_a_document_from_a_folder_keeps_the_file(http: httpx.Client, offline_server: OfflineServer) -> None:
+    env, docs = offline_server.env, offline_server.docs
     before = http.get("/api/v1/documents").json()["documents"]
     trains = next(d for d in before if d["name"] == "trains.txt")
     assert trains["uploaded"] is False

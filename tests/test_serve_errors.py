@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from tests.openai_server import FakeOpenAI, openai_server
-from tests.serve_process import RunningServer, rag_server, serve_env
-from tests.test_serve_api import rag_cli, sse_events, write_docs
+from tests.serve_process import RunningServer, rag_cli, rag_server, serve_env, sse_events, write_docs
 
 pytestmark = pytest.mark.slow
 
