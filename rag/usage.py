@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rag.settings import Price
+if TYPE_CHECKING:
+    from rag.settings import Price
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pytest
 from rag import Document, Filters, Store, Usage
 from rag.chat.sessions import SessionNotFoundError
 from rag.ingest.document import LoadedDocument, Section
-from rag.ingest.loaders import LOADERS, FileType, kinds
+from rag.ingest.loaders import FILE_TYPES, FileType, LoadOptions, kinds
 from rag.store.manifest import Manifest
 from tests.conftest import FIXTURES
 from tests.openai_server import FakeOpenAI
@@ -113,7 +113,7 @@ def test_three_indexes_in_one_store_load_the_local_model_once(tmp_path: Path, mo
 # --- the loader table ----------------------------------------------------------------------------
 
 
-def load_toy(path: Path, data: bytes) -> LoadedDocument:
+def load_toy(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     """A toy format: one line per section, shouted."""
     lines = data.decode("utf-8").splitlines()
     offsets = [sum(len(x) + 1 for x in lines[:i]) for i in range(len(lines))]
@@ -126,7 +126,7 @@ def test_a_new_file_type_is_one_loader_and_one_line(docs: Path, monkeypatch: pyt
     (docs / "parrots.toy").write_text("parrots can mimic human speech\n")
     assert "toy" not in kinds()
 
-    monkeypatch.setitem(LOADERS, ".toy", FileType(load_toy, "toy"))  # the one line
+    monkeypatch.setitem(FILE_TYPES, ".toy", FileType("toy", load_toy, isolate=False))  # the one line
 
     engine = Store().index("toys")
     report = engine.ingest(docs, embedder="hash")

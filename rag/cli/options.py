@@ -19,7 +19,8 @@ KOpt = Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=1000, help
 ModeOpt = Annotated[str | None, typer.Option("--mode", help="dense, keyword or hybrid \\[default: hybrid].")]
 PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only files matching this glob (repeatable).")]
 TypeFilter = Annotated[
-    list[str] | None, typer.Option("--type", help=f"Only this file type: {', '.join(kinds())} (or an extension).")
+    list[str] | None,
+    typer.Option("--type", help=f"Only this file type: {', '.join(kinds())}, or an extension (repeatable)."),
 ]
 PagesFilter = Annotated[str | None, typer.Option("--pages", help="Only these pages: N, N-M, N- or -M.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, openai, or none (extractive, offline).")]

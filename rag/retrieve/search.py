@@ -12,7 +12,7 @@ import numpy as np
 from rag.embed.base import Embedder
 from rag.errors import UsageError
 from rag.ingest.discover import compile_glob
-from rag.ingest.loaders import resolve_type, type_names
+from rag.ingest.loaders import kind_named, type_names
 from rag.results import Hit, Hits
 from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
 from rag.store.index import Index
@@ -27,9 +27,8 @@ class Filters:
 
     ``paths``: globs, as ``--include`` reads them; a relative one matches at any depth
     (``reports/*.pdf`` matches ``/home/me/docs/reports/q3.pdf``).
-    ``types``: file kinds or extensions (``pdf``, ``md``, ``markdown``...: see
-    ``rag.ingest.loaders``).  ``pages``: an inclusive
-    (first, last) range; either end may be None.  Chunks without pages never match a page
+    ``types``: file kinds or extensions from the loader table (``pdf``, ``md``, ``xlsx``, ``py``).
+    ``pages``: an inclusive (first, last) range; either end may be None.  Chunks without pages never match a page
     range.
     """
 
@@ -39,8 +38,8 @@ class Filters:
 
     def __post_init__(self) -> None:
         for kind in self.types:
-            if resolve_type(kind) is None:
-                raise UsageError(f"unknown file type {kind!r}: use {', '.join(type_names())}")
+            if kind_named(kind) is None:
+                raise UsageError(f"unknown file type {kind!r}: use one of {', '.join(type_names())}")
 
     @property
     def active(self) -> bool:
@@ -71,7 +70,7 @@ class Filters:
         """Files that pass the path and type filters (None when those are unset)."""
         if not (self.paths or self.types):
             return None
-        kinds = {resolve_type(t) for t in self.types}
+        kinds = {kind_named(t) for t in self.types}
         patterns = [_path_pattern(g) for g in self.paths]
         allowed = []
         for path, record in index.files().items():
