@@ -183,7 +183,7 @@ class ServerState:
 
     def uploads_dir(self, index: str) -> Path:
         """Where uploaded files of ``index`` are kept: one folder per index, in the store."""
-        return self.layout.home / "uploads" / validate_index_name(index)
+        return self.layout.uploads_dir(index)
 
     def is_uploaded(self, index: str, path: str) -> bool:
         folder = str(self.uploads_dir(index).resolve())
