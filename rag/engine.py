@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer.base import Answerer, DeltaCallback, Turn
+from rag.answer.focus import Rarity
 from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.errors import IndexNotFoundError, UsageError
@@ -280,7 +281,7 @@ class Engine:
             return refusal
         hits = self.search(search_query or question, k, filters, mode=mode)
         started = time.perf_counter()
-        answer = answerer.answer(question, hits, history=history, on_delta=on_delta)
+        answer = answerer.answer(question, hits, history=history, on_delta=on_delta, rarity=self.term_rarity())
         if moderator is not None:
             answer = moderator.screen_answer(answerer, answer)
         answer.seconds = round(time.perf_counter() - started, 3)
@@ -290,6 +291,12 @@ class Engine:
     def moderator(self) -> Moderator | None:
         """The moderation check questions and answers go through, when ``RAG_MODERATION`` is on."""
         return self.store.moderator() if self.settings.llm.moderation else None
+
+    def term_rarity(self) -> Rarity:
+        """How rare words are in this index (its keyword index's document frequencies), read
+        lazily: the extractive answerer weighs a question's words by it."""
+        index = self._index()
+        return Rarity(index.document_frequencies, index.chunk_count())
 
     def ask_stream(self, question: str, **kwargs: Any) -> AnswerStream:
         """Iterate over answer text as it is generated; ``.answer`` holds the result after."""

@@ -180,9 +180,17 @@ class Index:
     def file_count(self) -> int:
         return self._manifest.file_count()
 
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...)."""
+        return self._manifest.file_kinds()
+
     def chunk_count(self) -> int:
         """Live chunks: what searches can return."""
         return self._manifest.chunk_count()
+
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase (see ``Manifest.document_frequencies``)."""
+        return self._manifest.document_frequencies(phrases)
 
     @property
     def last_ingest(self) -> float | None:
