@@ -13,6 +13,8 @@ from rag.usage import Usage
 # for a row range; repeated here so that results import nothing heavy.
 HEADING_SEPARATOR = " > "
 ROWS_PREFIX = "rows "
+# Appended to a chunk's kind when its text came from OCR (a scanned page, an image).
+OCR_SUFFIX = "+ocr"
 
 
 def display_path(path: str) -> str:
@@ -66,6 +68,8 @@ class Hit:
     end: int = 0
     #: Cosine similarity of query and chunk, whatever the ranking mode; refusal thresholds use it.
     relevance: float | None = None
+    #: The text was read by OCR from an image of the page: expect recognition errors.
+    ocr: bool = False
 
     @property
     def location(self) -> str:
@@ -84,6 +88,7 @@ class Hit:
             "start": self.start,
             "end": self.end,
             "text": self.text,
+            "ocr": self.ocr,
         }
 
     def __repr__(self) -> str:

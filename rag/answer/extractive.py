@@ -43,7 +43,7 @@ from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
-from rag.results import Answer, Hit, Span
+from rag.results import HEADING_SEPARATOR, ROWS_PREFIX, Answer, Hit, Span
 from rag.settings import Settings
 from rag.text import FUNCTION_WORDS
 
@@ -192,18 +192,33 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
     sentences: list[Sentence] = []
     seen: set[str] = set()
     for i, hit in enumerate(hits):
-        spans = split_sentences(hit.text)
+        # Table chunks (spreadsheets, CSV) are a header line and whole rows: each row is a
+        # "sentence", though it ends without a full stop; the header answers nothing.
+        rows = hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1].startswith(ROWS_PREFIX)
+        spans = _row_spans(hit.text) if rows else split_sentences(hit.text)
         for n, (start, end) in enumerate(spans):
             text = " ".join(hit.text[start:end].split())
             heading = text.startswith("#")  # names a topic, answers nothing
             # Chunks may begin or end mid-sentence; the neighbouring chunk has it whole.
-            cut = (n == 0 and _STARTS_LOWER.match(text) is not None) or (
-                n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE)
+            cut = not rows and (
+                (n == 0 and _STARTS_LOWER.match(text) is not None)
+                or (n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE))
             )
             if not heading and not cut and text not in seen:  # overlapping chunks repeat sentences
                 seen.add(text)
                 sentences.append(Sentence(i, start, end, text))
     return sentences
+
+
+def _row_spans(text: str) -> list[tuple[int, int]]:
+    """Each line of a table chunk after its header line, as (start, end)."""
+    spans = []
+    position = 0
+    for number, line in enumerate(text.split("\n")):
+        if number and line.strip():
+            spans.append((position, position + len(line)))
+        position += len(line) + 1
+    return spans
 
 
 @dataclass(frozen=True)
@@ -325,8 +340,8 @@ class ExtractiveAnswerer(Answerer):
             # Similarity cannot tell "X did" from "X did not": quoting a sentence without a
             # negation would answer the opposite question.
             sentences = [s for s in sentences if negated(s.text)]
-            if not sentences:
-                return []
+        if not sentences:
+            return []
         query = np.asarray(embedder.embed_query(question), dtype=np.float32)
         cosines = self.sentence_vectors(embedder, [s.text for s in sentences]) @ query
         asked = content_words(question)

@@ -195,6 +195,10 @@ class Index:
     def file_count(self) -> int:
         return self._manifest.file_count()
 
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...)."""
+        return self._manifest.file_kinds()
+
     def chunk_count(self) -> int:
         """Live chunks: what searches can return."""
         return self._manifest.chunk_count()

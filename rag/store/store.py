@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +37,15 @@ class IndexInfo:
     size_bytes: int
     last_ingest: float | None
     usage: list[dict[str, Any]]
+    #: Files per kind, e.g. ``{"pdf": 3, "docx": 2}``.
+    types: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "embedder": self.embedder,
             "files": self.files,
+            "types": self.types,
             "chunks": self.chunks,
             "size_bytes": self.size_bytes,
             "last_ingest": self.last_ingest,
@@ -121,6 +124,7 @@ class Store:
                     size_bytes=index.size_bytes(),
                     last_ingest=index.last_ingest,
                     usage=index.usage(),
+                    types=index.file_kinds(),
                 )
             )
         return infos
