@@ -80,8 +80,8 @@ class Engine:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _index(self, *, create: bool = False) -> Index:
-        return self.store.open_index(self.index_name, create=create)
+    def _index(self, *, create: bool = False, repair: bool = False) -> Index:
+        return self.store.open_index(self.index_name, create=create, repair=repair)
 
     def embedder_name(self) -> str:
         """The embedder this index uses (or will use, before its first ingest)."""
@@ -137,12 +137,23 @@ class Engine:
             exclude=exclude,
             max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
         )
-        index = self._index(create=True)
+        index = self._index(create=True, repair=True)  # a damaged manifest is rebuilt first
         name = factory.choose(self.settings, index.embedder_name, index.name, embedder)
         model = self.embedder(name)
         index.bind_embedder(model.name, model.dimension)
         ingestor = Ingestor(index, model, self.settings, self.store.embedding_cache(), progress)
         return ingestor.run(found, prune=prune, started=started)
+
+    def repair(self) -> tuple[int, int]:
+        """Rebuild this index's manifest and keyword index from its vectors: (files, chunks).
+
+        For a manifest that cannot be read (``IndexDamagedError``), or one that disagrees
+        with the vectors.  Every file and chunk comes back; usage totals start from zero.
+        """
+        index = self._index(repair=True)
+        with index.write_lock(self.settings.store.lock_timeout):
+            index.rebuild_from_vectors()
+        return index.file_count(), index.chunk_count()
 
     async def aingest(self, paths: Sequence[str | Path] | str | Path, **kwargs: Any) -> IngestReport:
         """``ingest`` in a worker thread, for notebooks and async apps."""

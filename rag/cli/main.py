@@ -312,6 +312,17 @@ def drop(
         out.print(f"deleted index '{index}'")
 
 
+@app.command()
+def repair(index: IndexOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Rebuild an index's file list and keyword index from its vectors (after index.db was damaged)."""
+    engine = _engine(index, store)
+    files, chunks = engine.repair()
+    if as_json:
+        print_json({"index": engine.index_name, "files": files, "chunks": chunks})
+    else:
+        out.print(f"repaired index '{engine.index_name}': {plural(files, 'file')}, {plural(chunks, 'chunk')}")
+
+
 def _register_optional_commands() -> None:
     """Commands that live in their own modules."""
     import importlib

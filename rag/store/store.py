@@ -94,13 +94,16 @@ class Store:
         """The indexes in this store, by name."""
         return self.layout.index_names()
 
-    def open_index(self, name: str, *, create: bool = False) -> Index:
-        """The store's one open ``Index`` called ``name``; ``IndexNotFoundError`` unless it exists or ``create``."""
+    def open_index(self, name: str, *, create: bool = False, repair: bool = False) -> Index:
+        """The store's one open ``Index`` called ``name``; ``IndexNotFoundError`` unless it exists or ``create``.
+
+        ``repair`` rebuilds a damaged manifest from the vectors instead of raising ``IndexDamagedError``.
+        """
         name = validate_index_name(name)
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                index = Index.open(self.settings, name, create=create)
+                index = Index.open(self.settings, name, create=create, repair=repair)
                 self._indexes[name] = index
             return index
 
