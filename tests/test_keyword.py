@@ -112,3 +112,16 @@ def test_keyword_terms_drop_stopwords_but_not_everything() -> None:
     assert keyword_terms("What is the boiling point of water?") == ["boiling", "point", "water"]
     assert keyword_terms("to be or not") == ["not"]
     assert keyword_terms("the") == ["the"]
+
+
+def test_document_frequencies_count_chunks_holding_a_phrase(tmp_path: Path) -> None:
+    index = KeywordIndex(tmp_path / "kw")
+    index.add(
+        [
+            Chunk("a", "/d/a.txt", "The New York subway opened in 1904."),
+            Chunk("b", "/d/b.txt", "York is a city in England; new trains run there."),
+            Chunk("c", "/d/c.txt", "Subways of New York and Boston."),
+        ]
+    )
+    counts = index.document_frequencies(["New York", "york", "subways", "Paris", "..."])
+    assert counts == {"New York": 2, "york": 3, "subways": 2, "Paris": 0}  # stemmed; punctuation alone is no phrase

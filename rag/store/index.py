@@ -9,12 +9,14 @@ Store layout under ``RAG_HOME``::
     servers/HOST-PORT/NAME/...      the same, for an index whose vectors live on a server
     cache/embeddings.db             vectors by (embedder, text hash)
     sessions.db                     chat sessions
+    uploads/NAME/                   files uploaded to NAME through ``rag serve`` (``rag drop`` removes them)
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +26,7 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from rag.errors import EmbedderMismatchError, IndexLockedError, IndexNotFoundError, UsageError
+from rag.errors import EmbedderMismatchError, IndexDamagedError, IndexLockedError, IndexNotFoundError, UsageError
 from rag.settings import Settings
 from rag.store.backend import VectorBackend
 from rag.store.keyword import KeywordIndex
@@ -87,6 +89,10 @@ class StoreLayout:
         """Where ``rag eval --index NAME`` keeps the dataset's documents as files."""
         return self.home / "eval" / validate_index_name(name)
 
+    def uploads_dir(self, name: str) -> Path:
+        """Where ``rag serve`` keeps the files uploaded to index NAME."""
+        return self.home / "uploads" / validate_index_name(name)
+
     def index_names(self) -> list[str]:
         if not self.indexes_dir.is_dir():
             return []
@@ -98,9 +104,6 @@ def collection_name(index: str) -> str:
 
 
 T = TypeVar("T")
-
-# Chroma metadata that dense search filters on (see ``rag.store.vectors``).
-_FILTER_KEYS = frozenset({"source", "page"})
 
 #: Called as a cache is built from a server: (chunks done, chunks in all).
 SyncProgress = Callable[[int, int], None]
@@ -166,11 +169,15 @@ class Index:
         name: str | None = None,
         *,
         create: bool = False,
+        repair: bool = False,
         progress: SyncProgress | None = None,
     ) -> Index:
         """Open an index; without ``create``, a missing index is an ``IndexNotFoundError``.
 
-        On a Chroma server, this machine's cache first catches up with the server.
+        A manifest that SQLite cannot read is an ``IndexDamagedError``, or with ``repair``
+        is set aside (``index.db.damaged``) and rebuilt from the vectors, which hold every
+        chunk's text and metadata.  On a Chroma server, this machine's cache first catches
+        up with the server.
         """
         name = validate_index_name(name or settings.store.index)
         layout = StoreLayout.from_settings(settings)
@@ -184,7 +191,21 @@ class Index:
         if layout.chroma_url:
             client = vectors.client
             server = Server(layout.chroma_url, Lease(client, name, settings.store.lease_ttl), ChangeLog(client, name))
-        index = cls(name, layout, Manifest(directory / "index.db"), vectors, server=server)
+        path = directory / "index.db"
+        try:
+            manifest = Manifest(path)
+        except sqlite3.DatabaseError as exc:
+            recoverable = vectors.exists()
+            if not (repair and recoverable):
+                raise IndexDamagedError(name, path, str(exc), recoverable=recoverable) from None
+            for suffix in ("", "-wal", "-shm"):
+                damaged = Path(f"{path}{suffix}")
+                if damaged.exists():
+                    damaged.replace(Path(f"{path}.damaged{suffix}"))
+            index = cls(name, layout, Manifest(path), vectors, server=server)
+            index.rebuild_from_vectors()
+            return index
+        index = cls(name, layout, manifest, vectors, server=server)
         if server is not None:
             index.sync(progress)
         else:
@@ -241,9 +262,17 @@ class Index:
     def file_count(self) -> int:
         return self._manifest.file_count()
 
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...)."""
+        return self._manifest.file_kinds()
+
     def chunk_count(self) -> int:
         """Live chunks: what searches can return."""
         return self._manifest.chunk_count()
+
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase (see ``KeywordIndex.document_frequencies``)."""
+        return self._keyword.document_frequencies(phrases)
 
     @property
     def last_ingest(self) -> float | None:
@@ -364,20 +393,16 @@ class Index:
         # work with Chroma's; uncommitted, they become visible in ``commit_files``.
         self._keyword.add(chunks, commit=False)
         self._keyword_dirty = True
-        ids = [c.id for c in chunks]
-        if self._server is None:
-            # Embedded, the manifest holds text and metadata; Chroma needs only what dense
-            # filters read.  Texts would also be indexed by Chroma's own full-text index:
-            # together they halved the write rate (benchmarks/scale.py).
-            slim = [{k: v for k, v in to_metadata(c, files[c.path]).items() if k in _FILTER_KEYS} for c in chunks]
-            self._vectors.upsert(ids, vectors, None, slim)
-        else:
-            # On a server the collection is the source of truth for every machine: all of it.
+        # The collection holds each chunk's text and metadata: a server's other machines,
+        # and ``rebuild_from_vectors`` (a damaged manifest), rebuild from it.  (Leaving them
+        # out doubled the embedded write rate; Chroma indexes texts for full-text search.)
+        metadatas = [to_metadata(c, files[c.path]) for c in chunks]
+        if self._server is not None:
             # Tagged with the generation that will commit them: chunks tagged beyond the
             # server's head belong to a writer that died, and the next one deletes them.
             generation = self._generation() + 1
-            metadatas = [{**to_metadata(c, files[c.path]), GEN_KEY: generation} for c in chunks]
-            self._vectors.upsert(ids, vectors, [c.text for c in chunks], metadatas)
+            metadatas = [{**m, GEN_KEY: generation} for m in metadatas]
+        self._vectors.upsert([c.id for c in chunks], vectors, [c.text for c in chunks], metadatas)
 
     def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> int:
         """Make ``chunk_ids`` (staged, vectors written) the file's chunks; returns how many old ones went."""
@@ -560,9 +585,26 @@ class Index:
         self.last_sync = replace(report, seconds=time.perf_counter() - started)
         return self.last_sync
 
-    def _rebuild(self, head: int, progress: SyncProgress | None) -> int:
-        """Rebuild the manifest and keyword index from the collection; returns the chunks read."""
-        remote = self._vectors.metadata
+    def rebuild_from_vectors(self) -> None:
+        """Rebuild the manifest and the keyword index from the vectors (``rag repair``).
+
+        The vectors hold each chunk's text and metadata, so files and chunks come back whole;
+        the usage totals, kept only in the manifest, start again from zero.
+        """
+        if self._server is not None:
+            head = self._server.log.head if self._server.log.exists() else 0
+            self._rebuild(head, None)
+            self._manifest.set_meta("generation", head)
+        else:
+            self._rebuild(None, None)
+
+    def _rebuild(self, head: int | None, progress: SyncProgress | None) -> int:
+        """Rebuild the manifest and keyword index from the collection; returns the chunks read.
+
+        On a server, chunks tagged beyond generation ``head`` are left out: they belong to a
+        writer that died before committing them.
+        """
+        remote = self._vectors.metadata if self._vectors.exists() else {}
         path = self._manifest.path
         self._manifest.close()
         for suffix in ("", "-wal", "-shm"):
@@ -575,7 +617,7 @@ class Index:
         for page in self._vectors.records():
             chunks = []
             for cid, text, meta in page:
-                if meta and int(meta.get(GEN_KEY, 0)) > head:
+                if head is not None and meta and int(meta.get(GEN_KEY, 0)) > head:
                     continue  # written for a generation that never committed
                 chunk, record = from_metadata(cid, text, meta)
                 chunks.append(chunk)
@@ -622,6 +664,7 @@ class Index:
         self._manifest.close()
         shutil.rmtree(self.layout.index_dir(self.name), ignore_errors=True)
         shutil.rmtree(self.layout.eval_dir(self.name), ignore_errors=True)
+        shutil.rmtree(self.layout.uploads_dir(self.name), ignore_errors=True)
 
     # --- reporting ------------------------------------------------------------------------
 

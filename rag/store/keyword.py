@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import tantivy
 
 # Bump when the schema or analyzer changes: an index written by another version is rebuilt.
-FORMAT = "tantivy-1"
+FORMAT = "tantivy-2"
 _ANALYZER = "rag_en"
 
 # Words that carry no topic; dropping them from keyword queries keeps BM25 from scoring
@@ -85,9 +85,9 @@ def _schema() -> Any:
     builder.add_text_field("path", tokenizer_name="raw", index_option="basic")
     builder.add_text_field("kind", tokenizer_name="raw", index_option="basic")
     builder.add_integer_field("page", indexed=True, fast=True)
-    # Term frequencies are all BM25 needs; positions would double the index for phrase
-    # queries that keyword search never makes.
-    builder.add_text_field("body", tokenizer_name=_ANALYZER, index_option="freq")
+    # Positions too: BM25 needs only frequencies, but the answerer counts chunks holding a
+    # phrase (``document_frequencies``).  Queries never read them, so search speed is the same.
+    builder.add_text_field("body", tokenizer_name=_ANALYZER, index_option="position")
     return builder.build()
 
 
@@ -220,6 +220,25 @@ class KeywordIndex:
         """The distinct index terms of a query: stopwords dropped, stemmed."""
         tokens = self._analyzer.analyze(" ".join(keyword_terms(text)))
         return list(dict.fromkeys(tokens))
+
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase: its words in a row, stemmed as the index stems them.
+
+        The answerer reads rarity from these counts: a word in few chunks says what a
+        question is about, and one in none names something the documents never mention.
+        """
+        searcher = self._searcher()
+        counts: dict[str, int] = {}
+        for phrase in dict.fromkeys(phrases):
+            tokens = self._analyzer.analyze(phrase)
+            if not tokens:
+                continue
+            if len(tokens) == 1:
+                query = tantivy.Query.term_query(self._schema, "body", tokens[0])
+            else:
+                query = tantivy.Query.phrase_query(self._schema, "body", tokens)
+            counts[phrase] = int(searcher.search(query, limit=1, count=True).count)
+        return counts
 
     def search(
         self,

@@ -137,6 +137,10 @@ class Manifest:
     def file_count(self) -> int:
         return int(self._query("SELECT count(*) FROM files")[0][0])
 
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...), for ``rag status``."""
+        return {kind: int(n) for kind, n in self._query("SELECT kind, count(*) FROM files GROUP BY kind ORDER BY kind")}
+
     # --- chunk lifecycle ------------------------------------------------------------------
 
     def add_pending(self, chunks: Iterable[ChunkRecord]) -> None:
