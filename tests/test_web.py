@@ -39,6 +39,7 @@ from tests.openai_server import FakeOpenAI, openai_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CITED_PDF = ROOT / "tests" / "fixtures" / "pdf" / "latex_two-column-lorem.pdf"
+REVIEW_PDF = ROOT / "data" / "pdf" / "bmc-jtmo-2010_dvt-prophylaxis-review.pdf"
 UPLOAD_PDF = ROOT / "tests" / "fixtures" / "pdf" / "google-doc_zen-of-python.pdf"
 BAD_PDF = ROOT / "tests" / "fixtures" / "pdf" / "bad" / "not-a-pdf_qpdf-bad1.pdf"
 
@@ -46,6 +47,9 @@ BAD_PDF = ROOT / "tests" / "fixtures" / "pdf" / "bad" / "not-a-pdf_qpdf-bad1.pdf
 PDF_QUESTION = "What is the capital of Belgium?"
 PDF_PAGE = 3
 PDF_PASSAGE = "Belgium 11.5 30,689 Brussels"
+# One whose passage is a part of its page (the table above is a whole page).
+REVIEW_QUESTION = "What is the risk of bleeding with heparin prophylaxis?"
+REVIEW_PASSAGE = "The risks of heparin include bleeding"
 
 SCRIPT_DOC = "quokka.txt"
 SCRIPT_TEXT = (
@@ -134,6 +138,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     docs = tmp / "docs"
     docs.mkdir()
     shutil.copy(CITED_PDF, docs / CITED_PDF.name)
+    shutil.copy(REVIEW_PDF, docs / REVIEW_PDF.name)
     (docs / SCRIPT_DOC).write_text(SCRIPT_TEXT, encoding="utf-8")
     env = _clean_env(tmp / "home", tmp)
     _rag(env, tmp, "ingest", str(docs), "--embedder", "local")
@@ -231,7 +236,9 @@ def test_page_loads_clean_and_stays_on_localhost(web: Watched, tmp_path: Path) -
     expect(page.locator("#index-select")).to_have_value("default")
     expect(page.locator("#question")).to_be_focused()
     page.locator("#open-documents").click()
-    expect(page.locator("#document-list li")).to_have_count(2)
+    expect(page.locator("#document-list .document-name")).to_have_text(
+        sorted([CITED_PDF.name, REVIEW_PDF.name, SCRIPT_DOC])
+    )
     screenshot(page, tmp_path, "loaded")
     csp = page.evaluate("() => fetch('/').then(r => r.headers.get('content-security-policy'))")
     assert csp and "default-src 'self'" in csp
@@ -306,6 +313,17 @@ def test_answer_streams_in_pieces_and_citation_opens_the_passage(web: Watched, t
     # The link serves the original PDF.
     kind = page.evaluate("(u) => fetch(u).then(r => r.headers.get('content-type'))", href.split("#")[0])
     assert kind.startswith("application/pdf")
+
+    # A passage inside a longer page: only the passage is marked, the rest of the page is around it.
+    turn = ask(page, REVIEW_QUESTION)
+    turn.locator(".answer-text .cite", has_text="[1]").first.click()
+    expect(page.locator("#source-name")).to_have_text(REVIEW_PDF.name)
+    expect(mark).to_contain_text(REVIEW_PASSAGE)
+    expect(mark).to_be_in_viewport()
+    marked = mark.text_content() or ""
+    page_text = page.locator("#source-text").text_content() or ""
+    assert marked in page_text and len(page_text) > len(marked) + 100
+    screenshot(page, tmp_path, "source-passage")
     assert web.errors == []
     assert web.outside == []
 
@@ -331,7 +349,8 @@ def test_session_survives_a_reload(web: Watched, server: Server, tmp_path: Path)
     ask(page, SCRIPT_QUESTION)
     current = page.locator("#session-list li.current")
     expect(current).to_have_count(1)
-    name = current.get_attribute("data-session")
+    name = current.get_attribute("data-session") or ""
+    assert name.startswith("where-does-the-quokka-live-")  # readable, for `rag chat --session NAME`
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     expect(page.locator(f'#session-list li[data-session="{name}"]')).to_have_class(re.compile(r"\bcurrent\b"))
@@ -374,6 +393,8 @@ def test_phone_width(browser: Browser, server: Server, tmp_path: Path) -> None:
         expect(page.locator("#side")).to_be_hidden()
         page.locator("#toggle-sessions").click()
         expect(page.locator("#session-list li").first).to_be_in_viewport()
+        drawer = page.locator("#sessions").bounding_box()
+        assert drawer is not None and drawer["x"] >= 0 and drawer["x"] + drawer["width"] <= 375
         screenshot(page, tmp_path, "phone-sessions")
         assert watched.errors == []
     finally:

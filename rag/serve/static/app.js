@@ -202,11 +202,11 @@
     const current = state.index || saved || body.default;
     const all = names.length ? names : [body.default || "default"];
     if (current && !all.includes(current)) all.push(current);
-    for (const info of all) {
-      const meta = (body.indexes || []).find((i) => i.name === info);
-      const label = meta ? `${info} (${meta.files} files)` : info;
-      const option = el("option", null, label);
-      option.value = info;
+    for (const name of all) {
+      const meta = (body.indexes || []).find((i) => i.name === name);
+      const option = el("option", null, name);
+      option.value = name;
+      if (meta) option.title = `${meta.files} files, ${meta.chunks} chunks, ${meta.embedder}`;
       select.append(option);
     }
     state.index = current && all.includes(current) ? current : all[0];
@@ -238,9 +238,11 @@
     const list = $("session-list");
     list.replaceChildren();
     for (const session of sessions) {
-      const open = el("button", "session-open", session.name, el("span", "turns", `${session.turns}`));
+      const turns = `${session.turns} ${session.turns === 1 ? "question" : "questions"}`;
+      const info = session.updated ? `${turns} · ${formatTime(session.updated)}` : turns;
+      const open = el("button", "session-open", el("span", "session-name", session.name), el("span", "session-info", info));
       open.type = "button";
-      open.title = session.updated ? `${session.name}, updated ${formatTime(session.updated)}` : session.name;
+      open.title = `${session.name}: ${info}`;
       open.addEventListener("click", () => {
         openSession(session.name);
         $("sessions").classList.remove("open");
@@ -266,7 +268,9 @@
 
   function formatTime(value) {
     const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
-    return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
+    if (Number.isNaN(date.getTime())) return String(value);
+    const today = date.toDateString() === new Date().toDateString();
+    return today ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : date.toLocaleDateString();
   }
 
   async function openSession(name, { quiet = false } = {}) {
@@ -340,9 +344,27 @@
     $("stop").classList.toggle("hidden", !busy);
   }
 
-  async function ensureSession() {
+  /** A session name people can read and type (`rag chat --session NAME`): the question's first words. */
+  function sessionName(question) {
+    const words = question.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, " ").trim().split(" ");
+    let slug = "";
+    for (const word of words) {
+      if (!word || (slug + word).length > 40) break;
+      slug = slug ? `${slug}-${word}` : word;
+    }
+    const suffix = Math.floor(Math.random() * 0x10000).toString(16).padStart(4, "0");
+    return slug ? `${slug}-${suffix}` : null;
+  }
+
+  async function ensureSession(question) {
     if (state.session) return state.session;
-    const response = await postJson("/sessions", { index: state.index });
+    let response;
+    try {
+      response = await postJson("/sessions", { index: state.index, name: sessionName(question) });
+    } catch (error) {
+      if (error.status !== 409 && error.status !== 422) throw error;
+      response = await postJson("/sessions", { index: state.index }); // let the server pick a name
+    }
     const body = await response.json();
     state.session = body.name;
     localStorage.setItem(SESSION_PREFIX + state.index, body.name);
@@ -358,7 +380,7 @@
     setBusy(true);
     let finished = false;
     try {
-      const name = await ensureSession();
+      const name = await ensureSession(question);
       const response = await postJson(
         `/sessions/${encodeURIComponent(name)}/messages`,
         { question },
