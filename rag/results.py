@@ -7,6 +7,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The manifest's separator of heading-path entries, and the entry ``row_blocks`` writes
+# for a row range; repeated here so that results import nothing heavy.
+HEADING_SEPARATOR = " > "
+ROWS_PREFIX = "rows "
+
 
 def display_path(path: str) -> str:
     """A path as people want to read it: relative to the current folder when inside it."""
@@ -17,9 +22,26 @@ def display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def location(source: str, page: int | None) -> str:
-    """``path:page``, or just the path for files without pages, as citations show it."""
+def location(source: str, page: int | None, heading: str = "") -> str:
+    """Where a chunk is, as citations show it, by what the file type has to point at.
+
+    ``report.pdf:3`` (page), ``deck.pptx:slide 3``, ``table.xlsx:Sheet1!rows 2-40``,
+    ``data.csv:rows 2-40``, ``report.docx:Findings > Costs (page 4)``; just the path
+    for files with nothing finer (plain text, Markdown, HTML).
+    """
+    from rag.ingest.loaders import file_type  # here: results are imported by modules loaders import
+
     where = display_path(source)
+    found = file_type(source)
+    cites = found.cites if found else "page"
+    parts = heading.split(HEADING_SEPARATOR) if heading else []
+    if cites == "slide" and page is not None:
+        return f"{where}:slide {page}"
+    if cites == "rows" and parts and parts[-1].startswith(ROWS_PREFIX):
+        sheet = HEADING_SEPARATOR.join(parts[:-1])
+        return f"{where}:{sheet}!{parts[-1]}" if sheet else f"{where}:{parts[-1]}"
+    if cites == "section" and parts:
+        return f"{where}:{heading}" + (f" (page {page})" if page is not None else "")
     return f"{where}:{page}" if page is not None else where
 
 
@@ -45,8 +67,8 @@ class Hit:
 
     @property
     def location(self) -> str:
-        """``path:page`` (or just the path) for citations."""
-        return location(self.source, self.page)
+        """Where the chunk is, for citations (``path:page``, ``deck.pptx:slide 3``...)."""
+        return location(self.source, self.page, self.heading)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,10 +112,11 @@ class Citation:
     chunk_id: str
     score: float
     text: str = ""
+    heading: str = ""
 
     @property
     def location(self) -> str:
-        return location(self.source, self.page)
+        return location(self.source, self.page, self.heading)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +125,8 @@ class Citation:
             "page": self.page,
             "chunk_id": self.chunk_id,
             "score": round(self.score, 6),
+            "heading": self.heading,
+            "location": self.location,
         }
 
 

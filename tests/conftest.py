@@ -20,6 +20,7 @@ import pytest
 from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
+from tests.serve_process import offline_server  # noqa: F401  (a fixture: a real `rag serve` per module)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -74,6 +74,8 @@ class RecordedRequest:
     usage: dict[str, int] | None = None
     #: "429", "500", "drop", ... when a queued fault answered this request.
     fault: str | None = None
+    #: For streamed chat: content deltas written to the client.
+    deltas_sent: int = 0
 
 
 @dataclass
@@ -488,6 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if fake.delta_delay:
                     time.sleep(fake.delta_delay)
                 self._event(delta({"content": text[start : start + step]}))
+                record.deltas_sent += 1
             self._event(delta({}, finish))
             if usage is not None:
                 record.usage = usage

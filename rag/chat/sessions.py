@@ -256,7 +256,7 @@ def _turn(row: tuple[Any, ...]) -> ChatTurn:
         answer=answer,
         refused=bool(refused),
         search_query=search_query,
-        citations=[Citation(**c) for c in json.loads(citations)],
+        citations=[Citation(**{k: v for k, v in c.items() if k != "location"}) for c in json.loads(citations)],
         context=[_hit(h) for h in json.loads(context)],
         mode=mode,
         model=model,

@@ -12,22 +12,13 @@ import numpy as np
 from rag.embed.base import Embedder
 from rag.errors import UsageError
 from rag.ingest.discover import compile_glob
+from rag.ingest.loaders import kind_named, type_names
 from rag.results import Hit, Hits
 from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
 from rag.store.index import Index
 
 Mode = Literal["dense", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
-
-_KIND_ALIASES = {
-    "md": "markdown",
-    "markdown": "markdown",
-    "txt": "text",
-    "text": "text",
-    "pdf": "pdf",
-    "html": "html",
-    "htm": "html",
-}
 
 
 @dataclass(frozen=True)
@@ -36,8 +27,8 @@ class Filters:
 
     ``paths``: globs, as ``--include`` reads them; a relative one matches at any depth
     (``reports/*.pdf`` matches ``/home/me/docs/reports/q3.pdf``).
-    ``types``: file kinds (``pdf``, ``md``, ``txt``, ``html``).  ``pages``: an inclusive
-    (first, last) range; either end may be None.  Chunks without pages never match a page
+    ``types``: file kinds or extensions from the loader table (``pdf``, ``md``, ``xlsx``, ``py``).
+    ``pages``: an inclusive (first, last) range; either end may be None.  Chunks without pages never match a page
     range.
     """
 
@@ -47,8 +38,8 @@ class Filters:
 
     def __post_init__(self) -> None:
         for kind in self.types:
-            if kind.lower().lstrip(".") not in _KIND_ALIASES:
-                raise UsageError(f"unknown file type {kind!r}: use pdf, md, txt or html")
+            if kind_named(kind) is None:
+                raise UsageError(f"unknown file type {kind!r}: use one of {', '.join(type_names())}")
 
     @property
     def active(self) -> bool:
@@ -79,7 +70,7 @@ class Filters:
         """Files that pass the path and type filters (None when those are unset)."""
         if not (self.paths or self.types):
             return None
-        kinds = {_KIND_ALIASES[t.lower().lstrip(".")] for t in self.types}
+        kinds = {kind_named(t) for t in self.types}
         patterns = [_path_pattern(g) for g in self.paths]
         allowed = []
         for path, record in index.manifest.files().items():
