@@ -10,14 +10,11 @@ and say why (``.ci/run`` installs Chromium, so CI always runs them).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +33,7 @@ playwright_api = pytest.importorskip(
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, expect  # noqa: E402
 
 from tests.openai_server import FakeOpenAI, openai_server  # noqa: E402
+from tests.serve_process import rag_cli, rag_server, serve_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CITED_PDF = ROOT / "tests" / "fixtures" / "pdf" / "latex_two-column-lorem.pdf"
@@ -59,92 +57,41 @@ SCRIPT_TEXT = (
 )
 SCRIPT_QUESTION = "Where does the quokka live?"
 OFF_CORPUS = "What is the boiling point of liquid nitrogen in a pressure cooker on Mars?"
-URL = re.compile(r"https?://(?:127\.0\.0\.1|localhost|\[::1\]):\d+/?\S*")
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 @dataclass
 class Server:
-    """A running ``rag serve`` and the environment it was started with."""
+    """A running ``rag serve`` and the environment it was started with (for ``rag`` commands)."""
 
     url: str
-    process: subprocess.Popen[str]
     env: dict[str, str]
-    output: list[str] = field(default_factory=list)
 
 
-def _clean_env(home: Path, tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
-    env.update(
-        RAG_HOME=str(home),
-        RAG_CONFIG=str(tmp / "no-config.toml"),
-        XDG_CONFIG_HOME=str(tmp / "xdg"),
-        NO_COLOR="1",
-        PYTHONUNBUFFERED="1",
-        RAG_LLM="none",
-    )
-    return env
-
-
-def _rag(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
-    )
+def _rag(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = rag_cli(env, *args)
     assert result.returncode == 0, result.stderr
     return result
 
 
-def start_server(env: dict[str, str], cwd: Path, *args: str) -> Server:
-    """``rag serve --port 0``; returns once it has printed the URL to open."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "rag", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
-    assert process.stdout is not None
-    output: list[str] = []
-    url = None
-    for line in process.stdout:  # blocks on the process's own output: no polling, no sleeps
-        output.append(line)
-        found = URL.search(line)
-        if found:
-            url = found.group(0).rstrip("/.,)")
-            break
-    if url is None:
-        process.wait(timeout=30)
-        raise AssertionError("rag serve exited without printing its URL:\n" + "".join(output))
-    server = Server(url=url, process=process, env=env, output=output)
-    # Keep draining its output so that the pipe never fills and blocks the server.
-    threading.Thread(target=lambda: output.extend(process.stdout or ()), daemon=True).start()
-    return server
-
-
-def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+def _store(tmp: Path, *files: Path, **extra: str) -> dict[str, str]:
+    """A store holding ``files`` and the quokka text (indexed by ``rag ingest``), and its environment."""
+    docs = tmp / "docs"
+    docs.mkdir()
+    for file in files:
+        shutil.copy(file, docs / file.name)
+    (docs / SCRIPT_DOC).write_text(SCRIPT_TEXT, encoding="utf-8")
+    env = serve_env(tmp / "home", **extra)
+    _rag(env, "ingest", str(docs), "--embedder", "local")
+    return env
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server over a store holding a three-page PDF and a text file with a <script> in it."""
-    tmp = tmp_path_factory.mktemp("web")
-    docs = tmp / "docs"
-    docs.mkdir()
-    shutil.copy(CITED_PDF, docs / CITED_PDF.name)
-    shutil.copy(REVIEW_PDF, docs / REVIEW_PDF.name)
-    (docs / SCRIPT_DOC).write_text(SCRIPT_TEXT, encoding="utf-8")
-    env = _clean_env(tmp / "home", tmp)
-    _rag(env, tmp, "ingest", str(docs), "--embedder", "local")
-    running = start_server(env, tmp)
-    yield running
-    stop_server(running)
+    """An offline server over two real PDFs and a text file with a <script> in it."""
+    env = _store(tmp_path_factory.mktemp("web"), CITED_PDF, REVIEW_PDF, RAG_LLM="none")
+    with rag_server(env) as running:
+        yield Server(running.url, env)
 
 
 @dataclass
@@ -358,7 +305,7 @@ def test_session_survives_a_reload(web: Watched, server: Server, tmp_path: Path)
     expect(page.locator(".turn .answer .cite").first).to_be_visible()
     screenshot(page, tmp_path, "reloaded")
     # The same session is the one `rag chat --session` sees.
-    shown = _rag(server.env, Path(server.env["RAG_HOME"]).parent, "history", "show", str(name))
+    shown = _rag(server.env, "history", "show", name)
     assert SCRIPT_QUESTION in shown.stdout
     assert web.errors == []
 
@@ -409,18 +356,13 @@ LLM_REPLY = "Quokkas live on Rottnest Island, near Perth [1]. " + "They are smal
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, FakeOpenAI]]:
     """A server whose answers come from the fake OpenAI server, slowly enough to be stopped."""
-    tmp = tmp_path_factory.mktemp("web-llm")
-    docs = tmp / "docs"
-    docs.mkdir()
-    (docs / SCRIPT_DOC).write_text(SCRIPT_TEXT, encoding="utf-8")
-    env = _clean_env(tmp / "home", tmp)
-    _rag(env, tmp, "ingest", str(docs), "--embedder", "local")
     with openai_server(delta_delay=0.05) as fake:
         fake.default_reply = LLM_REPLY
-        env.update(OPENAI_API_KEY=fake.api_key or "sk-any", OPENAI_BASE_URL=fake.base_url, RAG_LLM="openai")
-        running = start_server(env, tmp)
-        yield running, fake
-        stop_server(running)
+        key = fake.api_key or "sk-any"
+        env = _store(tmp_path_factory.mktemp("web-llm"), OPENAI_API_KEY=key, OPENAI_BASE_URL=fake.base_url)
+        env["RAG_LLM"] = "openai"
+        with rag_server(env) as running:
+            yield Server(running.url, env), fake
 
 
 def test_llm_answer_is_labelled_and_stop_cancels(
@@ -461,17 +403,15 @@ def test_llm_answer_is_labelled_and_stop_cancels(
         page.context.close()
 
 
+KEY = "web-test-key-0123456789"
+
+
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("web-key")
-    env = _clean_env(tmp / "home", tmp)
-    env["RAG_API_KEY"] = KEY
-    running = start_server(env, tmp)
-    yield running
-    stop_server(running)
-
-
-KEY = "web-test-key-0123456789"
+    """A server that wants a key; its store is empty (the page must still load and work)."""
+    env = serve_env(tmp_path_factory.mktemp("web-key") / "home", RAG_API_KEY=KEY)
+    with rag_server(env) as running:
+        yield Server(running.url, env)
 
 
 def test_key_is_asked_once(browser: Browser, keyed_server: Server, tmp_path: Path) -> None:
