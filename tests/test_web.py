@@ -9,6 +9,7 @@ and say why (``.ci/run`` installs Chromium, so CI always runs them).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -226,6 +227,66 @@ def test_upload_pdf_shows_its_stages(web: Watched, server: Server, tmp_path: Pat
     assert web.errors == []
     documents = api(server, "/documents?index=default")["documents"]
     assert any(d["source"].endswith(UPLOAD_PDF.name) for d in documents)
+
+
+OTTERS = (
+    "# Sea otters\n\nSea otters float on their backs and use stones as tools to crack open the shells of "
+    "clams and sea urchins. They keep a favourite stone in a pouch of loose skin under the forelimb.\n"
+)
+
+
+def drop_files(page: Page, selector: str, files: dict[str, bytes]) -> None:
+    """Drop files on an element, as a drag from the desktop does (a real DataTransfer and drop event)."""
+    encoded = {name: base64.b64encode(data).decode() for name, data in files.items()}
+    page.locator(selector).evaluate(
+        """(target, files) => {
+        const transfer = new DataTransfer();
+        for (const [name, b64] of Object.entries(files)) {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          transfer.items.add(new File([bytes], name));
+        }
+        for (const type of ['dragenter', 'dragover', 'drop']) {
+          target.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }
+      }""",
+        encoded,
+    )
+
+
+def test_new_index_drop_ask_and_delete(web: Watched, server: Server, tmp_path: Path) -> None:
+    page = web.page
+    page.locator("#index-select").select_option(label="New index…")
+    page.locator("#index-name").fill("team-notes")
+    page.locator("#index-name").press("Enter")
+    expect(page.locator("#index-select")).to_have_value("team-notes")
+    expect(page.locator("#documents-view")).to_be_visible()
+    expect(page.locator("#documents-empty")).to_be_visible()
+
+    drop_files(page, "#dropzone", {"otters.md": OTTERS.encode(), "notes.xyz": b"not a document"})
+    expect(page.locator('#uploads li[data-file="otters.md"]')).to_have_attribute("data-stage", "stored")
+    refused = page.locator('#uploads li[data-file="notes.xyz"]')
+    expect(refused).to_have_attribute("data-stage", "failed")
+    expect(refused.locator(".upload-reason")).to_contain_text("unsupported")
+    expect(page.locator("#document-list .document-name")).to_have_text(["otters.md"])
+    screenshot(page, tmp_path, "dropped")
+
+    turn = ask(page, "What do sea otters use to crack open shells?")
+    expect(turn.locator(".answer .sources")).to_contain_text("otters.md")
+
+    delete = page.locator("#document-list li", has_text="otters.md").get_by_role("button")
+    delete.click()
+    expect(delete).to_have_text("Really delete?")
+    delete.click()
+    expect(page.locator("#document-list li")).to_have_count(0)
+    assert api(server, "/documents?index=team-notes")["documents"] == []
+    screenshot(page, tmp_path, "deleted")
+
+    # Sessions belong to their index: the default index does not list this one.
+    page.locator("#index-select").select_option("default")
+    expect(page.locator("#session-list li", has_text="what-do-sea-otters")).to_have_count(0)
+    page.locator("#index-select").select_option("team-notes")
+    expect(page.locator("#session-list li", has_text="what-do-sea-otters")).to_have_count(1)
+    assert web.errors == []
 
 
 def test_answer_streams_in_pieces_and_citation_opens_the_passage(web: Watched, tmp_path: Path) -> None:

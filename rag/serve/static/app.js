@@ -10,13 +10,14 @@
   const KEY_NAME = "rag.apiKey";
   const INDEX_NAME = "rag.index";
   const SESSION_PREFIX = "rag.session.";
+  const NEW_INDEX = "__new__"; // the "New index…" option: index names start with a letter or digit
 
   const state = {
     index: null,        // selected index name
     session: null,      // current session name, or null for a new chat
     controller: null,   // AbortController of the answer being streamed
     keyPrompt: null,    // pending promise while the key dialog is open
-    docsLoaded: false,
+    indexes: new Set(), // indexes that exist on the server (a new one exists after its first upload)
   };
 
   const $ = (id) => document.getElementById(id);
@@ -37,6 +38,10 @@
   function basename(path) {
     const parts = String(path || "").split(/[\\/]/);
     return parts[parts.length - 1] || String(path || "");
+  }
+
+  function plural(n, word) {
+    return `${n} ${word}${n === 1 ? "" : "s"}`;
   }
 
   let toastTimer = null;
@@ -196,6 +201,7 @@
   async function loadIndexes() {
     const body = await apiJson("/indexes");
     const names = (body.indexes || []).map((i) => i.name);
+    state.indexes = new Set(names);
     const select = $("index-select");
     select.replaceChildren();
     const saved = localStorage.getItem(INDEX_NAME);
@@ -209,8 +215,32 @@
       if (meta) option.title = `${meta.files} files, ${meta.chunks} chunks, ${meta.embedder}`;
       select.append(option);
     }
+    const create = el("option", null, "New index…");
+    create.value = NEW_INDEX;
+    select.append(create);
     state.index = current && all.includes(current) ? current : all[0];
     select.value = state.index;
+  }
+
+  /** "New index…": ask for a name; the index exists once something is uploaded to it. */
+  function newIndex() {
+    const dialog = $("index-dialog");
+    const select = $("index-select");
+    select.value = state.index; // until a name is given
+    $("index-name").value = "";
+    dialog.showModal();
+    $("index-name").focus();
+  }
+
+  function createIndex(name) {
+    const select = $("index-select");
+    if (![...select.options].some((o) => o.value === name)) {
+      const option = el("option", null, name);
+      option.value = name;
+      select.insertBefore(option, select.lastElementChild);
+    }
+    select.value = name;
+    switchIndex(name).then(() => showSide("documents"));
   }
 
   async function switchIndex(name) {
@@ -238,7 +268,7 @@
     const list = $("session-list");
     list.replaceChildren();
     for (const session of sessions) {
-      const turns = `${session.turns} ${session.turns === 1 ? "question" : "questions"}`;
+      const turns = plural(session.turns, "question");
       const info = session.updated ? `${turns} · ${formatTime(session.updated)}` : turns;
       const open = el("button", "session-open", el("span", "session-name", session.name), el("span", "session-info", info));
       open.type = "button";
@@ -611,16 +641,19 @@
 
   async function refreshDocuments() {
     let documents = [];
-    try {
-      const body = await apiJson(`/documents?${indexQuery()}`);
-      documents = body.documents || [];
-    } catch (error) {
-      if (error.status !== 404) toast(`Could not list documents: ${error.message}`);
+    // A new index has no documents until its first upload (and the server would say 404).
+    if (state.indexes.has(state.index)) {
+      try {
+        const body = await apiJson(`/documents?${indexQuery()}`);
+        documents = body.documents || [];
+      } catch (error) {
+        if (error.status !== 404) toast(`Could not list documents: ${error.message}`);
+      }
     }
     const list = $("document-list");
     list.replaceChildren();
     for (const doc of documents) {
-      const info = [doc.kind, doc.pages ? `${doc.pages} pages` : null, `${doc.chunks} chunks`,
+      const info = [doc.kind, doc.pages ? plural(doc.pages, "page") : null, plural(doc.chunks, "chunk"),
         doc.uploaded ? "uploaded" : "from disk"].filter(Boolean).join(" · ");
       const remove = el("button", "document-delete", "Delete");
       remove.type = "button";
@@ -763,8 +796,8 @@
       for (const row of rows) if (!row.finished) failRow(row, `Lost track of the upload: ${error.message}`);
     }
     for (const row of rows) if (!row.finished) finishRow(row, "done");
+    await loadIndexes().catch(() => {}); // the upload may have created the index
     await refreshDocuments();
-    loadIndexes().catch(() => {});
   }
 
   function jobEvent(rows, event, data) {
@@ -837,13 +870,14 @@
       if (!view.contains(event.relatedTarget)) zone.classList.remove("over");
     });
     view.addEventListener("drop", (event) => {
-      event.preventDefault();
+      event.preventDefault(); // also tells the window's handler below that this drop is taken
       zone.classList.remove("over");
       uploadFiles(event.dataTransfer.files);
     });
     // Files dropped anywhere else must not navigate away from the page.
     window.addEventListener("dragover", (event) => event.preventDefault());
     window.addEventListener("drop", (event) => {
+      if (event.defaultPrevented) return;
       event.preventDefault();
       if (event.dataTransfer && event.dataTransfer.files.length) uploadFiles(event.dataTransfer.files);
     });
@@ -877,7 +911,7 @@
     });
     $("stop").addEventListener("click", stopAnswer);
     document.addEventListener("keydown", (event) => {
-      if (event.key !== "Escape" || $("key-dialog").open) return;
+      if (event.key !== "Escape" || document.querySelector("dialog[open]")) return;
       if (state.controller) stopAnswer();
       else if ($("sessions").classList.contains("open")) $("toggle-sessions").click();
       else if (!$("side").classList.contains("hidden")) closeSide();
@@ -887,7 +921,18 @@
       const open = $("sessions").classList.toggle("open");
       $("toggle-sessions").setAttribute("aria-expanded", String(open));
     });
-    $("index-select").addEventListener("change", (event) => switchIndex(event.target.value));
+    $("index-select").addEventListener("change", (event) => {
+      if (event.target.value === NEW_INDEX) newIndex();
+      else switchIndex(event.target.value);
+    });
+    $("index-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const input = $("index-name");
+      if (!input.reportValidity()) return;
+      $("index-dialog").close();
+      createIndex(input.value.trim());
+    });
+    $("index-cancel").addEventListener("click", () => $("index-dialog").close());
     $("open-documents").addEventListener("click", () => {
       const shown = !$("side").classList.contains("hidden") && !$("documents-view").classList.contains("hidden");
       if (shown) closeSide();
