@@ -36,6 +36,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, e
 from tests.openai_server import FakeOpenAI, openai_server  # noqa: E402
 from tests.serve_process import rag_cli, rag_server, serve_env  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 CITED_PDF = ROOT / "tests" / "fixtures" / "pdf" / "latex_two-column-lorem.pdf"
 REVIEW_PDF = ROOT / "data" / "pdf" / "bmc-jtmo-2010_dvt-prophylaxis-review.pdf"
