@@ -499,6 +499,20 @@ def test_key_is_asked_once(browser: Browser, keyed_server: Server, tmp_path: Pat
         expect(dialog).to_be_hidden()
         assert sent[-1] == f"Bearer {KEY}"
         screenshot(page, tmp_path, "key-remembered")
+
+        # With a key, uploads (XMLHttpRequest) and the original file (a plain link cannot send
+        # the header, so the page fetches it) carry it too.
+        page.locator("#open-documents").click()
+        drop_files(page, "#dropzone", {SCRIPT_DOC: SCRIPT_TEXT.encode()})
+        expect(page.locator(f'#uploads li[data-file="{SCRIPT_DOC}"]')).to_have_attribute("data-stage", "stored")
+        ask(page, SCRIPT_QUESTION).locator(".answer-text .cite").first.click()
+        expect(page.locator("#source-text mark")).to_contain_text("Rottnest Island")
+        with page.expect_popup() as opened:
+            page.locator("#source-open").click()
+        original = opened.value
+        original.wait_for_url(re.compile(r"^blob:"))
+        expect(original.locator("body")).to_contain_text("<script>window.__rag_pwned")
+        screenshot(page, tmp_path, "key-used")
         # The browser logs each 401 as a failed resource load; nothing else may be logged.
         assert all("401" in e for e in watched.errors), watched.errors
     finally:

@@ -629,7 +629,10 @@
     const opened = window.open("", "_blank");
     try {
       const response = await api(url.slice(url.indexOf(API) + API.length));
-      const blob = URL.createObjectURL(await response.blob());
+      const data = await response.blob();
+      // A blob URL runs in this page's origin: anything but a PDF is shown as plain text, never rendered.
+      const type = data.type.startsWith("application/pdf") ? "application/pdf" : "text/plain;charset=utf-8";
+      const blob = URL.createObjectURL(new Blob([data], { type }));
       const target = fragment ? `${blob}#${fragment}` : blob;
       if (opened) opened.location.href = target;
       else window.location.href = target;
