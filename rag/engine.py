@@ -25,6 +25,7 @@ from rag.store.index import Index, StoreLayout, validate_index_name
 
 if TYPE_CHECKING:
     from rag.chat.conversation import Conversation
+    from rag.moderation import Moderator
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Engine:
         self._embedders: dict[str, Embedder] = {}
         self._answerers: dict[tuple[str, str], Answerer] = {}
         self._cache: EmbeddingCache | None = None
+        self._moderator: Moderator | None = None
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
@@ -243,13 +245,29 @@ class Engine:
         a different text than the question (chat uses it for rewritten follow-ups).
         """
         answerer = self.answerer(llm, model)
+        moderator = self.moderator()
+        if moderator is not None and (refusal := moderator.screen_question(answerer, question)) is not None:
+            return refusal
         hits = self.search(search_query or question, k, filters, mode=mode)
         started = time.perf_counter()
         answer = answerer.answer(question, hits, history=history, on_delta=on_delta)
+        if moderator is not None:
+            answer = moderator.screen_answer(answerer, answer)
         answer.usage.setdefault("seconds", round(time.perf_counter() - started, 3))
         if answer.mode == "llm":
             self.record_usage(answer.model, answer.usage)
         return answer
+
+    def moderator(self) -> Moderator | None:
+        """The moderation check questions and answers go through, when ``RAG_MODERATION`` is on."""
+        if not self.settings.llm.moderation:
+            return None
+        from rag.moderation import Moderator
+
+        with self._lock:
+            if self._moderator is None:
+                self._moderator = Moderator(self.settings)
+            return self._moderator
 
     def relevance_threshold(self) -> float:
         """The chunk relevance below which ``ask`` declines: ``RAG_MIN_SCORE`` or the embedder's calibrated default."""

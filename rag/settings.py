@@ -145,6 +145,16 @@ class LLMSettings(_Section):
         description="Context window of the chat model, for models rag does not know (e.g. on Ollama).",
         json_schema_extra=_env("RAG_CONTEXT_WINDOW"),
     )
+    moderation: bool = Field(
+        False,
+        description="`on`: check questions and answers with the provider's moderation endpoint first.",
+        json_schema_extra=_env("RAG_MODERATION"),
+    )
+    moderation_model: str = Field(
+        "omni-moderation-latest",
+        description="Moderation model used when `RAG_MODERATION` is on.",
+        json_schema_extra=_env("RAG_MODERATION_MODEL"),
+    )
 
 
 class StoreSettings(_Section):

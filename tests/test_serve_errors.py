@@ -1,8 +1,8 @@
 """Bad input against a real ``rag serve``: each mistake gets a one-line JSON error with the
 right status, and the server keeps serving afterwards.
 
-The server here answers with an LLM (the fake OpenAI server), requires a key, and accepts
-small uploads only.
+The server here answers with an LLM (the fake OpenAI server), requires a key, accepts
+small uploads only, and moderates questions (``RAG_MODERATION=on``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ LONG_REPLY = "Mount Etna erupts often and mostly effusively [1]. " * 60
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOpenAI]:
     with openai_server() as server:
+        server.flag("grenade", "violence")
         yield server
 
 
@@ -40,6 +41,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
         OPENAI_API_KEY=fake.api_key or "",
         RAG_EMBEDDER="local",
         RAG_OPENAI_MAX_RETRIES="0",
+        RAG_MODERATION="on",
     )
     assert rag_cli(env, "ingest", str(write_docs(base / "docs"))).returncode == 0
     with rag_server(env, "--api-key", KEY, "--max-upload-mb", "0.05", "--heartbeat", "0.2") as server:
@@ -177,3 +179,13 @@ def test_cors_is_off_unless_an_origin_is_named(keyed: RunningServer, tmp_path: P
         assert preflight.status_code == 200
         other = client.get("/api/v1/health", headers={"Origin": "http://evil.test"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_flagged_question_is_refused_with_its_categories(keyed: RunningServer, http: httpx.Client) -> None:
+    answer = http.post("/api/v1/ask", json={"question": "Where do I buy a grenade?"}).json()
+    assert answer["refused"] is True and "flagged by moderation (violence)" in answer["answer"]
+    import openai
+
+    client = openai.OpenAI(base_url=keyed.url + "/v1", api_key=KEY, max_retries=0)
+    reply = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": "A grenade?"}])
+    assert "flagged by moderation (violence)" in (reply.choices[0].message.content or "")

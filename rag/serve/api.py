@@ -34,8 +34,17 @@ from rag.store.index import validate_index_name
 router = APIRouter(prefix="/api/v1")
 
 _DOC_ID = re.compile(r"^[0-9a-f]{16}$")
-# Served as what they are only when a browser cannot run them; anything else is plain text.
-_MEDIA_TYPES = {"pdf": "application/pdf"}
+# Shown inline as what they are: types a browser cannot run script from.
+_INLINE = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+# Binary formats a browser cannot show: offered as a download.
+_DOWNLOAD = {
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".epub": "application/epub+zip",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
 
 
 class _Body(BaseModel):
@@ -300,11 +309,14 @@ def document_file(doc_id: str, request: Request, index: str | None = None) -> Fi
     _check_id(doc_id)
     state = _state(request)
     path = state.document_file(index, doc_id)
-    kind = kind_of(path) or "text"
-    media = _MEDIA_TYPES.get(kind, "text/plain; charset=utf-8")
+    suffix = path.suffix.lower()
+    if suffix in _DOWNLOAD:
+        return FileResponse(path, media_type=_DOWNLOAD[suffix], filename=path.name)
+    # Everything else with text in it (HTML, Markdown, code, e-mail) is shown as plain text, never
+    # rendered: a document must not run script in our origin.
+    media = _INLINE.get(suffix, "text/plain; charset=utf-8")
     response = FileResponse(path, media_type=media, filename=path.name, content_disposition_type="inline")
-    if kind not in _MEDIA_TYPES:
-        # HTML and Markdown are shown as text, never rendered: a document must not run in our origin.
+    if suffix not in _INLINE:
         response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
 

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rag import tokens
 from rag.answer.base import DeltaCallback
-from rag.results import Answer, location
+from rag.results import Answer
 from rag.serve import sse
 from rag.serve.api import error_message
 from rag.serve.state import NotFound, ServerState, citations_json
@@ -113,7 +113,7 @@ class EmptyQuestion(Exception):
 def footer(answer: Answer) -> str:
     if not answer.citations:
         return ""
-    lines = [f"[{c.n}] {location(c.source, c.page)}" for c in answer.citations]
+    lines = [f"[{c.n}] {c.location}" for c in answer.citations]
     return "\n\nSources:\n" + "\n".join(lines)
 
 

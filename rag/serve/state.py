@@ -321,11 +321,7 @@ def citations_json(answer: Answer) -> list[dict[str, Any]]:
         hit = hits.get(c.chunk_id)
         out.append(
             {
-                "n": c.n,
-                "source": c.source,
-                "page": c.page,
-                "chunk_id": c.chunk_id,
-                "score": round(c.score, 6),
+                **c.to_dict(),
                 "start": hit.start if hit else None,
                 "end": hit.end if hit else None,
                 "text": hit.text if hit else c.text,
