@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -369,16 +370,35 @@ def test_session_survives_a_reload(web: Watched, server: Server, tmp_path: Path)
     expect(page.locator(".turn .question")).to_have_text([SCRIPT_QUESTION])
     expect(page.locator(".turn .answer .cite").first).to_be_visible()
     screenshot(page, tmp_path, "reloaded")
-    # The same session is the one `rag chat --session` sees.
+    # The same session is the one `rag chat --session` sees, and the other way round.
     shown = _rag(server.env, "history", "show", name)
     assert SCRIPT_QUESTION in shown.stdout
+    chat = subprocess.run(
+        [sys.executable, "-m", "rag", "chat", "--session", name, "--llm", "none"],
+        input="And what do quokkas eat?\n",
+        capture_output=True,
+        text=True,
+        env=server.env,
+        timeout=300,
+    )
+    assert chat.returncode == 0, chat.stderr
+    page.reload()
+    expect(page.locator(".turn .question")).to_have_text([SCRIPT_QUESTION, "And what do quokkas eat?"])
+    expect(page.locator(f'#session-list li[data-session="{name}"] .session-info')).to_contain_text("2 questions")
+
+    # Deleting it from the sidebar deletes it for the terminal too.
+    page.locator(f'#session-list li[data-session="{name}"] .session-delete').click()
+    expect(page.locator(f'#session-list li[data-session="{name}"]')).to_have_count(0)
+    expect(page.locator(".turn")).to_have_count(0)
+    assert rag_cli(server.env, "history", "show", name).returncode != 0
     assert web.errors == []
 
 
 def test_script_in_a_document_shows_as_text(web: Watched, tmp_path: Path) -> None:
     page = web.page
     turn = ask(page, SCRIPT_QUESTION)
-    turn.locator(".answer-text .cite").first.click()
+    turn.locator(".answer-text .cite").first.focus()  # by keyboard this time
+    page.keyboard.press("Enter")
     source = page.locator("#source-text")
     expect(source).to_contain_text("<script>window.__rag_pwned = true;")
     assert page.locator("#source-text script, #messages script").count() == 0
