@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,15 @@ from rag.answer.base import DeltaCallback
 from rag.chat.sessions import ChatTurn, SessionInfo, SessionStore, new_session_name, validate_session_name
 from rag.engine import Engine
 from rag.errors import RagError, UsageError
+from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders import load
 from rag.results import Answer, Hit, Hits
 from rag.retrieve.search import Filters, Mode
 from rag.settings import Settings
 from rag.store.index import Index, StoreLayout, validate_index_name
+
+#: Loaded documents kept for ``documents/{id}/text`` (a PDF is parsed once, not per click).
+_LOADED_KEPT = 8
 
 
 class NotFound(RagError):
@@ -72,6 +77,7 @@ class ServerState:
         # Shared by every engine, so each model is loaded once for the whole server.
         self._embedders: dict[str, Any] = {}
         self._sessions: SessionStore | None = None
+        self._documents: OrderedDict[tuple[str, int, int], LoadedDocument] = OrderedDict()
 
     def close(self) -> None:
         with self._lock:
@@ -270,7 +276,7 @@ class ServerState:
         """
         doc = self.document(index, doc_id)
         path = self.document_file(index, doc_id)
-        document = load(path)
+        document = self._loaded(path)
         paged = any(s.page is not None for s in document.sections)
         if paged and page is None:
             page = 1
@@ -278,6 +284,22 @@ class ServerState:
         if paged and not sections:
             raise NotFound(f"document '{doc_id}' has no text on page {page}")
         return {"id": doc.id, "source": doc.source, "page": page if paged else None, "text": _assemble(sections)}
+
+    def _loaded(self, path: Path) -> LoadedDocument:
+        """The file as its loader reads it; the last few are kept, since a reader clicks through citations."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            found = self._documents.get(key)
+            if found is not None:
+                self._documents.move_to_end(key)
+                return found
+        document = load(path)
+        with self._lock:
+            self._documents[key] = document
+            while len(self._documents) > _LOADED_KEPT:
+                self._documents.popitem(last=False)
+        return document
 
     # --- ingest ---------------------------------------------------------------------------
 
