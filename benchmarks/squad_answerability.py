@@ -180,11 +180,11 @@ def retrieve(
     print(f"questions: {len(questions)} embedded in {time.perf_counter() - started:.1f} s")
 
     # No chunk gate in the answerer: evaluate() applies it, so one run serves every gate.
-    answerer = ExtractiveAnswerer(settings, embedder=lambda: fast, min_relevance=lambda: -1.0)
+    answerer = ExtractiveAnswerer(settings, embedder=lambda: fast, min_relevance=-1.0)
     with Index.open(settings, "squad") as index:
         started = time.perf_counter()
         # Every sentence of the collection at once: large sorted batches beat a few per question.
-        chunks = [c.text for batch in index.manifest.iter_chunks() for c in batch]
+        chunks = [c.text for batch in index.iter_chunks() for c in batch]
         sentences = {" ".join(t[s:e].split()) for t in chunks for s, e in split_sentences(t)}
         answerer.sentence_vectors(fast, sorted(sentences))
         print(f"sentences: {len(sentences)} embedded in {time.perf_counter() - started:.1f} s")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
@@ -42,12 +41,6 @@ class MissingDependencyError(RagError):
 class IndexNotFoundError(RagError):
     def __init__(self, index: str, store: str) -> None:
         super().__init__(f"no index '{index}' in {store}: run `rag ingest PATH` first")
-        self.index = index
-
-
-class IndexEmptyError(RagError):
-    def __init__(self, index: str) -> None:
-        super().__init__(f"index '{index}' holds no chunks: run `rag ingest PATH` first")
         self.index = index
 
 

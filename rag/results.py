@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.usage import Usage
+
 # The manifest's separator of heading-path entries, and the entry ``row_blocks`` writes
 # for a row range; repeated here so that results import nothing heavy.
 HEADING_SEPARATOR = " > "
@@ -139,11 +141,15 @@ class Answer:
     refused: bool
     citations: list[Citation]
     model: str
-    mode: str = "llm"  # "llm" or "extractive"
-    usage: dict[str, Any] = field(default_factory=dict)
+    #: Which kind of answerer wrote it: "llm" or "extractive" (see ``rag.answer.registry``).
+    answerer: str = "llm"
+    #: What the answer cost (a chat's rewrite of the question included).
+    usage: Usage = field(default_factory=Usage)
     context: list[Hit] = field(default_factory=list)
     removed_citations: int = 0
     rewritten_question: str | None = None
+    #: Time spent writing the answer (retrieval excluded).
+    seconds: float | None = None
 
     def to_dict(self, *, include_context: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -152,8 +158,9 @@ class Answer:
             "refused": self.refused,
             "citations": [c.to_dict() for c in self.citations],
             "model": self.model,
-            "mode": self.mode,
-            "usage": self.usage,
+            "answerer": self.answerer,
+            "usage": self.usage.to_dict(),
+            "seconds": self.seconds,
             "removed_citations": self.removed_citations,
         }
         if self.rewritten_question is not None:
@@ -169,7 +176,7 @@ class Answer:
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
-        label = " *(extractive: no LLM configured)*" if self.mode == "extractive" else ""
+        label = " *(extractive: no LLM configured)*" if self.answerer == "extractive" else ""
         body = f"**{'Declined' if self.refused else 'Answer'}**{label}\n\n{self.text}"
         if self.citations:
             rows = ["| [n] | source | score |", "|---|---|---|"]
@@ -212,7 +219,8 @@ class IngestReport:
     from_cache: int = 0
     repaired: int = 0
     seconds: float = 0.0
-    usage: dict[str, Any] = field(default_factory=dict)
+    #: What the run's embedding calls cost (nothing, for a local model).
+    usage: Usage = field(default_factory=Usage)
     interrupted: str | None = None
 
     @property
@@ -239,7 +247,7 @@ class IngestReport:
             "repaired": self.repaired,
             "seconds": round(self.seconds, 3),
             "embedder": self.embedder,
-            "usage": self.usage,
+            "usage": self.usage.to_dict() if self.usage else {},
             "interrupted": self.interrupted,
         }
 
@@ -268,3 +276,29 @@ def as_jsonable(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     return obj
+
+
+@dataclass(frozen=True)
+class Document:
+    """An indexed file: ``id`` is stable and URL-safe (a hash of the path)."""
+
+    id: str
+    source: str
+    kind: str
+    pages: int | None
+    chunks: int
+    size: int
+    ingested_at: float
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "kind": self.kind,
+            "pages": self.pages,
+            "chunks": self.chunks,
+            "size": self.size,
+            "ingested_at": self.ingested_at,
+            "warnings": list(self.warnings),
+        }

@@ -122,7 +122,8 @@ class EmbeddingSettings(_Section):
 
 
 class LLMSettings(_Section):
-    llm: Literal["auto", "openai", "none"] = Field(
+    # A plain string: answerers are registered in rag.answer.registry, which checks the name.
+    llm: str = Field(
         "auto",
         description="Answerer: `openai` (any compatible server), `none` (extractive, offline), or `auto`.",
         json_schema_extra=_env("RAG_LLM"),

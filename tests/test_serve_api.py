@@ -212,7 +212,7 @@ def test_deleting_a_document_from_a_folder_keeps_the_file(http: httpx.Client, of
     assert trains["id"] in [d["id"] for d in http.get("/api/v1/documents").json()["documents"]]
 
 
-def test_a_script_in_a_document_is_served_as_text(http: httpx.Client) -> None:
+def test_a_script_in_a_document_is_served_as_text(http: httpx.Client, offline_server: OfflineServer) -> None:
     page = b"<html><body><p>Harmless text about otters.</p><script>alert(1)</script></body></html>"
     job = http.post("/api/v1/documents", params={"index": "html"}, files=[("files", ("otters.html", page))]).json()
     assert wait_for_job(http, job["job"])[-1][1]["state"] == "done"
@@ -220,3 +220,9 @@ def test_a_script_in_a_document_is_served_as_text(http: httpx.Client) -> None:
     response = http.get(f"/api/v1/documents/{doc['id']}/file", params={"index": "html"})
     assert response.headers["content-type"].startswith("text/plain")
     assert "sandbox" in response.headers["content-security-policy"]
+    # `rag drop` removes the uploaded files with the index.
+    stored = Path(doc["source"])
+    assert stored.is_file()
+    assert rag_cli(offline_server.env, "drop", "html", "--yes").returncode == 0
+    assert not stored.parent.exists()
+    assert http.get("/api/v1/documents", params={"index": "html"}).status_code == 404

@@ -7,7 +7,9 @@ OpenAI server behind rag) to check history, follow-up rewriting and usage.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
@@ -140,3 +142,39 @@ def test_a_streamed_llm_answer_arrives_as_the_model_writes_it(llm: tuple[Running
     deltas = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert len(deltas) > 3
     assert "".join(deltas).startswith("Mount Etna is very active [1].\n\nSources:\n[1] ")
+
+
+def test_concurrent_requests_each_report_their_own_usage(llm: tuple[RunningServer, FakeOpenAI]) -> None:
+    server, fake = llm
+
+    def reply(request: dict[str, Any]) -> str:
+        text = json.dumps(request["messages"])
+        n = int(re.findall(r"case-(\d+)", text)[-1])
+        if "Rewrite the last question" in text:
+            return f"Which volcano in Sicily is active, case-{n}?"
+        return "Mount Etna [1]." + " Indeed." * n  # answers of different lengths
+
+    fake.default_reply = reply
+    client = sdk(server)
+
+    def ask(n: int) -> Any:
+        messages = [
+            {"role": "user", "content": f"Tell me about Sicily, case-{n}."},
+            {"role": "assistant", "content": "Sicily has volcanoes [1]."},
+            {"role": "user", "content": f"Which one is active, case-{n}?"},
+        ]
+        return client.chat.completions.create(model="rag", messages=messages)
+
+    before = len(fake.requests)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            replies = list(pool.map(ask, range(6)))
+    finally:
+        fake.default_reply = "This is a fake answer."
+    calls = [r for r in fake.requests[before:] if r.path.endswith("/chat/completions")]
+    for n, got in enumerate(replies):
+        mine = [r.usage for r in calls if r.usage and f"case-{n}" in json.dumps(r.body)]
+        assert len(mine) == 2, "a rewrite and an answer"
+        assert got.usage is not None
+        assert got.usage.prompt_tokens == sum(u["prompt_tokens"] for u in mine)
+        assert got.usage.completion_tokens == sum(u["completion_tokens"] for u in mine)

@@ -21,14 +21,12 @@ would otherwise be a paid request per question, in an answerer meant to work off
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,9 +38,6 @@ from rag.embed.base import Embedder, embed_many
 from rag.results import Answer, Hit
 from rag.settings import Settings
 from rag.text import FUNCTION_WORDS
-
-if TYPE_CHECKING:
-    from rag.engine import Engine
 
 #: Most sentences quoted in one answer.
 MAX_SENTENCES = 3
@@ -196,30 +191,14 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
     return sentences
 
 
-def scoring_embedder(engine: Engine) -> Embedder:
-    """The embedder that scores sentences: the index's own, or the local one for API embedders."""
-    embedder = engine.embedder()
-    return engine.embedder("local") if embedder.name.startswith("openai:") else embedder
-
-
 class ExtractiveAnswerer(Answerer):
     """Answers by quoting the best sentences of the retrieved chunks, each cited."""
 
-    mode = "extractive"
+    kind = "extractive"
     model = "extractive"
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        engine: Engine | None = None,
-        embedder: Callable[[], Embedder] | None = None,
-        min_relevance: Callable[[], float] | None = None,
-    ) -> None:
-        if embedder is None:
-            if engine is None:
-                raise ValueError("ExtractiveAnswerer needs an engine or an embedder")
-            embedder = functools.partial(scoring_embedder, engine)
+    def __init__(self, settings: Settings, *, embedder: Callable[[], Embedder], min_relevance: float) -> None:
+        """``embedder`` returns the (local) embedder that scores sentences, loading it on first call."""
         super().__init__(settings, min_relevance=min_relevance)
         self._embedder = embedder
         self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
@@ -242,8 +221,7 @@ class ExtractiveAnswerer(Answerer):
             refused=False,
             citations=[citation(n, hits[n - 1]) for n in cited],
             model=self.model,
-            mode=self.mode,
-            usage=dict(self.nothing_spent),
+            answerer=self.kind,
             context=hits,
         )
 

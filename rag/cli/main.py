@@ -133,9 +133,9 @@ def _print_ingest_summary(report: Any) -> None:
         f"chunks: +{c['added']} -{c['removed']} = {c['total']}{cached} · {report.seconds:.1f} s · {report.embedder}"
     )
     if report.usage:
-        cost = report.usage.get("cost_usd")
+        cost = report.usage.cost_usd
         price = f" · ${cost:.4f}" if cost is not None else ""
-        tokens, requests = report.usage.get("prompt_tokens", 0), report.usage.get("requests", 0)
+        tokens, requests = report.usage.prompt_tokens, report.usage.requests
         out.print(f"embedding: {tokens:,} tokens, {plural(requests, 'request')}{price}")
     if report.repaired:
         out.print(f"repaired {report.repaired} chunks left by an interrupted ingest")
@@ -197,7 +197,7 @@ def ask(
     # Chosen first so that a bad --llm fails before retrieval.  Extractive answers arrive
     # whole, so only an LLM's are streamed.
     answerer = engine.answerer(llm, model)
-    stream = not (no_stream or as_json) and answerer.mode == "llm"
+    stream = not (no_stream or as_json) and answerer.streams
     printed: list[str] = []
 
     def on_delta(text: str) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from rag.ingest.loaders import kinds
+
 # Help texts use "\[" because rich would read "[default: ...]" as markup and drop it.
 IndexOpt = Annotated[str | None, typer.Option("--index", "-i", help="Index name \\[default: RAG_INDEX or 'default'].")]
 StoreOpt = Annotated[
@@ -18,10 +20,7 @@ ModeOpt = Annotated[str | None, typer.Option("--mode", help="dense, keyword or h
 PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only files matching this glob (repeatable).")]
 TypeFilter = Annotated[
     list[str] | None,
-    typer.Option(
-        "--type",
-        help="Only this file type: pdf, md, txt, html, docx, pptx, xlsx, csv, epub, eml, image, code... (repeatable).",
-    ),
+    typer.Option("--type", help=f"Only this file type: {', '.join(kinds())}, or an extension (repeatable)."),
 ]
 PagesFilter = Annotated[str | None, typer.Option("--pages", help="Only these pages: N, N-M, N- or -M.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, openai, or none (extractive, offline).")]

@@ -109,7 +109,7 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
     ``label`` says when an answer is extractive; chat says it once at the start instead.
     """
     if not streamed:
-        if label and answer.mode == "extractive":
+        if label and answer.answerer == "extractive":
             out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
         out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else escape(answer.text))
     elif streamed.strip() != answer.text.strip():
@@ -126,12 +126,12 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
         removed = answer.removed_citations
         out.print(f"[dim]({removed} citation(s) to sources that were not supplied were removed)[/]")
     usage = answer.usage
-    if answer.mode == "llm" and usage.get("total_tokens"):
-        cost = usage.get("cost_usd")
+    if usage.total_tokens:
+        cost = usage.cost_usd
         # A typical answer costs a fraction of a cent: show enough digits to see it.
         price = "" if cost is None else f" · ${cost:.4f}" if cost >= 0.01 else f" · ${cost:.6f}"
-        about = "~" if usage.get("estimated") else ""
-        out.print(f"[dim]{escape(answer.model)} · {about}{usage['total_tokens']:,} tokens{price}[/]")
+        about = "~" if usage.estimated else ""
+        out.print(f"[dim]{escape(answer.model)} · {about}{usage.total_tokens:,} tokens{price}[/]")
     if show_context:
         # On stderr, so that stdout stays the answer alone when piped.
         err.print("\n[dim]── context: what the model saw ──[/]")

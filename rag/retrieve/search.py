@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class Filters:
         kinds = {kind_named(t) for t in self.types}
         patterns = [_path_pattern(g) for g in self.paths]
         allowed = []
-        for path, record in index.manifest.files().items():
+        for path, record in index.files().items():
             if kinds and record.kind not in kinds:
                 continue
             posix = path.replace(os.sep, "/").lstrip("/")
@@ -144,7 +144,7 @@ class Retriever:
         ranked, query_vector = self._rank(query, pool, mode, filters)
         vectors: dict[str, np.ndarray] = {}
         if query_vector is not None:
-            vectors = self.index.vectors.get_vectors([i for i, _ in ranked[:pool]])
+            vectors = self.index.vectors_of([i for i, _ in ranked[:pool]])
         if use_mmr and query_vector is not None:
             ranked = mmr(ranked, vectors, query_vector, k, mmr_lambda)
         return self._hits(ranked[:k], vectors, query_vector)
@@ -174,7 +174,7 @@ class Retriever:
             assert query_vector is not None
             dense = self._dense(query_vector, pool, paths, filters.pages)
         if mode != "dense":
-            keyword = self.index.manifest.keyword_search(query, pool, paths=paths, pages=filters.pages)
+            keyword = self.index.keyword(query, pool, paths=paths, pages=filters.pages)
         if mode == "dense":
             return dense[:k], query_vector
         if mode == "keyword":
@@ -198,21 +198,11 @@ class Retriever:
         paths: list[str] | None,
         pages: tuple[int | None, int | None] | None,
     ) -> Ranked:
-        clauses: list[dict[str, Any]] = []
-        if paths is not None:
-            clauses.append({"source": {"$in": paths}})
-        if pages is not None:
-            low, high = pages
-            if low is not None:
-                clauses.append({"page": {"$gte": low}})
-            if high is not None:
-                clauses.append({"page": {"$lte": high}})
-        where = clauses[0] if len(clauses) == 1 else ({"$and": clauses} if clauses else None)
         # Ids still being written by a concurrent ingest are dropped when hydrating.
-        return self.index.vectors.query(vector, k, where)
+        return self.index.dense(vector, k, paths=paths, pages=pages)
 
     def _hits(self, ranked: Ranked, vectors: dict[str, np.ndarray], query_vector: np.ndarray | None) -> Hits:
-        chunks = self.index.manifest.chunks([i for i, _ in ranked])
+        chunks = self.index.hydrate([i for i, _ in ranked])
         hits = Hits()
         for chunk_id, score in ranked:
             chunk = chunks.get(chunk_id)

@@ -6,7 +6,6 @@ bytes, so a long answer or an ingest never stalls other clients.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
@@ -28,7 +27,7 @@ from rag.results import Answer
 from rag.retrieve.search import Filters
 from rag.serve import sse
 from rag.serve.jobs import FileState, Job, Jobs
-from rag.serve.state import NotFound, ServerState, answer_json, hit_json, safe_filename, turn_json
+from rag.serve.state import NotFound, ServerState, answer_json, hit_json, safe_filename, session_json
 from rag.store.index import validate_index_name
 
 router = APIRouter(prefix="/api/v1")
@@ -194,8 +193,7 @@ def create_session(body: SessionIn, request: Request) -> dict[str, Any]:
 
 @router.get("/sessions/{name}")
 def session(name: str, request: Request) -> dict[str, Any]:
-    info, turns = _state(request).session(name)
-    return {**info.to_dict(), "turns": [turn_json(t) for t in turns]}
+    return session_json(_state(request).session(name))
 
 
 @router.delete("/sessions/{name}", status_code=204)
@@ -240,8 +238,13 @@ async def upload(request: Request, index: Annotated[str | None, Query()] = None)
 
 
 def _keep_uploads(folder: Path, uploads: list[UploadFile]) -> list[FileState]:
-    """Move each upload into the index's folder; files rag cannot read are refused here."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Stage each upload beside the index's folder; files rag cannot read are refused here.
+
+    The job moves them into place when its turn in the index's queue comes, so an upload
+    and a delete of the same name apply in the order they were asked for.
+    """
+    staging = folder / ".incoming" / secrets.token_hex(8)
+    staging.mkdir(parents=True, exist_ok=True)
     files = []
     for upload in uploads:
         name = safe_filename(upload.filename or "upload")
@@ -249,13 +252,10 @@ def _keep_uploads(folder: Path, uploads: list[UploadFile]) -> list[FileState]:
             suffix = Path(name).suffix or name
             files.append(FileState(name, None, "failed", f"unsupported file type '{suffix}'"))
             continue
-        target = folder / name
-        # Written aside and renamed: an ingest never reads a half-written file.
-        temporary = folder / f".{name}.{secrets.token_hex(4)}.part"
-        with temporary.open("wb") as out:
+        staged = staging / name
+        with staged.open("wb") as out:
             shutil.copyfileobj(upload.file, out)
-        os.replace(temporary, target)
-        files.append(FileState(name, target.resolve()))
+        files.append(FileState(name, (folder / name).resolve(), staged=staged))
     return files
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +32,8 @@ class FileState:
     state: str = "queued"  # queued, loaded, stored, unchanged, failed
     reason: str | None = None
     chunks: int = 0
+    #: Where the upload waits until the job moves it to ``path``.
+    staged: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "state": self.state, "chunks": self.chunks}
@@ -137,6 +141,19 @@ class _JobProgress:
         self.job.emit("embedded", {"n": self.stored, "total": self.total})
 
 
+def _move_into_place(files: list[FileState]) -> None:
+    """Staged uploads become the index's files (a rename: never a half-written file)."""
+    for f in files:
+        if f.staged is None or f.path is None:
+            continue
+        try:
+            os.replace(f.staged, f.path)
+        except OSError as exc:
+            f.state, f.reason = "failed", f"cannot store the upload: {exc.strerror or exc}"
+    for folder in {f.staged.parent for f in files if f.staged is not None}:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _name(found: FileState | None, path: str) -> str:
     return found.name if found is not None else Path(path).name
 
@@ -180,8 +197,9 @@ class Jobs:
 
     def _run(self, job: Job) -> None:
         progress = _JobProgress(job)
+        _move_into_place(job.files)
         for f in job.files:
-            if f.state == "failed":  # refused at upload (e.g. unsupported type)
+            if f.state == "failed":  # refused at upload (e.g. unsupported type), or not storable
                 job.emit("failed", {"file": f.name, "reason": f.reason or "failed"})
         paths = [f.path for f in job.files if f.path is not None and f.state != "failed"]
         try:

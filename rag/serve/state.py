@@ -1,13 +1,13 @@
 """The server's one door to the engine: indexes, documents, sessions and answers.
 
 Everything the HTTP layer needs from rag goes through ``ServerState``, so that the routes
-never reach into the store's internals.  One ``Engine`` is kept per index; they share one
-set of models, so the embedding model is loaded once however many indexes are served.
+never reach into the store's internals.  It holds one thread-safe ``Store``: every index's
+``Engine`` shares its models, so the embedding model is loaded once however many indexes
+are served, and each answer carries its own ``Usage``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -18,15 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from rag.answer.base import DeltaCallback
-from rag.chat.sessions import ChatTurn, SessionInfo, SessionStore, new_session_name, validate_session_name
-from rag.engine import Engine
+from rag.chat.sessions import (
+    ChatTurn,
+    Session,
+    SessionInfo,
+    SessionNotFoundError,
+    SessionStore,
+    new_session_name,
+    validate_session_name,
+)
+from rag.engine import Engine, document_id
 from rag.errors import RagError, UsageError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders import load
-from rag.results import Answer, Hit, Hits
+from rag.results import Answer, Hit, Hits, IngestReport
 from rag.retrieve.search import Filters, Mode
 from rag.settings import Settings
-from rag.store.index import Index, StoreLayout, validate_index_name
+from rag.store.index import validate_index_name
+from rag.store.store import Store
 
 #: Loaded documents kept for ``documents/{id}/text`` (a PDF is parsed once, not per click).
 _LOADED_KEPT = 8
@@ -34,11 +43,6 @@ _LOADED_KEPT = 8
 
 class NotFound(RagError):
     """Something the client named does not exist (HTTP 404)."""
-
-
-def document_id(path: str) -> str:
-    """A stable, URL-safe id for an indexed file: the start of its path's SHA-256."""
-    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -71,22 +75,13 @@ class ServerState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.layout = StoreLayout.from_settings(settings)
+        self.store = Store(settings=settings)
+        self.layout = self.store.layout
         self._lock = threading.RLock()
-        self._engines: dict[str, Engine] = {}
-        # Shared by every engine, so each model is loaded once for the whole server.
-        self._embedders: dict[str, Any] = {}
-        self._sessions: SessionStore | None = None
         self._documents: OrderedDict[tuple[str, int, int], LoadedDocument] = OrderedDict()
 
     def close(self) -> None:
-        with self._lock:
-            for engine in self._engines.values():
-                engine.close()
-            self._engines.clear()
-            if self._sessions is not None:
-                self._sessions.close()
-                self._sessions = None
+        self.store.close()
 
     # --- indexes --------------------------------------------------------------------------
 
@@ -95,20 +90,14 @@ class ServerState:
         return self.settings.store.index
 
     def index_names(self) -> list[str]:
-        return self.layout.index_names()
+        return self.store.index_names()
 
     def engine(self, name: str | None = None, *, create: bool = False) -> Engine:
         """The engine for index ``name``; ``NotFound`` unless it exists (or ``create``)."""
         name = self._valid_index(name or self.default_index)
         if not create and name not in self.index_names():
             raise NotFound(f"no index '{name}': upload documents to it or run `rag ingest --index {name} PATH`")
-        with self._lock:
-            engine = self._engines.get(name)
-            if engine is None:
-                engine = Engine(index=name, settings=self.settings)
-                engine._embedders = self._embedders  # one model for every index
-                self._engines[name] = engine
-            return engine
+        return self.store.index(name)
 
     @staticmethod
     def _valid_index(name: str) -> str:
@@ -119,16 +108,11 @@ class ServerState:
 
     def status(self) -> dict[str, Any]:
         """What ``rag status --json`` prints."""
-        infos = self.engine(create=True).indexes()
-        return {"store": self.layout.description, "indexes": [i.to_dict() for i in infos]}
+        return {"store": self.layout.description, "indexes": [i.to_dict() for i in self.store.indexes()]}
 
     def models_loaded(self) -> int:
         """How many embedding models this server has loaded (one per embedder in use)."""
-        with self._lock:
-            return len({id(e) for e in self._embedders.values()})
-
-    def _index(self, name: str) -> Index:
-        return self.engine(name)._index()
+        return len(self.store.embedders_loaded())
 
     # --- search and answers ---------------------------------------------------------------
 
@@ -147,10 +131,6 @@ class ServerState:
     ) -> Answer:
         return self.engine(index).ask(question, k=k, llm=llm, filters=filters, on_delta=on_delta)
 
-    def answer_mode(self, index: str | None, llm: str | None = None) -> str:
-        """``llm`` or ``extractive``: what ``ask`` would use."""
-        return self.engine(index).answerer(llm).mode
-
     def converse(
         self,
         index: str | None,
@@ -167,40 +147,28 @@ class ServerState:
 
     # --- sessions -------------------------------------------------------------------------
 
-    def _session_store(self) -> SessionStore:
-        with self._lock:
-            if self._sessions is None:
-                self._sessions = SessionStore(self.layout.sessions_path)
-            return self._sessions
-
     def sessions(self, index: str | None = None) -> list[SessionInfo]:
-        return self._session_store().sessions(index)
+        return self.store.sessions().list(index)
 
-    def session(self, name: str) -> tuple[SessionInfo, list[ChatTurn]]:
-        name = self._valid_session(name)
-        store = self._session_store()
-        info = store.info(name)
-        if info is None:
-            raise NotFound(f"no chat session '{name}'")
-        return info, store.turns(name)
+    def session(self, name: str) -> Session:
+        return self.store.sessions().get(self._valid_session(name))
 
     def create_session(self, index: str | None, name: str | None) -> SessionInfo:
-        """A new, empty session over ``index``; an existing name is a ``UsageError``."""
+        """A new, empty session over ``index``; an existing name is a ``Conflict``."""
         engine = self.engine(index)
         name = validate_session_name(name) if name else new_session_name()
-        store = self._session_store()
-        if not store.create(name, engine.index_name):
-            raise Conflict(f"a chat session called '{name}' already exists")
-        info = store.info(name)
+        with SessionStore(self.layout.sessions_path) as store:
+            if not store.create(name, engine.index_name):
+                raise Conflict(f"a chat session called '{name}' already exists")
+            info = store.info(name)
         assert info is not None
         return info
 
     def delete_session(self, name: str) -> None:
-        if not self._session_store().delete(self._valid_session(name)):
-            raise NotFound(f"no chat session '{name}'")
+        self.store.sessions().delete(self._valid_session(name))
 
     def session_message(self, name: str, question: str, *, on_delta: DeltaCallback | None = None) -> Answer:
-        info, _ = self.session(name)
+        info = self.session(name).info
         with self.engine(info.index).chat(session=info.name) as conversation:
             return conversation.ask(question, on_delta=on_delta)
 
@@ -209,13 +177,13 @@ class ServerState:
         try:
             return validate_session_name(name)
         except UsageError:
-            raise NotFound(f"no chat session '{name}'") from None
+            raise SessionNotFoundError(name) from None
 
     # --- documents ------------------------------------------------------------------------
 
     def uploads_dir(self, index: str) -> Path:
         """Where uploaded files of ``index`` are kept: one folder per index, in the store."""
-        return self.layout.home / "uploads" / validate_index_name(index)
+        return self.layout.uploads_dir(index)
 
     def is_uploaded(self, index: str, path: str) -> bool:
         folder = str(self.uploads_dir(index).resolve())
@@ -223,18 +191,17 @@ class ServerState:
 
     def documents(self, index: str | None) -> list[DocumentInfo]:
         engine = self.engine(index)
-        files = self._index(engine.index_name).manifest.files()
         return [
             DocumentInfo(
-                id=document_id(path),
-                source=path,
-                kind=record.kind,
-                pages=record.pages,
-                chunks=record.chunk_count,
-                uploaded=self.is_uploaded(engine.index_name, path),
-                ingested_at=record.ingested_at,
+                id=d.id,
+                source=d.source,
+                kind=d.kind,
+                pages=d.pages,
+                chunks=d.chunks,
+                uploaded=self.is_uploaded(engine.index_name, d.source),
+                ingested_at=d.ingested_at,
             )
-            for path, record in sorted(files.items())
+            for d in engine.documents()
         ]
 
     def document(self, index: str | None, doc_id: str) -> DocumentInfo:
@@ -243,18 +210,15 @@ class ServerState:
                 return doc
         raise NotFound(f"no document '{doc_id}' in index '{index or self.default_index}'")
 
-    def remove_document(self, index: str | None, doc_id: str) -> DocumentInfo:
-        """Remove a document's chunks; an uploaded one loses its stored file too."""
+    def remove_document(self, index: str, doc_id: str) -> DocumentInfo:
+        """Remove a document's chunks; an uploaded one loses its stored file too.
+
+        Run in the index's job queue, after earlier uploads, so nothing re-adds the file meanwhile.
+        """
         doc = self.document(index, doc_id)
-        engine = self.engine(index)
-        idx = self._index(engine.index_name)
-        with idx.write_lock(self.settings.store.lock_timeout):
-            ids = idx.manifest.forget_file(doc.source)
-            idx.vectors.delete(ids)
-            idx.manifest.purge(ids)
-            idx.mark_changed()
-            if doc.uploaded:
-                Path(doc.source).unlink(missing_ok=True)
+        self.engine(index).remove([doc.source])
+        if doc.uploaded:
+            Path(doc.source).unlink(missing_ok=True)
         return doc
 
     def document_file(self, index: str | None, doc_id: str) -> Path:
@@ -303,7 +267,7 @@ class ServerState:
 
     # --- ingest ---------------------------------------------------------------------------
 
-    def ingest(self, index: str, paths: Sequence[Path], progress: Any) -> Any:
+    def ingest(self, index: str, paths: Sequence[Path], progress: Any) -> IngestReport:
         """Ingest ``paths`` exactly as ``rag ingest PATH...`` would (no pruning: files were named)."""
         return self.engine(index, create=True).ingest(list(paths), prune=False, progress=progress)
 
@@ -362,6 +326,10 @@ def answer_json(answer: Answer) -> dict[str, Any]:
 
 def hit_json(hit: Hit) -> dict[str, Any]:
     return {**hit.to_dict(), "document_id": document_id(hit.source)}
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    return {**session.info.to_dict(), "turns": [turn_json(t) for t in session.turns]}
 
 
 def turn_json(turn: ChatTurn) -> dict[str, Any]:

@@ -34,7 +34,9 @@ __all__ = [
     "LoadOptions",
     "decode_text",
     "file_type",
+    "kind_named",
     "kind_of",
+    "kinds",
     "load",
     "load_bytes",
 ]
@@ -146,6 +148,11 @@ def kind_named(name: str) -> str | None:
         return name
     found = FILE_TYPES.get("." + name.lstrip("."))
     return found.kind if found else None
+
+
+def kinds() -> list[str]:
+    """Every document kind rag reads (``--type`` help)."""
+    return sorted({t.kind for t in FILE_TYPES.values()})
 
 
 def type_names() -> list[str]:
