@@ -489,13 +489,15 @@
     }
     view.text.append(document.createTextNode(text.slice(at)));
 
+    // "answerer" is "llm" or "extractive" (older servers and saved turns said "mode").
+    const kind = answer.answerer || answer.mode || "";
     view.answer.classList.toggle("refused", refused);
-    view.answer.dataset.mode = answer.mode || "";
+    view.answer.dataset.answerer = kind;
     view.meta.replaceChildren();
     if (refused) view.meta.append(badge("refusal", "Declined", "The documents don't hold the answer"));
-    if (answer.mode === "extractive") {
+    if (kind === "extractive") {
       view.meta.append(badge("extractive", "Extractive", "Quoted from the documents: no LLM configured"));
-    } else if (answer.mode) {
+    } else if (kind) {
       view.meta.append(badge("llm", `LLM · ${answer.model || "model"}`, "Written by a language model from the sources"));
     }
     if (citations.length) {
