@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +38,15 @@ class IndexInfo:
     size_bytes: int
     last_ingest: float | None
     usage: list[dict[str, Any]]
+    #: Files per kind, e.g. ``{"pdf": 3, "docx": 2}``.
+    types: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "embedder": self.embedder,
             "files": self.files,
+            "types": self.types,
             "chunks": self.chunks,
             "size_bytes": self.size_bytes,
             "last_ingest": self.last_ingest,
@@ -91,13 +94,16 @@ class Store:
         """The indexes in this store, by name."""
         return self.layout.index_names()
 
-    def open_index(self, name: str, *, create: bool = False) -> Index:
-        """The store's one open ``Index`` called ``name``; ``IndexNotFoundError`` unless it exists or ``create``."""
+    def open_index(self, name: str, *, create: bool = False, repair: bool = False) -> Index:
+        """The store's one open ``Index`` called ``name``; ``IndexNotFoundError`` unless it exists or ``create``.
+
+        ``repair`` rebuilds a damaged manifest from the vectors instead of raising ``IndexDamagedError``.
+        """
         name = validate_index_name(name)
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                index = Index.open(self.settings, name, create=create)
+                index = Index.open(self.settings, name, create=create, repair=repair)
                 self._indexes[name] = index
             return index
 
@@ -120,6 +126,7 @@ class Store:
                     size_bytes=index.size_bytes(),
                     last_ingest=index.last_ingest,
                     usage=index.usage(),
+                    types=index.file_kinds(),
                 )
             )
         return infos
