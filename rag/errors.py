@@ -57,15 +57,29 @@ class EmbedderMismatchError(RagError):
 
 
 class IndexLockedError(RagError):
-    def __init__(self, index: str, seconds: float) -> None:
+    def __init__(self, index: str, seconds: float, holder: str | None = None) -> None:
+        who = holder or "another rag process"
         super().__init__(
-            f"index '{index}' is being written by another rag process "
-            f"(waited {seconds:.0f} s); try again when it has finished"
+            f"index '{index}' is being written by {who} (waited {seconds:.0f} s); try again when it has finished"
         )
+        self.holder = holder
 
 
 class StoreError(RagError):
     """The vector store failed or could not be reached."""
+
+
+class IndexDamagedError(StoreError):
+    """An index's manifest (``index.db``) cannot be read; ``rag repair`` rebuilds it."""
+
+    def __init__(self, index: str, path: str | Path, reason: str, *, recoverable: bool) -> None:
+        self.index = index
+        how = (
+            f"run `rag repair --index {index}` to rebuild it from the index's vectors (or `rag ingest` again)"
+            if recoverable
+            else f"its vectors are gone too: `rag drop {index}` and ingest again"
+        )
+        super().__init__(f"index '{index}' is damaged: {path} is not a readable database ({reason}); {how}")
 
 
 # --- documents ---------------------------------------------------------------------------

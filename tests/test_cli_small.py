@@ -67,3 +67,44 @@ def test_readme_names_the_default_fusion() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     diagram = readme[readme.index("## How it works") :].split("```")[1]
     assert "min-max" in diagram and "(RRF)" not in diagram
+
+
+def _damage(home: Path, index: str = "default") -> Path:
+    from rag.store.index import StoreLayout
+
+    path = StoreLayout.from_settings(Settings.load()).index_dir(index) / "index.db"
+    assert path.is_file()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database\n" * 200)
+    return path
+
+
+def test_a_damaged_index_names_itself_and_rag_repair_rebuilds_it(cli: Cli, docs: Path, isolated: Path) -> None:
+    code, _, err = cli("ingest", str(docs), "--embedder", "hash")
+    assert code == 0, err
+    _, before, _ = cli("search", "Etna volcano", "--json")
+    path = _damage(isolated)
+
+    code, out, err = cli("search", "Etna volcano")
+    assert code != 0 and out == ""
+    assert "index 'default' is damaged" in err and str(path) in err and "rag repair" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+    code, out, err = cli("repair")
+    assert code == 0, err
+    assert "3 files" in out
+    assert Path(f"{path}.damaged").is_file()  # kept, not deleted
+    code, after, _ = cli("search", "Etna volcano", "--json")
+    assert code == 0
+    hits_after = [h["chunk_id"] for h in json.loads(after)["results"]]
+    assert hits_after and hits_after == [h["chunk_id"] for h in json.loads(before)["results"]]
+
+
+def test_ingest_recovers_a_damaged_index_without_embedding_again(cli: Cli, docs: Path, isolated: Path) -> None:
+    assert cli("ingest", str(docs), "--embedder", "hash")[0] == 0
+    _damage(isolated)
+    code, out, err = cli("ingest", str(docs), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["files"]["unchanged"] == 3 and report["embedded"] == 0
