@@ -23,6 +23,8 @@ from rag.settings import Settings
 from tests.openai_server import FakeOpenAI, openai_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: The key the fake OpenAI server expects; distinctive, so tests can show it never leaks.
+OPENAI_TEST_KEY = "sk-proj-SECRETkey0123456789abcdefXYZ"
 
 
 class HashEmbedder(Embedder):
@@ -105,7 +107,7 @@ def docs(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     """The fake OpenAI server (tests/openai_server.py), for this test alone."""
-    with openai_server() as server:
+    with openai_server(api_key=OPENAI_TEST_KEY) as server:
         yield server
 
 
