@@ -10,7 +10,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 try:
-    __version__ = version("rag")
+    __version__ = version("rag-ask")  # the distribution's name ("rag" on PyPI is someone else's)
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer.base import Answerer, DeltaCallback, Turn
+from rag.answer.focus import Rarity
 from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.errors import IndexNotFoundError, UsageError
@@ -27,6 +28,7 @@ from rag.usage import Usage
 
 if TYPE_CHECKING:
     from rag.chat.conversation import Conversation
+    from rag.moderation import Moderator
 
 __all__ = ["AnswerStream", "Engine", "IndexInfo", "document_id"]
 
@@ -78,8 +80,8 @@ class Engine:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _index(self, *, create: bool = False) -> Index:
-        return self.store.open_index(self.index_name, create=create)
+    def _index(self, *, create: bool = False, repair: bool = False) -> Index:
+        return self.store.open_index(self.index_name, create=create, repair=repair)
 
     def embedder_name(self) -> str:
         """The embedder this index uses (or will use, before its first ingest)."""
@@ -135,12 +137,23 @@ class Engine:
             exclude=exclude,
             max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
         )
-        index = self._index(create=True)
+        index = self._index(create=True, repair=True)  # a damaged manifest is rebuilt first
         name = factory.choose(self.settings, index.embedder_name, index.name, embedder)
         model = self.embedder(name)
         index.bind_embedder(model.name, model.dimension)
         ingestor = Ingestor(index, model, self.settings, self.store.embedding_cache(), progress)
         return ingestor.run(found, prune=prune, started=started)
+
+    def repair(self) -> tuple[int, int]:
+        """Rebuild this index's manifest and keyword index from its vectors: (files, chunks).
+
+        For a manifest that cannot be read (``IndexDamagedError``), or one that disagrees
+        with the vectors.  Every file and chunk comes back; usage totals start from zero.
+        """
+        index = self._index(repair=True)
+        with index.write_lock(self.settings.store.lock_timeout):
+            index.rebuild_from_vectors()
+        return index.file_count(), index.chunk_count()
 
     async def aingest(self, paths: Sequence[str | Path] | str | Path, **kwargs: Any) -> IngestReport:
         """``ingest`` in a worker thread, for notebooks and async apps."""
@@ -274,12 +287,27 @@ class Engine:
         a different text than the question (chat uses it for rewritten follow-ups).
         """
         answerer = self.answerer(llm, model)
+        moderator = self.moderator()
+        if moderator is not None and (refusal := moderator.screen_question(answerer, question)) is not None:
+            return refusal
         hits = self.search(search_query or question, k, filters, mode=mode)
         started = time.perf_counter()
-        answer = answerer.answer(question, hits, history=history, on_delta=on_delta)
+        answer = answerer.answer(question, hits, history=history, on_delta=on_delta, rarity=self.term_rarity())
+        if moderator is not None:
+            answer = moderator.screen_answer(answerer, answer)
         answer.seconds = round(time.perf_counter() - started, 3)
         self.record_usage(answer.usage)
         return answer
+
+    def moderator(self) -> Moderator | None:
+        """The moderation check questions and answers go through, when ``RAG_MODERATION`` is on."""
+        return self.store.moderator() if self.settings.llm.moderation else None
+
+    def term_rarity(self) -> Rarity:
+        """How rare words are in this index (its keyword index's document frequencies), read
+        lazily: the extractive answerer weighs a question's words by it."""
+        index = self._index()
+        return Rarity(index.document_frequencies, index.chunk_count())
 
     def ask_stream(self, question: str, **kwargs: Any) -> AnswerStream:
         """Iterate over answer text as it is generated; ``.answer`` holds the result after."""

@@ -68,6 +68,19 @@ class StoreError(RagError):
     """The vector store failed or could not be reached."""
 
 
+class IndexDamagedError(StoreError):
+    """An index's manifest (``index.db``) cannot be read; ``rag repair`` rebuilds it."""
+
+    def __init__(self, index: str, path: str | Path, reason: str, *, recoverable: bool) -> None:
+        self.index = index
+        how = (
+            f"run `rag repair --index {index}` to rebuild it from the index's vectors (or `rag ingest` again)"
+            if recoverable
+            else f"its vectors are gone too: `rag drop {index}` and ingest again"
+        )
+        super().__init__(f"index '{index}' is damaged: {path} is not a readable database ({reason}); {how}")
+
+
 # --- documents ---------------------------------------------------------------------------
 
 

@@ -13,6 +13,8 @@ from rag.usage import Usage
 # for a row range; repeated here so that results import nothing heavy.
 HEADING_SEPARATOR = " > "
 ROWS_PREFIX = "rows "
+# Appended to a chunk's kind when its text came from OCR (a scanned page, an image).
+OCR_SUFFIX = "+ocr"
 
 
 def display_path(path: str) -> str:
@@ -66,6 +68,8 @@ class Hit:
     end: int = 0
     #: Cosine similarity of query and chunk, whatever the ranking mode; refusal thresholds use it.
     relevance: float | None = None
+    #: The text was read by OCR from an image of the page: expect recognition errors.
+    ocr: bool = False
 
     @property
     def location(self) -> str:
@@ -84,6 +88,7 @@ class Hit:
             "start": self.start,
             "end": self.end,
             "text": self.text,
+            "ocr": self.ocr,
         }
 
     def __repr__(self) -> str:
@@ -132,6 +137,18 @@ class Citation:
         }
 
 
+@dataclass(frozen=True)
+class Span:
+    """Characters ``start`` to ``end`` of an answer's text: the words that answer the question."""
+
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "text": self.text}
+
+
 @dataclass
 class Answer:
     """An answer with the sources it cites, or a refusal."""
@@ -150,6 +167,8 @@ class Answer:
     rewritten_question: str | None = None
     #: Time spent writing the answer (retrieval excluded).
     seconds: float | None = None
+    #: The words that answer, within ``text`` (extractive answers mark them when they can).
+    spans: list[Span] = field(default_factory=list)
 
     def to_dict(self, *, include_context: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -162,12 +181,23 @@ class Answer:
             "usage": self.usage.to_dict(),
             "seconds": self.seconds,
             "removed_citations": self.removed_citations,
+            "spans": [s.to_dict() for s in self.spans],
         }
         if self.rewritten_question is not None:
             data["rewritten_question"] = self.rewritten_question
         if include_context:
             data["context"] = [h.to_dict() for h in self.context]
         return data
+
+    def marked(self, before: str = "**", after: str = "**") -> str:
+        """``text`` with each span wrapped in ``before`` and ``after`` (Markdown bold by default)."""
+        parts, last = [], 0
+        for span in sorted(self.spans, key=lambda s: s.start):
+            if span.start >= last:  # overlapping spans: the first one wins
+                parts += [self.text[last : span.start], before, self.text[span.start : span.end], after]
+                last = span.end
+        parts.append(self.text[last:])
+        return "".join(parts)
 
     def __str__(self) -> str:
         lines = [self.text]
@@ -177,7 +207,7 @@ class Answer:
 
     def _repr_markdown_(self) -> str:
         label = " *(extractive: no LLM configured)*" if self.answerer == "extractive" else ""
-        body = f"**{'Declined' if self.refused else 'Answer'}**{label}\n\n{self.text}"
+        body = f"**{'Declined' if self.refused else 'Answer'}**{label}\n\n{self.marked()}"
         if self.citations:
             rows = ["| [n] | source | score |", "|---|---|---|"]
             for c in self.citations:

@@ -146,6 +146,16 @@ class LLMSettings(_Section):
         description="Context window of the chat model, for models rag does not know (e.g. on Ollama).",
         json_schema_extra=_env("RAG_CONTEXT_WINDOW"),
     )
+    moderation: bool = Field(
+        False,
+        description="`on`: check questions and answers with the provider's moderation endpoint first.",
+        json_schema_extra=_env("RAG_MODERATION"),
+    )
+    moderation_model: str = Field(
+        "omni-moderation-latest",
+        description="Moderation model used when `RAG_MODERATION` is on.",
+        json_schema_extra=_env("RAG_MODERATION_MODEL"),
+    )
 
 
 class StoreSettings(_Section):
@@ -188,6 +198,29 @@ class IngestSettings(_Section):
         description="Share of a chunk repeated at the start of the next one.",
         json_schema_extra=_env("RAG_CHUNK_OVERLAP"),
     )
+    ocr: Literal["auto", "never", "always"] = Field(
+        "auto",
+        description="OCR with Tesseract: scanned PDF pages and images (auto), nothing (never), or every page (always).",
+        json_schema_extra=_env("RAG_OCR"),
+    )
+    parse_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds one file may take to parse before it is stopped and reported.",
+        json_schema_extra=_env("RAG_PARSE_TIMEOUT"),
+    )
+    parse_memory_mb: int = Field(
+        2048,
+        ge=0,
+        description="Memory one parse worker may use, in MB (0: no limit).",
+        json_schema_extra=_env("RAG_PARSE_MEMORY_MB"),
+    )
+    parse_workers: int = Field(
+        0,
+        ge=0,
+        description="Processes parsing files in parallel (0: half the cores, at most 4).",
+        json_schema_extra=_env("RAG_PARSE_WORKERS"),
+    )
 
 
 class RetrievalSettings(_Section):
@@ -209,6 +242,20 @@ class RetrievalSettings(_Section):
         None,
         description="Relevance below which `ask` declines (unset: the embedder's calibrated default).",
         json_schema_extra=_env("RAG_MIN_SCORE"),
+    )
+
+
+class ServeSettings(_Section):
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key `rag serve` requires as `Authorization: Bearer KEY` (required off loopback). Never printed.",
+        json_schema_extra=_env("RAG_API_KEY"),
+    )
+    max_upload_mb: float = Field(
+        100.0,
+        gt=0,
+        description="Largest request body `rag serve` accepts (uploads), in MB; larger ones get 413.",
+        json_schema_extra=_env("RAG_MAX_UPLOAD_MB"),
     )
 
 
@@ -242,6 +289,7 @@ class Settings(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
+    serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
     prices: dict[str, Price] = Field(
         default_factory=_default_prices, description="Price per million tokens, by model name."
     )
@@ -300,6 +348,7 @@ class Settings(_Section):
         """A copy with some values replaced; keys are dotted names with ``__`` for dots."""
         data = self.model_dump()
         data["openai"]["api_key"] = self.openai.api_key
+        data["serve"]["api_key"] = self.serve.api_key
         sources = dict(self._sources)
         for key, value in overrides.items():
             if value is None:
@@ -377,7 +426,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    if "api_key" in data.get("openai", {}):
+    if any("api_key" in data.get(section, {}) for section in ("openai", "serve")):
         # Keys belong in the environment or a keyring, never in a file we tell people to share.
         raise ConfigError(f"{path}: put the API key in OPENAI_API_KEY or .env, not in the config file")
     values: dict[str, Any] = {}

@@ -162,3 +162,43 @@ def make_docx_minimal(target: io.BytesIO | Path) -> None:
     document = docx.Document()
     document.add_paragraph("Nothing to see.")
     document.save(target if isinstance(target, io.BytesIO) else str(target))
+
+
+def stalling_pdf(path: Path, operators: int = 2_000_000) -> Path:
+    """A valid one-page PDF whose content stream inflates to ~66 MB of text operators.
+
+    150 KB on disk; pypdf spends minutes in ``extract_text`` on it (about 150 us per
+    operator), which is what a parser loop looks like from outside.
+    """
+    import zlib
+
+    stream = zlib.compress(b"BT /F1 12 Tf 10 10 Td (a) Tj ET\n" * operators, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def malformed_eml(path: Path) -> Path:
+    """A multipart mail whose declared boundary never appears: no body can be found."""
+    path.write_bytes(
+        b'Subject: hi\r\nContent-Type: multipart/mixed; boundary="XYZ"\r\n\r\nno boundary ever appears\r\n'
+    )
+    return path

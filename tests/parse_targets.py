@@ -14,7 +14,7 @@ from rag.ingest.document import LoadedDocument, Section
 
 
 def by_name(path: Path, options: Any) -> LoadedDocument:
-    """Behaves as the file's name says: ok, hang, segfault, hog, bug, refuse, child."""
+    """Behaves as the file's name says: ok, hang, segfault, hog, bug, refuse, child, big."""
     name = path.stem
     if name.startswith("hang"):
         path.with_suffix(".started").write_text(str(os.getpid()))
@@ -35,4 +35,8 @@ def by_name(path: Path, options: Any) -> LoadedDocument:
         child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"])
         path.with_suffix(".child").write_text(str(child.pid))
         child.wait()
+    if name.startswith("big"):  # larger than a pipe's buffer: sending it blocks until read
+        document = LoadedDocument(path, "text", [Section("word " * 100_000)])
+        path.with_suffix(".done").write_text("")
+        return document
     return LoadedDocument(path, "text", [Section(f"{path.name} parsed in {os.getpid()}")])

@@ -97,3 +97,18 @@ def test_no_worker_starts_when_every_file_is_inline(tmp_path: Path) -> None:
     assert outcome(list(pool.imap(files(tmp_path, "ok.md")))) == ["ok"]
     assert pool._workers == []
     pool.close()
+
+
+def test_workers_keep_parsing_while_the_caller_is_busy(tmp_path: Path) -> None:
+    paths = files(tmp_path, *(f"big{i}.txt" for i in range(4)))
+    with ParsePool(by_name, limits=LIMITS, workers=1) as pool:
+        results = pool.imap(paths)
+        first = next(results)
+        # The caller is "embedding" now: every other file must get parsed meanwhile, even
+        # though each result is too big to sit in the pipe until the caller asks for it.
+        deadline = time.monotonic() + 60
+        while not all(p.with_suffix(".done").exists() for p in paths):
+            assert time.monotonic() < deadline, "parsing stalled while the caller was busy"
+            time.sleep(0.05)
+        rest = list(results)
+    assert outcome([first, *rest]) == ["ok"] * 4

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from rag import prompts
 from rag.answer import relevance
+from rag.answer.focus import Rarity
 from rag.results import Answer, Hit
 from rag.settings import Settings
 from rag.usage import Usage
@@ -33,8 +34,9 @@ class Turn:
 class Answerer(ABC):
     """Writes an answer from retrieved context only, citing it as [n].
 
-    ``answer`` declines on its own when there are no hits, or when none reaches
-    ``min_relevance``, so a backend's ``_answer`` only ever sees relevant context.
+    ``answer`` declines on its own when there are no hits, or when none reaches the
+    relevance threshold (``min_relevance()``) or holds every focus term of the question
+    (``relevance.keyword_match``), so a backend's ``_answer`` only ever sees relevant context.
     """
 
     #: Name in the answerer registry, and ``Answer.answerer``: "llm", "extractive"...
@@ -59,18 +61,32 @@ class Answerer(ABC):
         *,
         history: Sequence[Turn] = (),
         on_delta: DeltaCallback | None = None,
+        rarity: Rarity | None = None,
     ) -> Answer:
-        """Answer ``question`` from ``hits`` (numbered [1]..[n] in order), or decline."""
+        """Answer ``question`` from ``hits`` (numbered [1]..[n] in order), or decline.
+
+        ``rarity`` tells how rare words are in the index the hits came from (answerers are
+        shared between indexes, so it comes with each call); without it all words weigh alike.
+        """
         hits = list(hits)
         if not hits:
             return self.declined(question, prompts.NO_SOURCES)
-        if not relevance.any_relevant(hits, self.min_relevance):
+        # Keyword evidence (every focus term of the question in one chunk) stands in for a low
+        # cosine at the calibrated threshold; a threshold the user set is applied as set.
+        keywords = question if self.settings.retrieval.min_score is None else None
+        if not relevance.any_relevant(hits, self.min_relevance, keywords):
             return self.declined(question, prompts.REFUSAL, hits)
-        return self._answer(question, hits, history=history, on_delta=on_delta)
+        return self._answer(question, hits, history=history, on_delta=on_delta, rarity=rarity)
 
     @abstractmethod
     def _answer(
-        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
+        self,
+        question: str,
+        hits: list[Hit],
+        *,
+        history: Sequence[Turn],
+        on_delta: DeltaCallback | None,
+        rarity: Rarity | None = None,
     ) -> Answer:
         """Answer from ``hits``, which are non-empty and relevant enough, or decline."""
 

@@ -12,6 +12,7 @@ from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.budget import fit_history, history_budget
 from rag.answer.citations import CitationFilter, citations_for
 from rag.answer.context import Context, build_context, message_tokens
+from rag.answer.focus import Rarity
 from rag.errors import ContextLengthError
 from rag.openai_client import make_client, translate_errors
 from rag.results import Answer, Hit
@@ -55,7 +56,13 @@ class LLMAnswerer(Answerer):
     # --- answering ------------------------------------------------------------------------
 
     def _answer(
-        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
+        self,
+        question: str,
+        hits: list[Hit],
+        *,
+        history: Sequence[Turn],
+        on_delta: DeltaCallback | None,
+        rarity: Rarity | None = None,  # the model judges relevance itself
     ) -> Answer:
         context, messages = self.prompt(question, hits, history)
         check = CitationFilter(len(context.sources), prompts.SENTINEL)

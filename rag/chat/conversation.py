@@ -164,9 +164,10 @@ class Conversation:
             self.engine.record_usage(rewrite_cost)
             if search_query != question and on_rewrite is not None:
                 on_rewrite(search_query)
-            # The answerer gets the question as asked: the rewrite steers retrieval only.  (Giving
-            # the extractive answerer the expanded query instead was measured worse: the carried
-            # subject words outweigh the user's few, so it quoted the subject's description.)
+            # The answerer gets the question as asked, with the history: the rewrite steers
+            # retrieval.  (Giving the extractive answerer the expanded query alone was measured
+            # worse: the carried subject words outweigh the user's few, so it quoted the
+            # subject's description; it weighs both itself, see ExtractiveAnswerer.follow_up.)
             answer = self.engine.ask(
                 question,
                 llm=self.llm,

@@ -190,7 +190,9 @@ def _ask_streamed(conversation: Conversation, question: str) -> None:
         out.print(f"[dim]↳ {escape(query)}[/]")
 
     try:
-        answer = conversation.ask(question, on_delta=on_delta, on_rewrite=on_rewrite)
+        # Extractive answers arrive whole: printed once, at the end, with the answering words in bold.
+        streams = conversation.answerer.streams
+        answer = conversation.ask(question, on_delta=on_delta if streams else None, on_rewrite=on_rewrite)
     except KeyboardInterrupt:
         sys.stdout.write("\n" if printed else "")
         out.print("[dim](stopped)[/]")

@@ -89,10 +89,16 @@ def ingest(
     embedder: Annotated[
         str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
     ] = None,
+    ocr: Annotated[
+        str | None,
+        typer.Option("--ocr", help="auto (scanned pages and images), never or always \\[default: RAG_OCR or auto]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
-    engine = _engine(index, store)
+    if ocr is not None and ocr not in ("auto", "never", "always"):
+        raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
+    engine = _engine(index, store, **({"ingest__ocr": ocr} if ocr else {}))
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
@@ -167,8 +173,10 @@ def search(
         out.print("no results")
         return
     for hit in hits:
-        heading = f" [dim]· {escape(hit.heading)}[/]" if hit.heading else ""
-        out.print(f"[bold]{hit.rank}.[/] [cyan]{escape(hit.location)}[/]{heading} [dim]score {hit.score:.3f}[/]")
+        # Types cited by section already show the heading in their location.
+        heading = f" [dim]· {escape(hit.heading)}[/]" if hit.heading and hit.heading not in hit.location else ""
+        ocr = " [yellow](OCR)[/]" if hit.ocr else ""
+        out.print(f"[bold]{hit.rank}.[/] [cyan]{escape(hit.location)}[/]{heading}{ocr} [dim]score {hit.score:.3f}[/]")
         snippet = " ".join(hit.text.split())
         out.print("   " + escape(snippet[:300] + ("…" if len(snippet) > 300 else "")))
 
@@ -251,6 +259,8 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
             f"[bold]{info.name}[/]  {info.embedder or '-'}  {info.files} files  {info.chunks} chunks  "
             f"{human_bytes(info.size_bytes)}  last ingest {human_time(info.last_ingest)}"
         )
+        if info.types:
+            out.print("   files: " + ", ".join(f"{kind} {n}" for kind, n in info.types.items()))
         for row in info.usage:
             cost = f"  ${row['cost_usd']:.4f}" if row["cost_usd"] else ""
             out.print(
@@ -302,11 +312,22 @@ def drop(
         out.print(f"deleted index '{index}'")
 
 
+@app.command()
+def repair(index: IndexOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Rebuild an index's file list and keyword index from its vectors (after index.db was damaged)."""
+    engine = _engine(index, store)
+    files, chunks = engine.repair()
+    if as_json:
+        print_json({"index": engine.index_name, "files": files, "chunks": chunks})
+    else:
+        out.print(f"repaired index '{engine.index_name}': {plural(files, 'file')}, {plural(chunks, 'chunk')}")
+
+
 def _register_optional_commands() -> None:
     """Commands that live in their own modules."""
     import importlib
 
-    for module in ("rag.cli.chat", "rag.cli.eval"):
+    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve"):
         try:
             importlib.import_module(module).register(app)
         except ModuleNotFoundError as exc:

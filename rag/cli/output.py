@@ -103,6 +103,17 @@ class IngestProgress:
             self._progress.update(self._chunks, completed=self._stored, detail=f"{rate:,.0f}/s")
 
 
+def marked(answer: Answer) -> str:
+    """The answer as rich markup, the words that answer in bold (plain text when piped)."""
+    parts, last = [], 0
+    for span in sorted(answer.spans, key=lambda s: s.start):
+        if span.start >= last:
+            parts += [escape(answer.text[last : span.start]), f"[bold]{escape(answer.text[span.start : span.end])}[/]"]
+            last = span.end
+    parts.append(escape(answer.text[last:]))
+    return "".join(parts)
+
+
 def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False, label: bool = True) -> None:
     """The answer (unless already streamed), its sources, notes, and the context.
 
@@ -111,7 +122,7 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
     if not streamed:
         if label and answer.answerer == "extractive":
             out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
-        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else escape(answer.text))
+        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else marked(answer))
     elif streamed.strip() != answer.text.strip():
         # Answerers emit only final text, so this is a safety net: reprint the final one.
         sys.stdout.write("\n")

@@ -48,3 +48,4 @@ class ChunkDraft:
     end: int
     position: int
     tokens: int
+    ocr: bool = False

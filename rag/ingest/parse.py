@@ -9,9 +9,10 @@ segfault, the kernel's OOM killer) or raises MemoryError is replaced.  Either wa
 comes back as a ``DocumentError`` naming the reason, and the run goes on.
 
 Results come back in the order the files were given, while workers parse up to ``ahead``
-files in advance, so parsing overlaps with whatever the caller does between results
-(embedding).  Files whose type is cheap and safe to parse (plain text formats) can be
-parsed in the calling process instead, with no worker at all.
+files in advance and a feeding thread collects their results as they finish, so parsing
+overlaps with whatever the caller does between results (embedding).  Files whose type is
+cheap and safe to parse (plain text formats) can be parsed in the calling process
+instead, with no worker at all.
 
 Workers are started by ``forkserver`` on Linux (``spawn`` elsewhere): forking the caller,
 which may run ONNX Runtime and Chroma threads, is not safe.
@@ -24,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -102,7 +104,12 @@ class _Worker:
 
 
 class ParsePool:
-    """Parses files in killable worker processes; use as a context manager."""
+    """Parses files in killable worker processes; use as a context manager.
+
+    A background thread feeds the workers and collects their results as soon as they
+    are ready, so workers keep parsing while the caller is busy (embedding); the caller's
+    thread only submits paths and takes results, in order.
+    """
 
     def __init__(
         self,
@@ -120,7 +127,15 @@ class ParsePool:
         self.inline = inline or (lambda path: False)
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         self._context = multiprocessing.get_context(method)
-        self._workers: list[_Worker] = []
+        self._workers: list[_Worker] = []  # touched by the feeding thread only (and close)
+        self._cond = threading.Condition()
+        self._waiting: deque[tuple[int, Path]] = deque()
+        self._done: dict[int, Parsed] = {}
+        self._closing = False
+        self._failure: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_r: Connection | None = None
+        self._wake_w: Connection | None = None
 
     def __enter__(self) -> ParsePool:
         return self
@@ -130,68 +145,108 @@ class ParsePool:
 
     def close(self) -> None:
         """Stop every worker (killing any still parsing)."""
+        with self._cond:
+            self._closing = True
+        if self._thread is not None:
+            self._wake()
+            self._thread.join()
+            self._thread = None
         for worker in self._workers:
             if worker.job is None and worker.process.is_alive():
                 with contextlib.suppress(OSError, ValueError):
                     worker.conn.send(None)  # a polite stop; kill() below makes sure
             worker.kill()
         self._workers = []
+        for end in (self._wake_r, self._wake_w):
+            if end is not None:
+                end.close()
+        self._wake_r = self._wake_w = None
 
     def imap(self, paths: Iterable[Path], *, ahead: int = 0) -> Iterator[Parsed]:
-        """Each path's ``Parsed``, in order; up to ``ahead`` files (default 4 per worker) in flight."""
-        ahead = ahead or 4 * self.size
-        todo = iter(enumerate(paths))
-        waiting: deque[tuple[int, Path]] = deque()  # read from ``todo``, not yet sent to a worker
-        done: dict[int, Parsed] = {}
-        next_seq = 0
-        last_seq = -1
+        """Each path's ``Parsed``, in order; up to ``ahead`` files (default 8 per worker) in flight.
+
+        ``paths`` is consumed in the caller's thread, a little ahead of the results.
+        """
+        ahead = ahead or 8 * self.size
+        todo = iter(paths)
+        inline: dict[int, Path] = {}
+        submitted = 0
+        taken = 0
         exhausted = False
         while True:
-            # Read ahead: isolated files queue for workers, inline ones are parsed when due.
-            while not exhausted and last_seq - next_seq + 1 < ahead:
-                item = next(todo, None)
-                if item is None:
+            while not exhausted and submitted - taken < ahead:
+                path = next(todo, None)
+                if path is None:
                     exhausted = True
                     break
-                last_seq = item[0]
-                if not self.inline(item[1]):
-                    waiting.append(item)
+                if self.inline(path):
+                    inline[submitted] = path
                 else:
-                    done[item[0]] = Parsed(item[1])  # placeholder: parsed in-process when due
-            self._dispatch(waiting)
-            while next_seq in done:
-                result = done.pop(next_seq)
-                if result.document is None and result.error is None:
-                    result = parse_here(self.parse, result.path, self.options)
-                yield result
-                next_seq += 1
-            if exhausted and next_seq > last_seq:
+                    self._submit(submitted, path)
+                submitted += 1
+            if taken == submitted:
                 return
-            if next_seq not in done:
-                self._collect(done)
+            if taken in inline:
+                yield parse_here(self.parse, inline.pop(taken), self.options)
+            else:
+                yield self._result(taken)
+            taken += 1
 
-    def _dispatch(self, waiting: deque[tuple[int, Path]]) -> None:
-        for worker in list(self._workers):
-            if not waiting:
-                return
-            if worker.job is None:
-                worker.send(*waiting.popleft())
-        while waiting and len(self._workers) < self.size:
-            worker = self._start()
-            worker.send(*waiting.popleft())
+    def _submit(self, seq: int, path: Path) -> None:
+        if self._thread is None:
+            self._wake_r, self._wake_w = self._context.Pipe(duplex=False)
+            self._thread = threading.Thread(target=self._feed, name="rag-parse-feeder", daemon=True)
+            self._thread.start()
+        with self._cond:
+            self._waiting.append((seq, path))
+        self._wake()
 
-    def _start(self) -> _Worker:
-        worker = _Worker(self._context, self.parse, self.options, self.limits.memory_mb)
-        self._workers.append(worker)
-        return worker
+    def _result(self, seq: int) -> Parsed:
+        with self._cond:
+            while seq not in self._done:
+                if self._failure is not None:
+                    raise RuntimeError(f"the parse pool failed: {self._failure!r}") from self._failure
+                self._cond.wait()
+            return self._done.pop(seq)
 
-    def _collect(self, done: dict[int, Parsed]) -> None:
-        """Wait for the next worker to start or finish a file, die, or run out of time."""
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            assert self._wake_w is not None
+            self._wake_w.send(None)
+
+    def _feed(self) -> None:
+        """The feeding thread: hand files to idle workers, collect results, enforce limits."""
+        try:
+            while True:
+                with self._cond:
+                    if self._closing:
+                        return
+                    waiting = self._waiting
+                    for worker in self._workers:
+                        if waiting and worker.job is None:
+                            worker.send(*waiting.popleft())
+                    starts = min(len(waiting), self.size - len(self._workers))
+                    jobs = [waiting.popleft() for _ in range(max(starts, 0))]
+                for job in jobs:  # outside the lock: a worker takes a moment to start
+                    worker = _Worker(self._context, self.parse, self.options, self.limits.memory_mb)
+                    self._workers.append(worker)
+                    worker.send(*job)
+                self._collect()
+        except BaseException as exc:  # the caller must hear of it, not wait forever
+            with self._cond:
+                self._failure = exc
+                self._cond.notify_all()
+
+    def _collect(self) -> None:
+        """Wait for a wake-up, or a worker to start or finish a file, die, or run out of time."""
+        assert self._wake_r is not None
         busy = [w for w in self._workers if w.job is not None]
-        if not busy:
-            return
-        deadline = min(w.deadline(self.limits) for w in busy)
-        ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy], max(deadline - time.monotonic(), 0))
+        timeout = max(min(w.deadline(self.limits) for w in busy) - time.monotonic(), 0) if busy else None
+        ready = wait([self._wake_r] + [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout)
+        if self._wake_r in ready:
+            while self._wake_r.poll():
+                self._wake_r.recv()
+        finished: dict[int, Parsed] = {}
         for worker in busy:
             assert worker.job is not None
             seq, path = worker.job
@@ -200,7 +255,7 @@ class ParsePool:
                     status, payload, seconds = worker.conn.recv()
                 except (EOFError, OSError):  # it died without a word: a crash
                     worker.process.join(5)
-                    done[seq] = Parsed(path, error=DocumentError(path, _death(worker.process.exitcode)))
+                    finished[seq] = Parsed(path, error=DocumentError(path, _death(worker.process.exitcode)))
                     self._replace(worker)
                     continue
                 if status == "start":
@@ -208,9 +263,9 @@ class ParsePool:
                     continue
                 worker.job = None
                 if status == "ok":
-                    done[seq] = Parsed(path, document=payload, seconds=seconds)
+                    finished[seq] = Parsed(path, document=payload, seconds=seconds)
                 else:
-                    done[seq] = Parsed(path, error=DocumentError(path, payload), seconds=seconds)
+                    finished[seq] = Parsed(path, error=DocumentError(path, payload), seconds=seconds)
                     if status == "memory":  # its heap may be in pieces: start afresh
                         self._replace(worker)
             elif time.monotonic() >= worker.deadline(self.limits):
@@ -218,8 +273,12 @@ class ParsePool:
                     reason = f"the parser did not start within {_STARTUP_GRACE:g} s"
                 else:
                     reason = f"parsing took longer than {self.limits.timeout:g} s (RAG_PARSE_TIMEOUT), stopped"
-                done[seq] = Parsed(path, error=DocumentError(path, reason), seconds=self.limits.timeout)
+                finished[seq] = Parsed(path, error=DocumentError(path, reason), seconds=self.limits.timeout)
                 self._replace(worker)
+        if finished:
+            with self._cond:
+                self._done.update(finished)
+                self._cond.notify_all()
 
     def _replace(self, worker: _Worker) -> None:
         worker.job = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,8 +23,9 @@ from rag.embed.base import Embedder, embed_all
 from rag.errors import DocumentError, ProviderError, StoreError
 from rag.ingest.chunk import chunk_document
 from rag.ingest.discover import Discovery
-from rag.ingest.loaders import load
-from rag.results import FileProblem, IngestReport
+from rag.ingest.loaders import LoadOptions, file_type, load
+from rag.ingest.parse import Parsed, ParseLimits, ParsePool
+from rag.results import OCR_SUFFIX, FileProblem, IngestReport
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index
@@ -32,7 +33,7 @@ from rag.store.records import HEADING_SEPARATOR, ChunkRecord, FileRecord
 from rag.usage import Usage
 
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"  # 2: Office files, tables, OCR of scanned pages
 
 
 class Progress(Protocol):
@@ -42,6 +43,13 @@ class Progress(Protocol):
     def file_done(self, path: str) -> None: ...
     def chunks_queued(self, n: int) -> None: ...
     def chunks_stored(self, n: int) -> None: ...
+
+
+def _tell(progress: Progress, name: str, *args: object) -> None:
+    """Call an optional progress hook (``file_loaded(path, chunks)``, ``file_failed(path, reason)``)."""
+    hook = getattr(progress, name, None)
+    if hook is not None:
+        hook(*args)
 
 
 class _NoProgress:
@@ -56,6 +64,20 @@ class _NoProgress:
 
     def chunks_stored(self, n: int) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class _Changed:
+    """A file that needs parsing: what ``stat`` and the hash said about it."""
+
+    stat: os.stat_result
+    content_hash: str
+    is_new: bool
+
+
+def _isolated(path: Path) -> bool:
+    found = file_type(path)
+    return found is None or found.isolate
 
 
 @dataclass
@@ -125,6 +147,10 @@ def chunk_id(path: str, content_hash: str, signature: str, position: int) -> str
 class Ingestor:
     """Runs one ingest into an open index with a given embedder."""
 
+    #: Parse binary formats in worker processes with time and memory limits (off: all
+    #: in this process, as before 0.2; benchmarks compare the two).
+    isolate_parsing = True
+
     def __init__(
         self,
         index: Index,
@@ -147,6 +173,8 @@ class Ingestor:
         self.window_chunks = max(1024, embedder.batch_size * embedder.concurrency * 2)
         #: What this run's embedding calls spent so far (this run's own calls only).
         self.spent = Usage()
+        #: Seconds spent parsing files (summed over workers; for benchmarks).
+        self.parse_seconds = 0.0
 
     def run(self, found: Discovery, *, prune: bool = True, started: float | None = None) -> IngestReport:
         """Index what ``discover`` found; ``started`` is when the caller began (for the report's time)."""
@@ -163,14 +191,18 @@ class Ingestor:
                 self._prune(found.roots, known, found_files={str(p) for p in found.files}, report=report)
             self.progress.planned(len(found.files))
             window = _Window()
+            changed: dict[Path, _Changed] = {}
+            pool = self._parse_pool()
             try:
-                for path in found.files:
-                    pending = self._prepare(path, known.get(str(path)), report)
+                # Workers parse the next files while this thread chunks and embeds.
+                for parsed in pool.imap(self._changed_files(found.files, known, report, changed)):
+                    self.parse_seconds += parsed.seconds
+                    pending = self._chunked(changed.pop(parsed.path), parsed, report)
                     if pending is not None:
                         window.files.append(pending)
                         self.progress.chunks_queued(len(pending.chunks))
                     else:
-                        self.progress.file_done(str(path))
+                        self.progress.file_done(str(parsed.path))
                     if window.chunk_count >= self.window_chunks:
                         self._flush(window, report)
                         window = _Window()
@@ -182,6 +214,7 @@ class Ingestor:
                 # Everything committed so far stays; cached vectors make the re-run cheap.
                 report.interrupted = str(exc)
             finally:
+                pool.close()
                 report.chunks_total = self.index.chunk_count()
                 self.index.mark_changed()
                 self._record_usage(report)
@@ -201,8 +234,31 @@ class Ingestor:
                 report.removed += 1
                 report.chunks_removed += count
 
-    def _prepare(self, path: Path, known: FileRecord | None, report: IngestReport) -> _Pending | None:
-        """Load and chunk a file if it changed; None when it is unchanged or unreadable."""
+    def _parse_pool(self) -> ParsePool:
+        ingest = self.settings.ingest
+        return ParsePool(
+            load,
+            LoadOptions(ocr=ingest.ocr),
+            limits=ParseLimits(timeout=ingest.parse_timeout, memory_mb=ingest.parse_memory_mb),
+            workers=ingest.parse_workers,
+            # Plain-text formats cannot hang a parser worth a process; they are read here.
+            inline=lambda path: not self.isolate_parsing or not _isolated(path),
+        )
+
+    def _changed_files(
+        self, files: Sequence[Path], known: dict[str, FileRecord], report: IngestReport, changed: dict[Path, _Changed]
+    ) -> Iterator[Path]:
+        """The files that need parsing; unchanged ones are counted and passed over."""
+        for path in files:
+            change = self._check(path, known.get(str(path)), report)
+            if change is None:
+                self.progress.file_done(str(path))
+            else:
+                changed[path] = change
+                yield path
+
+    def _check(self, path: Path, known: FileRecord | None, report: IngestReport) -> _Changed | None:
+        """How a file changed, or None when it is unchanged or unreadable."""
         try:
             stat = path.stat()
             if (
@@ -216,13 +272,22 @@ class Ingestor:
             content_hash = file_hash(path)
         except OSError as exc:
             report.failed.append(FileProblem(str(path), exc.strerror or str(exc)))
+            _tell(self.progress, "file_failed", str(path), exc.strerror or str(exc))
             return None
         if known is not None and known.content_hash == content_hash and known.signature == self.signature:
             self.index.touch_file(str(path), stat.st_size, stat.st_mtime_ns)
             report.unchanged += 1
             return None
+        return _Changed(stat, content_hash, is_new=known is None)
+
+    def _chunked(self, change: _Changed, parsed: Parsed, report: IngestReport) -> _Pending | None:
+        """A parsed file's chunks, or None (and the reason reported) when it could not be read."""
+        path, stat, content_hash = parsed.path, change.stat, change.content_hash
         try:
-            document = load(path)
+            if parsed.error is not None:
+                raise parsed.error
+            assert parsed.document is not None
+            document = parsed.document
             drafts = chunk_document(
                 document,
                 self.embedder.count_tokens,
@@ -233,13 +298,15 @@ class Ingestor:
         except DocumentError as exc:
             # The file's previous version, if any, stays indexed: a bad save loses nothing.
             report.failed.append(FileProblem(str(path), exc.reason))
+            _tell(self.progress, "file_failed", str(path), exc.reason)
             return None
         key = str(path)
         chunks = [
             ChunkRecord(
                 id=chunk_id(key, content_hash, self.signature, d.position),
                 path=key,
-                kind=document.kind,
+                # The chunk's own kind marks OCR'd text, which search results show.
+                kind=document.kind + (OCR_SUFFIX if d.ocr else ""),
                 position=d.position,
                 page=d.page,
                 heading=HEADING_SEPARATOR.join(d.heading),
@@ -263,7 +330,8 @@ class Ingestor:
             ingested_at=time.time(),
             warnings=tuple(document.warnings),
         )
-        return _Pending(record, chunks, is_new=known is None)
+        _tell(self.progress, "file_loaded", key, len(chunks))
+        return _Pending(record, chunks, is_new=change.is_new)
 
     # --- writing --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from rag.embed.base import Embedder
 from rag.errors import UsageError
 from rag.ingest.discover import compile_glob
 from rag.ingest.loaders import kind_named, type_names
-from rag.results import Hit, Hits
+from rag.results import OCR_SUFFIX, Hit, Hits
 from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
 from rag.store.index import Index
 
@@ -223,6 +223,7 @@ class Retriever:
                     start=chunk.start,
                     end=chunk.end,
                     relevance=relevance,
+                    ocr=chunk.kind.endswith(OCR_SUFFIX),
                 )
             )
         return hits

@@ -8,12 +8,14 @@ Store layout under ``RAG_HOME``::
     servers/HOST-PORT/NAME/...      the same, for an index whose vectors live on a server
     cache/embeddings.db             vectors by (embedder, text hash)
     sessions.db                     chat sessions
+    uploads/NAME/                   files uploaded to NAME through ``rag serve`` (``rag drop`` removes them)
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.errors import EmbedderMismatchError, IndexLockedError, IndexNotFoundError, UsageError
+from rag.errors import EmbedderMismatchError, IndexDamagedError, IndexLockedError, IndexNotFoundError, UsageError
 from rag.settings import Settings
 from rag.store.backend import VectorBackend
 from rag.store.manifest import Manifest
@@ -85,6 +87,10 @@ class StoreLayout:
         """Where ``rag eval --index NAME`` keeps the dataset's documents as files."""
         return self.home / "eval" / validate_index_name(name)
 
+    def uploads_dir(self, name: str) -> Path:
+        """Where ``rag serve`` keeps the files uploaded to index NAME."""
+        return self.home / "uploads" / validate_index_name(name)
+
     def index_names(self) -> list[str]:
         if not self.indexes_dir.is_dir():
             return []
@@ -111,8 +117,13 @@ class Index:
         self._vectors = vectors
 
     @classmethod
-    def open(cls, settings: Settings, name: str | None = None, *, create: bool = False) -> Index:
-        """Open an index; without ``create``, a missing index is an ``IndexNotFoundError``."""
+    def open(cls, settings: Settings, name: str | None = None, *, create: bool = False, repair: bool = False) -> Index:
+        """Open an index; without ``create``, a missing index is an ``IndexNotFoundError``.
+
+        A manifest that SQLite cannot read is an ``IndexDamagedError``, or with ``repair``
+        is set aside (``index.db.damaged``) and rebuilt from the vectors, which hold every
+        chunk's text and metadata.
+        """
         name = validate_index_name(name or settings.store.index)
         layout = StoreLayout.from_settings(settings)
         directory = layout.index_dir(name)
@@ -121,7 +132,21 @@ class Index:
         vectors = VectorStore.connect(collection_name(name), path=layout.chroma_path, url=layout.chroma_url)
         if not create and not (directory / "index.db").exists() and not vectors.exists():
             raise IndexNotFoundError(name, layout.description)
-        index = cls(name, layout, Manifest(directory / "index.db"), vectors)
+        path = directory / "index.db"
+        try:
+            manifest = Manifest(path)
+        except sqlite3.DatabaseError as exc:
+            recoverable = vectors.exists()
+            if not (repair and recoverable):
+                raise IndexDamagedError(name, path, str(exc), recoverable=recoverable) from None
+            for suffix in ("", "-wal", "-shm"):
+                damaged = Path(f"{path}{suffix}")
+                if damaged.exists():
+                    damaged.replace(Path(f"{path}.damaged{suffix}"))
+            index = cls(name, layout, Manifest(path), vectors)
+            index.rebuild_from_vectors()
+            return index
+        index = cls(name, layout, manifest, vectors)
         if layout.chroma_url:
             index.sync_from_server()
         return index
@@ -175,9 +200,17 @@ class Index:
     def file_count(self) -> int:
         return self._manifest.file_count()
 
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...)."""
+        return self._manifest.file_kinds()
+
     def chunk_count(self) -> int:
         """Live chunks: what searches can return."""
         return self._manifest.chunk_count()
+
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase (see ``Manifest.document_frequencies``)."""
+        return self._manifest.document_frequencies(phrases)
 
     @property
     def last_ingest(self) -> float | None:
@@ -335,7 +368,17 @@ class Index:
             return
         self._rebuild_manifest(remote, str(generation))
 
-    def _rebuild_manifest(self, remote: dict[str, Any], generation: str) -> None:
+    def rebuild_from_vectors(self) -> None:
+        """Rebuild the manifest and the keyword index from the vectors (``rag repair``).
+
+        The vectors hold each chunk's text and metadata, so files and chunks come back whole;
+        the usage totals, kept only in the manifest, start again from zero.
+        """
+        remote = self._vectors.metadata if self._vectors.exists() else {}
+        generation = remote.get("rag_generation")
+        self._rebuild_manifest(remote, None if generation is None else str(generation))
+
+    def _rebuild_manifest(self, remote: dict[str, Any], generation: str | None) -> None:
         path = self._manifest.path
         self._manifest.close()
         for suffix in ("", "-wal", "-shm"):
@@ -354,7 +397,8 @@ class Index:
         for key in ("rag_embedder", "rag_dimension"):
             if key in remote:
                 manifest.set_meta(key.removeprefix("rag_"), remote[key])
-        manifest.set_meta("generation", generation)
+        if generation is not None:
+            manifest.set_meta("generation", generation)
         self._manifest = manifest
 
     # --- removing -------------------------------------------------------------------------
@@ -365,6 +409,7 @@ class Index:
         self._manifest.close()
         shutil.rmtree(self.layout.index_dir(self.name), ignore_errors=True)
         shutil.rmtree(self.layout.eval_dir(self.name), ignore_errors=True)
+        shutil.rmtree(self.layout.uploads_dir(self.name), ignore_errors=True)
 
     # --- reporting ------------------------------------------------------------------------
 

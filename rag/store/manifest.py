@@ -151,6 +151,10 @@ class Manifest:
     def file_count(self) -> int:
         return int(self._query("SELECT count(*) FROM files")[0][0])
 
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...), for ``rag status``."""
+        return {kind: int(n) for kind, n in self._query("SELECT kind, count(*) FROM files GROUP BY kind ORDER BY kind")}
+
     # --- chunk lifecycle ------------------------------------------------------------------
 
     def add_pending(self, chunks: Iterable[ChunkRecord]) -> None:
@@ -294,6 +298,22 @@ class Manifest:
             f"WHERE {' AND '.join(where)} ORDER BY bm25(chunks_fts) LIMIT ?"
         )
         return [(row[0], float(row[1])) for row in self._query(sql, params)]
+
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase (its words in a row, as the keyword index stems them).
+
+        The answerer reads rarity from these counts: a word in few chunks says what a
+        question is about, and one in none names something the documents never mention.
+        """
+        counts: dict[str, int] = {}
+        for phrase in dict.fromkeys(phrases):
+            words = [w.lower() for w in _WORD.findall(phrase)]
+            if not words:
+                continue
+            match = '"' + " ".join(words) + '"'
+            rows = self._query("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,))
+            counts[phrase] = int(rows[0][0])
+        return counts
 
     # --- usage ----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rag.answer.base import Answerer
     from rag.chat.sessions import Sessions
     from rag.engine import Engine
+    from rag.moderation import Moderator
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,15 @@ class IndexInfo:
     size_bytes: int
     last_ingest: float | None
     usage: list[dict[str, Any]]
+    #: Files per kind, e.g. ``{"pdf": 3, "docx": 2}``.
+    types: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "embedder": self.embedder,
             "files": self.files,
+            "types": self.types,
             "chunks": self.chunks,
             "size_bytes": self.size_bytes,
             "last_ingest": self.last_ingest,
@@ -73,6 +77,7 @@ class Store:
         self._embedders: dict[str, Embedder] = {}
         self._answerers: dict[tuple[Any, ...], Answerer] = {}
         self._cache: EmbeddingCache | None = None
+        self._moderator: Moderator | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.layout.home)!r})"
@@ -89,13 +94,16 @@ class Store:
         """The indexes in this store, by name."""
         return self.layout.index_names()
 
-    def open_index(self, name: str, *, create: bool = False) -> Index:
-        """The store's one open ``Index`` called ``name``; ``IndexNotFoundError`` unless it exists or ``create``."""
+    def open_index(self, name: str, *, create: bool = False, repair: bool = False) -> Index:
+        """The store's one open ``Index`` called ``name``; ``IndexNotFoundError`` unless it exists or ``create``.
+
+        ``repair`` rebuilds a damaged manifest from the vectors instead of raising ``IndexDamagedError``.
+        """
         name = validate_index_name(name)
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                index = Index.open(self.settings, name, create=create)
+                index = Index.open(self.settings, name, create=create, repair=repair)
                 self._indexes[name] = index
             return index
 
@@ -118,6 +126,7 @@ class Store:
                     size_bytes=index.size_bytes(),
                     last_ingest=index.last_ingest,
                     usage=index.usage(),
+                    types=index.file_kinds(),
                 )
             )
         return infos
@@ -134,6 +143,11 @@ class Store:
                 # A provider's default (``local``) and its full name share one instance.
                 self._embedders.setdefault(embedder.name, embedder)
             return embedder
+
+    def embedders_loaded(self) -> list[str]:
+        """The embedding models this store has loaded, each once, by name."""
+        with self._lock:
+            return sorted({e.name for e in self._embedders.values()})
 
     def answerer(
         self, name: str, *, model: str, min_relevance: float, embedder: str, build: Callable[[], Answerer]
@@ -152,6 +166,15 @@ class Store:
             if self._cache is None:
                 self._cache = EmbeddingCache(self.layout.cache_path)
             return self._cache
+
+    def moderator(self) -> Moderator:
+        """The moderation check (``RAG_MODERATION``), one client for the whole store."""
+        from rag.moderation import Moderator
+
+        with self._lock:
+            if self._moderator is None:
+                self._moderator = Moderator(self.settings)
+            return self._moderator
 
     # --- sessions -------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Saved mail (.eml): subject, sender and date as the heading, then the body and attachments.
 
-The body is the text/plain part, or else the text/html part read by the HTML loader.
-Attachments are listed in the mail's first section, and each one of a type rag reads is
-loaded too, under the heading ``(subject, "attachment: NAME")`` with its own pages.  The
-standard library's parser is lenient; a MIME tree so broken that no body can be found is
+The body is every text part in order (of alternatives, the plain-text one; HTML is read
+by the HTML loader), forwarded mails and digest entries included.  Attachments are
+listed in the mail's first section, and each one of a type rag reads is loaded too,
+under the heading ``(subject, "attachment: NAME")`` with its own pages.  The standard
+library's parser is lenient; a MIME tree so broken that no body can be found is
 reported with the defect the parser saw.
 """
 
@@ -34,11 +35,13 @@ def load_eml(path: Path, data: bytes, load_bytes: Callable[[Path, bytes], Loaded
     heading = " — ".join(p for p in (subject, sender, date) if p)
     defects = [type(d).__name__ for part in message.walk() for d in part.defects]
 
-    body, warnings = _body(path, message)
-    attachments = [(part.get_filename() or "unnamed", part) for part in _attachments(message)]
-    header_lines = [
-        f"{name}: {value}" for name in ("Subject", "From", "To", "Date") if (value := _header(message, name))
-    ]
+    texts: list[str] = []
+    attachments: list[tuple[str, EmailMessage]] = []
+    warnings: list[str] = []
+    _walk(path, message, texts, attachments, warnings)
+    body = "\n\n".join(t for t in texts if t.strip()) or None
+    fields = ("Subject", "From", "To", "Date")
+    header_lines = [f"{name}: {value}" for name in fields if (value := _header(message, name))]
     if attachments:
         header_lines.append("Attachments: " + ", ".join(name for name, _ in attachments))
     if body is None and not attachments:
@@ -72,32 +75,52 @@ def _header(message: EmailMessage, name: str) -> str:
     return " ".join(str(value).split()) if value is not None else ""
 
 
-def _body(path: Path, message: EmailMessage) -> tuple[str | None, list[str]]:
-    try:
-        part = message.get_body(preferencelist=("plain", "html"))
-    except Exception:
-        part = None
-    if part is None:
-        return None, []
+def _walk(
+    path: Path,
+    part: EmailMessage,
+    texts: list[str],
+    attachments: list[tuple[str, EmailMessage]],
+    warnings: list[str],
+) -> None:
+    """Collect the readable text of ``part`` in order, and its attachments."""
+    kind = part.get_content_type()
+    name = part.get_filename()
+    if kind == "message/rfc822" and isinstance(part.get_payload(), list):
+        for inner in part.get_payload():
+            if isinstance(inner, EmailMessage):  # a forwarded mail or a digest entry
+                lines = [f"{h}: {v}" for h in ("Subject", "From", "Date") if (v := _header(inner, h))]
+                texts.append("\n".join(lines))
+                _walk(path, inner, texts, attachments, warnings)
+        return
+    if part.is_multipart():
+        parts = [p for p in part.iter_parts() if isinstance(p, EmailMessage)]
+        if kind == "multipart/alternative" and parts:
+            # The same content several ways: plain text is the most faithful to index.
+            ranked = sorted(parts, key=lambda p: {"text/plain": 0, "text/html": 1}.get(p.get_content_type(), 2))
+            parts = ranked[:1]
+        for inner in parts:
+            _walk(path, inner, texts, attachments, warnings)
+        return
+    if name or part.get_content_disposition() == "attachment" or part.get_content_maintype() != "text":
+        if name or part.get_content_maintype() != "multipart":
+            attachments.append((name or f"unnamed {kind}", part))
+        return
     raw = part.get_payload(decode=True)
-    if not isinstance(raw, bytes):
-        return None, []
+    if not isinstance(raw, bytes) or not raw.strip():
+        return
     if part.get_content_subtype() == "html":
         try:
             html = load_html(path, raw)
         except DocumentError:
-            return None, []
-        return "\n\n".join(s.text for s in html.sections), html.warnings
-    declared = part.get_content_charset()
+            return
+        texts.append("\n\n".join(s.text for s in html.sections))
+        warnings.extend(html.warnings)
+        return
     try:
-        decoded = decode_text(raw, path, declared=declared)
-    except DocumentError:
-        return None, []
-    return decoded.text.strip(), [decoded.warning] if decoded.warning else []
-
-
-def _attachments(message: EmailMessage) -> list[EmailMessage]:
-    try:
-        return [p for p in message.iter_attachments() if isinstance(p, EmailMessage)]
-    except Exception:  # a malformed multipart
-        return []
+        decoded = decode_text(raw, path, declared=part.get_content_charset())
+    except DocumentError as exc:
+        warnings.append(f"a text part could not be read ({exc.reason})")
+        return
+    texts.append(decoded.text.strip())
+    if decoded.warning:
+        warnings.append(decoded.warning)

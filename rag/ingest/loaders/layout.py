@@ -64,8 +64,13 @@ class RowBlock:
 def row_blocks(
     header: Sequence[str], rows: Iterable[tuple[int, Sequence[str]]], budget: int = TABLE_BLOCK_CHARS
 ) -> Iterator[RowBlock]:
-    """Rows ``(number, cells)`` in blocks of about ``budget`` characters, each led by the header."""
+    """Rows ``(number, cells)`` in blocks of about ``budget`` characters, each led by the header.
+
+    The header counts against the budget, so a wide table gets blocks of one row: a
+    block must fit one chunk, or the chunks after its first would lose the header.
+    """
     head = " | ".join(header)
+    budget = max(budget - len(head), 0)
     lines: list[str] = []
     first = last = 0
     size = 0
