@@ -28,10 +28,11 @@ def _engine(**overrides) -> Engine:
 
 
 def _consistent(engine: Engine) -> tuple[int, int]:
-    """Chroma and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
+    """Chroma, the keyword index and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
     index = engine._index()
     chroma_ids = index.vector_ids()
     assert chroma_ids == index.live_ids()
+    assert index.keyword_ids() == chroma_ids  # no ghost hits, no missing chunks
     return len(chroma_ids), index.file_count()
 
 
@@ -239,11 +240,18 @@ class SlowIngest:
         self._go.touch()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_interrupted_ingest_is_repaired_without_reembedding(tmp_path: Path, isolated: Path, sig: int) -> None:
+@pytest.mark.parametrize(
+    ("sig", "after"),
+    [(signal.SIGKILL, 2), (signal.SIGKILL, 10), (signal.SIGKILL, 19), (signal.SIGINT, 10)],
+    ids=["kill-9-early", "kill-9", "kill-9-late", "ctrl-c"],
+)
+def test_interrupted_ingest_is_repaired_without_reembedding(
+    tmp_path: Path, isolated: Path, sig: int, after: int
+) -> None:
+    """``after``: embedding batches (of four texts) stored before the ingest holds and is signalled."""
     folder = _many_docs(tmp_path / "many")
-    ingest = SlowIngest(folder, tmp_path / "signals", pause_after=10)
-    ingest.wait_until_paused()  # ten batches of four embedded and stored, the eleventh held
+    ingest = SlowIngest(folder, tmp_path / "signals", pause_after=after)
+    ingest.wait_until_paused()  # ``after`` batches embedded and stored, the next one held
     ingest.process.send_signal(sig)
     ingest.process.wait(timeout=60)
     assert ingest.process.returncode != 0
@@ -251,7 +259,7 @@ def test_interrupted_ingest_is_repaired_without_reembedding(tmp_path: Path, isol
     engine = _engine(embedding__embedder="slow")
     factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
     cached_before = engine.store.embedding_cache().count()
-    assert cached_before == 40
+    assert cached_before == 4 * after
     report = engine.ingest([folder])
     assert report.failed == []
     assert report.from_cache >= cached_before  # everything embedded before the kill is reused
