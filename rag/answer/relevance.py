@@ -43,7 +43,9 @@ DEFAULT_MIN_RELEVANCE = 0.1
 #: coverage, less penalties; see ``rag.answer.extractive``), by the embedder that scores
 #: sentences (the local one unless the index's own embedder is another local model).
 MIN_SENTENCE_SCORE: dict[str, float] = {
-    "local:all-MiniLM-L6-v2": 0.60,
+    # 0.60 before the focus-term check (rag.answer.focus) declined a share of what it passed;
+    # re-set so that about 80% of SQuAD's answerable questions are still answered with gold.
+    "local:all-MiniLM-L6-v2": 0.57,
 }
 DEFAULT_MIN_SENTENCE_SCORE = 0.5
 
