@@ -18,12 +18,13 @@ from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
-from rag.store.index import Index, StoreLayout, validate_index_name
+from rag.store.index import Index, StoreLayout, SyncProgress, validate_index_name
 
 if TYPE_CHECKING:
     from rag.answer.base import Answerer
     from rag.chat.sessions import Sessions
     from rag.engine import Engine
+    from rag.moderation import Moderator
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,12 @@ class IndexInfo:
     usage: list[dict[str, Any]]
     #: Files per kind, e.g. ``{"pdf": 3, "docx": 2}``.
     types: dict[str, int] = field(default_factory=dict)
+    #: For an index on a Chroma server: server, generation, lease holder, how far behind.
+    server: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "server": self.server,
             "name": self.name,
             "embedder": self.embedder,
             "files": self.files,
@@ -76,6 +80,9 @@ class Store:
         self._embedders: dict[str, Embedder] = {}
         self._answerers: dict[tuple[Any, ...], Answerer] = {}
         self._cache: EmbeddingCache | None = None
+        #: Shown progress while an index's local cache is built from a Chroma server.
+        self.sync_progress: SyncProgress | None = None
+        self._moderator: Moderator | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.layout.home)!r})"
@@ -101,7 +108,7 @@ class Store:
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                index = Index.open(self.settings, name, create=create, repair=repair)
+                index = Index.open(self.settings, name, create=create, repair=repair, progress=self.sync_progress)
                 self._indexes[name] = index
             return index
 
@@ -125,6 +132,7 @@ class Store:
                     last_ingest=index.last_ingest,
                     usage=index.usage(),
                     types=index.file_kinds(),
+                    server=index.server_status(),
                 )
             )
         return infos
@@ -141,6 +149,11 @@ class Store:
                 # A provider's default (``local``) and its full name share one instance.
                 self._embedders.setdefault(embedder.name, embedder)
             return embedder
+
+    def embedders_loaded(self) -> list[str]:
+        """The embedding models this store has loaded, each once, by name."""
+        with self._lock:
+            return sorted({e.name for e in self._embedders.values()})
 
     def answerer(
         self, name: str, *, model: str, min_relevance: float, embedder: str, build: Callable[[], Answerer]
@@ -159,6 +172,15 @@ class Store:
             if self._cache is None:
                 self._cache = EmbeddingCache(self.layout.cache_path)
             return self._cache
+
+    def moderator(self) -> Moderator:
+        """The moderation check (``RAG_MODERATION``), one client for the whole store."""
+        from rag.moderation import Moderator
+
+        with self._lock:
+            if self._moderator is None:
+                self._moderator = Moderator(self.settings)
+            return self._moderator
 
     # --- sessions -------------------------------------------------------------------------
 
