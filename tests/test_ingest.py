@@ -275,7 +275,7 @@ def test_interrupted_ingest_is_repaired_without_reembedding(
     engine = _engine(embedding__embedder="slow")
     factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
     cached_before = engine.store.embedding_cache().count()
-    assert cached_before == 4 * after
+    assert after <= cached_before <= 4 * after  # batches of up to four texts (fewer at a window's end)
     report = engine.ingest([folder])
     assert report.failed == []
     # Everything embedded before the kill is reused, never embedded again: the cache grew by
