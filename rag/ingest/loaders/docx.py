@@ -31,6 +31,8 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
 
     try:
         document = docx.Document(io.BytesIO(data))
+    except MemoryError:  # the parse worker reports it as out of memory
+        raise
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors...
         raise DocumentError(path, f"damaged .docx ({_short(exc)})") from None
     body = document.element.body

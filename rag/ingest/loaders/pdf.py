@@ -50,6 +50,8 @@ def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
             break
         try:
             texts[number] = clean_page_text(page.extract_text() or "")
+        except MemoryError:  # the parse worker reports it as out of memory
+            raise
         except Exception as exc:  # one bad page must not lose the others
             warnings.append(f"page {number}: text extraction failed ({_short(exc)})")
             failed.append(number)
@@ -143,6 +145,8 @@ def _open(path: Path, data: bytes) -> list[PageObject]:
         if "startxref" in message:
             raise DocumentError(path, "damaged PDF: no startxref") from None
         raise DocumentError(path, f"damaged PDF: {_short(exc)}") from None
+    except MemoryError:  # the parse worker reports it as out of memory
+        raise
     except Exception as exc:  # any parser failure is a damaged file to the user
         raise DocumentError(path, f"damaged PDF: {_short(exc)}") from None
 

@@ -25,6 +25,8 @@ def load_pptx(path: Path, data: bytes) -> LoadedDocument:
     try:
         deck = Presentation(io.BytesIO(data))
         slides = list(deck.slides)
+    except MemoryError:  # the parse worker reports it as out of memory
+        raise
     except Exception as exc:  # python-pptx raises KeyError, ValueError, lxml errors...
         raise DocumentError(path, f"damaged .pptx ({_short(exc)})") from None
     writer = SectionWriter()
@@ -32,6 +34,8 @@ def load_pptx(path: Path, data: bytes) -> LoadedDocument:
     for number, slide in enumerate(slides, start=1):
         try:
             title, text = _slide_text(slide)
+        except MemoryError:  # the parse worker reports it as out of memory
+            raise
         except Exception as exc:  # one bad slide must not lose the others
             warnings.append(f"slide {number}: could not be read ({_short(exc)})")
             continue

@@ -30,6 +30,8 @@ def load_xlsx(path: Path, data: bytes) -> LoadedDocument:
 
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except MemoryError:  # the parse worker reports it as out of memory
+        raise
     except Exception as exc:  # openpyxl raises KeyError, ValueError, lxml errors...
         raise DocumentError(path, f"damaged .xlsx ({_short(exc)})") from None
     writer = SectionWriter()
@@ -42,6 +44,8 @@ def load_xlsx(path: Path, data: bytes) -> LoadedDocument:
                     for number, values in enumerate(sheet.iter_rows(values_only=True), start=sheet.min_row or 1)
                 )
                 _add_table(writer, sheet.title, rows)
+            except MemoryError:  # the parse worker reports it as out of memory
+                raise
             except Exception as exc:  # one bad sheet must not lose the others
                 warnings.append(f"sheet {sheet.title}: could not be read ({_short(exc)})")
     finally:
