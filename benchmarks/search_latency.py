@@ -29,7 +29,7 @@ from rag.eval.runner import eval_index, percentiles
 from rag.retrieve.search import MODES, Retriever
 from rag.settings import Settings
 from rag.store.index import Index
-from rag.store.manifest import ChunkRecord, FileRecord
+from rag.store.records import ChunkRecord, FileRecord
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir-scifact"
 
@@ -53,8 +53,8 @@ def measure(index: Index, embedder: Embedder, queries: list[str], k: int) -> dic
 def replicate(source: Index, target: Index, chunks: int, seed: int = 0) -> int:
     """Fill ``target`` with copies of ``source``'s chunks until it holds ``chunks``; returns the count."""
     rng = np.random.default_rng(seed)
-    originals = [c for batch in source.manifest.iter_chunks() for c in batch]
-    vectors = source.vectors.get_vectors([c.id for c in originals])
+    originals = [c for batch in source.iter_chunks() for c in batch]
+    vectors = source.vectors_of([c.id for c in originals])
     copies = math.ceil(chunks / len(originals))
     by_file: dict[str, list[ChunkRecord]] = {}
     for c in originals:
@@ -79,14 +79,12 @@ def replicate(source: Index, target: Index, chunks: int, seed: int = 0) -> int:
             # About 0.9 cosine to the original: near, but not a duplicate, as HNSW would meet in real data.
             matrix = matrix + rng.normal(0, 0.025, matrix.shape).astype(np.float32)
             matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-        target.manifest.add_pending(records)
-        target.vectors.upsert(
-            [r.id for r in records], matrix, [r.text for r in records], [r.chroma_metadata() for r in records]
-        )
+        target.stage(records)
+        target.write_vectors(records, matrix, {record.path: record for record, _ in files})
         for record, ids in files:
-            target.manifest.commit_file(record, ids)
-        print(f"  {target.manifest.chunk_count():,} chunks", file=sys.stderr, flush=True)
-    return target.manifest.chunk_count()
+            target.commit_file(record, ids)
+        print(f"  {target.chunk_count():,} chunks", file=sys.stderr, flush=True)
+    return target.chunk_count()
 
 
 def _rotate(text: str, n: int) -> str:
@@ -109,7 +107,7 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {}
     sizes: dict[str, int] = {}
     with eval_index(dataset, settings) as scifact, tempfile.TemporaryDirectory(prefix="rag-latency-") as tmp:
-        sizes["scifact"] = scifact.index.manifest.chunk_count()
+        sizes["scifact"] = scifact.index.chunk_count()
         results["scifact"] = measure(scifact.index, scifact.embedder, queries, args.k)
         big = Index.open(settings.with_options(store__home=Path(tmp)), "large", create=True)
         big.bind_embedder(scifact.embedder.name, scifact.embedder.dimension)

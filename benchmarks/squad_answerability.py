@@ -42,11 +42,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from rag.answer import extractive, relevance
-from rag.answer.extractive import ExtractiveAnswerer, Scored, compose, select, split_sentences
+from rag.answer import extractive, focus, relevance
+from rag.answer.extractive import ExtractiveAnswerer, Scored, compose, split_sentences
 from rag.embed.base import Embedder, embed_many
 from rag.engine import Engine
 from rag.results import Hit
@@ -55,8 +56,11 @@ from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout
 
-DATA = Path("/work/shared/data/squad-v2-dev-part-a/dev-v2.0.json")
-OFFTOPIC = Path("/work/shared/data/beir-scifact/queries.jsonl")
+# The data lives in ../shared beside the repository (see its SOURCE.md files).
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED / "squad-v2-dev-part-a" / "dev-v2.0.json"
+OFFTOPIC = SHARED / "beir-scifact" / "queries.jsonl"
+SCIFACT = SHARED / "beir-scifact"
 GATES = [0.15, 0.20, 0.25, 0.30, 0.35, 0.40]
 THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(11)]
 TARGET = 0.80  # answered with gold, for the ablation's comparison
@@ -75,6 +79,15 @@ class Retrieved:
     question: Question
     hits: list[Hit]
     relevance: float  # the best chunk's cosine relevance
+
+
+class FrozenRarity(focus.Rarity):
+    """Term rarity read from an index once, for every question up front (the index is closed after)."""
+
+    def __init__(self, index: Index, questions: Sequence[Question]) -> None:
+        phrases = sorted({t.text for q in questions for t in focus.terms(q.text)})
+        counts = index.document_frequencies(phrases)
+        super().__init__(lambda asked: {p: counts.get(p, 0) for p in asked}, index.chunk_count())
 
 
 def load(path: Path) -> tuple[list[str], list[Question]]:
@@ -152,23 +165,24 @@ class CachedEmbedder(Embedder):
 
 
 def retrieve(
-    store: Path, questions: list[Question], k: int
-) -> tuple[list[Retrieved], ExtractiveAnswerer, Embedder]:
+    store: Path, paragraphs: list[str], questions: list[Question], k: int, name: str = "squad"
+) -> tuple[list[Retrieved], ExtractiveAnswerer, Embedder, focus.Rarity]:
     """Ingest the paragraphs, then retrieve for every question; returns a warmed-up answerer."""
-    paragraphs, _ = load(DATA)
     docs = store / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     for i, text in enumerate(paragraphs):
         path = docs / f"p{i:04d}.txt"
-        if not path.exists():
+        if not path.exists() or path.read_text(encoding="utf-8") != text + "\n":
             path.write_text(text + "\n", encoding="utf-8")
 
     settings = Settings.load(environ={}, dotenv=None).with_options(store__home=store / "home")
-    engine = Engine(index="squad", settings=settings)
+    engine = Engine(index=name, settings=settings)
     started = time.perf_counter()
     report = engine.ingest(docs, embedder="local")
-    print(f"ingest: {report.chunks_total} chunks from {len(paragraphs)} paragraphs, "
-          f"{report.embedded} embedded, {time.perf_counter() - started:.1f} s ({report.embedder})")
+    print(
+        f"ingest: {report.chunks_total} chunks from {len(paragraphs)} paragraphs, "
+        f"{report.embedded} embedded, {time.perf_counter() - started:.1f} s ({report.embedder})"
+    )
 
     embedder = engine.embedder()
     cache = EmbeddingCache(StoreLayout.from_settings(settings).cache_path)
@@ -180,11 +194,12 @@ def retrieve(
     print(f"questions: {len(questions)} embedded in {time.perf_counter() - started:.1f} s")
 
     # No chunk gate in the answerer: evaluate() applies it, so one run serves every gate.
-    answerer = ExtractiveAnswerer(settings, embedder=lambda: fast, min_relevance=lambda: -1.0)
-    with Index.open(settings, "squad") as index:
+    answerer = ExtractiveAnswerer(settings, embedder=lambda: fast, min_relevance=-1.0)
+    with Index.open(settings, name) as index:
+        rarity = FrozenRarity(index, questions)
         started = time.perf_counter()
         # Every sentence of the collection at once: large sorted batches beat a few per question.
-        chunks = [c.text for batch in index.manifest.iter_chunks() for c in batch]
+        chunks = [c.text for batch in index.iter_chunks() for c in batch]
         sentences = {" ".join(t[s:e].split()) for t in chunks for s, e in split_sentences(t)}
         answerer.sentence_vectors(fast, sorted(sentences))
         print(f"sentences: {len(sentences)} embedded in {time.perf_counter() - started:.1f} s")
@@ -196,7 +211,7 @@ def retrieve(
             retrieved.append(Retrieved(q, hits, max((h.relevance or 0.0 for h in hits), default=0.0)))
         print(f"retrieval: {time.perf_counter() - started:.1f} s (k={k}, {settings.retrieval.mode})")
     engine.close()
-    return retrieved, answerer, fast
+    return retrieved, answerer, fast, rarity
 
 
 def score(retrieved: Sequence[Retrieved], answerer: ExtractiveAnswerer, embedder: Embedder) -> list[list[Scored]]:
@@ -213,66 +228,100 @@ class Row:
     declined_unanswerable: float
     declined_offtopic: float
     f1: float
+    #: Answered-with-gold answers with a marked span, and the span's mean SQuAD F1 among those.
+    span_marked: float = 0.0
+    span_f1: float = 0.0
 
 
-def evaluate(
-    retrieved: Sequence[Retrieved], scored: Sequence[list[Scored]], gate: float, threshold: float, *, f1s: bool = True
-) -> Row:
+@dataclass
+class Run:
+    """Retrieved hits, scored sentences and the index's term rarity: all ``evaluate`` needs."""
+
+    retrieved: Sequence[Retrieved]
+    scored: Sequence[list[Scored]]
+    rarity: focus.Rarity | None
+    #: Per question: does a hit hold all its focus terms (the gate's keyword evidence)?
+    keyword: Sequence[bool]
+
+    @classmethod
+    def of(cls, retrieved: Sequence[Retrieved], scored: Sequence[list[Scored]], rarity: focus.Rarity | None) -> Run:
+        keyword = [relevance.keyword_match(r.question.text, r.hits) for r in retrieved]
+        return cls(retrieved, scored, rarity, keyword)
+
+
+def kind(q: Question) -> str:
+    return "offtopic" if q.qid.startswith("off") else "unanswerable" if q.impossible else "answerable"
+
+
+def evaluate(run: Run, gate: float, threshold: float, *, f1s: bool = True, keyword_gate: bool = True) -> Row:
     """The answerer's results with chunk threshold ``gate`` and sentence threshold ``threshold``."""
     groups: dict[str, list[int]] = {"answerable": [], "unanswerable": [], "offtopic": []}
-    for i, r in enumerate(retrieved):
-        q = r.question
-        groups["offtopic" if q.qid.startswith("off") else "unanswerable" if q.impossible else "answerable"].append(i)
+    for i, r in enumerate(run.retrieved):
+        groups[kind(r.question)].append(i)
 
     def chosen(i: int) -> list[Scored]:
-        return select(scored[i], threshold) if retrieved[i].relevance >= gate else []
+        r = run.retrieved[i]
+        if r.relevance < gate and not (keyword_gate and run.keyword[i]):
+            return []
+        return extractive.choose(r.question.text, r.hits, run.scored[i], threshold, run.rarity).chosen
 
-    gold, f1_sum = 0, 0.0
+    gold, f1_sum, marked, span_f1 = 0, 0.0, 0, 0.0
     for i in groups["answerable"]:
-        picked, r = chosen(i), retrieved[i]
+        picked, r = chosen(i), run.retrieved[i]
         if not picked:
             continue
         text, cited = compose(picked, r.hits)
         cited_text = " ".join(normalize(r.hits[n - 1].text) for n in cited)
-        gold += any(normalize(a) in cited_text for a in r.question.answers)
+        found = any(normalize(a) in cited_text for a in r.question.answers)
+        gold += found
         if f1s:
             f1_sum += max(f1(_CITATION.sub("", text), a) for a in r.question.answers)
+            spans = extractive.spans(r.question.text, text, picked)
+            if found and spans:
+                marked += 1
+                span_f1 += max(f1(s.text, a) for s in spans for a in r.question.answers)
 
     def declined(kind: str) -> float:
         return sum(not chosen(i) for i in groups[kind]) / max(1, len(groups[kind]))
 
     n = max(1, len(groups["answerable"]))
-    return Row(gold / n, declined("answerable"), declined("unanswerable"), declined("offtopic"), f1_sum / n)
+    return Row(
+        gold / n,
+        declined("answerable"),
+        declined("unanswerable"),
+        declined("offtopic"),
+        f1_sum / n,
+        marked / max(1, gold),
+        span_f1 / max(1, marked),
+    )
 
 
-def at_target(
-    retrieved: Sequence[Retrieved], scored: Sequence[list[Scored]], gate: float
-) -> tuple[float, Row] | None:
+def at_target(run: Run, gate: float) -> tuple[float, Row] | None:
     """The highest threshold (in 0.01 steps) that still answers ``TARGET`` of answerable questions
     with gold, found by bisection (fewer answers as the threshold rises); None if none does."""
     low, high = -100, 200  # in hundredths
-    if evaluate(retrieved, scored, gate, low / 100, f1s=False).answered_with_gold < TARGET:
+    if evaluate(run, gate, low / 100, f1s=False).answered_with_gold < TARGET:
         return None
     while high - low > 1:
         mid = (low + high) // 2
-        if evaluate(retrieved, scored, gate, mid / 100, f1s=False).answered_with_gold >= TARGET:
+        if evaluate(run, gate, mid / 100, f1s=False).answered_with_gold >= TARGET:
             low = mid
         else:
             high = mid
-    return low / 100, evaluate(retrieved, scored, gate, low / 100, f1s=False)
+    return low / 100, evaluate(run, gate, low / 100, f1s=False)
 
 
 @contextmanager
-def patched(**values: object) -> Iterator[None]:
-    """Module attributes of rag.answer.extractive replaced for the duration (for the ablation)."""
-    saved = {name: getattr(extractive, name) for name in values}
+def patched(module: object, **values: object) -> Iterator[None]:
+    """Attributes of ``module`` replaced for the duration (for the ablation)."""
+    saved = {name: getattr(module, name) for name in values}
     for name, value in values.items():
-        setattr(extractive, name, value)
+        setattr(module, name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(extractive, name, value)
+            setattr(module, name, value)
 
 
 def retrieval_recall(retrieved: Sequence[Retrieved]) -> float:
@@ -282,75 +331,179 @@ def retrieval_recall(retrieved: Sequence[Retrieved]) -> float:
     return found / max(1, len(answerable))
 
 
+# --- SciFact claims whose evidence was removed ------------------------------------------------
+
+
+def scifact_removed(store: Path, k: int, claims: int, corpus_size: int) -> tuple[Run, int]:
+    """SciFact test claims asked of an index of SciFact abstracts that lacks their gold abstracts.
+
+    Near-topic questions without their evidence: the rest of the collection is biomedicine
+    too.  The index holds ``corpus_size`` abstracts (every gold abstract of the claims kept
+    as a control, then others in corpus order); the first ``claims`` test claims have their
+    gold abstracts removed.  Control claims (gold kept) come back as "answerable", the
+    others as "unanswerable".
+    """
+    qrels: dict[str, set[str]] = collections.defaultdict(set)
+    for line in (SCIFACT / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        qid, doc, _ = line.split("\t")
+        qrels[qid].add(doc)
+    texts = {}
+    for line in (SCIFACT / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        texts[row["_id"]] = row["text"]
+    test = [q for q in qrels if q in texts]
+    removed_claims, kept_claims = test[:claims], test[claims : 2 * claims]
+    removed = set().union(*(qrels[q] for q in removed_claims)) - set().union(*(qrels[q] for q in kept_claims))
+    kept = list(dict.fromkeys(d for q in kept_claims for d in qrels[q]))
+    corpus = {}
+    for line in (SCIFACT / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        corpus[row["_id"]] = f"{row['title']}\n\n{row['text']}"
+    others = [d for d in corpus if d not in removed and d not in set(kept)]
+    docs = [corpus[d] for d in (kept + others)[:corpus_size]]
+    questions = [Question(f"sf{q}", texts[q], (), True) for q in removed_claims]
+    questions += [Question(f"sf{q}", texts[q], ("",), False) for q in kept_claims]
+    retrieved, answerer, embedder, rarity = retrieve(store, docs, questions, k, name="scifact")
+    return Run.of(retrieved, score(retrieved, answerer, embedder), rarity), len(removed)
+
+
+def scifact_row(run: Run, gate: float, threshold: float) -> tuple[float, float]:
+    """(declined with the evidence removed, declined with it kept)."""
+    declined = {True: 0, False: 0}
+    counts = {True: 0, False: 0}
+    for i, r in enumerate(run.retrieved):
+        if r.relevance < gate and not run.keyword[i]:
+            chosen: list[Scored] = []
+        else:
+            chosen = extractive.choose(r.question.text, r.hits, run.scored[i], threshold, run.rarity).chosen
+        counts[r.question.impossible] += 1
+        declined[r.question.impossible] += not chosen
+    return declined[True] / max(1, counts[True]), declined[False] / max(1, counts[False])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="A SQuAD v2-format JSON file.")
     parser.add_argument("--store", type=Path, help="Keep the store here (default: a temporary folder).")
     parser.add_argument("-k", type=int, default=5, help="Chunks retrieved per question.")
     parser.add_argument("--limit", type=int, help="Only the first N questions.")
     parser.add_argument("--offtopic", type=Path, default=OFFTOPIC, help="JSONL of off-topic queries ('text').")
     parser.add_argument("--no-ablation", action="store_true", help="Skip the ablation table.")
+    parser.add_argument(
+        "--scifact-claims",
+        type=int,
+        default=150,
+        help="SciFact claims asked without their gold abstracts (0: skip that part).",
+    )
+    parser.add_argument("--scifact-corpus", type=int, default=1000, help="SciFact abstracts in that index.")
     args = parser.parse_args()
 
-    _, questions = load(DATA)
+    paragraphs, questions = load(args.data)
     questions = questions[: args.limit] if args.limit else questions
     offtopic = load_offtopic(args.offtopic) if args.offtopic and args.offtopic.is_file() else []
     with tempfile.TemporaryDirectory(prefix="squad-") as tmp:
-        retrieved, answerer, embedder = retrieve(args.store or Path(tmp), questions + offtopic, args.k)
-    started = time.perf_counter()
-    scored = score(retrieved, answerer, embedder)
-    print(f"sentence scoring: {time.perf_counter() - started:.1f} s")
+        store = args.store or Path(tmp)
+        retrieved, answerer, embedder, rarity = retrieve(store, paragraphs, questions + offtopic, args.k)
+        started = time.perf_counter()
+        run = Run.of(retrieved, score(retrieved, answerer, embedder), rarity)
+        print(f"sentence scoring: {time.perf_counter() - started:.1f} s")
+        scifact = None
+        if args.scifact_claims and (SCIFACT / "corpus.jsonl").is_file():
+            scifact = scifact_removed(store / "scifact", args.k, args.scifact_claims, args.scifact_corpus)
 
     settings = Settings.load(environ={}, dotenv=None)
     gate = relevance.min_relevance(settings, embedder.name)
     default = relevance.min_sentence_score(embedder.name)
     answerable = sum(not q.impossible for q in questions)
-    print(f"\n{len(questions)} questions: {answerable} answerable, {len(questions) - answerable} unanswerable; "
-          f"{len(offtopic)} off-topic; embedder {embedder.name}")
+    print(
+        f"\n{args.data.parent.name}/{args.data.name}: {len(questions)} questions: {answerable} answerable, "
+        f"{len(questions) - answerable} unanswerable; {len(offtopic)} off-topic; embedder {embedder.name}"
+    )
     print(f"gold answer in a retrieved chunk (top {args.k}): {retrieval_recall(retrieved):.1%}")
 
-    print(f"\nChunk relevance gate alone (no sentence threshold); default {gate}:\n")
-    print("| min relevance | declined (answerable) | declined (unanswerable) | declined (off-topic) |")
-    print("|---:|---:|---:|---:|")
-    for g in sorted({*GATES, gate}):
-        row = evaluate(retrieved, scored, g, -99.0)
-        mark = " **default**" if g == gate else ""
-        print(f"| {g:.2f}{mark} | {row.declined_answerable:.1%} | {row.declined_unanswerable:.1%} | "
-              f"{row.declined_offtopic:.1%} |")
+    print(
+        f"\nChunk relevance gate alone (no sentence threshold, no focus-term check); default {gate}; "
+        "'+ keywords': a hit holding every focus term of the question passes too:\n"
+    )
+    print(
+        "| min relevance | declined (answerable) | declined (unanswerable) | declined (off-topic) "
+        "| + keywords: answerable | unanswerable | off-topic |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    bare = Run(run.retrieved, run.scored, None, run.keyword)
+    with patched(extractive, choose=lambda q, hits, scored, threshold, rarity: extractive.Choice(list(scored[:1]))):
+        for g in sorted({*GATES, gate}):
+            row = evaluate(bare, g, -99.0, keyword_gate=False)
+            kw = evaluate(bare, g, -99.0)
+            mark = " **default**" if g == gate else ""
+            print(
+                f"| {g:.2f}{mark} | {row.declined_answerable:.1%} | {row.declined_unanswerable:.1%} | "
+                f"{row.declined_offtopic:.1%} | {kw.declined_answerable:.1%} | {kw.declined_unanswerable:.1%} | "
+                f"{kw.declined_offtopic:.1%} |"
+            )
 
     print(f"\nSentence threshold, with the default gate {gate}; default {default}:\n")
-    print("| threshold | answered with gold | declined (answerable) | declined (unanswerable) "
-          "| declined (off-topic) | F1 (answerable) |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| threshold | answered with gold | declined (answerable) | declined (unanswerable) "
+        "| declined (off-topic) | F1 (answerable) | span marked | span F1 |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for threshold in sorted({*THRESHOLDS, default}):
-        row = evaluate(retrieved, scored, gate, threshold)
+        row = evaluate(run, gate, threshold)
         mark = " **default**" if threshold == default else ""
-        print(f"| {threshold:.2f}{mark} | {row.answered_with_gold:.1%} | {row.declined_answerable:.1%} | "
-              f"{row.declined_unanswerable:.1%} | {row.declined_offtopic:.1%} | {row.f1:.3f} |")
+        print(
+            f"| {threshold:.2f}{mark} | {row.answered_with_gold:.1%} | {row.declined_answerable:.1%} | "
+            f"{row.declined_unanswerable:.1%} | {row.declined_offtopic:.1%} | {row.f1:.3f} | "
+            f"{row.span_marked:.1%} | {row.span_f1:.3f} |"
+        )
+
+    if scifact is not None:
+        sf, n_removed = scifact
+        claims = sum(r.question.impossible for r in sf.retrieved)
+        controls = len(sf.retrieved) - claims
+        print(
+            f"\nSciFact claims asked of {args.scifact_corpus} SciFact abstracts: {claims} claims with their "
+            f"{n_removed} gold abstracts removed, and {controls} control claims with theirs kept:\n"
+        )
+        print("| threshold | declined (gold removed) | declined (gold kept) |")
+        print("|---:|---:|---:|")
+        for threshold in sorted({*THRESHOLDS, default}):
+            removed_rate, kept_rate = scifact_row(sf, gate, threshold)
+            mark = " **default**" if threshold == default else ""
+            print(f"| {threshold:.2f}{mark} | {removed_rate:.1%} | {kept_rate:.1%} |")
 
     if args.no_ablation:
         return
     print(f"\nAblation, each at the highest threshold that answers {TARGET:.0%} of answerable questions with gold:\n")
-    print("| scoring | threshold | declined (answerable) | declined (unanswerable) |")
-    print("|---|---:|---:|---:|")
-    variants: list[tuple[str, dict[str, object]]] = [
-        ("as shipped", {}),
-        ("no word coverage", {"COVERAGE_WEIGHT": 0.0}),
-        ("no negation rule", {"negated": lambda text: False}),
-        ("no answer-type penalty", {"ANSWER_TYPE_PENALTY": 0.0}),
-        ("one sentence only", {"MAX_SENTENCES": 1}),
-        ("cosine only, one sentence", {"COVERAGE_WEIGHT": 0.0, "negated": lambda text: False,
-                                       "ANSWER_TYPE_PENALTY": 0.0, "MAX_SENTENCES": 1}),
+    print("| scoring | threshold | declined (answerable) | declined (unanswerable) | declined (off-topic) |")
+    print("|---|---:|---:|---:|---:|")
+
+    def unchecked(q: str, hits: list[Hit], scored: list[Scored], threshold: float, rarity: object) -> object:
+        return extractive.Choice(extractive.select(scored, threshold))
+
+    no_focus = {"choose": unchecked}
+    variants: list[tuple[str, Any, dict[str, Any]]] = [
+        ("as shipped", extractive, {}),
+        ("no focus-term check", extractive, no_focus),
+        ("no missing-share rule", focus, {"MAX_MISSING": 1.0}),
+        ("no word coverage", extractive, {"COVERAGE_WEIGHT": 0.0}),
+        ("no negation rule", extractive, {"negated": lambda text: False}),
+        ("no answer-type penalty", extractive, {"ANSWER_TYPE_PENALTY": 0.0}),
+        ("one sentence only", extractive, {"MAX_SENTENCES": 1}),
     ]
-    for name, values in variants:
-        with patched(**values):
-            variant = score(retrieved, answerer, embedder)
-            found = at_target(retrieved, variant, gate)
-            ceiling = evaluate(retrieved, variant, gate, -99.0, f1s=False).answered_with_gold
+    for name, module, values in variants:
+        with patched(module, **values):
+            variant = Run(run.retrieved, score(run.retrieved, answerer, embedder), run.rarity, run.keyword)
+            found = at_target(variant, gate)
+            ceiling = evaluate(variant, gate, -99.0, f1s=False).answered_with_gold
         if found is None:
-            print(f"| {name} | never reaches {TARGET:.0%} ({ceiling:.1%} at most) | | |")
+            print(f"| {name} | never reaches {TARGET:.0%} ({ceiling:.1%} at most) | | | |")
         else:
             threshold, row = found
-            print(f"| {name} | {threshold:.2f} | {row.declined_answerable:.1%} | {row.declined_unanswerable:.1%} |")
+            print(
+                f"| {name} | {threshold:.2f} | {row.declined_answerable:.1%} | {row.declined_unanswerable:.1%} | "
+                f"{row.declined_offtopic:.1%} |"
+            )
 
 
 if __name__ == "__main__":

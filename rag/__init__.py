@@ -1,29 +1,33 @@
 """rag: ask your documents.
 
->>> from rag import Engine
->>> engine = Engine(index="notes")          # doctest: +SKIP
->>> engine.ingest("docs/")                  # doctest: +SKIP
->>> print(engine.ask("What changed in 2023?"))  # doctest: +SKIP
+>>> from rag import Store
+>>> store = Store()                         # doctest: +SKIP
+>>> notes = store.index("notes")            # doctest: +SKIP
+>>> notes.ingest("docs/")                   # doctest: +SKIP
+>>> print(notes.ask("What changed in 2023?"))   # doctest: +SKIP
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 try:
-    __version__ = version("rag")
+    __version__ = version("rag-ask")  # the distribution's name ("rag" on PyPI is someone else's)
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
 from rag.answer.base import Turn
 from rag.engine import AnswerStream, Engine, IndexInfo
 from rag.errors import RagError
-from rag.results import Answer, Citation, FileProblem, Hit, Hits, IngestReport
+from rag.results import Answer, Citation, Document, FileProblem, Hit, Hits, IngestReport
 from rag.retrieve.search import Filters
 from rag.settings import Settings
+from rag.store.store import Store
+from rag.usage import Usage
 
 __all__ = [
     "Answer",
     "AnswerStream",
     "Citation",
+    "Document",
     "Engine",
     "FileProblem",
     "Filters",
@@ -33,6 +37,8 @@ __all__ = [
     "IngestReport",
     "RagError",
     "Settings",
+    "Store",
     "Turn",
+    "Usage",
     "__version__",
 ]

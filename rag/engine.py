@@ -1,54 +1,40 @@
-"""``Engine``: the one object behind the CLI, notebooks and apps."""
+"""``Engine``: ingest, search, ask and chat over one index of a ``Store``."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer.base import Answerer, DeltaCallback, Turn
+from rag.answer.focus import Rarity
 from rag.embed import factory
 from rag.embed.base import Embedder
-from rag.errors import IndexNotFoundError
+from rag.errors import IndexNotFoundError, UsageError
 from rag.ingest.discover import discover
 from rag.ingest.pipeline import Ingestor, Progress
-from rag.results import Answer, Hits, IngestReport
+from rag.results import Answer, Document, Hits, IngestReport
 from rag.retrieve.search import Filters, Mode, Retriever
 from rag.settings import Settings
-from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout, validate_index_name
+from rag.store.records import ChunkRecord
+from rag.store.store import IndexInfo, Store
+from rag.usage import Usage
 
 if TYPE_CHECKING:
     from rag.chat.conversation import Conversation
 
+__all__ = ["AnswerStream", "Engine", "IndexInfo", "document_id"]
 
-@dataclass(frozen=True)
-class IndexInfo:
-    """What ``rag status`` shows for one index."""
 
-    name: str
-    embedder: str | None
-    files: int
-    chunks: int
-    size_bytes: int
-    last_ingest: float | None
-    usage: list[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "embedder": self.embedder,
-            "files": self.files,
-            "chunks": self.chunks,
-            "size_bytes": self.size_bytes,
-            "last_ingest": self.last_ingest,
-            "usage": self.usage,
-        }
+def document_id(path: str) -> str:
+    """A stable, URL-safe id for an indexed file: the start of its path's SHA-256."""
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
 
 
 class Engine:
@@ -58,58 +44,52 @@ class Engine:
     >>> engine.ingest(["docs/"])                                 # doctest: +SKIP
     >>> engine.ask("What does the report conclude?")             # doctest: +SKIP
 
-    ``settings`` defaults to ``Settings.load()`` (config file, ``.env``, environment);
-    keyword ``overrides`` use ``section__field`` names, e.g. ``retrieval__k=8``.
+    ``store`` is a ``Store`` to share models with other indexes (``store.index(name)`` is
+    the same), or a folder, for an engine with a store of its own.  ``settings`` defaults
+    to ``Settings.load()``; keyword ``overrides`` use ``section__field`` names, e.g.
+    ``retrieval__k=8``.  Any number of threads may use one engine at once.
     """
 
     def __init__(
         self,
         index: str | None = None,
-        store: str | Path | None = None,
+        store: Store | str | Path | None = None,
         settings: Settings | None = None,
         **overrides: Any,
     ) -> None:
-        settings = settings or Settings.load()
-        if store is not None:
-            overrides["store__home"] = Path(store).expanduser()
-        if overrides:
-            settings = settings.with_options(**overrides)
+        if isinstance(store, Store):
+            if settings is not None:
+                raise UsageError("give settings to the Store, not to an Engine of that store")
+            self.store = store
+            self._owns_store = False
+            settings = store.settings.with_options(**overrides) if overrides else store.settings
+        else:
+            self.store = Store(store, settings, **overrides)
+            self._owns_store = True
+            settings = self.store.settings
         self.settings = settings
         self.index_name = validate_index_name(index or settings.store.index)
-        self._indexes: dict[str, Index] = {}
-        self._embedders: dict[str, Embedder] = {}
-        self._answerers: dict[tuple[str, str], Answerer] = {}
-        self._cache: EmbeddingCache | None = None
-        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"Engine(index={self.index_name!r}, store={str(self.layout.home)!r})"
 
     @property
     def layout(self) -> StoreLayout:
-        return StoreLayout.from_settings(self.settings)
+        return self.store.layout
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _index(self, *, create: bool = False) -> Index:
-        with self._lock:
-            index = self._indexes.get(self.index_name)
-            if index is None:
-                index = Index.open(self.settings, self.index_name, create=create)
-                self._indexes[self.index_name] = index
-            return index
+    def _index(self, *, create: bool = False, repair: bool = False) -> Index:
+        return self.store.open_index(self.index_name, create=create, repair=repair)
+
+    def embedder_name(self) -> str:
+        """The embedder this index uses (or will use, before its first ingest)."""
+        recorded = self._index().embedder_name if self._index_exists() else None
+        return factory.choose(self.settings, recorded, self.index_name)
 
     def embedder(self, name: str | None = None) -> Embedder:
-        """The embedder this index uses (or ``name``), loaded once per engine."""
-        with self._lock:
-            if name is None:
-                recorded = self._index().embedder_name if self._index_exists() else None
-                name = factory.choose(self.settings, recorded, self.index_name)
-            embedder = self._embedders.get(name)
-            if embedder is None:
-                embedder = factory.create(name, self.settings)
-                self._embedders[name] = embedder
-            return embedder
+        """The embedder this index uses (or ``name``), loaded once per store."""
+        return self.store.embedder(name or self.embedder_name())
 
     def require_index(self) -> None:
         """Raise ``IndexNotFoundError`` now if the index does not exist."""
@@ -122,25 +102,10 @@ class Engine:
             return False
         return True
 
-    def _embedding_cache(self) -> EmbeddingCache:
-        with self._lock:
-            if self._cache is None:
-                self._cache = EmbeddingCache(self.layout.cache_path)
-            return self._cache
-
     def close(self) -> None:
-        """Release models, connections and files."""
-        with self._lock:
-            for index in self._indexes.values():
-                index.close()
-            for embedder in self._embedders.values():
-                embedder.close()
-            if self._cache is not None:
-                self._cache.close()
-            self._indexes.clear()
-            self._embedders.clear()
-            self._answerers.clear()
-            self._cache = None
+        """Release models, connections and files, when this engine made its own store."""
+        if self._owns_store:
+            self.store.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -171,16 +136,70 @@ class Engine:
             exclude=exclude,
             max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
         )
-        index = self._index(create=True)
+        index = self._index(create=True, repair=True)  # a damaged manifest is rebuilt first
         name = factory.choose(self.settings, index.embedder_name, index.name, embedder)
         model = self.embedder(name)
         index.bind_embedder(model.name, model.dimension)
-        ingestor = Ingestor(index, model, self.settings, self._embedding_cache(), progress)
+        ingestor = Ingestor(index, model, self.settings, self.store.embedding_cache(), progress)
         return ingestor.run(found, prune=prune, started=started)
+
+    def repair(self) -> tuple[int, int]:
+        """Rebuild this index's manifest and keyword index from its vectors: (files, chunks).
+
+        For a manifest that cannot be read (``IndexDamagedError``), or one that disagrees
+        with the vectors.  Every file and chunk comes back; usage totals start from zero.
+        """
+        index = self._index(repair=True)
+        with index.write_lock(self.settings.store.lock_timeout):
+            index.rebuild_from_vectors()
+        return index.file_count(), index.chunk_count()
 
     async def aingest(self, paths: Sequence[str | Path] | str | Path, **kwargs: Any) -> IngestReport:
         """``ingest`` in a worker thread, for notebooks and async apps."""
         return await asyncio.to_thread(self.ingest, paths, **kwargs)
+
+    # --- documents ------------------------------------------------------------------------
+
+    def documents(self) -> list[Document]:
+        """Every indexed file, by path."""
+        index = self._index()
+        return [
+            Document(
+                id=document_id(path),
+                source=path,
+                kind=record.kind,
+                pages=record.pages,
+                chunks=record.chunk_count,
+                size=record.size,
+                ingested_at=record.ingested_at,
+                warnings=record.warnings,
+            )
+            for path, record in sorted(index.files().items())
+        ]
+
+    def document(self, id_or_path: str) -> Document | None:
+        """The indexed file with this id (``Document.id``) or path, or None."""
+        return next((d for d in self.documents() if id_or_path in (d.id, d.source)), None)
+
+    def chunks(self, document: Document | str) -> list[ChunkRecord]:
+        """A file's chunks in order, each with its page and character span (``start``, ``end``)."""
+        found = document if isinstance(document, Document) else self.document(document)
+        return self._index().chunks_of(found.source) if found is not None else []
+
+    def remove(self, paths: Iterable[str | Path]) -> dict[str, int]:
+        """Remove files (by path or ``Document.id``) from the index; returns chunks removed per path."""
+        index = self._index()
+        known = index.files()
+        by_id = {document_id(p): p for p in known}
+        wanted = []
+        for p in map(str, paths):
+            # Ingest records resolved absolute paths; an id or a recorded path is taken as is.
+            wanted.append(by_id.get(p) or (p if p in known else str(Path(p).expanduser().resolve())))
+        with index.write_lock(self.settings.store.lock_timeout):
+            removed = index.remove(wanted)
+            if removed:
+                index.mark_changed()
+        return removed
 
     # --- search ---------------------------------------------------------------------------
 
@@ -195,7 +214,7 @@ class Engine:
     ) -> Hits:
         """The top ``k`` chunks for ``query``; an empty index gives no hits."""
         index = self._index()
-        if index.manifest.chunk_count() == 0:
+        if index.chunk_count() == 0:
             return Hits()
         retrieval = self.settings.retrieval
         return Retriever(index, self.embedder()).search(
@@ -212,17 +231,40 @@ class Engine:
 
     # --- ask ------------------------------------------------------------------------------
 
-    def answerer(self, llm: str | None = None, model: str | None = None) -> Answerer:
-        """The answerer ``ask`` uses: an LLM when configured (or asked for), else extractive."""
-        from rag.answer.factory import create_answerer
+    def relevance_threshold(self) -> float:
+        """The chunk relevance below which ``ask`` declines: ``RAG_MIN_SCORE`` or the embedder's calibrated default.
 
-        llm = llm or self.settings.llm.llm
+        The answerers' gate is this number: the engine hands it to them when it builds them.
+        """
+        from rag.answer.relevance import min_relevance
+
+        return min_relevance(self.settings, self.embedder_name())
+
+    def answerer(self, llm: str | None = None, model: str | None = None) -> Answerer:
+        """The answerer ``ask`` uses: an LLM when configured (or asked for), else extractive.
+
+        Shared through the store by every engine that asks for the same one.
+        """
+        from rag.answer import registry
+
+        name = registry.resolve(self.settings, llm or self.settings.llm.llm)
         model = model or self.settings.llm.chat_model
-        key = (llm, model)
-        with self._lock:
-            if key not in self._answerers:
-                self._answerers[key] = create_answerer(self.settings, llm=llm, model=model, engine=self)
-            return self._answerers[key]
+        threshold = self.relevance_threshold()
+        embedder_name = self.embedder_name()
+
+        def scorer() -> Embedder:
+            # Sentences are scored locally: with an API embedder every question would cost requests.
+            embedder = self.store.embedder(embedder_name)
+            return embedder if embedder.runs_locally else self.store.embedder("local")
+
+        parts = registry.Parts(self.settings, model=model, min_relevance=threshold, embedder=scorer)
+        return self.store.answerer(
+            name,
+            model=model,
+            min_relevance=threshold,
+            embedder=embedder_name,
+            build=lambda: registry.create(name, parts),
+        )
 
     def ask(
         self,
@@ -239,23 +281,23 @@ class Engine:
     ) -> Answer:
         """Answer from the index only, citing sources, or decline.
 
+        ``mode`` is the retrieval mode (dense, keyword, hybrid); ``llm`` picks the answerer.
         ``on_delta`` receives answer text as it streams.  ``search_query`` retrieves with
         a different text than the question (chat uses it for rewritten follow-ups).
         """
         answerer = self.answerer(llm, model)
         hits = self.search(search_query or question, k, filters, mode=mode)
         started = time.perf_counter()
-        answer = answerer.answer(question, hits, history=history, on_delta=on_delta)
-        answer.usage.setdefault("seconds", round(time.perf_counter() - started, 3))
-        if answer.mode == "llm":
-            self.record_usage(answer.model, answer.usage)
+        answer = answerer.answer(question, hits, history=history, on_delta=on_delta, rarity=self.term_rarity())
+        answer.seconds = round(time.perf_counter() - started, 3)
+        self.record_usage(answer.usage)
         return answer
 
-    def relevance_threshold(self) -> float:
-        """The chunk relevance below which ``ask`` declines: ``RAG_MIN_SCORE`` or the embedder's calibrated default."""
-        from rag.answer.relevance import min_relevance
-
-        return min_relevance(self.settings, self.embedder().name)
+    def term_rarity(self) -> Rarity:
+        """How rare words are in this index (its keyword index's document frequencies), read
+        lazily: the extractive answerer weighs a question's words by it."""
+        index = self._index()
+        return Rarity(index.document_frequencies, index.chunk_count())
 
     def ask_stream(self, question: str, **kwargs: Any) -> AnswerStream:
         """Iterate over answer text as it is generated; ``.answer`` holds the result after."""
@@ -264,18 +306,10 @@ class Engine:
     async def aask(self, question: str, **kwargs: Any) -> Answer:
         return await asyncio.to_thread(self.ask, question, **kwargs)
 
-    def record_usage(self, model: str, usage: dict[str, Any], kind: str = "chat") -> None:
-        """Add an API call's tokens and cost to this index's totals (shown by ``rag status``)."""
-        if not usage.get("requests"):
-            return
-        self._index().manifest.add_usage(
-            kind,
-            model,
-            requests=int(usage.get("requests", 0)),
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            cost_usd=float(usage.get("cost_usd") or 0.0),
-        )
+    def record_usage(self, usage: Usage, kind: str = "chat") -> None:
+        """Add what an API call spent to this index's totals (shown by ``rag status``)."""
+        if usage:
+            self._index().add_usage(kind, usage)
 
     # --- chat -----------------------------------------------------------------------------
 
@@ -289,28 +323,12 @@ class Engine:
 
     def indexes(self) -> list[IndexInfo]:
         """Every index in the store, with its size and usage totals."""
-        infos = []
-        for name in self.layout.index_names():
-            with Index.open(self.settings, name) as index:
-                last = index.manifest.get_meta("last_ingest")
-                infos.append(
-                    IndexInfo(
-                        name=name,
-                        embedder=index.embedder_name,
-                        files=index.manifest.file_count(),
-                        chunks=index.manifest.chunk_count(),
-                        size_bytes=index.size_bytes(),
-                        last_ingest=float(last) if last else None,
-                        usage=index.manifest.usage(),
-                    )
-                )
-        return infos
+        return self.store.indexes()
 
     def drop(self) -> None:
         """Delete this index."""
         index = self._index()
-        with self._lock:
-            self._indexes.pop(self.index_name, None)
+        self.store.forget_index(self.index_name)
         with index.write_lock(self.settings.store.lock_timeout):
             index.drop()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
@@ -45,12 +44,6 @@ class IndexNotFoundError(RagError):
         self.index = index
 
 
-class IndexEmptyError(RagError):
-    def __init__(self, index: str) -> None:
-        super().__init__(f"index '{index}' holds no chunks: run `rag ingest PATH` first")
-        self.index = index
-
-
 class EmbedderMismatchError(RagError):
     """The index was built with another embedder; mixing vectors would give garbage."""
 
@@ -73,6 +66,19 @@ class IndexLockedError(RagError):
 
 class StoreError(RagError):
     """The vector store failed or could not be reached."""
+
+
+class IndexDamagedError(StoreError):
+    """An index's manifest (``index.db``) cannot be read; ``rag repair`` rebuilds it."""
+
+    def __init__(self, index: str, path: str | Path, reason: str, *, recoverable: bool) -> None:
+        self.index = index
+        how = (
+            f"run `rag repair --index {index}` to rebuild it from the index's vectors (or `rag ingest` again)"
+            if recoverable
+            else f"its vectors are gone too: `rag drop {index}` and ingest again"
+        )
+        super().__init__(f"index '{index}' is damaged: {path} is not a readable database ({reason}); {how}")
 
 
 # --- documents ---------------------------------------------------------------------------

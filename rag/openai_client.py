@@ -48,9 +48,7 @@ def require_openai() -> Any:
     try:
         import openai
     except ImportError:
-        raise MissingDependencyError(
-            "this feature needs the openai package: pip install 'openai>=3.50,<4'"
-        ) from None
+        raise MissingDependencyError("this feature needs the openai package: pip install 'openai>=3.50,<4'") from None
     return openai
 
 
@@ -111,9 +109,7 @@ def make_async_client(
 ) -> openai.AsyncOpenAI:
     """An asyncio client configured from ``settings``."""
     sdk = require_openai()
-    client: openai.AsyncOpenAI = sdk.AsyncOpenAI(
-        **client_options(settings, timeout=timeout, max_retries=max_retries)
-    )
+    client: openai.AsyncOpenAI = sdk.AsyncOpenAI(**client_options(settings, timeout=timeout, max_retries=max_retries))
     return client
 
 
@@ -133,9 +129,7 @@ def translate_errors(settings: OpenAISettings, *, model: str | None = None) -> I
         raise error from None
 
 
-def to_rag_error(
-    exc: BaseException, settings: OpenAISettings, *, model: str | None = None
-) -> ProviderError | None:
+def to_rag_error(exc: BaseException, settings: OpenAISettings, *, model: str | None = None) -> ProviderError | None:
     """The rag error for an SDK (or transport) exception; None for anything else."""
     try:
         import httpx2

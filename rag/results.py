@@ -7,6 +7,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.usage import Usage
+
+# The manifest's separator of heading-path entries, and the entry ``row_blocks`` writes
+# for a row range; repeated here so that results import nothing heavy.
+HEADING_SEPARATOR = " > "
+ROWS_PREFIX = "rows "
+# Appended to a chunk's kind when its text came from OCR (a scanned page, an image).
+OCR_SUFFIX = "+ocr"
+
 
 def display_path(path: str) -> str:
     """A path as people want to read it: relative to the current folder when inside it."""
@@ -17,9 +26,26 @@ def display_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def location(source: str, page: int | None) -> str:
-    """``path:page``, or just the path for files without pages, as citations show it."""
+def location(source: str, page: int | None, heading: str = "") -> str:
+    """Where a chunk is, as citations show it, by what the file type has to point at.
+
+    ``report.pdf:3`` (page), ``deck.pptx:slide 3``, ``table.xlsx:Sheet1!rows 2-40``,
+    ``data.csv:rows 2-40``, ``report.docx:Findings > Costs (page 4)``; just the path
+    for files with nothing finer (plain text, Markdown, HTML).
+    """
+    from rag.ingest.loaders import file_type  # here: results are imported by modules loaders import
+
     where = display_path(source)
+    found = file_type(source)
+    cites = found.cites if found else "page"
+    parts = heading.split(HEADING_SEPARATOR) if heading else []
+    if cites == "slide" and page is not None:
+        return f"{where}:slide {page}"
+    if cites == "rows" and parts and parts[-1].startswith(ROWS_PREFIX):
+        sheet = HEADING_SEPARATOR.join(parts[:-1])
+        return f"{where}:{sheet}!{parts[-1]}" if sheet else f"{where}:{parts[-1]}"
+    if cites == "section" and parts:
+        return f"{where}:{heading}" + (f" (page {page})" if page is not None else "")
     return f"{where}:{page}" if page is not None else where
 
 
@@ -42,11 +68,13 @@ class Hit:
     end: int = 0
     #: Cosine similarity of query and chunk, whatever the ranking mode; refusal thresholds use it.
     relevance: float | None = None
+    #: The text was read by OCR from an image of the page: expect recognition errors.
+    ocr: bool = False
 
     @property
     def location(self) -> str:
-        """``path:page`` (or just the path) for citations."""
-        return location(self.source, self.page)
+        """Where the chunk is, for citations (``path:page``, ``deck.pptx:slide 3``...)."""
+        return location(self.source, self.page, self.heading)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +88,7 @@ class Hit:
             "start": self.start,
             "end": self.end,
             "text": self.text,
+            "ocr": self.ocr,
         }
 
     def __repr__(self) -> str:
@@ -90,10 +119,11 @@ class Citation:
     chunk_id: str
     score: float
     text: str = ""
+    heading: str = ""
 
     @property
     def location(self) -> str:
-        return location(self.source, self.page)
+        return location(self.source, self.page, self.heading)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,7 +132,21 @@ class Citation:
             "page": self.page,
             "chunk_id": self.chunk_id,
             "score": round(self.score, 6),
+            "heading": self.heading,
+            "location": self.location,
         }
+
+
+@dataclass(frozen=True)
+class Span:
+    """Characters ``start`` to ``end`` of an answer's text: the words that answer the question."""
+
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "text": self.text}
 
 
 @dataclass
@@ -114,11 +158,17 @@ class Answer:
     refused: bool
     citations: list[Citation]
     model: str
-    mode: str = "llm"  # "llm" or "extractive"
-    usage: dict[str, Any] = field(default_factory=dict)
+    #: Which kind of answerer wrote it: "llm" or "extractive" (see ``rag.answer.registry``).
+    answerer: str = "llm"
+    #: What the answer cost (a chat's rewrite of the question included).
+    usage: Usage = field(default_factory=Usage)
     context: list[Hit] = field(default_factory=list)
     removed_citations: int = 0
     rewritten_question: str | None = None
+    #: Time spent writing the answer (retrieval excluded).
+    seconds: float | None = None
+    #: The words that answer, within ``text`` (extractive answers mark them when they can).
+    spans: list[Span] = field(default_factory=list)
 
     def to_dict(self, *, include_context: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -127,15 +177,27 @@ class Answer:
             "refused": self.refused,
             "citations": [c.to_dict() for c in self.citations],
             "model": self.model,
-            "mode": self.mode,
-            "usage": self.usage,
+            "answerer": self.answerer,
+            "usage": self.usage.to_dict(),
+            "seconds": self.seconds,
             "removed_citations": self.removed_citations,
+            "spans": [s.to_dict() for s in self.spans],
         }
         if self.rewritten_question is not None:
             data["rewritten_question"] = self.rewritten_question
         if include_context:
             data["context"] = [h.to_dict() for h in self.context]
         return data
+
+    def marked(self, before: str = "**", after: str = "**") -> str:
+        """``text`` with each span wrapped in ``before`` and ``after`` (Markdown bold by default)."""
+        parts, last = [], 0
+        for span in sorted(self.spans, key=lambda s: s.start):
+            if span.start >= last:  # overlapping spans: the first one wins
+                parts += [self.text[last : span.start], before, self.text[span.start : span.end], after]
+                last = span.end
+        parts.append(self.text[last:])
+        return "".join(parts)
 
     def __str__(self) -> str:
         lines = [self.text]
@@ -144,8 +206,8 @@ class Answer:
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
-        label = " *(extractive: no LLM configured)*" if self.mode == "extractive" else ""
-        body = f"**{'Declined' if self.refused else 'Answer'}**{label}\n\n{self.text}"
+        label = " *(extractive: no LLM configured)*" if self.answerer == "extractive" else ""
+        body = f"**{'Declined' if self.refused else 'Answer'}**{label}\n\n{self.marked()}"
         if self.citations:
             rows = ["| [n] | source | score |", "|---|---|---|"]
             for c in self.citations:
@@ -187,7 +249,8 @@ class IngestReport:
     from_cache: int = 0
     repaired: int = 0
     seconds: float = 0.0
-    usage: dict[str, Any] = field(default_factory=dict)
+    #: What the run's embedding calls cost (nothing, for a local model).
+    usage: Usage = field(default_factory=Usage)
     interrupted: str | None = None
 
     @property
@@ -214,7 +277,7 @@ class IngestReport:
             "repaired": self.repaired,
             "seconds": round(self.seconds, 3),
             "embedder": self.embedder,
-            "usage": self.usage,
+            "usage": self.usage.to_dict() if self.usage else {},
             "interrupted": self.interrupted,
         }
 
@@ -243,3 +306,29 @@ def as_jsonable(obj: Any) -> Any:
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     return obj
+
+
+@dataclass(frozen=True)
+class Document:
+    """An indexed file: ``id`` is stable and URL-safe (a hash of the path)."""
+
+    id: str
+    source: str
+    kind: str
+    pages: int | None
+    chunks: int
+    size: int
+    ingested_at: float
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "kind": self.kind,
+            "pages": self.pages,
+            "chunks": self.chunks,
+            "size": self.size,
+            "ingested_at": self.ingested_at,
+            "warnings": list(self.warnings),
+        }

@@ -122,7 +122,8 @@ class EmbeddingSettings(_Section):
 
 
 class LLMSettings(_Section):
-    llm: Literal["auto", "openai", "none"] = Field(
+    # A plain string: answerers are registered in rag.answer.registry, which checks the name.
+    llm: str = Field(
         "auto",
         description="Answerer: `openai` (any compatible server), `none` (extractive, offline), or `auto`.",
         json_schema_extra=_env("RAG_LLM"),
@@ -186,6 +187,29 @@ class IngestSettings(_Section):
         lt=0.5,
         description="Share of a chunk repeated at the start of the next one.",
         json_schema_extra=_env("RAG_CHUNK_OVERLAP"),
+    )
+    ocr: Literal["auto", "never", "always"] = Field(
+        "auto",
+        description="OCR with Tesseract: scanned PDF pages and images (auto), nothing (never), or every page (always).",
+        json_schema_extra=_env("RAG_OCR"),
+    )
+    parse_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds one file may take to parse before it is stopped and reported.",
+        json_schema_extra=_env("RAG_PARSE_TIMEOUT"),
+    )
+    parse_memory_mb: int = Field(
+        2048,
+        ge=0,
+        description="Memory one parse worker may use, in MB (0: no limit).",
+        json_schema_extra=_env("RAG_PARSE_MEMORY_MB"),
+    )
+    parse_workers: int = Field(
+        0,
+        ge=0,
+        description="Processes parsing files in parallel (0: half the cores, at most 4).",
+        json_schema_extra=_env("RAG_PARSE_WORKERS"),
     )
 
 

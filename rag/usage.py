@@ -1,45 +1,94 @@
-"""Token usage of API calls, and what it cost."""
+"""Token usage of API calls, and what it cost: a value, returned by each call and summed with ``+``.
+
+Every call that spends tokens returns the ``Usage`` it spent, so two conversations (or two
+ingests) sharing one answerer or embedder never see each other's tokens: nothing is
+measured by reading a shared counter before and after.
+"""
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from rag.settings import Price
+if TYPE_CHECKING:
+    from rag.settings import Price
 
 
-@dataclass
+@dataclass(frozen=True)
 class Usage:
-    """Tokens and requests spent on one model; ``add`` may be called from many threads."""
+    """Requests and tokens spent on ``model``; ``cost_usd`` is None when the model has no price."""
 
     model: str = ""
+    requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    requests: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    cost_usd: float | None = 0.0
+    #: True when some tokens were counted locally because the server reported none.
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def add(self, prompt_tokens: int = 0, completion_tokens: int = 0, requests: int = 1) -> None:
-        """Count one API call (or ``requests`` of them)."""
-        with self._lock:
-            self.prompt_tokens += prompt_tokens
-            self.completion_tokens += completion_tokens
-            self.requests += requests
+    def __bool__(self) -> bool:
+        return self.requests > 0
 
-    def merge(self, other: Usage) -> None:
-        """Add another tally of the same model into this one."""
-        snap = other.snapshot()
-        self.add(snap.prompt_tokens, snap.completion_tokens, snap.requests)
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        if not other.requests and not other.total_tokens:
+            return self
+        if not self.requests and not self.total_tokens:
+            return other
+        model = self.model if self.model == other.model else "+".join(m for m in (self.model, other.model) if m)
+        cost = None if self.cost_usd is None or other.cost_usd is None else self.cost_usd + other.cost_usd
+        return Usage(
+            model=model,
+            requests=self.requests + other.requests,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=cost,
+            estimated=self.estimated or other.estimated,
+        )
 
-    def snapshot(self) -> Usage:
-        """A consistent copy, safe to read while other threads keep adding."""
-        with self._lock:
-            return Usage(self.model, self.prompt_tokens, self.completion_tokens, self.requests)
+    def __radd__(self, other: object) -> Usage:
+        # sum() starts from 0.
+        if other == 0:
+            return self
+        return NotImplemented
+
+    @classmethod
+    def call(
+        cls,
+        model: str,
+        prices: Mapping[str, Price],
+        *,
+        prompt_tokens: int,
+        completion_tokens: int = 0,
+        estimated: bool = False,
+    ) -> Usage:
+        """One API call's usage, priced."""
+        return cls(
+            model=model,
+            requests=1,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost_usd(model, prompt_tokens, completion_tokens, prices),
+            estimated=estimated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": self.cost_usd,
+            "estimated": self.estimated,
+        }
 
 
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
@@ -50,10 +99,9 @@ def price_for(model: str, prices: Mapping[str, Price]) -> Price | None:
     return prices.get(model) or prices.get(_DATE_SUFFIX.sub("", model))
 
 
-def cost_usd(usage: Usage, prices: Mapping[str, Price]) -> float | None:
-    """What ``usage`` cost in USD, or None when the model has no price (e.g. a local server)."""
-    price = price_for(usage.model, prices)
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int, prices: Mapping[str, Price]) -> float | None:
+    """What the tokens cost in USD, or None when the model has no price (e.g. a local server)."""
+    price = price_for(model, prices)
     if price is None:
         return None
-    snap = usage.snapshot()
-    return (snap.prompt_tokens * price.input + snap.completion_tokens * price.output) / 1_000_000
+    return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000

@@ -20,6 +20,7 @@ import pytest
 from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
+from tests.openai_server import FakeOpenAI, openai_server
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -99,6 +100,22 @@ def docs(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return root
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """The fake OpenAI server (tests/openai_server.py), for this test alone."""
+    with openai_server() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_env(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    """The fake server configured as rag's OpenAI (no retries, so faults surface at once)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", str(fake_openai.api_key))
+    monkeypatch.setenv("RAG_OPENAI_MAX_RETRIES", "0")
+    return fake_openai
 
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -193,6 +193,21 @@ class FakeOpenAI:
         """Recorded requests whose path ends with ``path`` (e.g. ``/embeddings``)."""
         return [r for r in list(self.requests) if r.path.endswith(path)]
 
+    def usage_with(self, marker: str) -> dict[str, int]:
+        """Usage the server reported for the requests whose body contains ``marker``, summed.
+
+        Tests that run many clients at once put a marker in each client's requests (a word
+        in its questions) to tell which tokens the server billed to whom.
+        """
+        total = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        for record in list(self.requests):
+            if record.usage is None or marker not in json.dumps(record.body):
+                continue
+            total["requests"] += 1
+            total["prompt_tokens"] += record.usage.get("prompt_tokens", 0)
+            total["completion_tokens"] += record.usage.get("completion_tokens", 0)
+        return total
+
     def embedding(self, text: str, model: str = "text-embedding-3-small") -> np.ndarray:
         """The vector this server returns for ``text`` (unit length, float32)."""
         return _embed(text, self.embedding_models[model])
@@ -251,9 +266,7 @@ def _embed(text: str, dimension: int) -> np.ndarray:
 # --- the HTTP side -------------------------------------------------------------------------
 
 
-def _error_body(
-    message: str, type_: str, code: str | None = None, param: str | None = None
-) -> dict[str, Any]:
+def _error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 

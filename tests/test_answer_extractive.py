@@ -17,13 +17,14 @@ from rag.answer.extractive import (
     content_words,
     coverage,
     negated,
-    scoring_embedder,
     select,
     split_sentences,
 )
+from rag.embed import factory
 from rag.engine import Engine
 from rag.results import Hit
 from rag.settings import Settings
+from rag.store.store import Store
 from tests.conftest import HashEmbedder
 
 # --- sentences --------------------------------------------------------------------------------
@@ -83,26 +84,24 @@ def test_negation_and_answer_types() -> None:
 
 def test_a_negated_question_is_answered_only_by_a_negated_sentence(settings: Settings) -> None:
     hits = [hit(1, "The king signed the treaty in 1215. The barons did not sign the treaty.")]
-    answerer = ExtractiveAnswerer(settings, embedder=HashEmbedder, min_relevance=lambda: 0.0)
+    answerer = ExtractiveAnswerer(settings, embedder=HashEmbedder, min_relevance=0.0)
     scored = answerer.score_sentences("Who did not sign the treaty?", hits, HashEmbedder())
     assert [s.sentence.text for s in scored] == ["The barons did not sign the treaty."]
 
 
-class StubEngine:
-    """Just ``Engine.embedder``: the index's embedder is named ``index``."""
-
-    def __init__(self, index: str) -> None:
-        self.index = index
-
-    def embedder(self, name: str | None = None) -> HashEmbedder:
-        embedder = HashEmbedder()
-        embedder.name = name or self.index
-        return embedder
+class ApiEmbedder(HashEmbedder):
+    runs_locally = False
 
 
-def test_sentences_are_scored_locally_when_the_index_uses_an_api_embedder() -> None:
-    assert scoring_embedder(StubEngine("openai:text-embedding-3-small")).name == "local"  # type: ignore[arg-type]
-    assert scoring_embedder(StubEngine("local:all-MiniLM-L6-v2")).name == "local:all-MiniLM-L6-v2"  # type: ignore[arg-type]
+def test_sentences_are_scored_locally_when_the_index_uses_an_api_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(factory._PROVIDERS, "api", lambda model, settings: ApiEmbedder(model, provider="api"))
+    monkeypatch.setitem(factory._PROVIDERS, "local", lambda model, settings: HashEmbedder(model, provider="local"))
+    store = Store()
+    api = store.index("paid", embedding__embedder="api").answerer("none")
+    own = store.index("free", embedding__embedder="hash").answerer("none")
+    assert isinstance(api, ExtractiveAnswerer) and isinstance(own, ExtractiveAnswerer)
+    assert api._embedder().name == "local:v1"
+    assert own._embedder() is store.embedder("hash:v1")
 
 
 # --- selection and composition ----------------------------------------------------------------
@@ -142,10 +141,10 @@ def test_answer_with_the_hash_embedder_cites_the_chunk_it_quotes(settings: Setti
         hit(1, "Honey bees live in colonies. Each colony has a single queen."),
         hit(2, "Mount Etna is an active volcano in Sicily.", source="etna.txt"),
     ]
-    answerer = ExtractiveAnswerer(settings, embedder=HashEmbedder, min_relevance=lambda: 0.1)
+    answerer = ExtractiveAnswerer(settings, embedder=HashEmbedder, min_relevance=0.1)
     deltas: list[str] = []
     answer = answerer.answer("Where is the volcano Mount Etna?", hits, on_delta=deltas.append)
-    assert not answer.refused and answer.mode == "extractive" and answer.model == "extractive"
+    assert not answer.refused and answer.answerer == "extractive" and answer.model == "extractive"
     assert "Mount Etna is an active volcano in Sicily. [2]" in answer.text
     assert [c.n for c in answer.citations] == [2] and answer.citations[0].source == "etna.txt"
     assert deltas == [answer.text] and answer.context == hits
@@ -207,7 +206,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 )
 def test_answers_from_the_right_document(engine: Engine, question: str, expected: str, source: str) -> None:
     answer = engine.ask(question)
-    assert answer.mode == "extractive" and not answer.refused, answer.text
+    assert answer.answerer == "extractive" and not answer.refused, answer.text
     assert expected in answer.text
     assert any(Path(c.source).name == source and expected in c.text for c in answer.citations)
     for c in answer.citations:

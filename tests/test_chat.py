@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from rag import Engine, prompts, tokens
+from rag.answer import budget
 from rag.answer.base import Turn
-from rag.chat import rewrite
+from rag.chat import followups
 from rag.chat.conversation import Conversation
 from rag.chat.sessions import ChatTurn, SessionStore, new_session_name, validate_session_name
 from rag.errors import UsageError
@@ -30,26 +31,35 @@ BRIDGE = [Turn("Tell me about the Golden Gate Bridge", "It is a suspension bridg
 
 @pytest.mark.parametrize(
     "question",
-    ["and when did it open?", "Who designed it?", "what about the tolls?", "And for 2023?", "why?",
-     "How long are those?", "So how much did they cost?"],
+    [
+        "and when did it open?",
+        "Who designed it?",
+        "what about the tolls?",
+        "And for 2023?",
+        "why?",
+        "How long are those?",
+        "So how much did they cost?",
+    ],
 )
 def test_follow_ups_are_recognised(question: str) -> None:
-    assert rewrite.is_follow_up(question)
+    assert followups.is_follow_up(question)
 
 
 @pytest.mark.parametrize(
     "question",
-    ["Which volcano in Sicily is one of the most active in Europe?",
-     "When did the Stockton and Darlington railway open?",
-     "How do honey bees pollinate flowering plants?"],
+    [
+        "Which volcano in Sicily is one of the most active in Europe?",
+        "When did the Stockton and Darlington railway open?",
+        "How do honey bees pollinate flowering plants?",
+    ],
 )
 def test_standalone_questions_are_left_alone(question: str) -> None:
-    assert not rewrite.is_follow_up(question)
-    assert rewrite.expand_query(question, BRIDGE) == question
+    assert not followups.is_follow_up(question)
+    assert followups.expand_query(question, BRIDGE) == question
 
 
 def test_a_follow_up_carries_the_subject_and_keeps_the_users_words_first() -> None:
-    query = rewrite.expand_query("and when did it open?", BRIDGE)
+    query = followups.expand_query("and when did it open?", BRIDGE)
     assert query.startswith("and when did it open? ")
     assert {"Golden", "Gate", "Bridge"} <= set(query.split())
     assert "Francisco" not in query  # the question named its subject; the answer's names are detail
@@ -57,7 +67,7 @@ def test_a_follow_up_carries_the_subject_and_keeps_the_users_words_first() -> No
 
 def test_when_the_question_asked_for_a_name_the_answers_name_is_carried() -> None:
     history = [Turn("Which volcano in Sicily is very active?", "Mount Etna in Sicily erupts often [1].")]
-    query = rewrite.expand_query("when did it last erupt?", history)
+    query = followups.expand_query("when did it last erupt?", history)
     assert query.startswith("when did it last erupt? ") and "Mount Etna" in query
 
 
@@ -67,7 +77,7 @@ def test_the_latest_turn_weighs_most_and_the_last_standalone_question_ends_the_c
         Turn("Tell me about the Golden Gate Bridge", "A suspension bridge [1]."),
         Turn("How long is its main span?", "1,280 metres [1]."),
     ]
-    query = rewrite.expand_query("and who built it?", history)
+    query = followups.expand_query("and who built it?", history)
     words = query.split()
     assert words.index("span") < words.index("Golden")  # latest question first
     assert "honey" not in query and "bees" not in query  # before the subject was set
@@ -75,14 +85,14 @@ def test_the_latest_turn_weighs_most_and_the_last_standalone_question_ends_the_c
 
 def test_a_follow_up_that_names_its_own_year_or_place_replaces_the_earlier_one() -> None:
     history = [Turn("What was the revenue of Acme in 2022?", "Acme made $3M in 2022 [1].")]
-    assert rewrite.expand_query("and for 2023?", history) == "and for 2023? Acme revenue"
-    assert rewrite.expand_query("what about Globex?", history) == "what about Globex? 2022 revenue"
+    assert followups.expand_query("and for 2023?", history) == "and for 2023? Acme revenue"
+    assert followups.expand_query("what about Globex?", history) == "what about Globex? 2022 revenue"
     # A name beside a pronoun is not a new subject: the old one still carries.
-    assert "Acme" in rewrite.expand_query("was it profitable on Mondays?", history)
+    assert "Acme" in followups.expand_query("was it profitable on Mondays?", history)
 
 
 def test_no_history_means_no_rewrite() -> None:
-    assert rewrite.expand_query("and when did it open?", []) == "and when did it open?"
+    assert followups.expand_query("and when did it open?", []) == "and when did it open?"
 
 
 # --- the history budget -----------------------------------------------------------------------
@@ -96,39 +106,48 @@ def _turns(n: int, answer_words: int = 40) -> list[Turn]:
 
 def test_fit_history_keeps_the_newest_turns_that_fit() -> None:
     turns = _turns(6)
-    per_turn = rewrite.turn_tokens(turns[0], MODEL)
-    kept = rewrite.fit_history(turns, 3 * per_turn + 5, MODEL)
+    per_turn = budget.turn_tokens(turns[0], MODEL)
+    kept = budget.fit_history(turns, 3 * per_turn + 5, MODEL)
     assert kept == turns[-3:]
-    assert rewrite.fit_history(turns, 10**6, MODEL) == turns
-    assert rewrite.fit_history(turns, 0, MODEL) == []
+    assert budget.fit_history(turns, 10**6, MODEL) == turns
+    assert budget.fit_history(turns, 0, MODEL) == []
 
 
 def test_fit_history_cuts_the_latest_answer_rather_than_lose_it() -> None:
     (turn,) = _turns(1, answer_words=500)
-    budget = rewrite.turn_tokens(turn, MODEL) // 2
-    (kept,) = rewrite.fit_history([turn], budget, MODEL)
-    assert kept.question == turn.question and kept.answer.endswith(rewrite.CUT)
-    assert rewrite.turn_tokens(kept, MODEL) <= budget
+    room = budget.turn_tokens(turn, MODEL) // 2
+    (kept,) = budget.fit_history([turn], room, MODEL)
+    assert kept.question == turn.question and kept.answer.endswith(budget.CUT)
+    assert budget.turn_tokens(kept, MODEL) <= room
 
 
 def test_history_budget_leaves_the_sources_at_least_half() -> None:
     # 10,000 window - 1,000 answer - 1,000 fixed = 8,000 of room.
     common = {"window": 10_000, "answer_reserve": 1_000, "fixed_tokens": 1_000}
-    assert rewrite.history_budget(**common, sources_tokens=1_000) == 4_000  # sources get half anyway
-    assert rewrite.history_budget(**common, sources_tokens=6_000) == 2_000
-    assert rewrite.history_budget(**common, sources_tokens=9_000) == 0
-    assert rewrite.history_budget(**common, sources_tokens=0, cap=500) == 500
+    assert budget.history_budget(**common, sources_tokens=1_000) == 4_000  # sources get half anyway
+    assert budget.history_budget(**common, sources_tokens=6_000) == 2_000
+    assert budget.history_budget(**common, sources_tokens=9_000) == 0
+    assert budget.history_budget(**common, sources_tokens=0, cap=500) == 500
 
 
 # --- the session store ------------------------------------------------------------------------
 
 
 def _chat_turn(question: str, answer: str = "An answer [1].") -> ChatTurn:
-    hit = Hit(rank=1, score=0.5, chunk_id="c1", source="/docs/a.txt", page=2, heading="H", text="Chunk text.",
-              relevance=0.4)
+    hit = Hit(
+        rank=1, score=0.5, chunk_id="c1", source="/docs/a.txt", page=2, heading="H", text="Chunk text.", relevance=0.4
+    )
     citation = Citation(1, "/docs/a.txt", 2, "c1", 0.5, "Chunk text.")
-    return ChatTurn(question, answer, search_query=question + " expanded", citations=[citation], context=[hit],
-                    mode="extractive", model="extractive", created=1.0)
+    return ChatTurn(
+        question,
+        answer,
+        search_query=question + " expanded",
+        citations=[citation],
+        context=[hit],
+        answerer="extractive",
+        model="extractive",
+        created=1.0,
+    )
 
 
 def test_sessions_round_trip(tmp_path: Path) -> None:
@@ -303,7 +322,7 @@ def test_the_model_rewrites_the_follow_up_and_retrieval_uses_it(server: FakeOpen
     assert messages[2] == {"role": "assistant", "content": "Mount Etna [1]."}
     assert messages[-1]["content"].rstrip().endswith("Question: and when did it open?")
     # The rewrite's call counts in the answer's usage and in the index's totals.
-    assert answer.usage["requests"] == 2
+    assert answer.usage.requests == 2
     (row,) = engine.indexes()[0].usage
     assert (row["kind"], row["requests"]) == ("chat", 3)
 
@@ -320,7 +339,7 @@ def test_old_turns_are_dropped_to_fit_a_small_window(
         "What do bees do?" if body["messages"][0]["content"] == prompts.REWRITE_SYSTEM else long_answer
     )
     with Engine() as small:
-        chat = small.chat(save=False, rewrite=False)
+        chat = small.chat(save=False, rewrite_followups=False)
         for i in range(8):
             chat.ask(f"Question {i}: what do bees do?")
         budget = chat.history_budget("Question 8: what do bees do?")
@@ -334,7 +353,7 @@ def test_old_turns_are_dropped_to_fit_a_small_window(
     history_tokens = sum(tokens.count_tokens(m["content"], MODEL) + 3 for m in last[1:-1])
     assert history_tokens <= budget
     # The rules and the sources are still there, and the whole prompt fits.
-    assert last[0]["content"] == prompts.SYSTEM and "<source id=\"1\"" in last[-1]["content"]
+    assert last[0]["content"] == prompts.SYSTEM and '<source id="1"' in last[-1]["content"]
     prompt = sum(tokens.count_tokens(m["content"], MODEL) + 3 for m in last) + 3
     assert prompt <= window - reserve
 

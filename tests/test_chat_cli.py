@@ -76,14 +76,24 @@ class Store:
 
     def rag(self, *args: str, stdin: str = "", timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "rag", *args], input=stdin, capture_output=True, text=True,
-            env={**self.env, **env}, cwd=self.cwd, timeout=timeout,
+            [sys.executable, "-m", "rag", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**self.env, **env},
+            cwd=self.cwd,
+            timeout=timeout,
         )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "rag", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.cwd,
+            [sys.executable, "-m", "rag", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
         )
 
 
@@ -99,8 +109,11 @@ def _write_docs(root: Path) -> Path:
 def _clean_env(home: Path, tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "OPENAI_"))}
     env.update(
-        RAG_HOME=str(home), RAG_CONFIG=str(tmp / "no-config.toml"), XDG_CONFIG_HOME=str(tmp / "xdg"),
-        NO_COLOR="1", PYTHONUNBUFFERED="1",
+        RAG_HOME=str(home),
+        RAG_CONFIG=str(tmp / "no-config.toml"),
+        XDG_CONFIG_HOME=str(tmp / "xdg"),
+        NO_COLOR="1",
+        PYTHONUNBUFFERED="1",
     )
     return env
 
@@ -125,8 +138,12 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         with Engine(settings=settings_for(server, store__home=tmp / "home")) as engine:
             assert engine.ingest(docs, embedder="openai").ok
         env = _clean_env(tmp / "home", tmp)
-        env.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY=str(server.api_key),
-                   RAG_OPENAI_MAX_RETRIES="0", RAG_MIN_SCORE="-1")
+        env.update(
+            OPENAI_BASE_URL=server.base_url,
+            OPENAI_API_KEY=str(server.api_key),
+            RAG_OPENAI_MAX_RETRIES="0",
+            RAG_MIN_SCORE="-1",
+        )
         yield Store(tmp / "home", env, tmp, server)
 
 
@@ -149,8 +166,6 @@ def rag_cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[in
         return cli(*args)
 
     return run
-
-
 
 
 def _chat_calls(server: FakeOpenAI, since: int = 0) -> list[dict[str, Any]]:
@@ -229,8 +244,10 @@ def test_a_session_survives_a_restart(llm: Store, server: FakeOpenAI, rag_cli: C
     (etna,) = [s for s in listed if s["name"] == "etna"]
     assert etna["index"] == "default" and etna["turns"] == 2 and etna["updated"] >= etna["created"]
     shown = json.loads(rag_cli(llm, "history", "show", "etna", "--json")[1])
-    assert [t["question"] for t in shown["turns"]] == ["Which volcano in Sicily is very active?",
-                                                        "how often does it erupt?"]
+    assert [t["question"] for t in shown["turns"]] == [
+        "Which volcano in Sicily is very active?",
+        "how often does it erupt?",
+    ]
     assert shown["turns"][0]["citations"][0]["source"].endswith("volcanoes.txt")
     assert shown["turns"][1]["rewritten_question"] == "How often does Mount Etna erupt?"
     code, text, _ = rag_cli(llm, "history", "show", "etna")
@@ -265,8 +282,13 @@ def test_interactive_chat_streams_stops_on_ctrl_c_and_knows_its_commands(
 ) -> None:
     pexpect = pytest.importorskip("pexpect")
     child = pexpect.spawn(
-        sys.executable, ["-m", "rag", "chat", "--session", "tty"], env={**llm.env, "TERM": "xterm"},
-        cwd=str(llm.cwd), encoding="utf-8", timeout=60, dimensions=(40, 200),
+        sys.executable,
+        ["-m", "rag", "chat", "--session", "tty"],
+        env={**llm.env, "TERM": "xterm"},
+        cwd=str(llm.cwd),
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 200),
     )
     try:
         child.expect("session tty")

@@ -30,7 +30,7 @@ def test_json_has_the_documented_shape(indexed: Path, cli: Cli) -> None:
     assert data["question"] == QUESTION and data["refused"] is False and data["model"] == "extractive"
     assert "Etna" in data["answer"]
     citation = data["citations"][0]
-    assert set(citation) == {"n", "source", "page", "chunk_id", "score"}
+    assert set(citation) == {"n", "source", "page", "chunk_id", "score", "heading", "location"}
     assert citation["source"].endswith("volcanoes.txt") and f"[{citation['n']}]" in data["answer"]
     assert "context" not in data
 
@@ -98,7 +98,7 @@ def test_llm_json_reports_usage_and_no_stream_prints_once(
         code, out, err = cli("ask", QUESTION, "--json")
         assert code == 0, err
         data = json.loads(out)
-        assert (data["mode"], data["model"], data["answer"]) == ("llm", "gpt-4o-mini", "Mount Etna [1].")
+        assert (data["answerer"], data["model"], data["answer"]) == ("llm", "gpt-4o-mini", "Mount Etna [1].")
         usage_keys = {"requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd"}
         assert usage_keys <= set(data["usage"])
         assert server.requests_to("/chat/completions")[0].body.get("stream") is not True

@@ -37,7 +37,7 @@ def tree(tmp_path: Path) -> Path:
         "d.htm",
         "e.html",
         "f.markdown",
-        "image.png",
+        "image.bmp",
         "notes/x.md",
         "notes/deep/y.txt",
         "drafts/z.md",
@@ -61,7 +61,7 @@ def test_walks_folders_and_reports_what_it_skips(tree: Path) -> None:
     hidden = sorted(s.path.name for s in found.skipped if s.reason == "hidden")
     assert hidden == [".git", ".hidden.md"]
     assert {s.message for s in found.skipped if s.reason == "hidden"} == {"hidden file", "hidden folder"}
-    assert found.count("unsupported") == 2  # image.png, Makefile
+    assert found.count("unsupported") == 2  # image.bmp, Makefile
     assert all(s.unsupported for s in found.skipped if s.reason == "unsupported")
     assert all(p.is_absolute() for p in found.files)
 
@@ -161,13 +161,13 @@ def test_hidden_file_or_folder_named_explicitly_is_read(tmp_path: Path) -> None:
 
 
 def test_explicit_files_still_obey_type_size_and_globs(tmp_path: Path) -> None:
-    touch(tmp_path, "a.docx", "b.md", "c.md")
+    touch(tmp_path, "a.odt", "b.md", "c.md")
     touch(tmp_path, "big.md", size=2 * MB)
-    paths = [tmp_path / n for n in ("a.docx", "b.md", "c.md", "big.md")]
+    paths = [tmp_path / n for n in ("a.odt", "b.md", "c.md", "big.md")]
     found = discover(paths, exclude=["c.*"], max_file_bytes=MB)
     assert rel(tmp_path, found.files) == ["b.md"]
     assert sorted((s.path.name, s.reason) for s in found.skipped) == [
-        ("a.docx", "unsupported"),
+        ("a.odt", "unsupported"),
         ("big.md", "too_large"),
     ]
 

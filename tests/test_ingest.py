@@ -30,10 +30,9 @@ def _engine(**overrides) -> Engine:
 def _consistent(engine: Engine) -> tuple[int, int]:
     """Chroma and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
     index = engine._index()
-    chroma_ids = {i for page in index.vectors.all_ids() for i in page}
-    assert chroma_ids == index.manifest.live_ids()
-    assert index.manifest.unsettled() == []
-    return len(chroma_ids), index.manifest.file_count()
+    chroma_ids = index.vector_ids()
+    assert chroma_ids == index.live_ids()
+    return len(chroma_ids), index.file_count()
 
 
 def _embedder(engine: Engine) -> HashEmbedder:
@@ -236,7 +235,7 @@ def test_interrupted_ingest_is_repaired_without_reembedding(tmp_path: Path, isol
 
     engine = _engine(embedding__embedder="slow")
     factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
-    cached_before = engine._embedding_cache().count()
+    cached_before = engine.store.embedding_cache().count()
     report = engine.ingest([folder])
     assert report.failed == []
     assert report.from_cache >= cached_before  # everything embedded before the kill is reused
@@ -248,7 +247,7 @@ def test_interrupted_ingest_is_repaired_without_reembedding(tmp_path: Path, isol
     index = engine._index()
     for i in range(40):
         path = str((folder / f"doc{i:03d}.txt").resolve())
-        positions = [c.position for c in index.manifest.chunks_of(path)]
+        positions = [c.position for c in index.chunks_of(path)]
         assert positions == list(range(len(positions))) and positions
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
-from rag.ingest.loaders import SUPPORTED_EXTENSIONS, decode_text, load
+from rag.ingest.loaders import SUPPORTED_EXTENSIONS, LoadOptions, decode_text, load
 from rag.ingest.loaders.pdf import clean_page_text
 
 PDF = Path(__file__).parent / "fixtures" / "pdf"
@@ -155,7 +155,7 @@ def test_folder_with_a_text_name_is_reported(tmp_path: Path) -> None:
 
 
 def test_unsupported_extension_is_reported(tmp_path: Path) -> None:
-    assert failure(write(tmp_path / "a.docx", "x")) == "unsupported file type '.docx'"
+    assert failure(write(tmp_path / "a.odt", "x")) == "unsupported file type '.odt'"
     assert set(SUPPORTED_EXTENSIONS) >= {".txt", ".md", ".markdown", ".pdf", ".html", ".htm"}
 
 
@@ -378,7 +378,9 @@ def test_pdf_without_text_layer_is_reported(tmp_path: Path) -> None:
     writer.add_blank_page(width=200, height=200)
     with (tmp_path / "scan.pdf").open("wb") as fh:
         writer.write(fh)
-    assert failure(tmp_path / "scan.pdf") == "no extractable text (scanned PDF?)"
+    with pytest.raises(DocumentError) as caught:
+        load(tmp_path / "scan.pdf", LoadOptions(ocr="never"))
+    assert caught.value.reason == "no extractable text (scanned PDF? OCR is off: --ocr never)"
 
 
 def test_pages_without_text_are_a_warning(tmp_path: Path) -> None:
@@ -389,7 +391,7 @@ def test_pages_without_text_are_a_warning(tmp_path: Path) -> None:
     writer.add_blank_page(width=200, height=200)
     with (tmp_path / "mixed.pdf").open("wb") as fh:
         writer.write(fh)
-    doc = load(tmp_path / "mixed.pdf")
+    doc = load(tmp_path / "mixed.pdf", LoadOptions(ocr="never"))
     assert [s.page for s in doc.sections] == [1]
     assert doc.warnings == ["1 of 2 pages have no text layer (scanned?)"]
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from rag import errors, tokens
-from rag.embed.base import embed_many
+from rag.embed.base import embed_all, embed_many
 from rag.embed.openai import OpenAIEmbedder
-from rag.usage import cost_usd
+from rag.usage import Usage, cost_usd
 from tests.openai_server import (
     MAX_INPUT_TOKENS,
     MAX_INPUTS,
@@ -142,14 +142,14 @@ def test_429_and_500_are_retried_and_usage_counts_only_successes(server: FakeOpe
     server.rate_limit_next(1, retry_after=0.01)
     texts = [f"passage {i} about vectors" for i in range(60)]
     emb = make(server, batch_size=10, concurrency=3, openai__max_retries=5)
-    vectors = embed_many(emb, texts)
+    vectors, usage = embed_all(emb, texts)
     np.testing.assert_allclose(vectors, expected(server, texts), atol=1e-6)
     statuses = [r.status for r in server.requests]
     assert statuses.count(429) == 3 and statuses.count(500) == 1 and statuses.count(200) == 6
     ok = successful(server)
-    assert emb.usage.requests == len(ok) == 6
-    assert emb.usage.prompt_tokens == sum(r.usage["prompt_tokens"] for r in ok)
-    assert emb.usage.prompt_tokens == sum(emb.count_tokens(texts))
+    assert usage.requests == len(ok) == 6
+    assert usage.prompt_tokens == sum(r.usage["prompt_tokens"] for r in ok)
+    assert usage.prompt_tokens == sum(emb.count_tokens(texts))
 
 
 def test_dropped_connection_is_retried(server: FakeOpenAI) -> None:
@@ -170,11 +170,12 @@ def test_failure_keeps_the_batches_already_delivered(server: FakeOpenAI) -> None
         if len(delivered) == 2:
             server.rate_limit_next(100, retry_after_ms=1)
 
+    spent: list[Usage] = []
     with pytest.raises(errors.RateLimitError) as info:
-        embed_many(emb, texts, on_batch)
+        embed_all(emb, texts, on_batch, on_usage=spent.append)
     assert str(info.value).startswith("rate limited by the API after 2 retries")
     assert "\n" not in str(info.value)
-    assert len(delivered) == 2 and emb.usage.requests == 2
+    assert len(delivered) == 2 and sum(spent, Usage()).requests == 2
 
 
 def test_base64_and_float_give_the_same_vectors(server: FakeOpenAI) -> None:
@@ -213,10 +214,10 @@ def test_unknown_model_dimension_is_probed_once(server: FakeOpenAI) -> None:
     server.embedding_models["nomic-embed-text"] = 768
     emb = make(server, "nomic-embed-text", embedding__concurrency=4)
     assert "dim=?" in repr(emb) and server.requests == []  # repr never calls the API
-    vectors = embed_many(emb, [f"t{i}" for i in range(30)])
+    vectors, usage = embed_all(emb, [f"t{i}" for i in range(30)])
     assert vectors.shape == (30, 768) and emb.dimension == 768
     assert [r.body["input"] for r in server.requests].count(["dimension probe"]) == 1
-    assert emb.usage.requests == len(server.requests)
+    assert usage.requests == len(server.requests) - 1  # the probe is the embedder's, not the run's
 
 
 def test_unknown_model_is_model_not_found(server: FakeOpenAI) -> None:
@@ -260,21 +261,20 @@ def test_usage_without_server_usage_falls_back_to_our_count() -> None:
     with openai_server(api_key=KEY, include_usage=False) as server:
         texts = [f"some words number {i}" for i in range(25)]
         emb = make(server, batch_size=10)
-        embed_many(emb, texts)
+        _, usage = embed_all(emb, texts)
         assert all(r.usage is None for r in server.requests)
-        assert emb.usage.prompt_tokens == sum(sum(r.input_tokens) for r in server.requests)
-        assert emb.usage.requests == 3
+        assert usage.prompt_tokens == sum(sum(r.input_tokens) for r in server.requests)
+        assert usage.requests == 3 and usage.estimated
 
 
 def test_cost(server: FakeOpenAI) -> None:
     emb = make(server)
-    emb.embed_batch(["hello world"] * 1000)
-    assert emb.usage.prompt_tokens == 2000
-    assert cost_usd(emb.usage, emb.settings.prices) == pytest.approx(2000 * 0.02 / 1_000_000)
+    _, usage = emb.embed_batch_usage(["hello world"] * 1000)
+    assert usage.prompt_tokens == 2000
+    assert usage.cost_usd == pytest.approx(2000 * 0.02 / 1_000_000)
     server.embedding_models["nomic-embed-text"] = 768
     local = make(server, "nomic-embed-text")
-    local.embed_batch(["x"])
-    assert cost_usd(local.usage, local.settings.prices) is None
+    assert local.embed_batch_usage(["x"])[1].cost_usd is None
 
 
 def test_empty_text_and_overlong_query(server: FakeOpenAI) -> None:
@@ -318,32 +318,21 @@ def test_missing_openai_package(server: FakeOpenAI, monkeypatch: pytest.MonkeyPa
         make(server)
 
 
-def test_usage_adds_up_across_threads_and_prices_snapshots() -> None:
-    import threading
-
+def test_usage_is_a_value_summed_with_plus_and_priced_by_family() -> None:
     from rag.settings import Settings
-    from rag.usage import Usage
 
-    usage = Usage(model="gpt-4o-mini-2024-07-18")
-
-    def work() -> None:
-        for _ in range(1000):
-            usage.add(prompt_tokens=3, completion_tokens=2)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (
+    prices = Settings().prices
+    call = Usage.call("gpt-4o-mini-2024-07-18", prices, prompt_tokens=3, completion_tokens=2)
+    total = sum([call] * 8000, Usage())
+    assert (total.requests, total.prompt_tokens, total.completion_tokens, total.total_tokens) == (
         8000,
         24_000,
         16_000,
         40_000,
     )
-    prices = Settings().prices
-    assert cost_usd(usage, prices) == pytest.approx((24_000 * 0.15 + 16_000 * 0.60) / 1_000_000)
-    total = Usage(model="gpt-4o-mini")
-    total.merge(usage)
-    assert total.snapshot() == Usage("gpt-4o-mini", 24_000, 16_000, 8000)
-    assert cost_usd(Usage(model="llama3:8b", prompt_tokens=10), prices) is None
+    assert total.cost_usd == pytest.approx((24_000 * 0.15 + 16_000 * 0.60) / 1_000_000)
+    assert Usage() + call == call and call + Usage() == call
+    with pytest.raises(AttributeError):
+        call.requests = 2  # type: ignore[misc]
+    assert cost_usd("llama3:8b", 10, 0, prices) is None
+    assert (call + Usage.call("llama3:8b", prices, prompt_tokens=1)).cost_usd is None

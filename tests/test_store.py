@@ -11,7 +11,8 @@ from rag.errors import EmbedderMismatchError, IndexNotFoundError, UsageError
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, validate_index_name
-from rag.store.manifest import ChunkRecord, FileRecord, Manifest, keyword_terms
+from rag.store.manifest import Manifest, keyword_terms
+from rag.store.records import ChunkRecord, FileRecord
 from rag.store.vectors import VectorStore
 
 

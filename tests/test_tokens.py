@@ -170,9 +170,7 @@ def test_damaged_table_is_refused(
 
 def test_loading_is_shared_between_threads(fresh_cache: None) -> None:
     results: list[object] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(tokens.get_encoding("cl100k_base"))) for _ in range(8)
-    ]
+    threads = [threading.Thread(target=lambda: results.append(tokens.get_encoding("cl100k_base"))) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:

@@ -58,7 +58,7 @@ def citations_for(text: str, sources: Sequence[Hit]) -> list[Citation]:
 
 def citation(n: int, hit: Hit) -> Citation:
     """The citation of source ``n``."""
-    return Citation(n, hit.source, hit.page, hit.chunk_id, hit.score, hit.text)
+    return Citation(n, hit.source, hit.page, hit.chunk_id, hit.score, hit.text, hit.heading)
 
 
 class CitationFilter:

@@ -11,8 +11,15 @@ No LLM, no key.  Each whole sentence of the retrieved chunks is scored (``score_
 
 The answer is the best sentence and up to two more within ``MARGIN`` of it, in document
 order within each source, each source cited; or a refusal when the best score is below
-the calibrated threshold (``rag.answer.relevance``).  benchmarks/squad_answerability.py
-measured every one of these choices.
+the calibrated threshold (``rag.answer.relevance``).  ``choose`` then checks that the
+quoted text is about what was asked (``rag.answer.focus``): a sentence whose chunk lacks an
+identifier or number of the question ("HTTP/3") never answers, and the answer is declined
+when its chunks lack most of the question's weight; a decline says what the documents
+cover instead when it can ("The documents mention HTTP/1.1 and HTTP/2, not HTTP/3.").
+The words that answer are marked in ``Answer.spans`` (``rag.answer.span``).  A follow-up
+in a chat is scored against the question as typed and as expanded with the
+conversation's subject (``follow_up``).  benchmarks/squad_answerability.py measured every
+one of these choices.
 
 Sentences are embedded with the index's embedder when it is local.  When the index uses
 an API embedder, the local model scores them instead: embedding every candidate sentence
@@ -21,28 +28,24 @@ would otherwise be a paid request per question, in an answerer meant to work off
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag import prompts
-from rag.answer import relevance
+from rag.answer import focus, relevance
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
+from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
-from rag.results import Answer, Hit
+from rag.results import HEADING_SEPARATOR, ROWS_PREFIX, Answer, Hit, Span
 from rag.settings import Settings
 from rag.text import FUNCTION_WORDS
-
-if TYPE_CHECKING:
-    from rag.engine import Engine
 
 #: Most sentences quoted in one answer.
 MAX_SENTENCES = 3
@@ -138,7 +141,12 @@ _NUMBERS = "two|three|four|five|six|seven|eight|nine|ten|twelve|twenty|hundred|t
 # matched capitalised only: "may" is mostly a verb.
 _ANSWER_PATTERNS = [
     (
-        re.compile(r"\bwhen\b|\b(?:what|which) (?:year|century|decade|date|month|day)\b", re.IGNORECASE),
+        # "When" as the question's word, not as a conjunction ("raised when the pool is full").
+        re.compile(
+            r"^\W*(?:(?:and|but|so|since|until|by|from)\s+)?when\b"
+            r"|\b(?:what|which) (?:year|century|decade|date|month|day)\b",
+            re.IGNORECASE,
+        ),
         re.compile(rf"\b(?:1\d{{3}}|20\d{{2}})s?\b|\b(?:{_MONTHS})\b|\b(?i:centur(?:y|ies))\b|\b\d+(?:st|nd|rd|th)\b"),
     ),
     (
@@ -156,7 +164,9 @@ def answer_pattern(question: str) -> re.Pattern[str] | None:
     return next((answer for asks, answer in _ANSWER_PATTERNS if asks.search(question)), None)
 
 
-_NEGATION = re.compile(r"\b(?:not|never|no|none|nothing|nobody|neither|nor|without|cannot)\b|n't\b", re.IGNORECASE)
+_NEGATION = re.compile(
+    r"\b(?:not|never|no|none|nothing|nobody|neither|nor|without|cannot|unable)\b|n't\b", re.IGNORECASE
+)
 
 
 def negated(text: str) -> bool:
@@ -182,13 +192,17 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
     sentences: list[Sentence] = []
     seen: set[str] = set()
     for i, hit in enumerate(hits):
-        spans = split_sentences(hit.text)
+        # Table chunks (spreadsheets, CSV) are a header line and whole rows: each row is a
+        # "sentence", though it ends without a full stop; the header answers nothing.
+        rows = hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1].startswith(ROWS_PREFIX)
+        spans = _row_spans(hit.text) if rows else split_sentences(hit.text)
         for n, (start, end) in enumerate(spans):
             text = " ".join(hit.text[start:end].split())
             heading = text.startswith("#")  # names a topic, answers nothing
             # Chunks may begin or end mid-sentence; the neighbouring chunk has it whole.
-            cut = (n == 0 and _STARTS_LOWER.match(text) is not None) or (
-                n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE)
+            cut = not rows and (
+                (n == 0 and _STARTS_LOWER.match(text) is not None)
+                or (n == len(spans) - 1 > 0 and not text.endswith(_ENDS_SENTENCE))
             )
             if not heading and not cut and text not in seen:  # overlapping chunks repeat sentences
                 seen.add(text)
@@ -196,44 +210,116 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
     return sentences
 
 
-def scoring_embedder(engine: Engine) -> Embedder:
-    """The embedder that scores sentences: the index's own, or the local one for API embedders."""
-    embedder = engine.embedder()
-    return engine.embedder("local") if embedder.name.startswith("openai:") else embedder
+def _row_spans(text: str) -> list[tuple[int, int]]:
+    """Each line of a table chunk after its header line, as (start, end)."""
+    spans = []
+    position = 0
+    for number, line in enumerate(text.split("\n")):
+        if number and line.strip():
+            spans.append((position, position + len(line)))
+        position += len(line) + 1
+    return spans
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the answerer quotes, or why it declines."""
+
+    #: The sentences to quote; empty when declining.
+    chosen: list[Scored]
+    #: What to say instead of the plain refusal (a near miss), and the hits (0-based) it cites.
+    note: str | None = None
+    cites: tuple[int, ...] = ()
+
+
+def choose(
+    question: str, hits: Sequence[Hit], scored: Sequence[Scored], threshold: float, rarity: focus.Rarity | None
+) -> Choice:
+    """The sentences that answer ``question``, checked against its focus terms; or a decline.
+
+    A sentence may answer only if its chunk holds every identifier and number the question
+    names (``HTTP/3``, ``231``): nothing paraphrases those.  The chosen sentences are then
+    declined when their chunks lack most of the question's weight (``focus.MAX_MISSING``).
+    """
+    asked = focus.terms(question)
+    hard = [t for t in asked if t.kind != "word"]
+    evidence = {i: focus.Evidence(hit.text) for i, hit in enumerate(hits)}
+    usable = [s for s in scored if all(evidence[s.sentence.hit_index].has(t) for t in hard)]
+    chosen = select(usable, threshold)
+    if not chosen:
+        would = select(scored, threshold)  # what the check on identifiers and numbers stopped
+        if not would:
+            return Choice([])
+        missing = [t for t in hard if not evidence[would[0].sentence.hit_index].has(t)]
+        return _near_miss(missing, hits, [s.sentence.hit_index for s in would], rarity)
+    sentences = [s.sentence.text for s in chosen]
+    cited = sorted({s.sentence.hit_index for s in chosen})
+    check = focus.check(question, sentences, [hits[i].text for i in cited], rarity)
+    if check.missing_share > focus.MAX_MISSING:
+        return _near_miss([], hits, cited, rarity, unknown_of=check.missing)
+    return Choice(chosen)
+
+
+def _near_miss(
+    missing: Sequence[focus.Term],
+    hits: Sequence[Hit],
+    near: Sequence[int],
+    rarity: focus.Rarity | None,
+    *,
+    unknown_of: Sequence[focus.Term] = (),
+) -> Choice:
+    """A decline that says what the documents cover instead, when that can be told."""
+    for term in missing:
+        mentioned: dict[str, None] = {}
+        cites: list[int] = []
+        for i in dict.fromkeys(near):
+            found = focus.relatives(term, hits[i].text)
+            if found:
+                mentioned.update(dict.fromkeys(found))
+                cites.append(i)
+        if mentioned:
+            return Choice([], focus.near_miss_text([term], list(mentioned)), tuple(cites))
+    # "Not mentioned" is said only of names no chunk of the whole index holds.
+    candidates = list(missing) + list(unknown_of)
+    if rarity is not None and candidates:
+        unknown = [t for t, df in rarity.frequency(candidates).items() if df == 0 and not t.text.islower()]
+        if unknown:
+            return Choice([], focus.unknown_text(unknown))
+    return Choice([])
 
 
 class ExtractiveAnswerer(Answerer):
     """Answers by quoting the best sentences of the retrieved chunks, each cited."""
 
-    mode = "extractive"
+    kind = "extractive"
     model = "extractive"
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        engine: Engine | None = None,
-        embedder: Callable[[], Embedder] | None = None,
-        min_relevance: Callable[[], float] | None = None,
-    ) -> None:
-        if embedder is None:
-            if engine is None:
-                raise ValueError("ExtractiveAnswerer needs an engine or an embedder")
-            embedder = functools.partial(scoring_embedder, engine)
+    def __init__(self, settings: Settings, *, embedder: Callable[[], Embedder], min_relevance: float) -> None:
+        """``embedder`` returns the (local) embedder that scores sentences, loading it on first call."""
         super().__init__(settings, min_relevance=min_relevance)
         self._embedder = embedder
         self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def _answer(
-        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
+        self,
+        question: str,
+        hits: list[Hit],
+        *,
+        history: Sequence[Turn],
+        on_delta: DeltaCallback | None,
+        rarity: focus.Rarity | None = None,
     ) -> Answer:
         embedder = self._embedder()
         scored = self.score_sentences(question, hits, embedder)
-        chosen = select(scored, relevance.min_sentence_score(embedder.name))
-        if not chosen:
-            return self.declined(question, prompts.REFUSAL, hits)
-        text, cited = compose(chosen, hits)
+        if history:
+            scored = self.follow_up(question, hits, embedder, scored, history)
+        choice = choose(question, hits, scored, relevance.min_sentence_score(embedder.name), rarity)
+        if not choice.chosen:
+            declined = self.declined(question, choice.note or prompts.REFUSAL, hits)
+            declined.citations = [citation(i + 1, hits[i]) for i in choice.cites]
+            return declined
+        text, cited = compose(choice.chosen, hits)
         if on_delta is not None:
             on_delta(text)
         return Answer(
@@ -242,9 +328,9 @@ class ExtractiveAnswerer(Answerer):
             refused=False,
             citations=[citation(n, hits[n - 1]) for n in cited],
             model=self.model,
-            mode=self.mode,
-            usage=dict(self.nothing_spent),
+            answerer=self.kind,
             context=hits,
+            spans=spans(question, text, choice.chosen),
         )
 
     def score_sentences(self, question: str, hits: Sequence[Hit], embedder: Embedder) -> list[Scored]:
@@ -254,8 +340,8 @@ class ExtractiveAnswerer(Answerer):
             # Similarity cannot tell "X did" from "X did not": quoting a sentence without a
             # negation would answer the opposite question.
             sentences = [s for s in sentences if negated(s.text)]
-            if not sentences:
-                return []
+        if not sentences:
+            return []
         query = np.asarray(embedder.embed_query(question), dtype=np.float32)
         cosines = self.sentence_vectors(embedder, [s.text for s in sentences]) @ query
         asked = content_words(question)
@@ -268,6 +354,30 @@ class ExtractiveAnswerer(Answerer):
 
         scored = [Scored(s, score(s, float(cos))) for s, cos in zip(sentences, cosines, strict=True)]
         return sorted(scored, key=lambda s: -s.score)
+
+    def follow_up(
+        self, question: str, hits: Sequence[Hit], embedder: Embedder, scored: list[Scored], history: Sequence[Turn]
+    ) -> list[Scored]:
+        """``scored`` revised for a follow-up: each sentence keeps the better of its scores for the
+        question as typed and as expanded with the conversation's subject, and the sentences the
+        latest answer quoted are left out (the follow-up asks for something else).
+
+        Scoring against the expansion alone quoted the subject's description: its carried words
+        outweigh the user's few ("and when did it open?").  The better of the two keeps a
+        sentence that fits either; leaving out what was just said keeps the description out.
+        """
+        from rag.chat.followups import expand_query, is_follow_up
+
+        if not is_follow_up(question):
+            return scored
+        said = history[-1].answer
+        expanded = expand_query(question, history)
+        best = {s.sentence: s.score for s in scored}
+        if expanded != question:
+            for s in self.score_sentences(expanded, hits, embedder):
+                best[s.sentence] = max(best.get(s.sentence, s.score), s.score)
+        revised = [Scored(sentence, score) for sentence, score in best.items() if sentence.text not in said]
+        return sorted(revised, key=lambda s: -s.score)
 
     def sentence_vectors(self, embedder: Embedder, texts: list[str]) -> np.ndarray:
         """Vectors of ``texts``, from this answerer's cache when it has them."""
@@ -291,6 +401,17 @@ def select(scored: Sequence[Scored], threshold: float) -> list[Scored]:
         return []
     floor = max(threshold, scored[0].score - MARGIN)
     return [s for s in scored[:MAX_SENTENCES] if s.score >= floor]
+
+
+def spans(question: str, text: str, chosen: Sequence[Scored]) -> list[Span]:
+    """Where in ``text`` (as ``compose`` wrote it) the words that answer ``question`` are."""
+    found = []
+    for s in chosen:
+        at = text.find(s.sentence.text)
+        span = answer_span(question, s.sentence.text) if at >= 0 else None
+        if span is not None:
+            found.append(Span(at + span.start, at + span.end, span.text))
+    return sorted(found, key=lambda s: s.start)
 
 
 def compose(chosen: Sequence[Scored], hits: Sequence[Hit]) -> tuple[str, list[int]]:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rag import prompts, tokens
 from rag.answer.base import Answerer, DeltaCallback, Turn
+from rag.answer.budget import fit_history, history_budget
 from rag.answer.citations import CitationFilter, citations_for
 from rag.answer.context import Context, build_context, message_tokens
+from rag.answer.focus import Rarity
 from rag.errors import ContextLengthError
 from rag.openai_client import make_client, translate_errors
 from rag.results import Answer, Hit
 from rag.settings import Settings
-from rag.usage import Usage, cost_usd
+from rag.usage import Usage
 
 if TYPE_CHECKING:
     import openai
@@ -28,39 +31,38 @@ _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 class LLMAnswerer(Answerer):
     """Builds an "answer from these sources only" prompt, streams the reply, checks citations.
 
-    ``min_relevance`` returns the cosine relevance below which no hit counts as relevant;
-    when no hit reaches it the answerer declines without calling the model.
+    ``min_relevance`` is the cosine relevance below which no hit counts as relevant; when
+    no hit reaches it the answerer declines without calling the model.  One instance serves
+    any number of threads: it keeps no state between calls but its HTTP client.
     """
 
-    mode = "llm"
-    nothing_spent: ClassVar[dict[str, Any]] = {
-        "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0.0,
-        "estimated": False,
-    }
+    kind = "llm"
+    streams = True
+    rewrites_followups = True
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        model: str | None = None,
-        min_relevance: Callable[[], float] | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, *, model: str | None = None, min_relevance: float) -> None:
         super().__init__(settings, min_relevance=min_relevance)
         self.model = model or settings.llm.chat_model
         self._client: openai.OpenAI | None = None
-        #: Everything this answerer spent, rewrites included.
-        self.usage = Usage(self.model)
+        self._client_lock = threading.Lock()
 
     @property
     def client(self) -> openai.OpenAI:
-        if self._client is None:
-            self._client = make_client(self.settings.openai)
-        return self._client
+        with self._client_lock:
+            if self._client is None:
+                self._client = make_client(self.settings.openai)
+            return self._client
 
     # --- answering ------------------------------------------------------------------------
 
     def _answer(
-        self, question: str, hits: list[Hit], *, history: Sequence[Turn], on_delta: DeltaCallback | None
+        self,
+        question: str,
+        hits: list[Hit],
+        *,
+        history: Sequence[Turn],
+        on_delta: DeltaCallback | None,
+        rarity: Rarity | None = None,  # the model judges relevance itself
     ) -> Answer:
         context, messages = self.prompt(question, hits, history)
         check = CitationFilter(len(context.sources), prompts.SENTINEL)
@@ -83,7 +85,7 @@ class LLMAnswerer(Answerer):
             refused=False,
             citations=citations_for(check.text, context.sources),
             model=self.model,
-            mode=self.mode,
+            answerer=self.kind,
             usage=usage,
             context=context.sources,
             removed_citations=check.removed,
@@ -94,15 +96,15 @@ class LLMAnswerer(Answerer):
     ) -> tuple[Context, list[dict[str, str]]]:
         """The sources that fit and the chat messages for ``question``."""
         window = self.settings.llm.context_window or tokens.context_window(self.model)
-        room = window - self.settings.llm.max_answer_tokens
-        turns = list(history)
-        while True:
-            frame = self._messages(question, [], turns)
-            budget = room - message_tokens(frame, self.model)
-            # Old turns give way to sources: keep at least half the room for them.
-            if not turns or budget >= room // 2:
-                break
-            turns.pop(0)
+        reserve = self.settings.llm.max_answer_tokens
+        fixed = message_tokens(self._messages(question, [], []), self.model)
+        # Old turns give way to sources, which keep at least half the room.
+        turns = fit_history(
+            history,
+            history_budget(window=window, answer_reserve=reserve, fixed_tokens=fixed, sources_tokens=0),
+            self.model,
+        )
+        budget = window - reserve - message_tokens(self._messages(question, [], turns), self.model)
         context = build_context(hits, model=self.model, budget=budget)
         if not context.sources:
             raise ContextLengthError(
@@ -120,15 +122,14 @@ class LLMAnswerer(Answerer):
         messages.append({"role": "user", "content": prompts.user_message(blocks, question)})
         return messages
 
-    def rewrite(self, question: str, history: Sequence[Turn]) -> str:
-        """``question`` as a standalone question given ``history`` (one extra model call)."""
+    def rewrite(self, question: str, history: Sequence[Turn]) -> tuple[str, Usage]:
+        """``question`` as a standalone question given ``history`` (one extra model call), and its usage."""
         if not history:
-            return question
+            return question, Usage()
         messages = prompts.rewrite_messages([(t.question, t.answer) for t in history], question)
         raw, reported = self._complete(messages, None, stream=False, max_tokens=_REWRITE_MAX_TOKENS)
-        self._usage(messages, raw, reported)
         rewritten = raw.strip().strip('"').strip()
-        return rewritten or question
+        return rewritten or question, self._usage(messages, raw, reported)
 
     # --- the API call ---------------------------------------------------------------------
 
@@ -174,20 +175,16 @@ class LLMAnswerer(Answerer):
                             on_delta(delta)
             return "".join(parts), reported
 
-    def _usage(self, messages: list[dict[str, str]], reply: str, reported: Any) -> dict[str, Any]:
-        """Usage of one call as ``Answer.usage``; counted locally when the server sent none."""
+    def _usage(self, messages: list[dict[str, str]], reply: str, reported: Any) -> Usage:
+        """Usage of one call; counted locally when the server sent none."""
         if reported is not None:
             prompt, completion = reported.prompt_tokens or 0, reported.completion_tokens or 0
         else:
             prompt, completion = message_tokens(messages, self.model), tokens.count_tokens(reply, self.model)
-        estimated = reported is None
-        call = Usage(self.model, prompt, completion, 1)
-        self.usage.merge(call)
-        return {
-            "requests": 1,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "cost_usd": cost_usd(call, self.settings.prices),
-            "estimated": estimated,
-        }
+        return Usage.call(
+            self.model,
+            self.settings.prices,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            estimated=reported is None,
+        )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rag.answer import focus
 from rag.results import Hit
 from rag.settings import Settings
 
@@ -54,9 +55,26 @@ def min_relevance(settings: Settings, embedder: str | None) -> float:
     return MIN_RELEVANCE.get(embedder or "", DEFAULT_MIN_RELEVANCE)
 
 
-def any_relevant(hits: Sequence[Hit], threshold: float) -> bool:
-    """True when some hit reaches ``threshold`` (a hit without a relevance gets the benefit of the doubt)."""
-    return any(h.relevance is None or h.relevance >= threshold for h in hits)
+def any_relevant(hits: Sequence[Hit], threshold: float, question: str | None = None) -> bool:
+    """True when some hit reaches ``threshold`` (a hit without a relevance gets the benefit of the
+    doubt), or holds every focus term of ``question`` (``keyword_match``)."""
+    if any(h.relevance is None or h.relevance >= threshold for h in hits):
+        return True
+    return question is not None and keyword_match(question, hits)
+
+
+def keyword_match(question: str, hits: Sequence[Hit]) -> bool:
+    """True when one hit holds every focus term of ``question``, and those say enough: an
+    identifier, or two terms or more.
+
+    A cosine sees a whole chunk, so a short sentence that names the one identifier asked
+    about ("a PoolTimeout exception is raised") can sit in a chunk whose cosine is low;
+    the words themselves are the stronger evidence then.
+    """
+    asked = focus.terms(question)
+    if not any(t.kind != "word" for t in asked) and len(asked) < 2:
+        return False
+    return any(all(evidence.has(t) for t in asked) for evidence in (focus.Evidence(h.text) for h in hits))
 
 
 def min_sentence_score(embedder: str) -> float:

@@ -1,9 +1,11 @@
 """``Conversation``: questions that remember the earlier ones, saved as a named session.
 
 Each ``ask`` (1) trims the history to the model's token budget, (2) rewrites a follow-up
-into something retrieval can use on its own (the LLM's standalone question, or offline
-``rewrite.expand_query``), (3) asks the engine to search with the rewrite and to answer
-the question as typed with the trimmed history, and (4) saves the turn.
+into something retrieval can use on its own (the answerer's standalone question when it
+``rewrites_followups``, else offline ``followups.expand_query``), (3) asks the engine to
+search with the rewrite and to answer the question as typed with the trimmed history, and
+(4) saves the turn.  The answer's usage is what this conversation's calls returned: the
+rewrite's plus the answer's, never a shared counter read before and after.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from rag import prompts, tokens
 from rag.answer.base import DeltaCallback, Turn
-from rag.chat import rewrite
+from rag.answer.budget import fit_history, history_budget
+from rag.chat import followups
 from rag.chat.sessions import ChatTurn, SessionStore, new_session_name, validate_session_name
 from rag.errors import UsageError
 from rag.results import Answer, _md_escape
-from rag.usage import Usage, cost_usd
+from rag.usage import Usage
 
 if TYPE_CHECKING:
     from rag.answer.base import Answerer
@@ -48,8 +51,9 @@ class Conversation:
 
     ``session`` names a saved session to resume or create; without one a name is generated
     (``.name``).  ``save=False`` keeps the conversation in memory only.  ``llm``, ``model``,
-    ``k``, ``filters`` and ``mode`` are as for ``Engine.ask``; ``rewrite=False`` retrieves
-    with the question as typed; ``history_tokens`` caps the history sent with a question.
+    ``k``, ``filters`` and ``mode`` are as for ``Engine.ask``; ``rewrite_followups=False``
+    retrieves with the question as typed; ``history_tokens`` caps the history sent with a
+    question.  One conversation is one user's: its questions are answered one at a time.
     """
 
     def __init__(
@@ -60,7 +64,7 @@ class Conversation:
         llm: str | None = None,
         model: str | None = None,
         save: bool = True,
-        rewrite: bool = True,
+        rewrite_followups: bool = True,
         history_tokens: int | None = MAX_HISTORY_TOKENS,
         **ask_options: Any,
     ) -> None:
@@ -70,7 +74,7 @@ class Conversation:
         self.engine = engine
         self.name = validate_session_name(session) if session else new_session_name()
         self.llm, self.model = llm, model
-        self.rewrite_followups = rewrite
+        self.rewrite_followups = rewrite_followups
         self.history_tokens = history_tokens
         self.options = {k: v for k, v in ask_options.items() if v is not None}
         # Fail now, not at the first question: a bad --llm, a missing key, no index.
@@ -155,22 +159,27 @@ class Conversation:
         with self._lock:
             merged = {**self.options, **{k: v for k, v in options.items() if v is not None}}
             history = self.history_for(question, k=merged.get("k"))
-            before = _spent(self.answerer)
-            search_query = self.rewrite(question)
-            rewrite_cost = self._rewrite_usage(before)
+            search_query, rewrite_cost = self.search_query(question)
+            # Engine.ask records only the answer's call; the rewrite is a call of its own.
+            self.engine.record_usage(rewrite_cost)
             if search_query != question and on_rewrite is not None:
                 on_rewrite(search_query)
-            # The answerer gets the question as asked: the rewrite steers retrieval only.  (Giving
-            # the extractive answerer the expanded query instead was measured worse: the carried
-            # subject words outweigh the user's few, so it quoted the subject's description.)
+            # The answerer gets the question as asked, with the history: the rewrite steers
+            # retrieval.  (Giving the extractive answerer the expanded query alone was measured
+            # worse: the carried subject words outweigh the user's few, so it quoted the
+            # subject's description; it weighs both itself, see ExtractiveAnswerer.follow_up.)
             answer = self.engine.ask(
-                question, llm=self.llm, model=self.model, history=history, on_delta=on_delta,
-                search_query=search_query, **merged,
+                question,
+                llm=self.llm,
+                model=self.model,
+                history=history,
+                on_delta=on_delta,
+                search_query=search_query,
+                **merged,
             )
             if search_query != question:
                 answer.rewritten_question = search_query
-            if rewrite_cost:
-                _add_usage(answer.usage, rewrite_cost)
+            answer.usage = rewrite_cost + answer.usage
             turn = ChatTurn.from_answer(question, answer, search_query)
             if self._store is not None:
                 self._store.append(self.name, self.engine.index_name, turn)
@@ -178,57 +187,44 @@ class Conversation:
             self._last = answer
             return answer
 
-    def _rewrite_usage(self, before: Usage | None) -> dict[str, Any] | None:
-        """What the model's rewrite cost, recorded in the index's usage like the answer's."""
-        after = _spent(self.answerer)
-        if before is None or after is None or after.requests == before.requests:
-            return None
-        spent = Usage(after.model, after.prompt_tokens - before.prompt_tokens,
-                      after.completion_tokens - before.completion_tokens, after.requests - before.requests)
-        usage = {
-            "requests": spent.requests, "prompt_tokens": spent.prompt_tokens,
-            "completion_tokens": spent.completion_tokens, "total_tokens": spent.total_tokens,
-            "cost_usd": cost_usd(spent, self.engine.settings.prices),
-        }
-        # Engine.ask records only the answer's call; the rewrite is a call of its own.
-        self.engine.record_usage(spent.model, usage)
-        return usage
-
     async def aask(self, question: str, **kwargs: Any) -> Answer:
         return await asyncio.to_thread(self.ask, question, **kwargs)
 
-    def rewrite(self, question: str) -> str:
-        """What retrieval searches for: ``question``, rewritten when it is a follow-up."""
+    def search_query(self, question: str) -> tuple[str, Usage]:
+        """What retrieval searches for (``question``, rewritten when it is a follow-up), and what the rewrite cost."""
         with self._lock:
             turns = list(self._turns)
         if not self.rewrite_followups or not turns:
-            return question
-        if self.answerer.mode == "llm":
+            return question, Usage()
+        if self.answerer.rewrites_followups:
             # The rewrite prompt holds no sources, so it may see more than the answer's history.
             model = self.answerer.model
             window = self.engine.settings.llm.context_window or tokens.context_window(model)
             budget = min(window // 2, self.history_tokens or window)
             recent = [t.as_turn() for t in turns[-REWRITE_TURNS:]]
-            return self.answerer.rewrite(question, rewrite.fit_history(recent, budget, model)) or question
+            rewritten, usage = self.answerer.rewrite(question, fit_history(recent, budget, model))
+            return rewritten or question, usage
         # A refusal names nothing the follow-up could refer to.
         plain = [Turn(t.question, "" if t.refused else t.answer) for t in turns]
-        return rewrite.expand_query(question, plain)
+        return followups.expand_query(question, plain), Usage()
 
     def history_for(self, question: str, *, k: int | None = None) -> list[Turn]:
         """The earlier turns sent with ``question``: the newest that fit the token budget."""
         model = self.answerer.model
         budget = self.history_budget(question, k=k)
-        return rewrite.fit_history([t.as_turn() for t in self._turns], budget, model)
+        return fit_history([t.as_turn() for t in self._turns], budget, model)
 
     def history_budget(self, question: str, *, k: int | None = None) -> int:
         """Tokens of history that fit beside the system prompt, ``question``, sources and answer."""
         settings = self.engine.settings
         model = self.answerer.model
         window = settings.llm.context_window or tokens.context_window(model)
-        fixed = tokens.count_tokens(prompts.SYSTEM, model) + tokens.count_tokens(
-            prompts.user_message([], question), model
-        ) + _FRAMING_TOKENS
-        return rewrite.history_budget(
+        fixed = (
+            tokens.count_tokens(prompts.SYSTEM, model)
+            + tokens.count_tokens(prompts.user_message([], question), model)
+            + _FRAMING_TOKENS
+        )
+        return history_budget(
             window=window,
             answer_reserve=settings.llm.max_answer_tokens,
             fixed_tokens=fixed,
@@ -263,16 +259,3 @@ class Conversation:
         if not turns:
             parts.append("*No questions yet.*")
         return "\n\n".join(parts)
-
-
-def _spent(answerer: Answerer) -> Usage | None:
-    usage = getattr(answerer, "usage", None)
-    return usage.snapshot() if isinstance(usage, Usage) else None
-
-
-def _add_usage(total: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Fold ``extra`` (a rewrite's usage) into an answer's usage, so one question shows its whole cost."""
-    for key in ("requests", "prompt_tokens", "completion_tokens", "total_tokens"):
-        total[key] = int(total.get(key) or 0) + int(extra[key])
-    cost, more = total.get("cost_usd"), extra["cost_usd"]
-    total["cost_usd"] = None if cost is None or more is None else float(cost) + float(more)

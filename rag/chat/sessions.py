@@ -7,6 +7,7 @@ turn's number is taken inside that transaction, so writers queue instead of clob
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import secrets
@@ -81,7 +82,7 @@ class ChatTurn:
     search_query: str | None = None
     citations: list[Citation] = field(default_factory=list)
     context: list[Hit] = field(default_factory=list)
-    mode: str = "llm"
+    answerer: str = "llm"
     model: str = ""
     created: float = 0.0
 
@@ -94,7 +95,7 @@ class ChatTurn:
             search_query=search_query if search_query and search_query != question else None,
             citations=list(answer.citations),
             context=list(answer.context),
-            mode=answer.mode,
+            answerer=answer.answerer,
             model=answer.model,
             created=time.time(),
         )
@@ -105,8 +106,14 @@ class ChatTurn:
 
     def to_answer(self) -> Answer:
         return Answer(
-            question=self.question, text=self.answer, refused=self.refused, citations=list(self.citations),
-            model=self.model, mode=self.mode, context=list(self.context), rewritten_question=self.search_query,
+            question=self.question,
+            text=self.answer,
+            refused=self.refused,
+            citations=list(self.citations),
+            model=self.model,
+            answerer=self.answerer,
+            context=list(self.context),
+            rewritten_question=self.search_query,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +122,7 @@ class ChatTurn:
             "answer": self.answer,
             "refused": self.refused,
             "citations": [c.to_dict() for c in self.citations],
-            "mode": self.mode,
+            "answerer": self.answerer,
             "model": self.model,
             "created": self.created,
         }
@@ -135,8 +142,13 @@ class SessionInfo:
     updated: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "index": self.index, "turns": self.turns, "created": self.created,
-                "updated": self.updated}
+        return {
+            "name": self.name,
+            "index": self.index,
+            "turns": self.turns,
+            "created": self.created,
+            "updated": self.updated,
+        }
 
 
 class SessionStore:
@@ -145,7 +157,6 @@ class SessionStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._database = Database(path)
-        self._db, self._lock = self._database.db, self._database.lock
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -182,18 +193,16 @@ class SessionStore:
             "SELECT s.name, s.index_name, COUNT(t.seq), s.created, s.updated FROM sessions s "
             f"LEFT JOIN turns t ON t.session_id = s.id {where} GROUP BY s.id ORDER BY s.updated DESC, s.name"
         )
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        rows = self._database.query(sql, args)
         return [SessionInfo(*row) for row in rows]
 
     def turns(self, name: str) -> list[ChatTurn]:
         """The session's turns in order; an unknown name has none."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT t.question, t.answer, t.refused, t.search_query, t.citations, t.context, t.mode, t.model, "
-                "t.created FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.name = ? ORDER BY t.seq",
-                (name,),
-            ).fetchall()
+        rows = self._database.query(
+            "SELECT t.question, t.answer, t.refused, t.search_query, t.citations, t.context, t.mode, t.model, "
+            "t.created FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.name = ? ORDER BY t.seq",
+            (name,),
+        )
         return [_turn(row) for row in rows]
 
     # --- writing --------------------------------------------------------------------------
@@ -202,15 +211,24 @@ class SessionStore:
         """Add ``turn`` to the end of session ``name``, creating the session if needed."""
         with self._write() as db:
             session_id = _ensure(db, name, index, turn.created)
-            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?",
-                             (session_id,)).fetchone()[0]
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM turns WHERE session_id = ?", (session_id,)
+            ).fetchone()[0]
             db.execute(
                 "INSERT INTO turns (session_id, seq, question, search_query, answer, refused, mode, model, "
                 "citations, context, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    session_id, seq, turn.question, turn.search_query, turn.answer, int(turn.refused), turn.mode,
-                    turn.model, json.dumps([_citation_dict(c) for c in turn.citations]),
-                    json.dumps([h.to_dict() for h in turn.context]), turn.created,
+                    session_id,
+                    seq,
+                    turn.question,
+                    turn.search_query,
+                    turn.answer,
+                    int(turn.refused),
+                    turn.answerer,
+                    turn.model,
+                    json.dumps([_citation_dict(c) for c in turn.citations]),
+                    json.dumps([h.to_dict() for h in turn.context]),
+                    turn.created,
                 ),
             )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (turn.created, session_id))
@@ -248,9 +266,9 @@ def _turn(row: tuple[Any, ...]) -> ChatTurn:
         answer=answer,
         refused=bool(refused),
         search_query=search_query,
-        citations=[Citation(**c) for c in json.loads(citations)],
+        citations=[Citation(**{k: v for k, v in c.items() if k != "location"}) for c in json.loads(citations)],
         context=[_hit(h) for h in json.loads(context)],
-        mode=mode,
+        answerer=mode,
         model=model,
         created=created,
     )
@@ -260,3 +278,60 @@ def _hit(data: dict[str, Any]) -> Hit:
     fields = ("rank", "score", "chunk_id", "source", "page", "heading", "text", "start", "end", "relevance")
     values: dict[str, Any] = {k: data[k] for k in fields if k in data}
     return Hit(**values)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A saved session with its turns, as ``Sessions.get`` returns it."""
+
+    info: SessionInfo
+    turns: list[ChatTurn]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.info.to_dict(), "turns": [t.to_dict() for t in self.turns]}
+
+
+class Sessions:
+    """The saved chat sessions of a store: list, read and delete them (``Store.sessions()``).
+
+    Reading never creates the sessions file; each call opens it briefly, so this object
+    may be kept and shared by threads.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def list(self, index: str | None = None) -> builtins.list[SessionInfo]:
+        """Every session, most recently used first (only ``index``'s when given)."""
+        if not self.path.exists():
+            return []
+        with SessionStore(self.path) as store:
+            return store.sessions(index)
+
+    def info(self, name: str) -> SessionInfo | None:
+        """The session called ``name``, or None."""
+        validate_session_name(name)
+        if not self.path.exists():
+            return None
+        with SessionStore(self.path) as store:
+            return store.info(name)
+
+    def get(self, name: str) -> Session:
+        """The session called ``name`` with its turns; ``SessionNotFoundError`` if there is none."""
+        validate_session_name(name)
+        if not self.path.exists():
+            raise SessionNotFoundError(name)
+        with SessionStore(self.path) as store:
+            info = store.info(name)
+            if info is None:
+                raise SessionNotFoundError(name)
+            return Session(info, store.turns(name))
+
+    def delete(self, name: str) -> None:
+        """Delete the session and its turns; ``SessionNotFoundError`` if there is none."""
+        validate_session_name(name)
+        if not self.path.exists():
+            raise SessionNotFoundError(name)
+        with SessionStore(self.path) as store:
+            if not store.delete(name):
+                raise SessionNotFoundError(name)

@@ -19,12 +19,13 @@ from rich.markup import escape
 
 from rag import prompts
 from rag.chat.conversation import Conversation
-from rag.chat.sessions import SessionNotFoundError, SessionStore, validate_session_name
+from rag.chat.sessions import Sessions, validate_session_name
 from rag.cli.options import IndexOpt, JsonOpt, KOpt, LlmOpt, ModelOpt, StoreOpt
 from rag.cli.output import err, error, human_time, out, print_answer, print_json
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.results import Answer
+from rag.store.store import Store
 
 SessionOpt = Annotated[
     str | None, typer.Option("--session", "-s", help="Resume or create this named session \\[default: a new one].")
@@ -81,7 +82,10 @@ def chat(
     if session is not None:
         validate_session_name(session)
     engine = Engine(index=index or _session_index(session, store), store=store)
-    with engine, engine.chat(session=session, llm=llm, model=model, k=k, rewrite=not no_rewrite) as conversation:
+    with (
+        engine,
+        engine.chat(session=session, llm=llm, model=model, k=k, rewrite_followups=not no_rewrite) as conversation,
+    ):
         if sys.stdin.isatty() and not as_json:
             code = _interactive(conversation)
         else:
@@ -91,11 +95,9 @@ def chat(
 
 def _session_index(session: str | None, store: Path | None) -> str | None:
     """The index a saved session chats over: resuming needs no --index."""
-    path = _sessions_path(store)
-    if session is None or not path.exists():
+    if session is None:
         return None
-    with SessionStore(path) as sessions:
-        info = sessions.info(session)
+    info = _sessions(store).info(session)
     return info.index if info is not None else None
 
 
@@ -166,7 +168,7 @@ def _interactive(conversation: Conversation) -> int:
 
 def _greet(conversation: Conversation) -> None:
     answerer = conversation.answerer
-    by = f"answers by {answerer.model}" if answerer.mode == "llm" else prompts.EXTRACTIVE_LABEL
+    by = f"answers by {answerer.model}" if answerer.kind == "llm" else prompts.EXTRACTIVE_LABEL
     state = f"resumed, {len(conversation.turns)} turns" if conversation.resumed else "new"
     out.print(
         f"[bold]rag chat[/] · index {escape(conversation.engine.index_name)} · "
@@ -188,7 +190,9 @@ def _ask_streamed(conversation: Conversation, question: str) -> None:
         out.print(f"[dim]↳ {escape(query)}[/]")
 
     try:
-        answer = conversation.ask(question, on_delta=on_delta, on_rewrite=on_rewrite)
+        # Extractive answers arrive whole: printed once, at the end, with the answering words in bold.
+        streams = conversation.answerer.streams
+        answer = conversation.ask(question, on_delta=on_delta if streams else None, on_rewrite=on_rewrite)
     except KeyboardInterrupt:
         sys.stdout.write("\n" if printed else "")
         out.print("[dim](stopped)[/]")
@@ -280,12 +284,7 @@ def history(
     """List saved chat sessions (most recent first)."""
     if ctx.invoked_subcommand is not None:
         return
-    path = _sessions_path(store)
-    if not path.exists():  # listing must not create the file
-        infos = []
-    else:
-        with SessionStore(path) as sessions:
-            infos = sessions.sessions(index)
+    infos = _sessions(store).list(index)
     if as_json:
         print_json({"sessions": [s.to_dict() for s in infos]})
         return
@@ -306,13 +305,10 @@ def history_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Print a saved session: each question, its answer and the sources cited."""
-    with _sessions(store, name) as sessions:
-        info = sessions.info(name)
-        if info is None:
-            raise SessionNotFoundError(name)
-        turns = sessions.turns(name)
+    session = _sessions(store).get(name)
+    info, turns = session.info, session.turns
     if as_json:
-        print_json({**info.to_dict(), "turns": [t.to_dict() for t in turns]})
+        print_json(session.to_dict())
         return
     out.print(
         f"[bold]{escape(info.name)}[/] · index {escape(info.index)} · {info.turns} turns · "
@@ -333,23 +329,13 @@ def history_rm(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete a saved session."""
-    with _sessions(store, name) as sessions:
-        if not sessions.delete(name):
-            raise SessionNotFoundError(name)
+    _sessions(store).delete(name)
     if as_json:
         print_json({"deleted": name})
     else:
         out.print(f"deleted session '{name}'")
 
 
-def _sessions_path(store: Path | None) -> Path:
-    return Engine(store=store).layout.sessions_path
-
-
-def _sessions(store: Path | None, name: str) -> SessionStore:
-    """The sessions file, for a command about session ``name``, which must exist."""
-    validate_session_name(name)
-    path = _sessions_path(store)
-    if not path.exists():
-        raise SessionNotFoundError(name)
-    return SessionStore(path)
+def _sessions(store: Path | None) -> Sessions:
+    """The store's saved sessions (reading them creates no file)."""
+    return Store(store).sessions()

@@ -89,10 +89,16 @@ def ingest(
     embedder: Annotated[
         str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
     ] = None,
+    ocr: Annotated[
+        str | None,
+        typer.Option("--ocr", help="auto (scanned pages and images), never or always \\[default: RAG_OCR or auto]."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
-    engine = _engine(index, store)
+    if ocr is not None and ocr not in ("auto", "never", "always"):
+        raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
+    engine = _engine(index, store, **({"ingest__ocr": ocr} if ocr else {}))
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
@@ -133,9 +139,9 @@ def _print_ingest_summary(report: Any) -> None:
         f"chunks: +{c['added']} -{c['removed']} = {c['total']}{cached} · {report.seconds:.1f} s · {report.embedder}"
     )
     if report.usage:
-        cost = report.usage.get("cost_usd")
+        cost = report.usage.cost_usd
         price = f" · ${cost:.4f}" if cost is not None else ""
-        tokens, requests = report.usage.get("prompt_tokens", 0), report.usage.get("requests", 0)
+        tokens, requests = report.usage.prompt_tokens, report.usage.requests
         out.print(f"embedding: {tokens:,} tokens, {plural(requests, 'request')}{price}")
     if report.repaired:
         out.print(f"repaired {report.repaired} chunks left by an interrupted ingest")
@@ -167,8 +173,10 @@ def search(
         out.print("no results")
         return
     for hit in hits:
-        heading = f" [dim]· {escape(hit.heading)}[/]" if hit.heading else ""
-        out.print(f"[bold]{hit.rank}.[/] [cyan]{escape(hit.location)}[/]{heading} [dim]score {hit.score:.3f}[/]")
+        # Types cited by section already show the heading in their location.
+        heading = f" [dim]· {escape(hit.heading)}[/]" if hit.heading and hit.heading not in hit.location else ""
+        ocr = " [yellow](OCR)[/]" if hit.ocr else ""
+        out.print(f"[bold]{hit.rank}.[/] [cyan]{escape(hit.location)}[/]{heading}{ocr} [dim]score {hit.score:.3f}[/]")
         snippet = " ".join(hit.text.split())
         out.print("   " + escape(snippet[:300] + ("…" if len(snippet) > 300 else "")))
 
@@ -197,7 +205,7 @@ def ask(
     # Chosen first so that a bad --llm fails before retrieval.  Extractive answers arrive
     # whole, so only an LLM's are streamed.
     answerer = engine.answerer(llm, model)
-    stream = not (no_stream or as_json) and answerer.mode == "llm"
+    stream = not (no_stream or as_json) and answerer.streams
     printed: list[str] = []
 
     def on_delta(text: str) -> None:
@@ -251,6 +259,8 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
             f"[bold]{info.name}[/]  {info.embedder or '-'}  {info.files} files  {info.chunks} chunks  "
             f"{human_bytes(info.size_bytes)}  last ingest {human_time(info.last_ingest)}"
         )
+        if info.types:
+            out.print("   files: " + ", ".join(f"{kind} {n}" for kind, n in info.types.items()))
         for row in info.usage:
             cost = f"  ${row['cost_usd']:.4f}" if row["cost_usd"] else ""
             out.print(
@@ -300,6 +310,17 @@ def drop(
         print_json({"dropped": index})
     else:
         out.print(f"deleted index '{index}'")
+
+
+@app.command()
+def repair(index: IndexOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Rebuild an index's file list and keyword index from its vectors (after index.db was damaged)."""
+    engine = _engine(index, store)
+    files, chunks = engine.repair()
+    if as_json:
+        print_json({"index": engine.index_name, "files": files, "chunks": chunks})
+    else:
+        out.print(f"repaired index '{engine.index_name}': {plural(files, 'file')}, {plural(chunks, 'chunk')}")
 
 
 def _register_optional_commands() -> None:

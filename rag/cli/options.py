@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from rag.ingest.loaders import kinds
+
 # Help texts use "\[" because rich would read "[default: ...]" as markup and drop it.
 IndexOpt = Annotated[str | None, typer.Option("--index", "-i", help="Index name \\[default: RAG_INDEX or 'default'].")]
 StoreOpt = Annotated[
@@ -16,7 +18,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")
 KOpt = Annotated[int | None, typer.Option("-k", "--top-k", min=1, max=1000, help="Chunks to retrieve.")]
 ModeOpt = Annotated[str | None, typer.Option("--mode", help="dense, keyword or hybrid \\[default: hybrid].")]
 PathFilter = Annotated[list[str] | None, typer.Option("--path", help="Only files matching this glob (repeatable).")]
-TypeFilter = Annotated[list[str] | None, typer.Option("--type", help="Only this file type: pdf, md, txt, html.")]
+TypeFilter = Annotated[
+    list[str] | None,
+    typer.Option("--type", help=f"Only this file type: {', '.join(kinds())}, or an extension (repeatable)."),
+]
 PagesFilter = Annotated[str | None, typer.Option("--pages", help="Only these pages: N, N-M, N- or -M.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, openai, or none (extractive, offline).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Chat model \\[default: RAG_CHAT_MODEL].")]

@@ -103,15 +103,26 @@ class IngestProgress:
             self._progress.update(self._chunks, completed=self._stored, detail=f"{rate:,.0f}/s")
 
 
+def marked(answer: Answer) -> str:
+    """The answer as rich markup, the words that answer in bold (plain text when piped)."""
+    parts, last = [], 0
+    for span in sorted(answer.spans, key=lambda s: s.start):
+        if span.start >= last:
+            parts += [escape(answer.text[last : span.start]), f"[bold]{escape(answer.text[span.start : span.end])}[/]"]
+            last = span.end
+    parts.append(escape(answer.text[last:]))
+    return "".join(parts)
+
+
 def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False, label: bool = True) -> None:
     """The answer (unless already streamed), its sources, notes, and the context.
 
     ``label`` says when an answer is extractive; chat says it once at the start instead.
     """
     if not streamed:
-        if label and answer.mode == "extractive":
+        if label and answer.answerer == "extractive":
             out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
-        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else escape(answer.text))
+        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else marked(answer))
     elif streamed.strip() != answer.text.strip():
         # Answerers emit only final text, so this is a safety net: reprint the final one.
         sys.stdout.write("\n")
@@ -126,12 +137,12 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
         removed = answer.removed_citations
         out.print(f"[dim]({removed} citation(s) to sources that were not supplied were removed)[/]")
     usage = answer.usage
-    if answer.mode == "llm" and usage.get("total_tokens"):
-        cost = usage.get("cost_usd")
+    if usage.total_tokens:
+        cost = usage.cost_usd
         # A typical answer costs a fraction of a cent: show enough digits to see it.
         price = "" if cost is None else f" · ${cost:.4f}" if cost >= 0.01 else f" · ${cost:.6f}"
-        about = "~" if usage.get("estimated") else ""
-        out.print(f"[dim]{escape(answer.model)} · {about}{usage['total_tokens']:,} tokens{price}[/]")
+        about = "~" if usage.estimated else ""
+        out.print(f"[dim]{escape(answer.model)} · {about}{usage.total_tokens:,} tokens{price}[/]")
     if show_context:
         # On stderr, so that stdout stays the answer alone when piped.
         err.print("\n[dim]── context: what the model saw ──[/]")

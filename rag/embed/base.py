@@ -8,12 +8,13 @@ it arrives so that the caller can store it before the next one finishes.
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
+
+from rag.usage import Usage
 
 Vectors = np.ndarray
 """A float32 array of shape (n, dimension) whose rows have unit length."""
@@ -36,10 +37,17 @@ class Embedder(ABC):
     max_batch_tokens: int = 0
     #: ``embed_batch`` calls that may run at once.
     concurrency: int = 1
+    #: False for embedders that call a (possibly paid) API; the extractive answerer then
+    #: scores sentences with the local model instead.
+    runs_locally: bool = True
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
         """Embed one batch that is already within the limits above."""
+
+    def embed_batch_usage(self, texts: Sequence[str]) -> tuple[Vectors, Usage]:
+        """``embed_batch`` and what it spent (nothing, for a local model)."""
+        return self.embed_batch(texts), Usage()
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed a search query (some models embed queries differently from passages)."""
@@ -100,17 +108,38 @@ def embed_many(
     on_batch: BatchCallback | None = None,
     *,
     token_counts: Sequence[int] | None = None,
-    cancel: threading.Event | None = None,
 ) -> Vectors:
-    """Embed all ``texts``; returns vectors in input order.
+    """Embed all ``texts``; returns vectors in input order (``embed_all`` without the usage)."""
+    return embed_all(embedder, texts, on_batch, token_counts=token_counts)[0]
+
+
+def embed_all(
+    embedder: Embedder,
+    texts: Sequence[str],
+    on_batch: BatchCallback | None = None,
+    *,
+    token_counts: Sequence[int] | None = None,
+    on_usage: Callable[[Usage], None] | None = None,
+) -> tuple[Vectors, Usage]:
+    """Embed all ``texts``; returns vectors in input order and what the calls spent.
 
     ``on_batch(indices, vectors)`` runs in the calling thread for every finished batch,
-    in completion order.  If a batch fails, no new batches start, the ones in flight are
-    allowed to finish (and are handed to ``on_batch``), and the first error is raised.
+    in completion order, and ``on_usage(usage)`` for every call that came back, so a caller
+    interrupted by an error still knows what was spent.  If a batch fails, no new batches
+    start, the ones in flight are allowed to finish (and are handed to ``on_batch``), and
+    the first error is raised.
     """
     result = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    spent = Usage()
+
+    def count(usage: Usage) -> None:
+        nonlocal spent
+        spent += usage
+        if on_usage is not None and usage:
+            on_usage(usage)
+
     if not texts:
-        return result
+        return result, spent
     counts = list(token_counts) if token_counts is not None else embedder.count_tokens(texts)
     batches = plan_batches(counts, embedder.batch_size, embedder.max_batch_tokens)
 
@@ -121,21 +150,21 @@ def embed_many(
 
     if embedder.concurrency <= 1:
         for indices in batches:
-            if cancel is not None and cancel.is_set():
-                raise KeyboardInterrupt
-            deliver(indices, _checked(embedder, embedder.embed_batch([texts[i] for i in indices]), indices))
-        return result
+            vectors, usage = embedder.embed_batch_usage([texts[i] for i in indices])
+            count(usage)
+            deliver(indices, _checked(embedder, vectors, indices))
+        return result, spent
 
     pending: Iterator[list[int]] = iter(batches)
     error: BaseException | None = None
     with ThreadPoolExecutor(max_workers=embedder.concurrency, thread_name_prefix="embed") as pool:
-        in_flight: dict[Future[Vectors], list[int]] = {}
+        in_flight: dict[Future[tuple[Vectors, Usage]], list[int]] = {}
 
         def submit_next() -> bool:
             indices = next(pending, None)
             if indices is None:
                 return False
-            in_flight[pool.submit(embedder.embed_batch, [texts[i] for i in indices])] = indices
+            in_flight[pool.submit(embedder.embed_batch_usage, [texts[i] for i in indices])] = indices
             return True
 
         for _ in range(embedder.concurrency):
@@ -146,18 +175,18 @@ def embed_many(
             for future in done:
                 indices = in_flight.pop(future)
                 try:
-                    vectors = _checked(embedder, future.result(), indices)
+                    vectors, usage = future.result()
+                    count(usage)
+                    vectors = _checked(embedder, vectors, indices)
                 except BaseException as exc:
                     error = error or exc
                     continue
                 deliver(indices, vectors)
-                if error is None and not (cancel is not None and cancel.is_set()):
+                if error is None:
                     submit_next()
     if error is not None:
         raise error
-    if cancel is not None and cancel.is_set():
-        raise KeyboardInterrupt
-    return result
+    return result, spent
 
 
 def _checked(embedder: Embedder, vectors: Vectors, indices: list[int]) -> Vectors:

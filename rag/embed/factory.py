@@ -35,9 +35,24 @@ def register(provider: str, constructor: Constructor) -> None:
     _PROVIDERS[provider] = constructor
 
 
+def qualified(spec: str, settings: Settings) -> str:
+    """``spec`` with its provider: a bare model name ("text-embedding-3-small") is an OpenAI
+    model when OpenAI (or a compatible server) is configured; else the error says how to name it."""
+    spec = spec.strip()
+    provider, sep, _ = spec.partition(":")
+    if sep or provider.lower() in _PROVIDERS:
+        return spec
+    if settings.openai.configured:
+        return f"openai:{spec}"
+    raise UsageError(
+        f"unknown embedder {spec!r}: use {', '.join(sorted(_PROVIDERS))} or PROVIDER:MODEL "
+        f"(for an OpenAI model, openai:{spec} with OPENAI_API_KEY or OPENAI_BASE_URL set)"
+    )
+
+
 def create(spec: str, settings: Settings) -> Embedder:
-    """An embedder for ``provider`` or ``provider:model``."""
-    provider, _, model = spec.strip().partition(":")
+    """An embedder for ``provider``, ``provider:model``, or a bare model name (``qualified``)."""
+    provider, _, model = qualified(spec, settings).partition(":")
     constructor = _PROVIDERS.get(provider.lower())
     if constructor is None:
         raise UsageError(f"unknown embedder {spec!r}: use {', '.join(sorted(_PROVIDERS))} or PROVIDER:MODEL")
@@ -45,8 +60,8 @@ def create(spec: str, settings: Settings) -> Embedder:
 
 
 def normalize(spec: str, settings: Settings) -> str:
-    """``local`` / ``openai`` / ``provider:model`` to a full ``provider:model`` name."""
-    provider, _, model = spec.strip().partition(":")
+    """``local`` / ``openai`` / ``provider:model`` / a bare model name to a full ``provider:model`` name."""
+    provider, _, model = qualified(spec, settings).partition(":")
     if provider.lower() == "openai":
         return f"openai:{model or settings.embedding.openai_model}"
     if model:

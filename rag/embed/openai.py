@@ -1,8 +1,8 @@
 """Embeddings from OpenAI or any server that speaks its ``/v1/embeddings`` API.
 
 ``embed_many`` (rag.embed.base) does the batching and concurrency; this class makes one
-API call per batch, stays under the client-side rate limits, and tallies ``usage`` so a
-run can report what it cost.
+API call per batch, stays under the client-side rate limits, and returns each call's
+``Usage`` (``embed_batch_usage``) so a run can report what it cost.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class OpenAIEmbedder(Embedder):
     # overhead negligible, keeps `concurrency` requests busy on mid-sized corpora, and
     # means a failed request or an interrupted run loses less work.
     max_batch_tokens = 100_000
+    runs_locally = False
 
     def __init__(
         self,
@@ -66,7 +67,6 @@ class OpenAIEmbedder(Embedder):
         batch_size = batch_size or settings.embedding.batch_size or None
         if batch_size is not None:
             self.batch_size = max(1, min(batch_size, type(self).batch_size))
-        self.usage = Usage(model=self.model)
         limits = settings.embedding
         self.limiter = RateLimiter(limits.requests_per_minute, limits.tokens_per_minute)
         self._client = make_client(settings.openai)
@@ -88,7 +88,7 @@ class OpenAIEmbedder(Embedder):
         if self._dimension is None:
             with self._probe_lock:
                 if self._dimension is None:
-                    self._dimension = int(self._request([_PROBE_TEXT]).shape[1])
+                    self._dimension = int(self._request([_PROBE_TEXT])[0].shape[1])
         return self._dimension
 
     @dimension.setter
@@ -99,13 +99,16 @@ class OpenAIEmbedder(Embedder):
         return tokens.count_tokens_batch(texts, self.model)
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:
-        vectors = self._request(list(texts))
+        return self.embed_batch_usage(texts)[0]
+
+    def embed_batch_usage(self, texts: Sequence[str]) -> tuple[Vectors, Usage]:
+        vectors, usage = self._request(list(texts))
         if vectors.shape[1] != self.dimension:
             raise ProviderError(
                 f"{self.name} on {display_host(self.settings.openai)} returned {vectors.shape[1]}-d vectors, "
                 f"expected {self.dimension}"
             )
-        return vectors
+        return vectors, usage
 
     def embed_query(self, text: str) -> np.ndarray:
         # A query is not chunked, so it alone may exceed the input limit: keep its start.
@@ -122,7 +125,7 @@ class OpenAIEmbedder(Embedder):
 
     # --- one API call -------------------------------------------------------------------
 
-    def _request(self, texts: list[str]) -> np.ndarray:
+    def _request(self, texts: list[str]) -> tuple[np.ndarray, Usage]:
         inputs = [t or " " for t in texts]  # the API rejects empty strings
         counts: list[int] | None = None
         if self.limiter.tokens_per_minute:
@@ -131,10 +134,13 @@ class OpenAIEmbedder(Embedder):
         response = self._create(inputs)
         vectors = _decode(response, len(inputs))
         reported = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+        reported_by_server = bool(reported)
         if not reported:  # some compatible servers send no usage; count it ourselves
             reported = sum(counts if counts is not None else self.count_tokens(inputs))
-        self.usage.add(prompt_tokens=int(reported))
-        return vectors
+        usage = Usage.call(
+            self.model, self.settings.prices, prompt_tokens=int(reported), estimated=not reported_by_server
+        )
+        return vectors, usage
 
     def _create(self, inputs: list[str]) -> Any:
         openai = require_openai()

@@ -122,13 +122,13 @@ def eval_index(
         model: Embedder | None = None
         try:
             paths = write_corpus(dataset, docs)
-            if any(p not in paths for p in index.manifest.files()):
+            if any(p not in paths for p in index.files()):
                 raise UsageError(f"index '{name}' holds files not in {dataset.name}: use another --index")
             model = factory.create(factory.choose(store_settings, index.embedder_name, name, embedder), settings)
             index.bind_embedder(model.name, model.dimension)
             found = discover([docs], max_file_bytes=int(store_settings.ingest.max_file_mb * 1024 * 1024))
             report = Ingestor(index, model, store_settings, cache, progress).run(found)
-            chunk_docs = {c.id: paths[c.path] for batch in index.manifest.iter_chunks() for c in batch}
+            chunk_docs = {c.id: paths[c.path] for batch in index.iter_chunks() for c in batch}
             yield EvalIndex(index, model, chunk_docs, report, kept=index_name is not None)
         finally:
             if model is not None:

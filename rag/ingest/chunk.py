@@ -243,6 +243,7 @@ def _enforce_limit(
             end=section.offset + end,
             position=position,
             tokens=n,
+            ocr=section.ocr,
         )
         for position, ((section, start, end), n) in enumerate(zip(spans, counts, strict=True))
     ]

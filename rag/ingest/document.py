@@ -19,6 +19,8 @@ class Section:
     page: int | None = None
     heading: tuple[str, ...] = ()
     offset: int = 0
+    #: The text came from OCR of an image (a scanned page, a photo), not from the file.
+    ocr: bool = False
 
 
 @dataclass
@@ -26,7 +28,7 @@ class LoadedDocument:
     """A file's text, split where its structure splits it (pages, headings)."""
 
     path: Path
-    kind: str  # "text", "markdown", "pdf" or "html"
+    kind: str  # a kind from the loader table (rag.ingest.loaders)
     sections: list[Section]
     warnings: list[str] = field(default_factory=list)
 
@@ -46,3 +48,4 @@ class ChunkDraft:
     end: int
     position: int
     tokens: int
+    ocr: bool = False

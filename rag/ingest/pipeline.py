@@ -3,8 +3,8 @@
 A file is re-read only when its size or mtime changed, and re-indexed only when its
 content hash (or the chunking recipe) changed.  Chunks are written in windows of files:
 pending rows first, then vectors (each embedding batch as it arrives, to the cache and to
-Chroma), then one commit per file that swaps its old chunks for the new.  See
-``rag.store.manifest`` for why that order makes an interrupted run repairable.
+Chroma), then one commit per file that swaps its old chunks for the new.  ``Index`` keeps
+the order that makes an interrupted run repairable (see ``rag.store.manifest``).
 """
 
 from __future__ import annotations
@@ -12,27 +12,28 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from rag.embed.base import Embedder, embed_many
+from rag.embed.base import Embedder, embed_all
 from rag.errors import DocumentError, ProviderError, StoreError
 from rag.ingest.chunk import chunk_document
 from rag.ingest.discover import Discovery
-from rag.ingest.loaders import load
-from rag.results import FileProblem, IngestReport
+from rag.ingest.loaders import LoadOptions, file_type, load
+from rag.ingest.parse import Parsed, ParseLimits, ParsePool
+from rag.results import OCR_SUFFIX, FileProblem, IngestReport
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index
-from rag.store.manifest import HEADING_SEPARATOR, ChunkRecord, FileRecord
-from rag.usage import Usage, cost_usd
+from rag.store.records import HEADING_SEPARATOR, ChunkRecord, FileRecord
+from rag.usage import Usage
 
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"  # 2: Office files, tables, OCR of scanned pages
 
 
 class Progress(Protocol):
@@ -58,6 +59,20 @@ class _NoProgress:
         pass
 
 
+@dataclass(frozen=True)
+class _Changed:
+    """A file that needs parsing: what ``stat`` and the hash said about it."""
+
+    stat: os.stat_result
+    content_hash: str
+    is_new: bool
+
+
+def _isolated(path: Path) -> bool:
+    found = file_type(path)
+    return found is None or found.isolate
+
+
 @dataclass
 class _Pending:
     """A loaded, chunked file waiting for its window to be embedded."""
@@ -76,12 +91,12 @@ class _VectorWriter:
         self._ingestor = ingestor
         self._records = records
         self._chunks: list[ChunkRecord] = []
-        self._vectors: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
 
     def add(self, chunks: Sequence[ChunkRecord], vector: np.ndarray) -> None:
         for chunk in chunks:
             self._chunks.append(chunk)
-            self._vectors.append(vector)
+            self._rows.append(vector)
         if len(self._chunks) >= self.size:
             self.flush()
 
@@ -89,26 +104,9 @@ class _VectorWriter:
         if not self._chunks:
             return
         chunks, self._chunks = self._chunks, []
-        vectors, self._vectors = np.stack(self._vectors), []
-        self._ingestor.index.vectors.upsert(
-            [c.id for c in chunks],
-            vectors,
-            [c.text for c in chunks],
-            [chunk_metadata(c, self._records[c.path]) for c in chunks],
-        )
+        vectors, self._rows = np.stack(self._rows), []
+        self._ingestor.index.write_vectors(chunks, vectors, self._records)
         self._ingestor.progress.chunks_stored(len(chunks))
-
-
-def chunk_metadata(chunk: ChunkRecord, record: FileRecord) -> dict[str, object]:
-    """What Chroma stores beside a vector: enough to rebuild the manifest from a server."""
-    return {
-        **chunk.chroma_metadata(),
-        "tokens": chunk.tokens,
-        "file_hash": record.content_hash,
-        "signature": record.signature,
-        "file_size": record.size,
-        "file_mtime_ns": record.mtime_ns,
-    }
 
 
 @dataclass
@@ -142,6 +140,10 @@ def chunk_id(path: str, content_hash: str, signature: str, position: int) -> str
 class Ingestor:
     """Runs one ingest into an open index with a given embedder."""
 
+    #: Parse binary formats in worker processes with time and memory limits (off: all
+    #: in this process, as before 0.2; benchmarks compare the two).
+    isolate_parsing = True
+
     def __init__(
         self,
         index: Index,
@@ -162,31 +164,38 @@ class Ingestor:
         # Big enough to keep every embedding request slot busy, small enough that an
         # interrupted run has little pending work.
         self.window_chunks = max(1024, embedder.batch_size * embedder.concurrency * 2)
+        #: What this run's embedding calls spent so far (this run's own calls only).
+        self.spent = Usage()
+        #: Seconds spent parsing files (summed over workers; for benchmarks).
+        self.parse_seconds = 0.0
 
     def run(self, found: Discovery, *, prune: bool = True, started: float | None = None) -> IngestReport:
         """Index what ``discover`` found; ``started`` is when the caller began (for the report's time)."""
         started = time.perf_counter() if started is None else started
         report = IngestReport(index=self.index.name, embedder=self.embedder.name)
-        usage_before = self._usage_so_far()
         report.skipped = [FileProblem(str(s.path), s.message) for s in found.skipped if not s.unsupported]
         report.unsupported = sum(1 for s in found.skipped if s.unsupported)
         report.failed = [FileProblem(e.path, e.reason) for e in found.errors]
 
         with self.index.write_lock(self.settings.store.lock_timeout):
             report.repaired = self.index.settle()
-            known = self.index.manifest.files()
+            known = self.index.files()
             if prune:
                 self._prune(found.roots, known, found_files={str(p) for p in found.files}, report=report)
             self.progress.planned(len(found.files))
             window = _Window()
+            changed: dict[Path, _Changed] = {}
+            pool = self._parse_pool()
             try:
-                for path in found.files:
-                    pending = self._prepare(path, known.get(str(path)), report)
+                # Workers parse the next files while this thread chunks and embeds.
+                for parsed in pool.imap(self._changed_files(found.files, known, report, changed)):
+                    self.parse_seconds += parsed.seconds
+                    pending = self._chunked(changed.pop(parsed.path), parsed, report)
                     if pending is not None:
                         window.files.append(pending)
                         self.progress.chunks_queued(len(pending.chunks))
                     else:
-                        self.progress.file_done(str(path))
+                        self.progress.file_done(str(parsed.path))
                     if window.chunk_count >= self.window_chunks:
                         self._flush(window, report)
                         window = _Window()
@@ -198,9 +207,10 @@ class Ingestor:
                 # Everything committed so far stays; cached vectors make the re-run cheap.
                 report.interrupted = str(exc)
             finally:
-                report.chunks_total = self.index.manifest.chunk_count()
+                pool.close()
+                report.chunks_total = self.index.chunk_count()
                 self.index.mark_changed()
-                self._record_usage(report, usage_before)
+                self._record_usage(report)
                 report.seconds = time.perf_counter() - started
         return report
 
@@ -212,16 +222,36 @@ class Ingestor:
         """Remove files that are gone from a folder being ingested."""
         for root in roots:
             prefix = str(root).rstrip(os.sep) + os.sep
-            for path in known:
-                if path.startswith(prefix) and path not in found_files and not os.path.lexists(path):
-                    ids = self.index.manifest.forget_file(path)
-                    self.index.vectors.delete(ids)
-                    self.index.manifest.purge(ids)
-                    report.removed += 1
-                    report.chunks_removed += len(ids)
+            gone = [p for p in known if p.startswith(prefix) and p not in found_files and not os.path.lexists(p)]
+            for count in self.index.remove(gone).values():
+                report.removed += 1
+                report.chunks_removed += count
 
-    def _prepare(self, path: Path, known: FileRecord | None, report: IngestReport) -> _Pending | None:
-        """Load and chunk a file if it changed; None when it is unchanged or unreadable."""
+    def _parse_pool(self) -> ParsePool:
+        ingest = self.settings.ingest
+        return ParsePool(
+            load,
+            LoadOptions(ocr=ingest.ocr),
+            limits=ParseLimits(timeout=ingest.parse_timeout, memory_mb=ingest.parse_memory_mb),
+            workers=ingest.parse_workers,
+            # Plain-text formats cannot hang a parser worth a process; they are read here.
+            inline=lambda path: not self.isolate_parsing or not _isolated(path),
+        )
+
+    def _changed_files(
+        self, files: Sequence[Path], known: dict[str, FileRecord], report: IngestReport, changed: dict[Path, _Changed]
+    ) -> Iterator[Path]:
+        """The files that need parsing; unchanged ones are counted and passed over."""
+        for path in files:
+            change = self._check(path, known.get(str(path)), report)
+            if change is None:
+                self.progress.file_done(str(path))
+            else:
+                changed[path] = change
+                yield path
+
+    def _check(self, path: Path, known: FileRecord | None, report: IngestReport) -> _Changed | None:
+        """How a file changed, or None when it is unchanged or unreadable."""
         try:
             stat = path.stat()
             if (
@@ -237,11 +267,19 @@ class Ingestor:
             report.failed.append(FileProblem(str(path), exc.strerror or str(exc)))
             return None
         if known is not None and known.content_hash == content_hash and known.signature == self.signature:
-            self.index.manifest.touch_file(str(path), stat.st_size, stat.st_mtime_ns)
+            self.index.touch_file(str(path), stat.st_size, stat.st_mtime_ns)
             report.unchanged += 1
             return None
+        return _Changed(stat, content_hash, is_new=known is None)
+
+    def _chunked(self, change: _Changed, parsed: Parsed, report: IngestReport) -> _Pending | None:
+        """A parsed file's chunks, or None (and the reason reported) when it could not be read."""
+        path, stat, content_hash = parsed.path, change.stat, change.content_hash
         try:
-            document = load(path)
+            if parsed.error is not None:
+                raise parsed.error
+            assert parsed.document is not None
+            document = parsed.document
             drafts = chunk_document(
                 document,
                 self.embedder.count_tokens,
@@ -258,7 +296,8 @@ class Ingestor:
             ChunkRecord(
                 id=chunk_id(key, content_hash, self.signature, d.position),
                 path=key,
-                kind=document.kind,
+                # The chunk's own kind marks OCR'd text, which search results show.
+                kind=document.kind + (OCR_SUFFIX if d.ocr else ""),
                 position=d.position,
                 page=d.page,
                 heading=HEADING_SEPARATOR.join(d.heading),
@@ -282,7 +321,7 @@ class Ingestor:
             ingested_at=time.time(),
             warnings=tuple(document.warnings),
         )
-        return _Pending(record, chunks, is_new=known is None)
+        return _Pending(record, chunks, is_new=change.is_new)
 
     # --- writing --------------------------------------------------------------------------
 
@@ -290,7 +329,7 @@ class Ingestor:
         if not window.files:
             return
         chunks = [c for f in window.files for c in f.chunks]
-        self.index.manifest.add_pending(chunks)
+        self.index.stage(chunks)
 
         # Identical texts (duplicate files, repeated boilerplate) are embedded once.
         by_text: dict[str, list[ChunkRecord]] = {}
@@ -314,45 +353,24 @@ class Ingestor:
 
         if missing:
             tokens = [by_text[t][0].tokens for t in missing]
-            embed_many(self.embedder, missing, on_batch, token_counts=tokens)
+            embed_all(self.embedder, missing, on_batch, token_counts=tokens, on_usage=self._spend)
             report.embedded += len(missing)
         writer.flush()
 
         for pending in window.files:
-            stale = self.index.manifest.commit_file(pending.record, [c.id for c in pending.chunks])
-            if stale:
-                self.index.vectors.delete(stale)
-                self.index.manifest.purge(stale)
+            stale = self.index.commit_file(pending.record, [c.id for c in pending.chunks])
             if pending.is_new:
                 report.added += 1
             else:
                 report.updated += 1
             report.chunks_added += len(pending.chunks)
-            report.chunks_removed += len(stale)
+            report.chunks_removed += stale
             self.progress.file_done(pending.record.path)
 
-    def _usage_so_far(self) -> Usage | None:
-        usage = getattr(self.embedder, "usage", None)
-        return usage.snapshot() if isinstance(usage, Usage) else None
+    def _spend(self, usage: Usage) -> None:
+        self.spent += usage
 
-    def _record_usage(self, report: IngestReport, before: Usage | None) -> None:
-        """What this run's embedding calls cost (an embedder may be reused across runs)."""
-        now = self._usage_so_far()
-        if now is None or before is None or now.requests == before.requests:
-            return
-        spent = Usage(now.model, now.prompt_tokens - before.prompt_tokens, 0, now.requests - before.requests)
-        cost = cost_usd(spent, self.settings.prices)
-        report.usage = {
-            "model": spent.model,
-            "requests": spent.requests,
-            "prompt_tokens": spent.prompt_tokens,
-            "cost_usd": cost,
-        }
-        self.index.manifest.add_usage(
-            "embedding",
-            spent.model,
-            requests=spent.requests,
-            prompt_tokens=spent.prompt_tokens,
-            completion_tokens=0,
-            cost_usd=cost or 0.0,
-        )
+    def _record_usage(self, report: IngestReport) -> None:
+        """What this run's embedding calls cost, in the report and the index's totals."""
+        report.usage = self.spent
+        self.index.add_usage("embedding", self.spent)

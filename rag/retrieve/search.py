@@ -5,29 +5,20 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from rag.embed.base import Embedder
 from rag.errors import UsageError
 from rag.ingest.discover import compile_glob
-from rag.results import Hit, Hits
+from rag.ingest.loaders import kind_named, type_names
+from rag.results import OCR_SUFFIX, Hit, Hits
 from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
 from rag.store.index import Index
 
 Mode = Literal["dense", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
-
-_KIND_ALIASES = {
-    "md": "markdown",
-    "markdown": "markdown",
-    "txt": "text",
-    "text": "text",
-    "pdf": "pdf",
-    "html": "html",
-    "htm": "html",
-}
 
 
 @dataclass(frozen=True)
@@ -36,8 +27,8 @@ class Filters:
 
     ``paths``: globs, as ``--include`` reads them; a relative one matches at any depth
     (``reports/*.pdf`` matches ``/home/me/docs/reports/q3.pdf``).
-    ``types``: file kinds (``pdf``, ``md``, ``txt``, ``html``).  ``pages``: an inclusive
-    (first, last) range; either end may be None.  Chunks without pages never match a page
+    ``types``: file kinds or extensions from the loader table (``pdf``, ``md``, ``xlsx``, ``py``).
+    ``pages``: an inclusive (first, last) range; either end may be None.  Chunks without pages never match a page
     range.
     """
 
@@ -47,8 +38,8 @@ class Filters:
 
     def __post_init__(self) -> None:
         for kind in self.types:
-            if kind.lower().lstrip(".") not in _KIND_ALIASES:
-                raise UsageError(f"unknown file type {kind!r}: use pdf, md, txt or html")
+            if kind_named(kind) is None:
+                raise UsageError(f"unknown file type {kind!r}: use one of {', '.join(type_names())}")
 
     @property
     def active(self) -> bool:
@@ -79,10 +70,10 @@ class Filters:
         """Files that pass the path and type filters (None when those are unset)."""
         if not (self.paths or self.types):
             return None
-        kinds = {_KIND_ALIASES[t.lower().lstrip(".")] for t in self.types}
+        kinds = {kind_named(t) for t in self.types}
         patterns = [_path_pattern(g) for g in self.paths]
         allowed = []
-        for path, record in index.manifest.files().items():
+        for path, record in index.files().items():
             if kinds and record.kind not in kinds:
                 continue
             posix = path.replace(os.sep, "/").lstrip("/")
@@ -153,7 +144,7 @@ class Retriever:
         ranked, query_vector = self._rank(query, pool, mode, filters)
         vectors: dict[str, np.ndarray] = {}
         if query_vector is not None:
-            vectors = self.index.vectors.get_vectors([i for i, _ in ranked[:pool]])
+            vectors = self.index.vectors_of([i for i, _ in ranked[:pool]])
         if use_mmr and query_vector is not None:
             ranked = mmr(ranked, vectors, query_vector, k, mmr_lambda)
         return self._hits(ranked[:k], vectors, query_vector)
@@ -183,7 +174,7 @@ class Retriever:
             assert query_vector is not None
             dense = self._dense(query_vector, pool, paths, filters.pages)
         if mode != "dense":
-            keyword = self.index.manifest.keyword_search(query, pool, paths=paths, pages=filters.pages)
+            keyword = self.index.keyword(query, pool, paths=paths, pages=filters.pages)
         if mode == "dense":
             return dense[:k], query_vector
         if mode == "keyword":
@@ -207,21 +198,11 @@ class Retriever:
         paths: list[str] | None,
         pages: tuple[int | None, int | None] | None,
     ) -> Ranked:
-        clauses: list[dict[str, Any]] = []
-        if paths is not None:
-            clauses.append({"source": {"$in": paths}})
-        if pages is not None:
-            low, high = pages
-            if low is not None:
-                clauses.append({"page": {"$gte": low}})
-            if high is not None:
-                clauses.append({"page": {"$lte": high}})
-        where = clauses[0] if len(clauses) == 1 else ({"$and": clauses} if clauses else None)
         # Ids still being written by a concurrent ingest are dropped when hydrating.
-        return self.index.vectors.query(vector, k, where)
+        return self.index.dense(vector, k, paths=paths, pages=pages)
 
     def _hits(self, ranked: Ranked, vectors: dict[str, np.ndarray], query_vector: np.ndarray | None) -> Hits:
-        chunks = self.index.manifest.chunks([i for i, _ in ranked])
+        chunks = self.index.hydrate([i for i, _ in ranked])
         hits = Hits()
         for chunk_id, score in ranked:
             chunk = chunks.get(chunk_id)
@@ -242,6 +223,7 @@ class Retriever:
                     start=chunk.start,
                     end=chunk.end,
                     relevance=relevance,
+                    ocr=chunk.kind.endswith(OCR_SUFFIX),
                 )
             )
         return hits

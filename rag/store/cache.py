@@ -23,8 +23,7 @@ def text_key(text: str) -> bytes:
 class EmbeddingCache:
     def __init__(self, path: Path) -> None:
         self._database = Database(path)
-        self._db, self._lock = self._database.db, self._database.lock
-        self._db.execute(
+        self._database.execute(
             "CREATE TABLE IF NOT EXISTS vectors (embedder TEXT NOT NULL, key BLOB NOT NULL, vector BLOB NOT NULL, "
             "PRIMARY KEY (embedder, key)) WITHOUT ROWID"
         )
@@ -36,18 +35,17 @@ class EmbeddingCache:
             positions.setdefault(text_key(text), []).append(i)
         found: dict[int, np.ndarray] = {}
         keys = list(positions)
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                part = keys[start : start + 500]
-                rows = self._db.execute(
-                    f"SELECT key, vector FROM vectors WHERE embedder = ? AND key IN ({','.join('?' * len(part))})",
-                    (embedder, *part),
-                ).fetchall()
-                for key, blob in rows:
-                    vector = np.frombuffer(blob, dtype=np.float32)
-                    if vector.shape == (dimension,):
-                        for i in positions[key]:
-                            found[i] = vector
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            rows = self._database.query(
+                f"SELECT key, vector FROM vectors WHERE embedder = ? AND key IN ({','.join('?' * len(part))})",
+                (embedder, *part),
+            )
+            for key, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (dimension,):
+                    for i in positions[key]:
+                        found[i] = vector
         return found
 
     def put(self, embedder: str, texts: Sequence[str], vectors: np.ndarray) -> None:
@@ -59,14 +57,12 @@ class EmbeddingCache:
             db.executemany("INSERT OR REPLACE INTO vectors(embedder, key, vector) VALUES (?, ?, ?)", rows)
 
     def count(self, embedder: str | None = None) -> int:
-        with self._lock:
-            if embedder is None:
-                return int(self._db.execute("SELECT count(*) FROM vectors").fetchone()[0])
-            return int(self._db.execute("SELECT count(*) FROM vectors WHERE embedder = ?", (embedder,)).fetchone()[0])
+        if embedder is None:
+            return int(self._database.query("SELECT count(*) FROM vectors")[0][0])
+        return int(self._database.query("SELECT count(*) FROM vectors WHERE embedder = ?", (embedder,))[0][0])
 
     def clear(self) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM vectors")
+        self._database.execute("DELETE FROM vectors")
 
     def close(self) -> None:
         self._database.close()

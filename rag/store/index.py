@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rag.errors import EmbedderMismatchError, IndexLockedError, IndexNotFoundError, StoreError, UsageError
+import numpy as np
+
+from rag.errors import EmbedderMismatchError, IndexDamagedError, IndexLockedError, IndexNotFoundError, UsageError
 from rag.settings import Settings
-from rag.store.manifest import ChunkRecord, FileRecord, Manifest
+from rag.store.backend import VectorBackend
+from rag.store.manifest import Manifest
+from rag.store.records import ChunkRecord, FileRecord, from_metadata, to_metadata
 from rag.store.vectors import VectorStore, parse_chroma_url
+from rag.usage import Usage
 
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -91,17 +97,28 @@ def collection_name(index: str) -> str:
 
 
 class Index:
-    """A named index.  Open with ``Index.open``; close when done."""
+    """A named index: its manifest, its vectors, its write lock.  Open with ``Index.open``.
 
-    def __init__(self, name: str, layout: StoreLayout, manifest: Manifest, vectors: VectorStore) -> None:
+    The index keeps its own consistency rule, so no caller has to: every chunk id is
+    written to the manifest (as pending) before its vector is written, and deleted from the
+    vectors before it leaves the manifest.  A crash between the two leaves rows that
+    ``settle`` cleans up.  Reads may run in any number of threads while one ingest writes.
+    """
+
+    def __init__(self, name: str, layout: StoreLayout, manifest: Manifest, vectors: VectorBackend) -> None:
         self.name = name
         self.layout = layout
-        self.manifest = manifest
-        self.vectors = vectors
+        self._manifest = manifest
+        self._vectors = vectors
 
     @classmethod
-    def open(cls, settings: Settings, name: str | None = None, *, create: bool = False) -> Index:
-        """Open an index; without ``create``, a missing index is an ``IndexNotFoundError``."""
+    def open(cls, settings: Settings, name: str | None = None, *, create: bool = False, repair: bool = False) -> Index:
+        """Open an index; without ``create``, a missing index is an ``IndexNotFoundError``.
+
+        A manifest that SQLite cannot read is an ``IndexDamagedError``, or with ``repair``
+        is set aside (``index.db.damaged``) and rebuilt from the vectors, which hold every
+        chunk's text and metadata.
+        """
         name = validate_index_name(name or settings.store.index)
         layout = StoreLayout.from_settings(settings)
         directory = layout.index_dir(name)
@@ -110,13 +127,27 @@ class Index:
         vectors = VectorStore.connect(collection_name(name), path=layout.chroma_path, url=layout.chroma_url)
         if not create and not (directory / "index.db").exists() and not vectors.exists():
             raise IndexNotFoundError(name, layout.description)
-        index = cls(name, layout, Manifest(directory / "index.db"), vectors)
+        path = directory / "index.db"
+        try:
+            manifest = Manifest(path)
+        except sqlite3.DatabaseError as exc:
+            recoverable = vectors.exists()
+            if not (repair and recoverable):
+                raise IndexDamagedError(name, path, str(exc), recoverable=recoverable) from None
+            for suffix in ("", "-wal", "-shm"):
+                damaged = Path(f"{path}{suffix}")
+                if damaged.exists():
+                    damaged.replace(Path(f"{path}.damaged{suffix}"))
+            index = cls(name, layout, Manifest(path), vectors)
+            index.rebuild_from_vectors()
+            return index
+        index = cls(name, layout, manifest, vectors)
         if layout.chroma_url:
             index.sync_from_server()
         return index
 
     def close(self) -> None:
-        self.manifest.close()
+        self._manifest.close()
 
     def __enter__(self) -> Index:
         return self
@@ -128,31 +159,106 @@ class Index:
 
     @property
     def embedder_name(self) -> str | None:
-        value = self.manifest.get_meta("embedder")
+        value = self._manifest.get_meta("embedder")
         return str(value) if value else None
 
     @property
     def dimension(self) -> int | None:
-        value = self.manifest.get_meta("dimension")
+        value = self._manifest.get_meta("dimension")
         return int(value) if value else None
 
     def bind_embedder(self, name: str, dimension: int) -> None:
         """Record the embedder on first use; refuse a different one afterwards."""
         recorded = self.embedder_name
         if recorded is None:
-            remote = self.vectors.metadata.get("rag_embedder") if self.vectors.exists() else None
+            remote = self._vectors.metadata.get("rag_embedder") if self._vectors.exists() else None
             if remote and remote != name:
                 raise EmbedderMismatchError(self.name, str(remote), name)
-            self.manifest.set_meta("embedder", name)
-            self.manifest.set_meta("dimension", dimension)
-            self.vectors.create({"rag_embedder": name, "rag_dimension": dimension})
+            self._manifest.set_meta("embedder", name)
+            self._manifest.set_meta("dimension", dimension)
+            self._vectors.create({"rag_embedder": name, "rag_dimension": dimension})
             return
         if recorded != name:
             raise EmbedderMismatchError(self.name, recorded, name)
-        if not self.vectors.exists():
-            self.vectors.create({"rag_embedder": name, "rag_dimension": dimension})
+        if not self._vectors.exists():
+            self._vectors.create({"rag_embedder": name, "rag_dimension": dimension})
 
-    # --- writing --------------------------------------------------------------------------
+    # --- reading --------------------------------------------------------------------------
+
+    def files(self) -> dict[str, FileRecord]:
+        """Every indexed file by path."""
+        return self._manifest.files()
+
+    def file(self, path: str) -> FileRecord | None:
+        return self._manifest.file(path)
+
+    def file_count(self) -> int:
+        return self._manifest.file_count()
+
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...)."""
+        return self._manifest.file_kinds()
+
+    def chunk_count(self) -> int:
+        """Live chunks: what searches can return."""
+        return self._manifest.chunk_count()
+
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase (see ``Manifest.document_frequencies``)."""
+        return self._manifest.document_frequencies(phrases)
+
+    @property
+    def last_ingest(self) -> float | None:
+        value = self._manifest.get_meta("last_ingest")
+        return float(value) if value else None
+
+    def dense(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        paths: Sequence[str] | None = None,
+        pages: tuple[int | None, int | None] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``k`` nearest chunk ids by cosine, best first (ids of an unfinished ingest
+        may appear; ``hydrate`` leaves them out)."""
+        return self._vectors.query(vector, k, paths=paths, pages=pages)
+
+    def keyword(
+        self,
+        query: str,
+        k: int,
+        *,
+        paths: Sequence[str] | None = None,
+        pages: tuple[int | None, int | None] | None = None,
+    ) -> list[tuple[str, float]]:
+        """BM25 over live chunks: (id, score) best first."""
+        return self._manifest.keyword_search(query, k, paths=paths, pages=pages)
+
+    def hydrate(self, ids: Sequence[str]) -> dict[str, ChunkRecord]:
+        """Live chunks by id; ids that are not live are left out."""
+        return self._manifest.chunks(ids)
+
+    def vectors_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by chunk id."""
+        return self._vectors.get_vectors(ids)
+
+    def chunks_of(self, path: str) -> list[ChunkRecord]:
+        """A file's live chunks in document order."""
+        return self._manifest.chunks_of(path)
+
+    def iter_chunks(self, batch: int = 2000) -> Iterator[list[ChunkRecord]]:
+        """Every live chunk, a batch at a time."""
+        return self._manifest.iter_chunks(batch)
+
+    def live_ids(self) -> set[str]:
+        return self._manifest.live_ids()
+
+    def vector_ids(self) -> set[str]:
+        """Every id the vector store holds (for consistency checks)."""
+        return {i for page in self._vectors.all_ids() for i in page}
+
+    # --- writing (hold ``write_lock``) ----------------------------------------------------
 
     @contextmanager
     def write_lock(self, timeout: float) -> Iterator[None]:
@@ -169,21 +275,76 @@ class Index:
         finally:
             lock.release()
 
+    def stage(self, chunks: Iterable[ChunkRecord]) -> None:
+        """Announce chunks about to be written (pending until their file is committed)."""
+        self._manifest.add_pending(chunks)
+
+    def write_vectors(
+        self, chunks: Sequence[ChunkRecord], vectors: np.ndarray, files: Mapping[str, FileRecord]
+    ) -> None:
+        """Store staged chunks' vectors, text and metadata; ``files`` has each chunk's file."""
+        self._vectors.upsert(
+            [c.id for c in chunks],
+            vectors,
+            [c.text for c in chunks],
+            [to_metadata(c, files[c.path]) for c in chunks],
+        )
+
+    def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> int:
+        """Make ``chunk_ids`` (staged, vectors written) the file's chunks; returns how many old ones went."""
+        stale = self._manifest.commit_file(record, chunk_ids)
+        self._delete(stale)
+        return len(stale)
+
+    def add_file(self, record: FileRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> int:
+        """Index one file in one go (stage, write, commit); returns how many old chunks it replaced."""
+        self.stage(chunks)
+        self.write_vectors(chunks, vectors, {record.path: record})
+        return self.commit_file(record, [c.id for c in chunks])
+
+    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+        """Remember a new size and mtime for a file whose content did not change."""
+        self._manifest.touch_file(path, size, mtime_ns)
+
+    def remove(self, paths: Iterable[str]) -> dict[str, int]:
+        """Remove files from the index; returns the chunks removed per path that was indexed."""
+        removed: dict[str, int] = {}
+        for path in paths:
+            if self._manifest.file(path) is None:
+                continue
+            ids = self._manifest.forget_file(path)
+            self._delete(ids)
+            removed[path] = len(ids)
+        return removed
+
     def settle(self) -> int:
         """Finish what an interrupted ingest left: delete pending and stale ids everywhere."""
-        ids = self.manifest.unsettled()
-        if ids:
-            self.vectors.delete(ids)
-            self.manifest.purge(ids)
+        ids = self._manifest.unsettled()
+        self._delete(ids)
         return len(ids)
+
+    def _delete(self, ids: Sequence[str]) -> None:
+        # Vectors first: the manifest must know every id the vector store holds.
+        if ids:
+            self._vectors.delete(ids)
+            self._manifest.purge(ids)
 
     def mark_changed(self) -> None:
         """Tell other machines sharing the Chroma server that this index changed."""
         generation = uuid.uuid4().hex
-        self.manifest.set_meta("last_ingest", time.time())
-        if self.layout.chroma_url and self.vectors.exists():
-            self.vectors.set_metadata({"rag_generation": generation})
-            self.manifest.set_meta("generation", generation)
+        self._manifest.set_meta("last_ingest", time.time())
+        if self.layout.chroma_url and self._vectors.exists():
+            self._vectors.set_metadata({"rag_generation": generation})
+            self._manifest.set_meta("generation", generation)
+
+    # --- usage ----------------------------------------------------------------------------
+
+    def add_usage(self, kind: str, usage: Usage) -> None:
+        """Add what an API call spent to the index's totals (shown by ``rag status``)."""
+        self._manifest.add_usage(kind, usage)
+
+    def usage(self) -> list[dict[str, Any]]:
+        return self._manifest.usage()
 
     # --- server mode ----------------------------------------------------------------------
 
@@ -194,101 +355,59 @@ class Index:
         and metadata); the local manifest and keyword index are a cache of it, checked
         against the collection's generation stamp on every open.
         """
-        if not self.vectors.exists():
+        if not self._vectors.exists():
             return
-        remote = self.vectors.metadata
+        remote = self._vectors.metadata
         generation = remote.get("rag_generation")
-        if generation is None or generation == self.manifest.get_meta("generation"):
+        if generation is None or generation == self._manifest.get_meta("generation"):
             return
         self._rebuild_manifest(remote, str(generation))
 
-    def _rebuild_manifest(self, remote: dict[str, Any], generation: str) -> None:
-        collection = self.vectors._require()
-        path = self.manifest.path
-        self.manifest.close()
+    def rebuild_from_vectors(self) -> None:
+        """Rebuild the manifest and the keyword index from the vectors (``rag repair``).
+
+        The vectors hold each chunk's text and metadata, so files and chunks come back whole;
+        the usage totals, kept only in the manifest, start again from zero.
+        """
+        remote = self._vectors.metadata if self._vectors.exists() else {}
+        generation = remote.get("rag_generation")
+        self._rebuild_manifest(remote, None if generation is None else str(generation))
+
+    def _rebuild_manifest(self, remote: dict[str, Any], generation: str | None) -> None:
+        path = self._manifest.path
+        self._manifest.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        self.manifest = Manifest(path)
-        files: dict[str, dict[str, Any]] = {}
-        offset, page = 0, 2000
-        while True:
-            try:
-                got = collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
-            except Exception as exc:
-                raise StoreError(f"Chroma at {self.vectors.location}: {exc}") from exc
-            if not got["ids"]:
-                break
-            records = []
-            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                meta = meta or {}
-                records.append(
-                    ChunkRecord(
-                        id=cid,
-                        path=str(meta.get("source", "")),
-                        kind=str(meta.get("kind", "text")),
-                        position=int(meta.get("position", 0)),
-                        page=int(meta["page"]) if "page" in meta else None,
-                        heading=str(meta.get("heading", "")),
-                        start=int(meta.get("start", 0)),
-                        end=int(meta.get("end", 0)),
-                        tokens=int(meta.get("tokens", 0)),
-                        text=text or "",
-                    )
-                )
-                info = files.setdefault(records[-1].path, {"ids": [], "meta": meta})
-                info["ids"].append(cid)
-            self.manifest.add_pending(records)
-            offset += len(got["ids"])
-        for file_path, info in files.items():
-            meta = info["meta"]
-            record = FileRecord(
-                path=file_path,
-                content_hash=str(meta.get("file_hash", "")),
-                signature=str(meta.get("signature", "")),
-                kind=str(meta.get("kind", "text")),
-                size=int(meta.get("file_size", -1)),
-                mtime_ns=int(meta.get("file_mtime_ns", -1)),
-                pages=None,
-                chunk_count=len(info["ids"]),
-                ingested_at=time.time(),
-            )
-            self.manifest.commit_file(record, info["ids"])
+        manifest = Manifest(path)
+        files: dict[str, tuple[FileRecord, list[str]]] = {}
+        for page in self._vectors.records():
+            chunks = []
+            for cid, text, meta in page:
+                chunk, record = from_metadata(cid, text, meta)
+                chunks.append(chunk)
+                files.setdefault(chunk.path, (record, []))[1].append(cid)
+            manifest.add_pending(chunks)
+        for record, ids in files.values():
+            manifest.commit_file(replace(record, chunk_count=len(ids), ingested_at=time.time()), ids)
         for key in ("rag_embedder", "rag_dimension"):
             if key in remote:
-                self.manifest.set_meta(key.removeprefix("rag_"), remote[key])
-        self.manifest.set_meta("generation", generation)
+                manifest.set_meta(key.removeprefix("rag_"), remote[key])
+        if generation is not None:
+            manifest.set_meta("generation", generation)
+        self._manifest = manifest
 
     # --- removing -------------------------------------------------------------------------
 
     def drop(self) -> None:
-        """Delete the index: its Chroma collection and its local files."""
-        self.vectors.drop()
-        self.manifest.close()
+        """Delete the index: its vectors and its local files."""
+        self._vectors.drop()
+        self._manifest.close()
         shutil.rmtree(self.layout.index_dir(self.name), ignore_errors=True)
         shutil.rmtree(self.layout.eval_dir(self.name), ignore_errors=True)
 
     # --- reporting ------------------------------------------------------------------------
 
     def size_bytes(self) -> int:
-        """Bytes on disk: the manifest plus, when embedded, this collection's Chroma segments."""
+        """Bytes on disk: the manifest plus, when embedded, this collection's vectors."""
         total = sum(p.stat().st_size for p in self.layout.index_dir(self.name).glob("*") if p.is_file())
-        if not self.layout.chroma_url and self.vectors.exists():
-            for segment in _segment_dirs(self.layout.chroma_path, self.vectors):
-                total += sum(p.stat().st_size for p in segment.rglob("*") if p.is_file())
-        return total
-
-
-def _segment_dirs(chroma_path: Path, vectors: VectorStore) -> list[Path]:
-    """Chroma keeps each collection's vector segment in a folder named by segment id."""
-    import sqlite3
-
-    db = chroma_path / "chroma.sqlite3"
-    if not db.exists():
-        return []
-    try:
-        collection_id = str(vectors._require().id)
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            rows = con.execute("SELECT id FROM segments WHERE collection = ?", (collection_id,)).fetchall()
-    except (sqlite3.Error, StoreError):
-        return []
-    return [chroma_path / row[0] for row in rows if (chroma_path / row[0]).is_dir()]
+        return total + self._vectors.size_bytes()

@@ -24,11 +24,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag.store.records import ChunkRecord, FileRecord
 from rag.store.sqlite import Database, execute_script
+from rag.usage import Usage
 
 SCHEMA_VERSION = 1
 
@@ -82,54 +83,6 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 """
 
-HEADING_SEPARATOR = " > "
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    """A chunk as the index stores it."""
-
-    id: str
-    path: str
-    kind: str
-    position: int
-    page: int | None
-    heading: str
-    start: int
-    end: int
-    tokens: int
-    text: str
-
-    def chroma_metadata(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "source": self.path,
-            "kind": self.kind,
-            "position": self.position,
-            "start": self.start,
-            "end": self.end,
-        }
-        # Chroma metadata cannot hold None; absent keys simply don't match page filters.
-        if self.page is not None:
-            meta["page"] = self.page
-        if self.heading:
-            meta["heading"] = self.heading
-        return meta
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    path: str
-    content_hash: str
-    signature: str
-    kind: str
-    size: int
-    mtime_ns: int
-    pages: int | None
-    chunk_count: int
-    ingested_at: float
-    warnings: tuple[str, ...] = ()
-
-
 _CHUNK_COLUMNS = "id, path, kind, position, page, heading, start, end, tokens, text"
 _FILE_COLUMNS = "path, content_hash, signature, kind, size, mtime_ns, pages, chunk_count, ingested_at, warnings"
 
@@ -159,10 +112,9 @@ class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._database = Database(path)
-        self._db, self._lock = self._database.db, self._database.lock
-        with self.transaction():
-            execute_script(self._db, _SCHEMA)
-            if self.get_meta("schema_version") is None:
+        with self.transaction() as db:
+            execute_script(db, _SCHEMA)
+            if db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None:
                 self.set_meta("schema_version", SCHEMA_VERSION)
                 self.set_meta("created_at", time.time())
 
@@ -173,8 +125,7 @@ class Manifest:
         return self._database.write()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        return self._database.query(sql, params)
 
     # --- meta -----------------------------------------------------------------------------
 
@@ -183,11 +134,10 @@ class Manifest:
         return json.loads(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: Any) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value)),
-            )
+        self._database.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
 
     # --- files ----------------------------------------------------------------------------
 
@@ -200,6 +150,10 @@ class Manifest:
 
     def file_count(self) -> int:
         return int(self._query("SELECT count(*) FROM files")[0][0])
+
+    def file_kinds(self) -> dict[str, int]:
+        """Files per kind (``pdf``, ``docx``...), for ``rag status``."""
+        return {kind: int(n) for kind, n in self._query("SELECT kind, count(*) FROM files GROUP BY kind ORDER BY kind")}
 
     # --- chunk lifecycle ------------------------------------------------------------------
 
@@ -243,8 +197,7 @@ class Manifest:
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         """Remember a new mtime for a file whose content did not change, to skip hashing next time."""
-        with self._lock:
-            self._db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
+        self._database.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", (size, mtime_ns, path))
 
     def forget_file(self, path: str) -> list[str]:
         """Drop a file from the index; returns its chunk ids, now stale."""
@@ -346,20 +299,36 @@ class Manifest:
         )
         return [(row[0], float(row[1])) for row in self._query(sql, params)]
 
+    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
+        """How many chunks hold each phrase (its words in a row, as the keyword index stems them).
+
+        The answerer reads rarity from these counts: a word in few chunks says what a
+        question is about, and one in none names something the documents never mention.
+        """
+        counts: dict[str, int] = {}
+        for phrase in dict.fromkeys(phrases):
+            words = [w.lower() for w in _WORD.findall(phrase)]
+            if not words:
+                continue
+            match = '"' + " ".join(words) + '"'
+            rows = self._query("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,))
+            counts[phrase] = int(rows[0][0])
+        return counts
+
     # --- usage ----------------------------------------------------------------------------
 
-    def add_usage(
-        self, kind: str, model: str, *, requests: int, prompt_tokens: int, completion_tokens: int, cost_usd: float
-    ) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO usage(kind, model, requests, prompt_tokens, completion_tokens, cost_usd) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kind, model) DO UPDATE SET "
-                "requests = requests + excluded.requests, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = completion_tokens + excluded.completion_tokens, "
-                "cost_usd = cost_usd + excluded.cost_usd",
-                (kind, model, requests, prompt_tokens, completion_tokens, cost_usd),
-            )
+    def add_usage(self, kind: str, usage: Usage) -> None:
+        """Add ``usage`` to the index's totals for ``kind`` (chat, embedding) and its model."""
+        if not usage:
+            return
+        self._database.execute(
+            "INSERT INTO usage(kind, model, requests, prompt_tokens, completion_tokens, cost_usd) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kind, model) DO UPDATE SET "
+            "requests = requests + excluded.requests, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+            "completion_tokens = completion_tokens + excluded.completion_tokens, "
+            "cost_usd = cost_usd + excluded.cost_usd",
+            (kind, usage.model, usage.requests, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd or 0.0),
+        )
 
     def usage(self) -> list[dict[str, Any]]:
         rows = self._query(

@@ -1,25 +1,49 @@
-"""The SQLite files rag keeps (manifests, embedding cache, chat sessions): opened one way."""
+"""The SQLite files rag keeps (manifests, embedding cache, chat sessions): opened one way.
+
+One writer connection, guarded by a lock, for transactions; and a pool of read
+connections, one per concurrent reader.  In WAL mode a reader sees the last committed
+state and never waits for a writer, so searches go on while an ingest writes.
+"""
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+
+def _connect(path: Path, *, reader: bool = False) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN ourselves, so each write is exactly one transaction.
+    db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    # Setting the journal mode takes a lock, so only the writer does it (WAL is kept in the file).
+    pragmas = (
+        ("busy_timeout=30000", "query_only=ON")
+        if reader
+        else ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+    )
+    for pragma in pragmas:
+        db.execute(f"PRAGMA {pragma}")
+    return db
 
 
 class Database:
-    """A connection shared by threads, in WAL mode so readers never wait for a writer."""
+    """A writer connection shared by threads, and read connections lent one per concurrent read."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # isolation_level=None: we issue BEGIN ourselves, so each write is exactly one transaction.
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db = _connect(path)
         self.lock = threading.RLock()
-        for pragma in ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-            self.db.execute(f"PRAGMA {pragma}")
+        # A pool rather than one per thread: a server's threads come and go.
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._readers: list[sqlite3.Connection] = []
+        # Not ``lock``: a writer holds that for a whole transaction, and readers must not wait.
+        self._readers_lock = threading.Lock()
+        self._closed = False
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -34,8 +58,36 @@ class Database:
                 raise
             self.db.execute("COMMIT")
 
-    def close(self) -> None:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One write statement on its own (autocommit)."""
         with self.lock:
+            return self.db.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read, on a connection of its own: never waits for a writer.
+
+        It sees what was committed when it started, not a transaction still open on the
+        writer connection, even in the same thread.
+        """
+        try:
+            reader = self._idle.get_nowait()
+        except queue.Empty:
+            with self._readers_lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError(f"{self.path} is closed") from None
+                reader = _connect(self.path, reader=True)
+                self._readers.append(reader)
+        try:
+            return reader.execute(sql, params).fetchall()
+        finally:
+            self._idle.put(reader)
+
+    def close(self) -> None:
+        with self.lock, self._readers_lock:
+            self._closed = True
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             self.db.close()
 
 

@@ -35,12 +35,13 @@ def parse_chroma_url(url: str) -> tuple[str, int, bool]:
 
 
 class VectorStore:
-    """One Chroma collection per index."""
+    """One Chroma collection per index: a ``rag.store.backend.VectorBackend``."""
 
-    def __init__(self, client: Any, collection_name: str, location: str) -> None:
+    def __init__(self, client: Any, collection_name: str, location: str, path: Path | None = None) -> None:
         self._client = client
         self._name = collection_name
         self.location = location
+        self._path = path
         self._collection: Any = None
 
     @classmethod
@@ -66,7 +67,7 @@ class VectorStore:
         except Exception as exc:  # chromadb raises many types; the user needs one line
             where = url or str(path)
             raise StoreError(f"cannot open Chroma at {where}: {_short(exc)}") from exc
-        return cls(client, collection_name, location)
+        return cls(client, collection_name, location, None if url else path)
 
     # --- collection -----------------------------------------------------------------------
 
@@ -162,6 +163,30 @@ class VectorStore:
             found.update(self._call(collection.get, ids=list(ids[part]), include=[])["ids"])
         return found
 
+    def query(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        paths: Sequence[str] | None = None,
+        pages: tuple[int | None, int | None] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``k`` nearest ids with cosine similarity, best first, within ``paths`` and ``pages``."""
+        collection = self._get(create=False)
+        if collection is None or k <= 0:
+            return []
+        # Chroma returns fewer than n_results when it holds fewer; no count() round trip needed.
+        result = self._call(
+            collection.query,
+            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+            n_results=k,
+            where=_where(paths, pages),
+            include=["distances"],
+        )
+        ids = result["ids"][0]
+        distances = result["distances"][0] if result.get("distances") else [1.0] * len(ids)
+        return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+
     def all_ids(self, page: int = 5000) -> Iterator[list[str]]:
         collection = self._get(create=False)
         if collection is None:
@@ -174,22 +199,39 @@ class VectorStore:
             yield list(got)
             offset += len(got)
 
-    def query(self, vector: np.ndarray, k: int, where: Mapping[str, Any] | None = None) -> list[tuple[str, float]]:
-        """The ``k`` nearest ids with cosine similarity, best first."""
+    def records(self, page: int = 2000) -> Iterator[list[tuple[str, str | None, dict[str, Any] | None]]]:
         collection = self._get(create=False)
-        if collection is None or k <= 0:
+        if collection is None:
+            return
+        offset = 0
+        while True:
+            got = self._call(collection.get, include=["documents", "metadatas"], limit=page, offset=offset)
+            if not got["ids"]:
+                return
+            yield list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+            offset += len(got["ids"])
+
+    def size_bytes(self) -> int:
+        """Bytes of this collection's segments when Chroma is embedded (a server's disk is not ours)."""
+        if self._path is None or not self.exists():
+            return 0
+        return sum(p.stat().st_size for segment in self._segment_dirs() for p in segment.rglob("*") if p.is_file())
+
+    def _segment_dirs(self) -> list[Path]:
+        """Chroma keeps each collection's vector segment in a folder named by segment id."""
+        import sqlite3
+
+        assert self._path is not None
+        db = self._path / "chroma.sqlite3"
+        if not db.exists():
             return []
-        # Chroma returns fewer than n_results when it holds fewer; no count() round trip needed.
-        result = self._call(
-            collection.query,
-            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-            n_results=k,
-            where=dict(where) if where else None,
-            include=["distances"],
-        )
-        ids = result["ids"][0]
-        distances = result["distances"][0] if result.get("distances") else [1.0] * len(ids)
-        return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+        try:
+            collection_id = str(self._require().id)
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                rows = con.execute("SELECT id FROM segments WHERE collection = ?", (collection_id,)).fetchall()
+        except (sqlite3.Error, StoreError):
+            return []
+        return [self._path / row[0] for row in rows if (self._path / row[0]).is_dir()]
 
     def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         collection = self._get(create=False)
@@ -211,6 +253,22 @@ class VectorStore:
             return fn(*args, **kwargs)
         except Exception as exc:
             raise StoreError(f"Chroma at {self.location}: {_short(exc)}") from exc
+
+
+def _where(paths: Sequence[str] | None, pages: tuple[int | None, int | None] | None) -> dict[str, Any] | None:
+    """A Chroma ``where`` for the path and page filters (None when there are none)."""
+    clauses: list[dict[str, Any]] = []
+    if paths is not None:
+        clauses.append({"source": {"$in": list(paths)}})
+    if pages is not None:
+        low, high = pages
+        if low is not None:
+            clauses.append({"page": {"$gte": low}})
+        if high is not None:
+            clauses.append({"page": {"$lte": high}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _is_not_found(exc: Exception) -> bool:

@@ -1,4 +1,4 @@
-"""PDF: one section per page, numbered from 1, text from pypdf.
+"""PDF: one section per page, numbered from 1, text from pypdf, or from OCR for scanned pages.
 
 Every way pypdf can fail on a file (encryption, damage, a file that only has a .pdf name)
 becomes one DocumentError with a short reason; a page whose extraction fails is skipped
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument, Section
+from rag.ingest.loaders.ocr import INSTALL_HINT, OcrMode, OcrUnavailable, ocr_image, render_pages, tesseract_path
 
 if TYPE_CHECKING:
     from pypdf import PageObject
@@ -33,30 +34,79 @@ _LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi",
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
-def load_pdf(path: Path, data: bytes) -> LoadedDocument:
+def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
+    """Pages with a text layer are read by pypdf; pages without one are OCR'd per ``ocr``."""
     if b"%PDF-" not in data[:1024]:
         raise DocumentError(path, "not a PDF (no PDF header)")
     pages = _open(path, data)
-    sections: list[Section] = []
+    texts: dict[int, str] = {}
     warnings: list[str] = []
-    blank = 0
+    if ocr == "always" and tesseract_path() is None:
+        warnings.append(f"--ocr always, but Tesseract is missing: read the text layer ({INSTALL_HINT})")
+        ocr = "auto"
+    failed: list[int] = []
     for number, page in enumerate(pages, start=1):
+        if ocr == "always":
+            break
         try:
-            text = clean_page_text(page.extract_text() or "")
+            texts[number] = clean_page_text(page.extract_text() or "")
         except Exception as exc:  # one bad page must not lose the others
             warnings.append(f"page {number}: text extraction failed ({_short(exc)})")
+            failed.append(number)
+    blank = [n for n in range(1, len(pages) + 1) if n not in failed and not texts.get(n, "").strip()]
+    scanned: set[int] = set()
+    if blank and ocr != "never":
+        scanned, note = _ocr_pages(path, data, blank, texts)
+        if note:
+            warnings.append(note)
+    sections = [
+        Section(texts[n], page=n, ocr=n in scanned) for n in range(1, len(pages) + 1) if texts.get(n, "").strip()
+    ]
+    unread = [n for n in blank if n not in scanned]
+    if not sections:
+        if unread and ocr == "never":
+            raise DocumentError(path, "no extractable text (scanned PDF? OCR is off: --ocr never)")
+        if unread and tesseract_path() is None:
+            raise DocumentError(path, f"no extractable text (scanned PDF?): {INSTALL_HINT}")
+        if unread:
+            raise DocumentError(path, "no text found, not even by OCR")
+        raise DocumentError(path, "damaged PDF: text extraction failed on every page")
+    if unread and ocr == "never":
+        warnings.append(f"{len(unread)} of {len(pages)} pages have no text layer (scanned?)")
+    elif unread and tesseract_path() is None:
+        warnings.append(f"{len(unread)} of {len(pages)} pages have no text layer: {INSTALL_HINT}")
+    elif unread:
+        warnings.append(f"{len(unread)} of {len(pages)} pages have no text, not even by OCR (blank?)")
+    return LoadedDocument(path, "pdf", sections, warnings)
+
+
+def _ocr_pages(path: Path, data: bytes, numbers: list[int], texts: dict[int, str]) -> tuple[set[int], str | None]:
+    """OCR these pages into ``texts``; the pages read, and a warning when some could not be."""
+    if tesseract_path() is None:
+        return set(), None
+    done: set[int] = set()
+    errors: list[str] = []
+    for number, image in render_pages(path, data, numbers).items():
+        try:
+            text = clean_page_text(ocr_image(image))
+        except (RuntimeError, OSError, OcrUnavailable) as exc:
+            errors.append(f"page {number}: {_short(exc)}")
             continue
         if text.strip():
-            sections.append(Section(text, page=number))
-        else:
-            blank += 1
-    if not sections:
-        if blank:
-            raise DocumentError(path, "no extractable text (scanned PDF?)")
-        raise DocumentError(path, "damaged PDF: text extraction failed on every page")
-    if blank:
-        warnings.append(f"{blank} of {len(pages)} pages have no text layer (scanned?)")
-    return LoadedDocument(path, "pdf", sections, warnings)
+            texts[number] = text
+            done.add(number)
+    note = f"OCR read {_pages(sorted(done))}" if done else None
+    if errors:
+        note = "; ".join([*([note] if note else []), f"OCR failed on {errors[0]}"])
+    return done, note
+
+
+def _pages(numbers: list[int]) -> str:
+    return (
+        f"page {numbers[0]}"
+        if len(numbers) == 1
+        else f"{len(numbers)} pages ({', '.join(map(str, numbers[:10]))}{', ...' if len(numbers) > 10 else ''})"
+    )
 
 
 def clean_page_text(text: str) -> str:

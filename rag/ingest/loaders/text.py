@@ -139,3 +139,33 @@ def load_text(path: Path, data: bytes) -> LoadedDocument:
     decoded = decode_text(data, path)
     warnings = [decoded.warning] if decoded.warning else []
     return LoadedDocument(path, "text", [Section(decoded.text)], warnings)
+
+
+def decode_lines(data: bytes, path: Path) -> tuple[list[str], list[str]]:
+    """Lines of a text file (ends kept) and warnings, decoding each line on its own when needed.
+
+    Files glued together from several exports (a CSV with UTF-8 rows after cp1252 ones)
+    are common: when some lines are valid non-ASCII UTF-8 and others are not, the others
+    are read as cp1252 (what Windows tools write) instead of failing the file.
+    """
+    try:
+        return data.decode("utf-8").splitlines(keepends=True), []
+    except UnicodeDecodeError:
+        pass
+    raw = data.splitlines(keepends=True)
+    if b"\x00" not in data and not data.startswith(tuple(bom for bom, _ in _BOMS)):
+        utf8 = legacy = 0
+        lines: list[str] = []
+        for line in raw:
+            try:
+                text = line.decode("utf-8")
+                utf8 += not line.isascii()
+            except UnicodeDecodeError:
+                text = line.decode("cp1252", errors="replace")
+                legacy += 1
+            lines.append(text)
+        if utf8 and legacy:
+            warning = f"mixed encodings: {legacy} line(s) read as cp1252, {utf8} as UTF-8"
+            return [_text_or_error(line, path) for line in lines], [warning]
+    decoded = decode_text(data, path)
+    return decoded.text.splitlines(keepends=True), [decoded.warning] if decoded.warning else []

@@ -1,13 +1,9 @@
-"""Follow-ups without an LLM, and how much history a prompt can hold.
+"""Follow-ups without an LLM.
 
 ``expand_query`` turns a follow-up ("and when did it open?") into a search query that
 carries the conversation's subject: the user's words, then the salient words of the
 earlier questions, latest first, and the names the latest answer gave.  It only appends,
 so the user's own words always lead the query.
-
-``fit_history`` keeps the newest turns that fit a token budget; ``history_budget`` is
-that budget: the model's window less the answer's reserve, the fixed prompt, and room for
-the sources (never less than half, as the LLM answerer itself guarantees).
 """
 
 from __future__ import annotations
@@ -15,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag import tokens
 from rag.answer.base import Turn
 from rag.text import FUNCTION_WORDS
 
@@ -34,14 +29,27 @@ STOPWORDS = FUNCTION_WORDS | frozenset(
 #: Words that point back at something said before.
 ANAPHORA = frozenset(
     [
-        "it", "its", "it's", "itself", "they", "them", "their", "theirs", "themselves",
-        "he", "him", "his", "himself", "she", "her", "hers", "herself",
+        "it",
+        "its",
+        "it's",
+        "itself",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "themselves",
+        "he",
+        "him",
+        "his",
+        "himself",
+        "she",
+        "her",
+        "hers",
+        "herself",
     ]
 )
 #: Words that point back only in a short question ("why that?", "and those?").
-DEMONSTRATIVES = frozenset(
-    ["that", "this", "these", "those", "same", "former", "latter", "previous", "ones", "else"]
-)
+DEMONSTRATIVES = frozenset(["that", "this", "these", "those", "same", "former", "latter", "previous", "ones", "else"])
 #: First words that continue the previous question ("and for 2023?", "what about Paris?").
 CONNECTORS = frozenset(["and", "but", "or", "so", "also", "then", "plus"])
 _CONTINUATIONS = ("what about", "how about", "what of", "same for", "and what", "and how")
@@ -165,55 +173,3 @@ def expand_query(question: str, history: Sequence[Turn]) -> str:
         if not is_follow_up(turn.question):
             break  # that question stated the subject; older turns are about something else
     return f"{question} {' '.join(carried)}" if carried else question
-
-
-# --- history budget -------------------------------------------------------------------------
-
-# Chat framing per message, as in rag.answer.context (OpenAI's estimate).
-_PER_MESSAGE = 3
-# Shortest answer worth keeping when the latest turn has to be cut to fit.
-_MIN_ANSWER_TOKENS = 32
-CUT = " […]"
-
-
-def turn_tokens(turn: Turn, model: str) -> int:
-    """Prompt tokens one earlier turn costs (a user and an assistant message)."""
-    return tokens.count_tokens(turn.question, model) + tokens.count_tokens(turn.answer, model) + 2 * _PER_MESSAGE
-
-
-def history_budget(
-    *, window: int, answer_reserve: int, fixed_tokens: int, sources_tokens: int, cap: int | None = None
-) -> int:
-    """Tokens left for earlier turns once the answer, the fixed prompt and the sources have theirs.
-
-    ``fixed_tokens`` is the system prompt and the question's message; ``sources_tokens``
-    the expected size of the sources.  The sources get at least half of what remains, so a
-    long conversation never crowds them out.
-    """
-    room = window - answer_reserve - fixed_tokens
-    sources = max(sources_tokens, room // 2)
-    budget = max(0, room - sources)
-    return budget if cap is None else min(budget, cap)
-
-
-def fit_history(history: Sequence[Turn], budget: int, model: str) -> list[Turn]:
-    """The newest turns whose tokens fit ``budget``, oldest first.
-
-    Older turns are dropped whole.  When not even the latest turn fits, its answer is cut
-    (and marked) rather than losing what the follow-up most likely refers to.
-    """
-    kept: list[Turn] = []
-    used = 0
-    for turn in reversed(history):
-        cost = turn_tokens(turn, model)
-        if used + cost <= budget:
-            kept.append(turn)
-            used += cost
-            continue
-        if not kept:
-            room = budget - tokens.count_tokens(turn.question, model) - 2 * _PER_MESSAGE
-            room -= tokens.count_tokens(CUT, model)
-            if room >= _MIN_ANSWER_TOKENS:
-                kept.append(Turn(turn.question, tokens.truncate(turn.answer, model, room).rstrip() + CUT))
-        break
-    return kept[::-1]

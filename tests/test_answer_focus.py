@@ -1,0 +1,237 @@
+"""Near misses, the words that answer, and offline follow-ups: unit tests, then a real index.
+
+The real index is a small software manual written for these tests (tests/fixtures/manual,
+CC0), embedded with the real local model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag import prompts
+from rag.answer import focus, relevance
+from rag.answer.span import answer_span
+from rag.engine import Engine
+from rag.results import Answer, Hit, Span
+from tests.conftest import FIXTURES
+
+# --- focus terms ------------------------------------------------------------------------------
+
+
+def test_terms_keep_identifiers_numbers_and_words_but_not_how_a_question_asks() -> None:
+    found = focus.terms("Which exception is raised when HTTPX cannot acquire a connection in 2024? (HTTP/3, ARM64)")
+    assert [(t.text, t.kind) for t in found] == [
+        ("exception", "word"),
+        ("raised", "word"),
+        ("HTTPX", "word"),
+        ("cannot", "word"),
+        ("acquire", "word"),
+        ("connection", "word"),
+        ("2024", "number"),
+        ("HTTP/3", "identifier"),
+        ("ARM64", "identifier"),
+    ]
+    assert [t.kind for t in focus.terms("PoolTimeout max_connections os.path C++ 10th")] == [
+        "identifier",
+        "identifier",
+        "identifier",
+        "identifier",
+        "number",
+    ]
+
+
+def test_evidence_matches_words_loosely_and_identifiers_exactly() -> None:
+    evidence = focus.Evidence("HTTPX supports HTTP/1.1 and HTTP/2. The Normans conquered England.")
+    has = {t.text: evidence.has(t) for t in focus.terms("HTTP/2 HTTP/3 conquest Normans supported England 1.1")}
+    assert has == {
+        "HTTP/2": True,
+        "HTTP/3": False,
+        "conquest": True,  # a shared five-letter prefix ("conqu")
+        "Normans": True,
+        "supported": True,
+        "England": True,
+        "1.1": True,  # a part of "HTTP/1.1"
+    }
+    numbers = focus.Evidence("Use timeout=10.0 for 1,230 requests over HTTP2.")
+    assert [numbers.has(t) for t in focus.terms("10 1230 HTTP/2 HTTP/3 11")] == [True, True, True, False, False]
+
+
+def test_check_weighs_missing_terms_by_rarity() -> None:
+    counts = {"river": 40, "Rhine": 2, "length": 10, "Danube": 0}
+    rarity = focus.Rarity(lambda phrases: {p: counts.get(p, 5) for p in phrases}, chunks=50)
+    check = focus.check(
+        "How long is the Rhine river compared with the Danube?",
+        ["The Rhine is a river of 1,230 kilometres."],
+        ["The Rhine is a river of 1,230 kilometres. Its length is disputed."],
+        rarity,
+    )
+    assert [t.text for t in check.missing] == ["compared", "Danube"]
+    # "Danube" (in no chunk) outweighs "river" (in most): rarity, not the count of words, decides.
+    weights = rarity.idf(check.terms)
+    by_text = {t.text: w for t, w in weights.items()}
+    assert by_text["Danube"] > by_text["Rhine"] > by_text["river"]
+    assert check.missing_share == pytest.approx((by_text["compared"] + by_text["Danube"]) / sum(weights.values()))
+
+
+def test_relatives_and_near_miss_text() -> None:
+    [http3] = focus.terms("HTTP/3")
+    text = "HTTPX supports HTTP/1.1 and HTTP/2, and HTTP/2 needs h2."
+    assert focus.relatives(http3, text) == ["HTTP/1.1", "HTTP/2"]
+    assert (
+        focus.near_miss_text([http3], ["HTTP/1.1", "HTTP/2"])
+        == "The documents mention HTTP/1.1 and HTTP/2, not HTTP/3."
+    )
+    [word] = focus.terms("rivers")
+    assert focus.relatives(word, "rivers and streams") == []
+
+
+def hit(text: str, relevance: float) -> Hit:
+    return Hit(
+        rank=1, score=relevance, chunk_id="c1", source="a.md", page=None, heading="", text=text, relevance=relevance
+    )
+
+
+def test_gate_passes_a_low_cosine_chunk_that_holds_the_question_s_identifier() -> None:
+    chunk = hit("Several timeouts exist. If no connection is free in time, a PoolTimeout exception is raised.", 0.05)
+    assert relevance.any_relevant([chunk], 0.25, "When is PoolTimeout raised?")
+    assert not relevance.any_relevant([chunk], 0.25, "When is ReadTimeout raised?")
+    # One ordinary word is no evidence: cosine decides.
+    assert not relevance.any_relevant([chunk], 0.25, "timeouts?")
+    assert relevance.any_relevant([chunk], 0.25, "Which exception is raised when no connection is free?")
+
+
+# --- spans ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "span"),
+    [
+        (
+            "Which exception is raised when HTTPX cannot acquire a connection from the pool in time?",
+            "If HTTPX is unable to acquire a connection within this time frame, a PoolTimeout exception is raised.",
+            "PoolTimeout",
+        ),
+        (
+            "When did the 1973 oil crisis begin?",
+            "The 1973 oil crisis began in October 1973 with an embargo.",
+            "October 1973",
+        ),
+        ("How many seats are in the chamber?", "There are 131 seats in the debating chamber.", "131"),
+        ("How long is the Rhine?", "The Rhine is about 1,230 kilometres long.", "1,230"),
+        ("Who gave their name to Normandy?", "The Normans gave their name to Normandy, a region in France.", "Normans"),
+        (
+            "Who led the conquest of England?",
+            "The conquest was led by William the Conqueror in 1066.",
+            "William the Conqueror",
+        ),
+        (
+            "In what century did the Normans gain their identity?",
+            "The identity of the Normans emerged in the first half of the 10th century.",
+            "10th century",
+        ),
+        (
+            "What method streams a response asynchronously?",
+            "Use the `AsyncClient.stream()` method.",
+            "AsyncClient.stream()",
+        ),
+    ],
+)
+def test_answer_span_on_hand_checked_cases(question: str, sentence: str, span: str) -> None:
+    found = answer_span(question, sentence)
+    assert found is not None and found.text == span
+    assert sentence[found.start : found.end] == span
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence"),
+    [
+        ("Why do bees pollinate plants?", "Bees pollinate flowering plants while collecting nectar."),
+        ("When did it happen?", "It happened long ago."),  # no date to mark
+        ("Who wrote it?", "Nobody knows who wrote it."),
+    ],
+)
+def test_no_span_when_nothing_stands_out(question: str, sentence: str) -> None:
+    assert answer_span(question, sentence) is None
+
+
+def test_marked_answer_bolds_spans_and_json_lists_them() -> None:
+    answer = Answer(
+        question="q",
+        text="a PoolTimeout exception is raised. [1]",
+        refused=False,
+        citations=[],
+        model="extractive",
+        spans=[Span(2, 13, "PoolTimeout")],
+    )
+    assert answer.marked() == "a **PoolTimeout** exception is raised. [1]"
+    assert answer.to_dict()["spans"] == [{"start": 2, "end": 13, "text": "PoolTimeout"}]
+    assert "**PoolTimeout**" in answer._repr_markdown_()
+
+
+# --- a real index -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manual(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    docs = tmp_path_factory.mktemp("manual")
+    for page in (FIXTURES / "manual").glob("*.md"):
+        if page.name != "SOURCE.md":
+            shutil.copy(page, docs / page.name)
+    store = tmp_path_factory.mktemp("store")
+    engine = Engine(index="manual", store=store, embedding__embedder="local", llm__llm="none")
+    engine.ingest([docs])
+    return engine
+
+
+@pytest.mark.slow
+def test_a_near_miss_says_what_the_documents_cover(manual: Engine) -> None:
+    answer = manual.ask("Does HTTPX support HTTP/3?")
+    assert answer.refused
+    assert answer.text == "The documents mention HTTP/1.1 and HTTP/2, not HTTP/3."
+    assert answer.citations and all(Path(c.source).name == "http2.md" for c in answer.citations)
+    assert answer.to_dict()["refused"] is True
+
+
+@pytest.mark.slow
+def test_a_term_absent_from_the_corpus_is_declined(manual: Engine) -> None:
+    answer = manual.ask("Which LuaJIT version first added ARM64 support?")
+    assert answer.refused and answer.citations == []
+    assert answer.text == "The documents don't mention ARM64."
+
+
+@pytest.mark.slow
+def test_a_single_identifier_answer_is_answered_cited_and_marked(manual: Engine) -> None:
+    answer = manual.ask("Which exception is raised when HTTPX cannot acquire a connection from the pool in time?")
+    assert not answer.refused, answer.text
+    assert "PoolTimeout" in answer.text
+    assert any(Path(c.source).name == "timeouts.md" for c in answer.citations)
+    assert "PoolTimeout" in [s.text for s in answer.spans]
+    for span in answer.spans:
+        assert answer.text[span.start : span.end] == span.text
+
+
+@pytest.mark.slow
+def test_questions_the_manual_does_answer_are_still_answered(manual: Engine) -> None:
+    answer = manual.ask("How do I enable HTTP/2 in HTTPX?")
+    assert not answer.refused, answer.text
+    assert any(Path(c.source).name == "http2.md" for c in answer.citations)
+
+
+@pytest.mark.slow
+def test_a_follow_up_is_answered_offline_from_the_rewritten_question(manual: Engine) -> None:
+    chat = manual.chat(save=False)
+    first = chat.ask("How do I stream a large response body with HTTPX?")
+    assert not first.refused, first.text
+    assert any(Path(c.source).name == "quickstart.md" for c in first.citations)
+    second = chat.ask("And how do I do that asynchronously?")
+    assert not second.refused, second.text
+    assert any(Path(c.source).name == "async.md" for c in second.citations)
+    assert "stream" in second.text
+
+
+def test_refusal_text_is_unchanged_for_plain_declines() -> None:
+    # Plain declines still say the one sentence users know; near misses add what is covered.
+    assert prompts.REFUSAL.startswith("Your documents don't contain")

@@ -1,0 +1,240 @@
+"""The loaders for Office files, tables, e-books, mail and headed text, on files built here."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.errors import DocumentError
+from rag.ingest.loaders import FILE_TYPES, kind_named, load
+from rag.results import location
+from tests.office_files import make_docx, make_eml, make_epub, make_pptx, make_xlsx, zip_bomb_docx
+
+
+def failure(path: Path) -> str:
+    with pytest.raises(DocumentError) as caught:
+        load(path)
+    assert caught.value.path == str(path)
+    assert "\n" not in str(caught.value)
+    return caught.value.reason
+
+
+def section_with(doc, needle: str):  # type: ignore[no-untyped-def]
+    found = [s for s in doc.sections if needle in s.text]
+    assert found, f"{needle!r} not in any section"
+    return found[0]
+
+
+def assert_offsets(doc) -> None:  # type: ignore[no-untyped-def]
+    joined = "\n\n".join(s.text for s in doc.sections)
+    for s in doc.sections:
+        assert joined[s.offset : s.offset + len(s.text)] == s.text
+
+
+# --- .docx -----------------------------------------------------------------------------------
+
+
+def test_docx_sections_follow_headings_with_pages_and_tables(tmp_path: Path) -> None:
+    doc = load(make_docx(tmp_path / "survey.docx"))
+    assert doc.kind == "docx"
+    methods = section_with(doc, "twelve transects")
+    assert methods.heading == ("Harbour Survey 2024", "Methods")
+    assert methods.page == 1
+    water = section_with(doc, "Turbidity")
+    assert water.heading == ("Harbour Survey 2024", "Results", "Water quality")
+    costs = section_with(doc, "Boat hire")
+    assert costs.heading == ("Harbour Survey 2024", "Results", "Costs")
+    assert costs.page == 2  # after the page break
+    assert "Item: Boat hire | Cost: 4,200 EUR" in costs.text  # each row keeps its header
+    assert_offsets(doc)
+    assert location(str(tmp_path / "survey.docx"), costs.page, " > ".join(costs.heading)).endswith(
+        "survey.docx:Harbour Survey 2024 > Results > Costs (page 2)"
+    )
+
+
+def test_docx_without_page_breaks_has_no_pages(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Only", level=1)
+    document.add_paragraph("One page of text.")
+    document.save(str(tmp_path / "a.docx"))
+    assert [s.page for s in load(tmp_path / "a.docx").sections] == [None]
+
+
+def test_docx_zip_bomb_is_refused_before_inflating(tmp_path: Path) -> None:
+    path = zip_bomb_docx(tmp_path / "bomb.docx")
+    assert path.stat().st_size < 64 * 1024
+    assert failure(path).startswith("zip bomb? members claim 3.0 GB uncompressed")
+
+
+def test_password_protected_docx_is_named_as_such(tmp_path: Path) -> None:
+    pytest.importorskip("msoffcrypto", reason="msoffcrypto-tool (test extra) encrypts the .docx")
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = make_docx(tmp_path / "plain.docx")
+    with plain.open("rb") as source, (tmp_path / "locked.docx").open("wb") as target:
+        OOXMLFile(source).encrypt("secret", target)
+    assert failure(tmp_path / "locked.docx") == "password-protected .docx (encrypted Office file)"
+
+
+def test_truncated_and_fake_office_files(tmp_path: Path) -> None:
+    data = make_xlsx(tmp_path / "full.xlsx").read_bytes()
+    (tmp_path / "cut.xlsx").write_bytes(data[: len(data) // 2])
+    assert failure(tmp_path / "cut.xlsx") == "damaged .xlsx (truncated or corrupt zip archive)"
+    (tmp_path / "fake.pptx").write_bytes(b"just text, not a deck")
+    assert failure(tmp_path / "fake.pptx") == "not a .pptx (not a zip archive)"
+
+
+# --- .pptx -----------------------------------------------------------------------------------
+
+
+def test_pptx_slides_are_pages_with_titles_bodies_notes_and_tables(tmp_path: Path) -> None:
+    doc = load(make_pptx(tmp_path / "deck.pptx"))
+    assert doc.kind == "pptx"
+    assert [s.page for s in doc.sections] == [1, 2, 3, 4]
+    launch = section_with(doc, "Falcon launch")
+    assert launch.page == 2 and launch.heading == ("Product launch",)
+    assert launch.text.startswith("Product launch\n\n")
+    assert "Notes: Mention that the backup supplier is in Porto." in section_with(doc, "Porto").text
+    assert "Hydrology | 17" in section_with(doc, "Hydrology").text
+    assert location(str(tmp_path / "deck.pptx"), 2, "Product launch").endswith("deck.pptx:slide 2")
+
+
+# --- .xlsx, .csv, .tsv ------------------------------------------------------------------------
+
+
+def test_xlsx_blocks_of_rows_repeat_the_header_and_know_their_rows(tmp_path: Path) -> None:
+    doc = load(make_xlsx(tmp_path / "flows.xlsx"))
+    assert doc.kind == "xlsx"
+    stations = [s for s in doc.sections if s.heading[0] == "Stations"]
+    assert len(stations) > 1
+    for s in stations:
+        assert s.text.startswith("Station | River | Flow (m3/s) | Measured\n")
+    ranges = [s.heading[1] for s in stations]
+    assert ranges[0].startswith("rows 2-")
+    assert ranges[-1].endswith("-61")
+    # Consecutive blocks cover every row exactly once.
+    bounds = [tuple(int(n) for n in r.removeprefix("rows ").split("-")) for r in ranges]
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(bounds))
+    guadiana = section_with(doc, "Guadiana")
+    first, last = (int(n) for n in guadiana.heading[1].removeprefix("rows ").split("-"))
+    assert first <= 38 <= last  # ST-037 is the 37th data row, row 38 in Excel
+    assert section_with(doc, "moved upstream").heading == ("Notes", "rows 2")
+    where = location(str(tmp_path / "flows.xlsx"), None, " > ".join(guadiana.heading))
+    assert where.endswith(f"flows.xlsx:Stations!rows {first}-{last}")
+    assert_offsets(doc)
+
+
+def test_csv_dialect_is_sniffed_and_rows_are_line_numbers(tmp_path: Path) -> None:
+    lines = ["city;population;note"] + [f"Town{i};{1000 + i};" for i in range(1, 80)]
+    lines[50] = 'Évora;56596;"historic centre,\nUNESCO site"'
+    (tmp_path / "towns.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    doc = load(tmp_path / "towns.csv")
+    assert doc.kind == "csv"
+    evora = section_with(doc, "Évora")
+    assert "Évora | 56596 | historic centre, UNESCO site" in evora.text
+    assert evora.text.startswith("city | population | note\n")
+    first, last = (int(n) for n in evora.heading[0].removeprefix("rows ").split("-"))
+    assert first <= 51 <= last
+    assert location(str(tmp_path / "towns.csv"), None, evora.heading[0]).endswith(f"towns.csv:rows {first}-{last}")
+
+
+def test_tsv_is_tab_separated(tmp_path: Path) -> None:
+    (tmp_path / "t.tsv").write_text("a\tb\n1,5\t2\n", encoding="utf-8")
+    assert load(tmp_path / "t.tsv").sections[0].text == "a | b\n1,5 | 2"
+
+
+def test_csv_with_mixed_encodings_is_read_line_by_line_with_a_warning(tmp_path: Path) -> None:
+    data = b"name,city\n" + "José,Lisboa\n".encode("cp1252") + "Zoë,Köln\n".encode()
+    (tmp_path / "mixed.csv").write_bytes(data)
+    doc = load(tmp_path / "mixed.csv")
+    assert "José | Lisboa" in doc.sections[0].text and "Zoë | Köln" in doc.sections[0].text
+    assert doc.warnings == ["mixed encodings: 1 line(s) read as cp1252, 1 as UTF-8"]
+
+
+# --- .epub -----------------------------------------------------------------------------------
+
+
+def test_epub_chapters_in_spine_order_titled_by_the_table_of_contents(tmp_path: Path) -> None:
+    doc = load(make_epub(tmp_path / "keepers.epub"))
+    assert doc.kind == "epub"
+    assert [s.heading for s in doc.sections] == [("The Lighthouse",), ("The Storm",)]
+    storm = section_with(doc, "1881")
+    assert location(str(tmp_path / "keepers.epub"), None, "The Storm").endswith("keepers.epub:The Storm")
+    assert storm.text.startswith("The Storm")
+
+
+# --- .eml ------------------------------------------------------------------------------------
+
+
+def test_eml_heading_body_and_a_loaded_attachment(tmp_path: Path) -> None:
+    attachment = make_docx(tmp_path / "survey.docx").read_bytes()
+    doc = load(make_eml(tmp_path / "mail.eml", attachment=("survey.docx", attachment)))
+    assert doc.kind == "eml"
+    first = doc.sections[0]
+    assert first.heading[0].startswith("Budget for the boat repair — Ana Silva <ana@example.org>")
+    assert "3,400 euros" in first.text and "Attachments: survey.docx" in first.text
+    attached = section_with(doc, "twelve transects")
+    assert attached.heading[1] == "attachment: survey.docx"
+    assert attached.heading[2:] == ("Harbour Survey 2024", "Methods")
+
+
+def test_eml_html_body_goes_through_the_html_loader(tmp_path: Path) -> None:
+    doc = load(make_eml(tmp_path / "mail.eml", html=True))
+    assert "3,400 euros" in doc.sections[0].text
+    assert "x()" not in doc.sections[0].text
+
+
+def test_eml_with_a_broken_mime_tree_names_the_defect(tmp_path: Path) -> None:
+    (tmp_path / "broken.eml").write_bytes(
+        b'Subject: hi\r\nContent-Type: multipart/mixed; boundary="XYZ"\r\n\r\nno boundary ever appears\r\n'
+    )
+    reason = failure(tmp_path / "broken.eml")
+    assert reason.startswith("malformed MIME (") and "Boundary" in reason
+
+
+# --- text formats with headings ----------------------------------------------------------------
+
+
+def test_rst_headings_by_adornment_order(tmp_path: Path) -> None:
+    text = "=====\nGuide\n=====\n\nIntro.\n\nInstall\n-------\n\nRun pip.\n\nUpgrade\n~~~~~~~\n\nRun it again.\n"
+    (tmp_path / "g.rst").write_text(text)
+    doc = load(tmp_path / "g.rst")
+    assert [s.heading for s in doc.sections] == [("Guide",), ("Guide", "Install"), ("Guide", "Install", "Upgrade")]
+    for s in doc.sections:
+        assert text[s.offset : s.offset + len(s.text)] == s.text
+
+
+def test_tex_sections(tmp_path: Path) -> None:
+    text = (
+        "\\documentclass{article}\n\\begin{document}\n\\section{Intro}\nHello.\n% \\section{Old}\n"
+        "\\subsection*{The \\emph{main} result}\nIt holds.\n\\section[short]{Proofs}\nQED.\n"
+    )
+    (tmp_path / "p.tex").write_text(text)
+    doc = load(tmp_path / "p.tex")
+    assert [s.heading for s in doc.sections] == [(), ("Intro",), ("Intro", "The main result"), ("Proofs",)]
+    assert location(str(tmp_path / "p.tex"), None, "Intro > The main result").endswith("p.tex:Intro > The main result")
+
+
+@pytest.mark.parametrize(("name", "kind"), [("c.json", "json"), ("c.yaml", "yaml"), ("m.py", "code"), ("m.go", "code")])
+def test_structured_text_and_code_read_as_text(tmp_path: Path, name: str, kind: str) -> None:
+    (tmp_path / name).write_text("key: value  # the answer is 42\n")
+    doc = load(tmp_path / name)
+    assert doc.kind == kind and "42" in doc.sections[0].text
+
+
+def test_every_extension_and_kind_is_a_type_filter() -> None:
+    for extension, file_type in FILE_TYPES.items():
+        assert kind_named(extension.lstrip(".")) == file_type.kind
+        assert kind_named(file_type.kind) == file_type.kind
+    assert kind_named("md") == "markdown" and kind_named("nope") is None
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is not None, reason="checks the message shown without Tesseract")
+def test_image_without_tesseract_says_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "scan.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    assert "apt-get install tesseract-ocr" in failure(tmp_path / "scan.png")
