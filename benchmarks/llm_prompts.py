@@ -151,7 +151,7 @@ def ask_all(engine: Engine, questions: list[Question], replies: list[list[str]])
         tally = answerable if q.answerable else unanswerable
         started = time.perf_counter()
         answer = engine.ask(q.text)
-        if not answer.usage.get("requests"):
+        if not answer.usage.requests:
             tally.gate += 1
             continue
         tally.seconds.append(time.perf_counter() - started)
@@ -178,6 +178,8 @@ def llm_env(server: llama_server.LlamaServer, max_tokens: int) -> None:
 
 
 def prompt_table(store: Path, names: list[str], replies: list[list[str]]) -> None:
+    if not names:
+        return
     with Engine(index="sample", store=store, embedding__embedder="local") as engine:
         engine.ingest([DATA], embedder="local")
         print(
@@ -242,7 +244,7 @@ def squad_table(store: Path, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from: " + ", ".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (empty: none), from: " + ", ".join(VARIANTS))
     parser.add_argument("--squad", type=int, default=20, metavar="N", help="SQuAD questions of each kind (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--store", type=Path, help="store folder to reuse (default: a temporary one)")
