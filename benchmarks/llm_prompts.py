@@ -244,7 +244,9 @@ def squad_table(store: Path, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (empty: none), from: " + ", ".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated (empty: none), from: " + ", ".join(VARIANTS)
+    )
     parser.add_argument("--squad", type=int, default=20, metavar="N", help="SQuAD questions of each kind (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--store", type=Path, help="store folder to reuse (default: a temporary one)")
