@@ -177,25 +177,28 @@ def llm_env(server: llama_server.LlamaServer, max_tokens: int) -> None:
     )
 
 
-def prompt_table(store: Path, names: list[str], replies: list[list[str]]) -> None:
+def prompt_table(store: Path, names: list[str], replies: list[list[str]], server: llama_server.LlamaServer) -> None:
     if not names:
         return
     with Engine(index="sample", store=store, embedding__embedder="local") as engine:
         engine.ingest([DATA], embedder="local")
         print(
             "| variant | answerable: asked | cited | gold in answer | sentinel | stray sentinel | invalid [n] "
-            "| unanswerable: asked | sentinel | stray sentinel | cited | gate declined (ans/unans) | s/question |"
+            "| unanswerable: asked | sentinel | stray sentinel | cited | gate declined (ans/unans) | s/question "
+            "| server CPU s/question |"
         )
-        print("| --- " * 13 + "|")
+        print("| --- " * 14 + "|")
         for name in names:
+            cpu = server.cpu_seconds() or 0.0
             with variant(name):
                 a, u = ask_all(engine, QUESTIONS, replies)
+            cpu = ((server.cpu_seconds() or 0.0) - cpu) / max(1, a.asked + u.asked)
             seconds = sorted(a.seconds + u.seconds)
             median = seconds[len(seconds) // 2] if seconds else 0.0
             print(
                 f"| {name} | {a.asked} | {a.rate(a.cited)} | {a.rate(a.gold)} | {a.rate(a.sentinel)} "
                 f"| {a.rate(a.stray)} | {a.invalid + u.invalid} | {u.asked} | {u.rate(u.sentinel)} | {u.rate(u.stray)} "
-                f"| {u.rate(u.cited)} | {a.gate}/{u.gate} | {median:.1f} |",
+                f"| {u.rate(u.cited)} | {a.gate}/{u.gate} | {median:.1f} | {cpu:.1f} |",
                 flush=True,
             )
 
@@ -267,7 +270,7 @@ def main() -> None:
             print(f"server ready in {time.perf_counter() - started:.1f} s; load: {os.getloadavg()[0]:.1f}")
             llm_env(server, args.max_tokens)
             with llama_server.recorded_replies() as replies:
-                prompt_table(store, names, replies)
+                prompt_table(store, names, replies, server)
                 if args.squad:
                     squad_table(store, args.squad)
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f}; total {time.perf_counter() - started:.0f} s")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -80,6 +81,14 @@ class LlamaServer:
     log: deque[str]
     model: str = MODEL_NAME
     context_window: int = CONTEXT_WINDOW
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server process has used (Linux only; None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
