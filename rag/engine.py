@@ -28,6 +28,7 @@ from rag.usage import Usage
 
 if TYPE_CHECKING:
     from rag.chat.conversation import Conversation
+    from rag.moderation import Moderator
 
 __all__ = ["AnswerStream", "Engine", "IndexInfo", "document_id"]
 
@@ -286,12 +287,21 @@ class Engine:
         a different text than the question (chat uses it for rewritten follow-ups).
         """
         answerer = self.answerer(llm, model)
+        moderator = self.moderator()
+        if moderator is not None and (refusal := moderator.screen_question(answerer, question)) is not None:
+            return refusal
         hits = self.search(search_query or question, k, filters, mode=mode)
         started = time.perf_counter()
         answer = answerer.answer(question, hits, history=history, on_delta=on_delta, rarity=self.term_rarity())
+        if moderator is not None:
+            answer = moderator.screen_answer(answerer, answer)
         answer.seconds = round(time.perf_counter() - started, 3)
         self.record_usage(answer.usage)
         return answer
+
+    def moderator(self) -> Moderator | None:
+        """The moderation check questions and answers go through, when ``RAG_MODERATION`` is on."""
+        return self.store.moderator() if self.settings.llm.moderation else None
 
     def term_rarity(self) -> Rarity:
         """How rare words are in this index (its keyword index's document frequencies), read

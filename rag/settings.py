@@ -146,6 +146,16 @@ class LLMSettings(_Section):
         description="Context window of the chat model, for models rag does not know (e.g. on Ollama).",
         json_schema_extra=_env("RAG_CONTEXT_WINDOW"),
     )
+    moderation: bool = Field(
+        False,
+        description="`on`: check questions and answers with the provider's moderation endpoint first.",
+        json_schema_extra=_env("RAG_MODERATION"),
+    )
+    moderation_model: str = Field(
+        "omni-moderation-latest",
+        description="Moderation model used when `RAG_MODERATION` is on.",
+        json_schema_extra=_env("RAG_MODERATION_MODEL"),
+    )
 
 
 class StoreSettings(_Section):
@@ -235,6 +245,20 @@ class RetrievalSettings(_Section):
     )
 
 
+class ServeSettings(_Section):
+    api_key: SecretStr | None = Field(
+        None,
+        description="Key `rag serve` requires as `Authorization: Bearer KEY` (required off loopback). Never printed.",
+        json_schema_extra=_env("RAG_API_KEY"),
+    )
+    max_upload_mb: float = Field(
+        100.0,
+        gt=0,
+        description="Largest request body `rag serve` accepts (uploads), in MB; larger ones get 413.",
+        json_schema_extra=_env("RAG_MAX_UPLOAD_MB"),
+    )
+
+
 class Price(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input: float = Field(description="USD per million input tokens.")
@@ -265,6 +289,7 @@ class Settings(_Section):
     store: StoreSettings = Field(default_factory=StoreSettings)  # type: ignore[arg-type]
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)  # type: ignore[arg-type]
+    serve: ServeSettings = Field(default_factory=ServeSettings)  # type: ignore[arg-type]
     prices: dict[str, Price] = Field(
         default_factory=_default_prices, description="Price per million tokens, by model name."
     )
@@ -323,6 +348,7 @@ class Settings(_Section):
         """A copy with some values replaced; keys are dotted names with ``__`` for dots."""
         data = self.model_dump()
         data["openai"]["api_key"] = self.openai.api_key
+        data["serve"]["api_key"] = self.serve.api_key
         sources = dict(self._sources)
         for key, value in overrides.items():
             if value is None:
@@ -400,7 +426,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    if "api_key" in data.get("openai", {}):
+    if any("api_key" in data.get(section, {}) for section in ("openai", "serve")):
         # Keys belong in the environment or a keyring, never in a file we tell people to share.
         raise ConfigError(f"{path}: put the API key in OPENAI_API_KEY or .env, not in the config file")
     values: dict[str, Any] = {}

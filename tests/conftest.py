@@ -21,6 +21,7 @@ from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
 from tests.openai_server import FakeOpenAI, openai_server
+from tests.serve_process import offline_server  # noqa: F401  (a fixture: a real `rag serve` per module)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

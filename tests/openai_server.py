@@ -9,6 +9,7 @@ It speaks enough of the API for the real ``openai`` SDK to talk to it over a soc
   300,000 tokens per request) enforced with OpenAI-shaped 400 errors;
 - ``POST /v1/chat/completions``: scripted replies, plain or streamed as SSE in small
   deltas, with the final usage chunk when ``stream_options.include_usage`` is set;
+- ``POST /v1/moderations``: flags inputs containing a word given to ``flag(word, category)``;
 - ``GET /v1/models``.
 
 Faults are queued per request: ``rate_limit_next``, ``error_next``, ``drop_next``,
@@ -54,6 +55,13 @@ EMBEDDING_MODELS = {
     "text-embedding-ada-002": 1536,
 }
 CHAT_MODELS = {"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4.1"}
+MODERATION_MODELS = {"omni-moderation-latest", "text-moderation-latest"}
+#: OpenAI's moderation categories (omni-moderation).
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors", "violence",
+    "violence/graphic",
+)  # fmt: skip
 
 Reply = Callable[[dict[str, Any]], str]
 
@@ -74,6 +82,8 @@ class RecordedRequest:
     usage: dict[str, int] | None = None
     #: "429", "500", "drop", ... when a queued fault answered this request.
     fault: str | None = None
+    #: For streamed chat: content deltas written to the client.
+    deltas_sent: int = 0
 
 
 @dataclass
@@ -118,6 +128,8 @@ class FakeOpenAI:
         #: Chat prompts longer than this (in tokens) get 400 context_length_exceeded.
         self.chat_context_window: int | None = None
         self.replies: deque[str | Reply] = deque()
+        #: Words that get a moderation input flagged, with the category they flag.
+        self.flagged_words: dict[str, str] = {}
         #: Used when ``replies`` is empty.
         self.default_reply: str | Reply = "This is a fake answer."
         self.requests: list[RecordedRequest] = []
@@ -133,6 +145,12 @@ class FakeOpenAI:
         """Queue chat replies: strings, or callables given the request JSON."""
         with self._lock:
             self.replies.extend(texts)
+
+    def flag(self, word: str, category: str = "violence") -> None:
+        """Make ``/v1/moderations`` flag any input containing ``word`` (case-insensitive) as ``category``."""
+        assert category in MODERATION_CATEGORIES, category
+        with self._lock:
+            self.flagged_words[word.lower()] = category
 
     def rate_limit_next(
         self,
@@ -351,6 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._embeddings(record)
         elif method == "POST" and path == "/v1/chat/completions":
             self._chat(record)
+        elif method == "POST" and path == "/v1/moderations":
+            self._moderations(record)
         else:
             message = f"Invalid URL ({method} {self.path})"
             self._json(record, 404, _error_body(message, "invalid_request_error"))
@@ -403,6 +423,36 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.include_usage:
             reply["usage"] = record.usage = {"prompt_tokens": total, "total_tokens": total}
         self._json(record, 200, reply)
+
+    # --- moderation ---------------------------------------------------------------------
+
+    def _moderations(self, record: RecordedRequest) -> None:
+        fake, body = self.server.fake, record.body
+        if not isinstance(body, dict):
+            self._bad(record, "We could not parse the JSON body of your request.")
+            return
+        model = str(body.get("model") or "omni-moderation-latest")
+        if model not in MODERATION_MODELS:
+            self._model_not_found(record, model)
+            return
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+            self._bad(record, "'$.input' is invalid. Please check the API reference.", param="input")
+            return
+        results = []
+        for text in inputs:
+            words = set(re.findall(r"\w+", text.lower()))
+            hits = {category for word, category in fake.flagged_words.items() if word in words}
+            results.append(
+                {
+                    "flagged": bool(hits),
+                    "categories": {c: c in hits for c in MODERATION_CATEGORIES},
+                    "category_scores": {c: 0.99 if c in hits else 0.001 for c in MODERATION_CATEGORIES},
+                    "category_applied_input_types": {c: ["text"] for c in MODERATION_CATEGORIES},
+                }
+            )
+        self._json(record, 200, {"id": f"modr-{len(fake.requests)}", "model": model, "results": results})
 
     # --- chat ---------------------------------------------------------------------------
 
@@ -501,6 +551,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if fake.delta_delay:
                     time.sleep(fake.delta_delay)
                 self._event(delta({"content": text[start : start + step]}))
+                record.deltas_sent += 1
             self._event(delta({}, finish))
             if usage is not None:
                 record.usage = usage

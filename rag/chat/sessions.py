@@ -233,6 +233,14 @@ class SessionStore:
             )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (turn.created, session_id))
 
+    def create(self, name: str, index: str) -> bool:
+        """Start an empty session called ``name`` over ``index``; False when the name is taken."""
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone():
+                return False
+            _ensure(db, name, index, time.time())
+            return True
+
     def clear(self, name: str) -> None:
         """Forget the session's turns; the session itself stays."""
         with self._write() as db:

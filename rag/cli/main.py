@@ -327,7 +327,7 @@ def _register_optional_commands() -> None:
     """Commands that live in their own modules."""
     import importlib
 
-    for module in ("rag.cli.chat", "rag.cli.eval"):
+    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve"):
         try:
             importlib.import_module(module).register(app)
         except ModuleNotFoundError as exc:

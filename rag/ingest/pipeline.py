@@ -45,6 +45,13 @@ class Progress(Protocol):
     def chunks_stored(self, n: int) -> None: ...
 
 
+def _tell(progress: Progress, name: str, *args: object) -> None:
+    """Call an optional progress hook (``file_loaded(path, chunks)``, ``file_failed(path, reason)``)."""
+    hook = getattr(progress, name, None)
+    if hook is not None:
+        hook(*args)
+
+
 class _NoProgress:
     def planned(self, files: int) -> None:
         pass
@@ -265,6 +272,7 @@ class Ingestor:
             content_hash = file_hash(path)
         except OSError as exc:
             report.failed.append(FileProblem(str(path), exc.strerror or str(exc)))
+            _tell(self.progress, "file_failed", str(path), exc.strerror or str(exc))
             return None
         if known is not None and known.content_hash == content_hash and known.signature == self.signature:
             self.index.touch_file(str(path), stat.st_size, stat.st_mtime_ns)
@@ -290,6 +298,7 @@ class Ingestor:
         except DocumentError as exc:
             # The file's previous version, if any, stays indexed: a bad save loses nothing.
             report.failed.append(FileProblem(str(path), exc.reason))
+            _tell(self.progress, "file_failed", str(path), exc.reason)
             return None
         key = str(path)
         chunks = [
@@ -321,6 +330,7 @@ class Ingestor:
             ingested_at=time.time(),
             warnings=tuple(document.warnings),
         )
+        _tell(self.progress, "file_loaded", key, len(chunks))
         return _Pending(record, chunks, is_new=change.is_new)
 
     # --- writing --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Store layout under ``RAG_HOME``::
     servers/HOST-PORT/NAME/...      the same, for an index whose vectors live on a server
     cache/embeddings.db             vectors by (embedder, text hash)
     sessions.db                     chat sessions
+    uploads/NAME/                   files uploaded to NAME through ``rag serve`` (``rag drop`` removes them)
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class StoreLayout:
     def eval_dir(self, name: str) -> Path:
         """Where ``rag eval --index NAME`` keeps the dataset's documents as files."""
         return self.home / "eval" / validate_index_name(name)
+
+    def uploads_dir(self, name: str) -> Path:
+        """Where ``rag serve`` keeps the files uploaded to index NAME."""
+        return self.home / "uploads" / validate_index_name(name)
 
     def index_names(self) -> list[str]:
         if not self.indexes_dir.is_dir():
@@ -404,6 +409,7 @@ class Index:
         self._manifest.close()
         shutil.rmtree(self.layout.index_dir(self.name), ignore_errors=True)
         shutil.rmtree(self.layout.eval_dir(self.name), ignore_errors=True)
+        shutil.rmtree(self.layout.uploads_dir(self.name), ignore_errors=True)
 
     # --- reporting ------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rag.answer.base import Answerer
     from rag.chat.sessions import Sessions
     from rag.engine import Engine
+    from rag.moderation import Moderator
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Store:
         self._embedders: dict[str, Embedder] = {}
         self._answerers: dict[tuple[Any, ...], Answerer] = {}
         self._cache: EmbeddingCache | None = None
+        self._moderator: Moderator | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.layout.home)!r})"
@@ -142,6 +144,11 @@ class Store:
                 self._embedders.setdefault(embedder.name, embedder)
             return embedder
 
+    def embedders_loaded(self) -> list[str]:
+        """The embedding models this store has loaded, each once, by name."""
+        with self._lock:
+            return sorted({e.name for e in self._embedders.values()})
+
     def answerer(
         self, name: str, *, model: str, min_relevance: float, embedder: str, build: Callable[[], Answerer]
     ) -> Answerer:
@@ -159,6 +166,15 @@ class Store:
             if self._cache is None:
                 self._cache = EmbeddingCache(self.layout.cache_path)
             return self._cache
+
+    def moderator(self) -> Moderator:
+        """The moderation check (``RAG_MODERATION``), one client for the whole store."""
+        from rag.moderation import Moderator
+
+        with self._lock:
+            if self._moderator is None:
+                self._moderator = Moderator(self.settings)
+            return self._moderator
 
     # --- sessions -------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""Server-sent events: answers streamed from a worker thread, with heartbeats and cancellation.
+
+An answer is written by a blocking call (``Engine.ask`` with an ``on_delta`` callback) in
+its own thread.  Its deltas cross into the event loop through an ``asyncio.Queue``; when
+nothing arrives for ``heartbeat`` seconds a ``: ping`` comment keeps proxies from timing
+the stream out.  When the client goes away Starlette cancels the generator, which sets
+``cancelled``; the next delta then raises ``ClientGone`` inside the worker, which unwinds
+the model call (closing its HTTP stream), so generation stops instead of running on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from rag.answer.base import DeltaCallback
+
+#: Headers every stream carries: no caching, and no buffering by nginx.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+PING = b": ping\n\n"
+
+
+class ClientGone(Exception):
+    """Raised inside a worker when the client stopped listening."""
+
+
+def event(name: str | None, data: Any) -> bytes:
+    """One SSE message; ``data`` is sent as one line of JSON (or as is, when a string)."""
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    head = f"event: {name}\n" if name else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def pieces(text: str, size: int = 3) -> list[str]:
+    """``text`` cut into runs of about ``size`` words, so that a whole answer still streams."""
+    words = text.split(" ")
+    return [" ".join(words[i : i + size]) + (" " if i + size < len(words) else "") for i in range(0, len(words), size)]
+
+
+class Worker:
+    """Runs ``work(on_delta)`` in a thread and hands its deltas and result to the event loop."""
+
+    _END = object()
+
+    def __init__(self, work: Callable[[DeltaCallback], Any]) -> None:
+        self._work = work
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rag-serve-answer", daemon=True)
+        self._thread.start()
+
+    def _put(self, kind: str, value: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop closed: the server is shutting down
+            self.cancelled.set()
+
+    def _on_delta(self, text: str) -> None:
+        if self.cancelled.is_set():
+            raise ClientGone
+        self._put("delta", text)
+
+    def _run(self) -> None:
+        try:
+            result = self._work(self._on_delta)
+        except ClientGone:
+            return
+        except BaseException as exc:
+            self._put("error", exc)
+            return
+        self._put("result", result)
+
+    async def events(self, heartbeat: float) -> AsyncIterator[tuple[str, Any]]:
+        """("delta", text) ..., then ("result", value) or ("error", exception); ("ping", None) when idle."""
+        try:
+            while True:
+                try:
+                    kind, value = await asyncio.wait_for(self._queue.get(), heartbeat)
+                except TimeoutError:
+                    yield "ping", None
+                    continue
+                yield kind, value
+                if kind in ("result", "error"):
+                    return
+        finally:
+            self.cancelled.set()
