@@ -367,14 +367,14 @@ class Ingestor:
             report.embedded += len(missing)
         writer.flush()
 
+        # One commit for the window: on a Chroma server, one generation of the change log.
+        report.chunks_removed += self.index.commit_files([(p.record, [c.id for c in p.chunks]) for p in window.files])
         for pending in window.files:
-            stale = self.index.commit_file(pending.record, [c.id for c in pending.chunks])
             if pending.is_new:
                 report.added += 1
             else:
                 report.updated += 1
             report.chunks_added += len(pending.chunks)
-            report.chunks_removed += stale
             self.progress.file_done(pending.record.path)
 
     def _spend(self, usage: Usage) -> None:
