@@ -297,9 +297,13 @@ class Index:
 
     def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> int:
         """Make ``chunk_ids`` (staged, vectors written) the file's chunks; returns how many old ones went."""
-        stale = self._manifest.commit_file(record, chunk_ids)
-        self._delete(stale)
-        return len(stale)
+        return self.commit_files([(record, chunk_ids)])[0]
+
+    def commit_files(self, files: Sequence[tuple[FileRecord, Sequence[str]]]) -> list[int]:
+        """``commit_file`` for many files at once: one transaction, one delete of what they replace."""
+        replaced = self._manifest.commit_files(files)
+        self._delete([i for ids in replaced for i in ids])
+        return [len(ids) for ids in replaced]
 
     def add_file(self, record: FileRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> int:
         """Index one file in one go (stage, write, commit); returns how many old chunks it replaced."""
