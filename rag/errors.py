@@ -57,11 +57,12 @@ class EmbedderMismatchError(RagError):
 
 
 class IndexLockedError(RagError):
-    def __init__(self, index: str, seconds: float) -> None:
+    def __init__(self, index: str, seconds: float, holder: str | None = None) -> None:
+        who = holder or "another rag process"
         super().__init__(
-            f"index '{index}' is being written by another rag process "
-            f"(waited {seconds:.0f} s); try again when it has finished"
+            f"index '{index}' is being written by {who} (waited {seconds:.0f} s); try again when it has finished"
         )
+        self.holder = holder
 
 
 class StoreError(RagError):

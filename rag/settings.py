@@ -176,6 +176,13 @@ class StoreSettings(_Section):
         description="Seconds an ingest waits for another writer of the same index before giving up.",
         json_schema_extra=_env("RAG_LOCK_TIMEOUT"),
     )
+    lease_ttl: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a writer's lease on a Chroma server index outlives its last renewal (a crashed writer "
+        "blocks others this long).",
+        json_schema_extra=_env("RAG_LEASE_TTL"),
+    )
 
 
 class IngestSettings(_Section):

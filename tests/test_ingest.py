@@ -28,10 +28,11 @@ def _engine(**overrides) -> Engine:
 
 
 def _consistent(engine: Engine) -> tuple[int, int]:
-    """Chroma and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
+    """Chroma, the keyword index and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
     index = engine._index()
     chroma_ids = index.vector_ids()
     assert chroma_ids == index.live_ids()
+    assert index.keyword_ids() == chroma_ids  # no ghost hits, no missing chunks
     return len(chroma_ids), index.file_count()
 
 
@@ -224,11 +225,17 @@ def _wait_for_cached_vectors(home: Path, at_least: int, timeout: float = 60) -> 
     raise AssertionError("the ingest never got going")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_interrupted_ingest_is_repaired_without_reembedding(tmp_path: Path, isolated: Path, sig: int) -> None:
+@pytest.mark.parametrize(
+    ("sig", "after"),
+    [(signal.SIGKILL, 6), (signal.SIGKILL, 40), (signal.SIGKILL, 75), (signal.SIGINT, 40)],
+    ids=["kill-9-early", "kill-9", "kill-9-late", "ctrl-c"],
+)
+def test_interrupted_ingest_is_repaired_without_reembedding(
+    tmp_path: Path, isolated: Path, sig: int, after: int
+) -> None:
     folder = _many_docs(tmp_path / "many")
     process = _start_slow_ingest(folder)
-    _wait_for_cached_vectors(isolated, at_least=40)
+    _wait_for_cached_vectors(isolated, at_least=after)
     process.send_signal(sig)
     process.wait(timeout=30)
     assert process.returncode != 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from rag.errors import EmbedderMismatchError, IndexNotFoundError, UsageError
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, validate_index_name
-from rag.store.manifest import Manifest, keyword_terms
+from rag.store.manifest import Manifest
 from rag.store.records import ChunkRecord, FileRecord
 from rag.store.vectors import VectorStore
 
@@ -27,12 +28,10 @@ def _file(path: str = "/docs/a.txt", n: int = 2) -> FileRecord:
 def test_pending_chunks_are_invisible_until_committed(tmp_path: Path) -> None:
     manifest = Manifest(tmp_path / "index.db")
     manifest.add_pending([_chunk(0, "lava flows from the volcano"), _chunk(1, "bees make honey")])
-    assert manifest.keyword_search("volcano", 5) == []
     assert manifest.chunks(["c0"]) == {}
     assert sorted(manifest.unsettled()) == ["c0", "c1"]
 
     assert manifest.commit_file(_file(), ["c0", "c1"]) == []
-    assert [i for i, _ in manifest.keyword_search("volcanoes", 5)] == ["c0"]  # porter stemming
     assert manifest.unsettled() == []
     assert manifest.chunk_count() == 2
 
@@ -49,7 +48,6 @@ def test_commit_replaces_old_chunks_and_forget_marks_them_stale(tmp_path: Path) 
     manifest.purge(stale)
     assert manifest.forget_file("/docs/a.txt") == ["c5"]
     assert manifest.file_count() == 0
-    assert manifest.keyword_search("new", 5) == []
 
 
 def test_commit_files_commits_many_files_at_once(tmp_path: Path) -> None:
@@ -69,20 +67,50 @@ def test_commit_files_commits_many_files_at_once(tmp_path: Path) -> None:
     assert manifest.file_count() == 3
 
 
-def test_keyword_index_follows_deletes(tmp_path: Path) -> None:
+def test_the_keyword_index_shows_live_chunks_only_and_follows_deletes(settings: Settings) -> None:
+    index = Index.open(settings, "kw", create=True)
+    index.bind_embedder("hash:v1", 3)
+    chunks = [_chunk(0, "lava flows from the volcano"), _chunk(1, "quartz crystals")]
+    index.stage(chunks)
+    index.write_vectors(chunks, np.eye(3, dtype=np.float32)[:2], {"/docs/a.txt": _file()})
+    assert index.keyword("volcano", 5) == []  # pending: not yet live
+    index.commit_file(_file(), ["c0", "c1"])
+    assert [i for i, _ in index.keyword("volcanoes", 5)] == ["c0"]  # stemming
+    index.remove(["/docs/a.txt"])
+    assert index.keyword("quartz", 5) == [] and index.keyword_ids() == set()
+    index.close()
+
+
+def test_an_fts5_era_index_gets_its_keyword_index_built_on_open(settings: Settings) -> None:
+    import sqlite3
+
+    index = Index.open(settings, "old", create=True)
+    index.bind_embedder("hash:v1", 3)
+    index.add_file(_file(n=1), [_chunk(0, "granite rocks")], np.eye(3, dtype=np.float32)[:1])
+    index.close()
+    folder = index.layout.index_dir("old")
+    shutil.rmtree(folder / "keyword")  # as rag 0.1 left it: FTS5 inside index.db, no keyword folder
+    with sqlite3.connect(folder / "index.db") as db:
+        db.execute("CREATE VIRTUAL TABLE chunks_fts USING fts5(heading, text)")
+    again = Index.open(settings, "old")
+    assert [i for i, _ in again.keyword("granite", 5)] == ["c0"]
+    with sqlite3.connect(folder / "index.db") as db:
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'chunks_fts'").fetchone() is None
+    again.close()
+
+
+def test_remote_changes_replace_whatever_state_a_chunk_was_in(tmp_path: Path) -> None:
     manifest = Manifest(tmp_path / "index.db")
-    manifest.add_pending([_chunk(0, "quartz crystals"), _chunk(1, "granite rocks")])
-    manifest.commit_file(_file(), ["c0", "c1"])
-    manifest.purge(manifest.forget_file("/docs/a.txt"))
-    assert manifest.keyword_search("quartz", 5) == []
-    rows = manifest._query("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'quartz'")
-    assert rows[0][0] == 0
-
-
-def test_keyword_terms_drop_stopwords_but_not_everything() -> None:
-    assert keyword_terms("What is the boiling point of water?") == ["boiling", "point", "water"]
-    assert keyword_terms("to be or not") == ["not"]
-    assert keyword_terms("the") == ["the"]
+    manifest.add_pending([_chunk(0, "old"), _chunk(1, "mine, unfinished", path="/docs/b.txt")])
+    manifest.commit_file(_file(n=1), ["c0"])
+    # Another machine replaced a.txt's chunk and committed b.txt's chunk, which was pending here.
+    manifest.apply_remote(
+        ["c0"], [_chunk(2, "new"), _chunk(1, "theirs", path="/docs/b.txt")], [_file(), _file("/docs/b.txt")]
+    )
+    assert manifest.live_ids() == {"c1", "c2"} and manifest.unsettled() == []
+    assert {p: r.chunk_count for p, r in manifest.files().items()} == {"/docs/a.txt": 1, "/docs/b.txt": 1}
+    manifest.apply_remote(["c1"], [], [])
+    assert set(manifest.files()) == {"/docs/a.txt"}  # a file left without chunks is forgotten
 
 
 def test_embedding_cache_round_trip_and_dedup(tmp_path: Path) -> None:

@@ -274,6 +274,8 @@ def test_new_index_drop_ask_and_delete(web: Watched, server: Server, tmp_path: P
     expect(refused.locator(".upload-reason")).to_contain_text("unsupported")
     expect(page.locator("#document-list .document-name")).to_have_text(["otters.md"])
     screenshot(page, tmp_path, "dropped")
+    page.locator("#clear-uploads").click()
+    expect(page.locator("#uploads li")).to_have_count(0)
 
     turn = ask(page, "What do sea otters use to crack open shells?")
     expect(turn.locator(".answer .sources")).to_contain_text("otters.md")
@@ -464,6 +466,7 @@ def test_llm_answer_is_labelled_and_stop_cancels(
         expect(answer.locator(".badge.llm")).to_be_visible()
         expect(answer.locator(".badge.extractive")).to_have_count(0)
         expect(answer.locator(".answer-text .cite")).to_have_text(["[1]"])
+        expect(answer.locator(".usage")).to_contain_text("tokens")  # what the LLM call spent
         screenshot(page, tmp_path, "llm-answer")
 
         # Stop: Esc once the first words are in; the partial answer stays, marked as stopped.

@@ -27,7 +27,18 @@ from rag.cli.options import (
     StoreOpt,
     TypeFilter,
 )
-from rag.cli.output import IngestProgress, err, error, human_bytes, human_time, out, plural, print_answer, print_json
+from rag.cli.output import (
+    CacheProgress,
+    IngestProgress,
+    err,
+    error,
+    human_bytes,
+    human_time,
+    out,
+    plural,
+    print_answer,
+    print_json,
+)
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.results import display_path
@@ -47,7 +58,9 @@ app = typer.Typer(
 
 
 def _engine(index: str | None, store: Path | None, **overrides: Any) -> Engine:
-    return Engine(index=index, store=store, **overrides)
+    engine = Engine(index=index, store=store, **overrides)
+    engine.store.sync_progress = CacheProgress()
+    return engine
 
 
 def _filters(paths: list[str] | None, types: list[str] | None, pages: str | None) -> Filters:
@@ -261,6 +274,14 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         )
         if info.types:
             out.print("   files: " + ", ".join(f"{kind} {n}" for kind, n in info.types.items()))
+        if info.server is not None:
+            server = info.server
+            behind = "up to date" if server["behind"] == 0 else f"{plural(server['behind'], 'generation')} behind"
+            holder = f"being written by {server['lease_holder']}" if server["lease_holder"] else "no writer"
+            out.print(
+                f"   server {escape(server['server'])}  generation {server['generation']}  "
+                f"this machine's cache: {behind}  {escape(holder)}"
+            )
         for row in info.usage:
             cost = f"  ${row['cost_usd']:.4f}" if row["cost_usd"] else ""
             out.print(

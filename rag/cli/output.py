@@ -103,6 +103,39 @@ class IngestProgress:
             self._progress.update(self._chunks, completed=self._stored, detail=f"{rate:,.0f}/s")
 
 
+class CacheProgress:
+    """A progress bar on stderr, when it is a terminal, while this machine builds its cache of
+    an index from a Chroma server (``Index.open``'s ``progress``): chunks done and the rate."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._started = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not err.is_terminal:
+            return
+        if self._progress is None:
+            self._started = time.perf_counter()
+            self._progress = Progress(
+                TextColumn("caching from server"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("cache", total=total, detail="")
+        assert self._task is not None
+        rate = done / max(1e-6, time.perf_counter() - self._started)
+        self._progress.update(self._task, completed=done, total=total, detail=f"{rate:,.0f} chunks/s")
+        if done >= total:
+            self._progress.stop()
+            self._progress = None
+
+
 def marked(answer: Answer) -> str:
     """The answer as rich markup, the words that answer in bold (plain text when piped)."""
     parts, last = [], 0

@@ -407,15 +407,14 @@ class Ingestor:
             raise
         writer.close()
 
-        # One transaction for the whole window: its files go live together.
-        replaced = self.index.commit_files([(f.record, [c.id for c in f.chunks]) for f in window.files])
-        for pending, stale in zip(window.files, replaced, strict=True):
+        # One commit for the window: on a Chroma server, one generation of the change log.
+        report.chunks_removed += self.index.commit_files([(p.record, [c.id for c in p.chunks]) for p in window.files])
+        for pending in window.files:
             if pending.is_new:
                 report.added += 1
             else:
                 report.updated += 1
             report.chunks_added += len(pending.chunks)
-            report.chunks_removed += stale
             self.progress.file_done(pending.record.path)
 
     def _spend(self, usage: Usage) -> None:

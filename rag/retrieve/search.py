@@ -70,6 +70,9 @@ class Filters:
         """Files that pass the path and type filters (None when those are unset)."""
         if not (self.paths or self.types):
             return None
+        return index.memo(("allowed_paths", self.paths, self.types), lambda: self._allowed_paths(index))
+
+    def _allowed_paths(self, index: Index) -> list[str]:
         kinds = {kind_named(t) for t in self.types}
         patterns = [_path_pattern(g) for g in self.paths]
         allowed = []

@@ -3,8 +3,9 @@
 Store layout under ``RAG_HOME``::
 
     chroma/                         Chroma's own files (embedded mode)
-    indexes/NAME/index.db           manifest + keyword index + usage totals
-    indexes/NAME/write.lock         held by the one ingest writing NAME
+    indexes/NAME/index.db           manifest + usage totals
+    indexes/NAME/keyword/           Tantivy keyword index (rag.store.keyword)
+    indexes/NAME/write.lock         held by the one ingest writing NAME (on this machine)
     servers/HOST-PORT/NAME/...      the same, for an index whose vectors live on a server
     cache/embeddings.db             vectors by (embedder, text hash)
     sessions.db                     chat sessions
@@ -17,20 +18,21 @@ import re
 import shutil
 import sqlite3
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from rag.errors import EmbedderMismatchError, IndexDamagedError, IndexLockedError, IndexNotFoundError, UsageError
 from rag.settings import Settings
 from rag.store.backend import VectorBackend
+from rag.store.keyword import KeywordIndex
 from rag.store.manifest import Manifest
 from rag.store.records import ChunkRecord, FileRecord, from_metadata, to_metadata
+from rag.store.remote import GEN_KEY, ChangeLog, Lease, drop_leases
 from rag.store.vectors import VectorStore, parse_chroma_url
 from rag.usage import Usage
 
@@ -101,6 +103,34 @@ def collection_name(index: str) -> str:
     return f"rag-{index}"
 
 
+T = TypeVar("T")
+
+#: Called as a cache is built from a server: (chunks done, chunks in all).
+SyncProgress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Server:
+    """An index's coordination records on a Chroma server (see ``rag.store.remote``)."""
+
+    url: str
+    lease: Lease
+    log: ChangeLog
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What bringing this machine's cache up to the server's generation took."""
+
+    generation: int
+    behind: int  # generations applied
+    records: int  # change-log records read
+    fetched: int  # chunks read from the server
+    removed: int  # chunks dropped locally
+    rebuilt: bool  # the whole cache was rebuilt (first sight, or the log was trimmed past it)
+    seconds: float
+
+
 class Index:
     """A named index: its manifest, its vectors, its write lock.  Open with ``Index.open``.
 
@@ -110,19 +140,44 @@ class Index:
     ``settle`` cleans up.  Reads may run in any number of threads while one ingest writes.
     """
 
-    def __init__(self, name: str, layout: StoreLayout, manifest: Manifest, vectors: VectorBackend) -> None:
+    def __init__(
+        self,
+        name: str,
+        layout: StoreLayout,
+        manifest: Manifest,
+        vectors: VectorBackend,
+        keyword: KeywordIndex | None = None,
+        server: Server | None = None,
+    ) -> None:
         self.name = name
         self.layout = layout
         self._manifest = manifest
         self._vectors = vectors
+        self._keyword = keyword or KeywordIndex(layout.index_dir(name) / "keyword")
+        self._keyword_dirty = False
+        self._server = server
+        self._writing = False
+        self._memo: dict[Hashable, Any] = {}
+        self._memo_version: tuple[int, int] | None = None
+        #: What the last catch-up with the server did (None before one, and when embedded).
+        self.last_sync: SyncReport | None = None
 
     @classmethod
-    def open(cls, settings: Settings, name: str | None = None, *, create: bool = False, repair: bool = False) -> Index:
+    def open(
+        cls,
+        settings: Settings,
+        name: str | None = None,
+        *,
+        create: bool = False,
+        repair: bool = False,
+        progress: SyncProgress | None = None,
+    ) -> Index:
         """Open an index; without ``create``, a missing index is an ``IndexNotFoundError``.
 
         A manifest that SQLite cannot read is an ``IndexDamagedError``, or with ``repair``
         is set aside (``index.db.damaged``) and rebuilt from the vectors, which hold every
-        chunk's text and metadata.
+        chunk's text and metadata.  On a Chroma server, this machine's cache first catches
+        up with the server.
         """
         name = validate_index_name(name or settings.store.index)
         layout = StoreLayout.from_settings(settings)
@@ -132,6 +187,10 @@ class Index:
         vectors = VectorStore.connect(collection_name(name), path=layout.chroma_path, url=layout.chroma_url)
         if not create and not (directory / "index.db").exists() and not vectors.exists():
             raise IndexNotFoundError(name, layout.description)
+        server = None
+        if layout.chroma_url:
+            client = vectors.client
+            server = Server(layout.chroma_url, Lease(client, name, settings.store.lease_ttl), ChangeLog(client, name))
         path = directory / "index.db"
         try:
             manifest = Manifest(path)
@@ -143,15 +202,18 @@ class Index:
                 damaged = Path(f"{path}{suffix}")
                 if damaged.exists():
                     damaged.replace(Path(f"{path}.damaged{suffix}"))
-            index = cls(name, layout, Manifest(path), vectors)
+            index = cls(name, layout, Manifest(path), vectors, server=server)
             index.rebuild_from_vectors()
             return index
-        index = cls(name, layout, manifest, vectors)
-        if layout.chroma_url:
-            index.sync_from_server()
+        index = cls(name, layout, manifest, vectors, server=server)
+        if server is not None:
+            index.sync(progress)
+        else:
+            index._fill_keyword(progress)
         return index
 
     def close(self) -> None:
+        self._keyword.close()
         self._manifest.close()
 
     def __enter__(self) -> Index:
@@ -209,8 +271,8 @@ class Index:
         return self._manifest.chunk_count()
 
     def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
-        """How many chunks hold each phrase (see ``Manifest.document_frequencies``)."""
-        return self._manifest.document_frequencies(phrases)
+        """How many chunks hold each phrase (see ``KeywordIndex.document_frequencies``)."""
+        return self._keyword.document_frequencies(phrases)
 
     @property
     def last_ingest(self) -> float | None:
@@ -238,7 +300,28 @@ class Index:
         pages: tuple[int | None, int | None] | None = None,
     ) -> list[tuple[str, float]]:
         """BM25 over live chunks: (id, score) best first."""
-        return self._manifest.keyword_search(query, k, paths=paths, pages=pages)
+        # Chunks of an unfinished ingest are in the keyword index but not live; asking for
+        # that many more keeps the top k exact.  There are none outside an ingest.
+        extra = self._manifest.unsettled_count()
+        hits = self._keyword.search(query, k + extra, paths=paths, pages=pages)
+        if extra:
+            live = self._manifest.live_among([i for i, _ in hits])
+            hits = [h for h in hits if h[0] in live]
+        return hits[:k]
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, remembered until the index's files change: for what searches derive
+        from the file list (a path filter over 50,000 files costs tens of milliseconds)."""
+        version = self._manifest.version()
+        if version != self._memo_version or len(self._memo) > 256:
+            self._memo, self._memo_version = {}, version
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return cast(T, self._memo[key])
+
+    def keyword_ids(self) -> set[str]:
+        """Every id the keyword index holds (for consistency checks)."""
+        return self._keyword.ids()
 
     def hydrate(self, ids: Sequence[str]) -> dict[str, ChunkRecord]:
         """Live chunks by id; ids that are not live are left out."""
@@ -267,16 +350,34 @@ class Index:
 
     @contextmanager
     def write_lock(self, timeout: float) -> Iterator[None]:
-        """Hold the index's write lock; another writer waits up to ``timeout`` seconds."""
+        """Hold the index's write lock; another writer waits up to ``timeout`` seconds.
+
+        On a Chroma server the lock is the server's writer lease, so writers on other
+        machines are kept out too; once it is held, the server is settled and this
+        machine's cache caught up, so every commit builds on the latest generation.
+        """
         from filelock import FileLock, Timeout
 
+        started = time.monotonic()
         lock = FileLock(str(self.layout.index_dir(self.name) / "write.lock"))
         try:
             lock.acquire(timeout=timeout)
         except Timeout:
             raise IndexLockedError(self.name, timeout) from None
         try:
-            yield
+            if self._server is not None:
+                self._server.lease.acquire(max(0.0, timeout - (time.monotonic() - started)))
+            self._writing = True
+            try:
+                if self._server is not None:
+                    self._settle_server()
+                    self.sync()
+                yield
+            finally:
+                self._writing = False
+                self._keyword.release()
+                if self._server is not None:
+                    self._server.lease.release()
         finally:
             lock.release()
 
@@ -288,22 +389,45 @@ class Index:
         self, chunks: Sequence[ChunkRecord], vectors: np.ndarray, files: Mapping[str, FileRecord]
     ) -> None:
         """Store staged chunks' vectors, text and metadata; ``files`` has each chunk's file."""
-        self._vectors.upsert(
-            [c.id for c in chunks],
-            vectors,
-            [c.text for c in chunks],
-            [to_metadata(c, files[c.path]) for c in chunks],
-        )
+        # Tantivy indexes in its own thread, so handing it the chunks first overlaps its
+        # work with Chroma's; uncommitted, they become visible in ``commit_files``.
+        self._keyword.add(chunks, commit=False)
+        self._keyword_dirty = True
+        # The collection holds each chunk's text and metadata: a server's other machines,
+        # and ``rebuild_from_vectors`` (a damaged manifest), rebuild from it.  (Leaving them
+        # out doubled the embedded write rate; Chroma indexes texts for full-text search.)
+        metadatas = [to_metadata(c, files[c.path]) for c in chunks]
+        if self._server is not None:
+            # Tagged with the generation that will commit them: chunks tagged beyond the
+            # server's head belong to a writer that died, and the next one deletes them.
+            generation = self._generation() + 1
+            metadatas = [{**m, GEN_KEY: generation} for m in metadatas]
+        self._vectors.upsert([c.id for c in chunks], vectors, [c.text for c in chunks], metadatas)
 
     def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> int:
         """Make ``chunk_ids`` (staged, vectors written) the file's chunks; returns how many old ones went."""
-        return self.commit_files([(record, chunk_ids)])[0]
+        return self.commit_files([(record, chunk_ids)])
 
-    def commit_files(self, files: Sequence[tuple[FileRecord, Sequence[str]]]) -> list[int]:
-        """``commit_file`` for many files at once: one transaction, one delete of what they replace."""
-        replaced = self._manifest.commit_files(files)
-        self._delete([i for ids in replaced for i in ids])
-        return [len(ids) for ids in replaced]
+    def commit_files(self, files: Sequence[tuple[FileRecord, Sequence[str]]]) -> int:
+        """Commit several files at once (one generation on a server); returns how many old chunks went."""
+        if not files:
+            return 0
+        if self._keyword_dirty:
+            # Durable in the keyword index before the manifest calls them live.
+            self._keyword.commit()
+            self._keyword_dirty = False
+        generation = None
+        if self._server is not None:
+            new = [i for _, ids in files for i in ids]
+            keep = set(new)
+            old = [i for i in self._manifest.live_ids_of([r.path for r, _ in files]) if i not in keep]
+            generation = self._commit_generation(added=new, removed=old)
+        # One manifest transaction for all of them: a commit per file cost more than a short file.
+        stale = [i for ids in self._manifest.commit_files(files) for i in ids]
+        self._delete(stale)
+        if generation is not None:
+            self._manifest.set_meta("generation", generation)
+        return len(stale)
 
     def add_file(self, record: FileRecord, chunks: Sequence[ChunkRecord], vectors: np.ndarray) -> int:
         """Index one file in one go (stage, write, commit); returns how many old chunks it replaced."""
@@ -317,13 +441,19 @@ class Index:
 
     def remove(self, paths: Iterable[str]) -> dict[str, int]:
         """Remove files from the index; returns the chunks removed per path that was indexed."""
+        paths = [p for p in dict.fromkeys(paths) if self._manifest.file(p) is not None]
+        if not paths:
+            return {}
+        generation = None
+        if self._server is not None:
+            generation = self._commit_generation(added=[], removed=self._manifest.live_ids_of(paths))
         removed: dict[str, int] = {}
         for path in paths:
-            if self._manifest.file(path) is None:
-                continue
             ids = self._manifest.forget_file(path)
             self._delete(ids)
             removed[path] = len(ids)
+        if generation is not None:
+            self._manifest.set_meta("generation", generation)
         return removed
 
     def settle(self) -> int:
@@ -333,18 +463,15 @@ class Index:
         return len(ids)
 
     def _delete(self, ids: Sequence[str]) -> None:
-        # Vectors first: the manifest must know every id the vector store holds.
+        # Vectors and keywords first: the manifest must know every id they hold.
         if ids:
             self._vectors.delete(ids)
+            self._keyword.delete(ids)
             self._manifest.purge(ids)
 
     def mark_changed(self) -> None:
-        """Tell other machines sharing the Chroma server that this index changed."""
-        generation = uuid.uuid4().hex
+        """Record when the index was last written."""
         self._manifest.set_meta("last_ingest", time.time())
-        if self.layout.chroma_url and self._vectors.exists():
-            self._vectors.set_metadata({"rag_generation": generation})
-            self._manifest.set_meta("generation", generation)
 
     # --- usage ----------------------------------------------------------------------------
 
@@ -355,22 +482,107 @@ class Index:
     def usage(self) -> list[dict[str, Any]]:
         return self._manifest.usage()
 
+    # --- keyword index -------------------------------------------------------------------
+
+    def _fill_keyword(self, progress: SyncProgress | None = None) -> None:
+        """Build the keyword index from the manifest when it is missing (or of an older format)."""
+        if not self._keyword.fresh:
+            return
+        total = self._manifest.chunk_count()
+        if total:
+            done = 0
+            for batch in self._manifest.iter_chunks(5000):
+                self._keyword.add(batch, commit=False)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+            self._keyword.commit()
+        self._keyword.mark_filled()
+        if not self._writing:
+            self._keyword.release()
+
     # --- server mode ----------------------------------------------------------------------
 
-    def sync_from_server(self) -> None:
-        """Rebuild the local manifest from the server when another machine changed it.
+    def _generation(self) -> int:
+        """The server generation this machine's cache reflects (-1 when unknown)."""
+        value = self._manifest.get_meta("generation")
+        return value if isinstance(value, int) else -1
 
-        On a Chroma server the collection is the source of truth (it holds vectors, text
-        and metadata); the local manifest and keyword index are a cache of it, checked
-        against the collection's generation stamp on every open.
-        """
+    def _commit_generation(self, *, added: Sequence[str], removed: Sequence[str]) -> int:
+        """Record a change on the server as the next generation; returns it.  Lease holders only."""
+        assert self._server is not None and self._writing
+        self._server.lease.check()
+        generation = self._generation() + 1
+        self._server.log.commit(generation, added, removed)
+        return generation
+
+    def _settle_server(self) -> None:
+        """Undo what a writer that died holding the lease left on the server."""
+        assert self._server is not None
         if not self._vectors.exists():
             return
-        remote = self._vectors.metadata
-        generation = remote.get("rag_generation")
-        if generation is None or generation == self._manifest.get_meta("generation"):
-            return
-        self._rebuild_manifest(remote, str(generation))
+        head = self._server.log.head
+        # Chunks written for a generation that never committed.
+        self._vectors.delete_where({GEN_KEY: {"$gt": head}})
+        # Chunks the head generation removed, in case its writer died before deleting them.
+        self._vectors.delete(self._server.log.removed_at(head))
+
+    def sync(self, progress: SyncProgress | None = None) -> SyncReport | None:
+        """Bring this machine's manifest and keyword index up to the server's generation.
+
+        Applies the change log's generations since the last sync (cost: what changed), or
+        rebuilds from the collection when this machine has none or the log no longer
+        reaches back (cost: the index).  Skipped when an ingest on this machine holds the
+        index: it syncs under the lease itself.
+        """
+        if self._server is None:
+            return None
+        started = time.perf_counter()
+        if not self._writing:
+            from filelock import FileLock, Timeout
+
+            lock = FileLock(str(self.layout.index_dir(self.name) / "write.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                return None
+            try:
+                return self._sync(started, progress)
+            finally:
+                self._keyword.release()
+                lock.release()
+        return self._sync(started, progress)
+
+    def _sync(self, started: float, progress: SyncProgress | None) -> SyncReport | None:
+        assert self._server is not None
+        if not self._vectors.exists():
+            return None
+        log = self._server.log
+        head = log.head if log.exists() else 0
+        seen = self._generation()
+        if seen == head and not self._keyword.fresh:
+            self.last_sync = SyncReport(head, 0, 0, 0, 0, False, time.perf_counter() - started)
+            return self.last_sync
+        changes = log.changes(seen, head) if 0 <= seen <= head and not self._keyword.fresh else None
+        if changes is None:
+            fetched = self._rebuild(head, progress)
+            report = SyncReport(head, head - max(seen, 0), 0, fetched, 0, True, 0.0)
+        else:
+            records = self._vectors.fetch(changes.added)
+            chunks: list[ChunkRecord] = []
+            files: dict[str, FileRecord] = {}
+            for cid, text, meta in records:
+                chunk, record = from_metadata(cid, text, meta)
+                chunks.append(chunk)
+                files[chunk.path] = replace(record, ingested_at=time.time())
+            # Keywords first, as for any write: the manifest never lags behind what they hold.
+            self._keyword.delete([*changes.removed, *changes.added], commit=False)
+            self._keyword.add(chunks)
+            self._manifest.apply_remote(changes.removed, chunks, list(files.values()))
+            report = SyncReport(head, head - seen, changes.records, len(chunks), len(changes.removed), False, 0.0)
+        self._manifest.set_meta("generation", head)
+        self.last_sync = replace(report, seconds=time.perf_counter() - started)
+        return self.last_sync
 
     def rebuild_from_vectors(self) -> None:
         """Rebuild the manifest and the keyword index from the vectors (``rag repair``).
@@ -378,38 +590,76 @@ class Index:
         The vectors hold each chunk's text and metadata, so files and chunks come back whole;
         the usage totals, kept only in the manifest, start again from zero.
         """
-        remote = self._vectors.metadata if self._vectors.exists() else {}
-        generation = remote.get("rag_generation")
-        self._rebuild_manifest(remote, None if generation is None else str(generation))
+        if self._server is not None:
+            head = self._server.log.head if self._server.log.exists() else 0
+            self._rebuild(head, None)
+            self._manifest.set_meta("generation", head)
+        else:
+            self._rebuild(None, None)
 
-    def _rebuild_manifest(self, remote: dict[str, Any], generation: str | None) -> None:
+    def _rebuild(self, head: int | None, progress: SyncProgress | None) -> int:
+        """Rebuild the manifest and keyword index from the collection; returns the chunks read.
+
+        On a server, chunks tagged beyond generation ``head`` are left out: they belong to a
+        writer that died before committing them.
+        """
+        remote = self._vectors.metadata if self._vectors.exists() else {}
         path = self._manifest.path
         self._manifest.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         manifest = Manifest(path)
+        self._keyword.clear()
+        total = self._vectors.count()
         files: dict[str, tuple[FileRecord, list[str]]] = {}
+        done = 0
         for page in self._vectors.records():
             chunks = []
             for cid, text, meta in page:
+                if head is not None and meta and int(meta.get(GEN_KEY, 0)) > head:
+                    continue  # written for a generation that never committed
                 chunk, record = from_metadata(cid, text, meta)
                 chunks.append(chunk)
                 files.setdefault(chunk.path, (record, []))[1].append(cid)
             manifest.add_pending(chunks)
+            self._keyword.add(chunks, commit=False)
+            done += len(chunks)
+            if progress is not None:
+                progress(done, total)
+        self._keyword.commit()
+        self._keyword.mark_filled()
         for record, ids in files.values():
             manifest.commit_file(replace(record, chunk_count=len(ids), ingested_at=time.time()), ids)
         for key in ("rag_embedder", "rag_dimension"):
             if key in remote:
                 manifest.set_meta(key.removeprefix("rag_"), remote[key])
-        if generation is not None:
-            manifest.set_meta("generation", generation)
         self._manifest = manifest
+        return done
+
+    def server_status(self) -> dict[str, Any] | None:
+        """For an index on a Chroma server: the server, its generation, the lease holder, and
+        how many generations this machine's cache is behind (None when embedded)."""
+        if self._server is None:
+            return None
+        head = self._server.log.head if self._server.log.exists() else 0
+        seen = self._generation()
+        return {
+            "server": self._server.url,
+            "generation": head,
+            "cache_generation": seen if seen >= 0 else None,
+            "behind": head - seen if seen >= 0 else head,
+            "lease_holder": self._server.lease.holder(),
+        }
 
     # --- removing -------------------------------------------------------------------------
 
     def drop(self) -> None:
-        """Delete the index: its vectors and its local files."""
+        """Delete the index: its vectors, its records on a server, and its local files."""
         self._vectors.drop()
+        if self._server is not None:
+            self._server.log.drop()
+            drop_leases(self._server.lease._client, self.name)
+        self._keyword.close()
         self._manifest.close()
         shutil.rmtree(self.layout.index_dir(self.name), ignore_errors=True)
         shutil.rmtree(self.layout.eval_dir(self.name), ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The index's record of files and chunks, and its keyword (BM25) index, in one SQLite file.
+"""The index's record of files and chunks, in one SQLite file.
 
 Every chunk id is written here *before* it is written to Chroma and removed here only
 *after* it is deleted from Chroma, so Chroma never holds an id this file does not know.
@@ -12,18 +12,18 @@ An ingest that dies leaves pending or stale rows; the next one deletes those ids
 Chroma and then here (``unsettled``/``purge``), and re-indexes the files whose record it
 never updated.  Only live chunks are ever returned by searches.
 
-The keyword index is an FTS5 table kept in step with ``chunks`` by triggers, so it can
-never drift from the chunks it describes.
+The keyword index (``rag.store.keyword``) follows the same rule as Chroma: ids enter it
+after they are pending here and leave it before they are purged here.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +62,10 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, state);
 CREATE INDEX IF NOT EXISTS chunks_state ON chunks(state) WHERE state != 'live';
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    heading, text, content='chunks', content_rowid='rowid',
-    tokenize='porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, heading, text) VALUES (new.rowid, new.heading, new.text);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, heading, text) VALUES ('delete', old.rowid, old.heading, old.text);
-END;
+-- rag 0.1 kept an FTS5 keyword index here; Tantivy (rag.store.keyword) replaced it.
+DROP TRIGGER IF EXISTS chunks_fts_insert;
+DROP TRIGGER IF EXISTS chunks_fts_delete;
+DROP TABLE IF EXISTS chunks_fts;
 CREATE TABLE IF NOT EXISTS usage (
     kind TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -86,25 +80,6 @@ CREATE TABLE IF NOT EXISTS usage (
 _CHUNK_COLUMNS = "id, path, kind, position, page, heading, start, end, tokens, text"
 _FILE_COLUMNS = "path, content_hash, signature, kind, size, mtime_ns, pages, chunk_count, ingested_at, warnings"
 
-# Words that carry no topic; dropping them from keyword queries keeps BM25 from scoring
-# half the index on "the" and "of".  Kept short on purpose: negations and question words
-# that change meaning ("not", "without") stay.
-STOPWORDS = frozenset(
-    """a an and are as at be been but by can could did do does for from had has have how i if
-    in into is it its me my of on or our so such than that the their them then there these
-    they this those to was we were what when where which who whom why will with would you
-    your about also any some only other over under up out very just more most much many may
-    might must shall should s t""".split()
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def keyword_terms(text: str) -> list[str]:
-    """Distinct lower-cased query words, stopwords removed (all words if that leaves none)."""
-    words = [w.lower() for w in _WORD.findall(text)]
-    kept = [w for w in words if w not in STOPWORDS] or words
-    return list(dict.fromkeys(kept))
-
 
 class Manifest:
     """One index's SQLite file.  Safe to share between threads; one writer at a time."""
@@ -112,6 +87,7 @@ class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._database = Database(path)
+        self._writes = 0
         with self.transaction() as db:
             execute_script(db, _SCHEMA)
             if db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None:
@@ -121,8 +97,18 @@ class Manifest:
     def close(self) -> None:
         self._database.close()
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._database.write()
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._database.write() as db:
+            yield db
+        self._writes += 1
+
+    def version(self) -> tuple[int, int]:
+        """A value that changes whenever this file is written, by this process or another."""
+        with self._database.lock:
+            # data_version moves when another connection commits; our own commits we count.
+            other = int(self._database.db.execute("PRAGMA data_version").fetchone()[0])
+        return other, self._writes
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._database.query(sql, params)
@@ -189,24 +175,8 @@ class Manifest:
             # one file's ids are never another's.
             _update_state(db, [i for ids in replaced for i in ids], "stale")
             _update_state(db, [i for _, chunk_ids in files for i in chunk_ids], "live")
-            db.executemany(
-                f"INSERT OR REPLACE INTO files({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        record.path,
-                        record.content_hash,
-                        record.signature,
-                        record.kind,
-                        record.size,
-                        record.mtime_ns,
-                        record.pages,
-                        record.chunk_count,
-                        record.ingested_at,
-                        json.dumps(list(record.warnings)),
-                    )
-                    for record, _ in files
-                ],
-            )
+            for record, _ in files:
+                _write_file(db, record)
         return replaced
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
@@ -230,6 +200,58 @@ class Manifest:
         with self.transaction() as db:
             for part in _parts(ids):
                 db.execute(f"DELETE FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
+
+    def unsettled_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM chunks WHERE state != 'live'")[0][0])
+
+    def live_among(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are live."""
+        found: set[str] = set()
+        for part in _parts(ids):
+            marks = ",".join("?" * len(part))
+            rows = self._query(f"SELECT id FROM chunks WHERE state = 'live' AND id IN ({marks})", part)
+            found.update(r[0] for r in rows)
+        return found
+
+    def live_ids_of(self, paths: Iterable[str]) -> list[str]:
+        """The live chunk ids of ``paths``."""
+        found: list[str] = []
+        for part in _parts(list(paths)):
+            rows = self._query(
+                f"SELECT id FROM chunks WHERE state = 'live' AND path IN ({','.join('?' * len(part))})", part
+            )
+            found += [r[0] for r in rows]
+        return found
+
+    def apply_remote(self, removed: Sequence[str], chunks: Sequence[ChunkRecord], files: Sequence[FileRecord]) -> None:
+        """Apply another machine's changes: drop ``removed`` and make ``chunks`` live, whatever
+        state this file had them in; ``files`` are the records of the files ``chunks`` belong to.
+        Files left without chunks are forgotten."""
+        gone = list(removed) + [c.id for c in chunks]
+        rows = [
+            (c.id, c.path, "live", c.kind, c.position, c.page, c.heading, c.start, c.end, c.tokens, c.text)
+            for c in chunks
+        ]
+        with self.transaction() as db:
+            touched: set[str] = set()
+            for part in _parts(gone):
+                marks = ",".join("?" * len(part))
+                paths = db.execute(f"SELECT DISTINCT path FROM chunks WHERE id IN ({marks})", part)
+                touched.update(r[0] for r in paths)
+                db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", part)
+            db.executemany(
+                "INSERT INTO chunks(id, path, state, kind, position, page, heading, start, end, tokens, text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            for record in files:
+                count = db.execute(
+                    "SELECT count(*) FROM chunks WHERE path = ? AND state = 'live'", (record.path,)
+                ).fetchone()[0]
+                _write_file(db, replace(record, chunk_count=int(count)))
+            for path in touched - {r.path for r in files}:
+                if db.execute("SELECT 1 FROM chunks WHERE path = ? AND state = 'live'", (path,)).fetchone() is None:
+                    db.execute("DELETE FROM files WHERE path = ?", (path,))
 
     # --- reading --------------------------------------------------------------------------
 
@@ -268,67 +290,6 @@ class Manifest:
             yield [ChunkRecord(*row) for row in rows]
             last = rows[-1][0]
 
-    def keyword_search(
-        self,
-        query: str,
-        k: int,
-        *,
-        paths: Sequence[str] | None = None,
-        pages: tuple[int | None, int | None] | None = None,
-    ) -> list[tuple[str, float]]:
-        """BM25 over live chunks: (id, score) best first; higher scores are better."""
-        terms = keyword_terms(query)
-        if not terms or k <= 0 or (paths is not None and not paths):
-            return []
-        match = " OR ".join(f'"{t}"' for t in terms)
-        if paths is None and pages is None:
-            # Rank in FTS5 alone and join only the winners: joining every matching row first
-            # doubles the cost on a large index.  Rows that are not live (an ingest under way)
-            # are few; ranking that many more keeps the top k exact.
-            extra = int(self._query("SELECT count(*) FROM chunks WHERE state != 'live'")[0][0])
-            sql = (
-                "SELECT c.id, -f.score FROM (SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts "
-                "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?) AS f JOIN chunks c ON c.rowid = f.rowid "
-                "WHERE c.state = 'live' ORDER BY f.score LIMIT ?"
-            )
-            return [(row[0], float(row[1])) for row in self._query(sql, (match, k + extra, k))]
-        where = ["chunks_fts MATCH ?", "c.state = 'live'"]
-        params: list[Any] = [match]
-        if paths is not None:
-            # One JSON parameter, not one per path: SQLite allows at most 32,766 variables.
-            where.append("c.path IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(list(paths)))
-        if pages is not None:
-            low, high = pages
-            if low is not None:
-                where.append("c.page >= ?")
-                params.append(low)
-            if high is not None:
-                where.append("c.page <= ?")
-                params.append(high)
-        params.append(k)
-        sql = (
-            "SELECT c.id, -bm25(chunks_fts) AS score FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-            f"WHERE {' AND '.join(where)} ORDER BY bm25(chunks_fts) LIMIT ?"
-        )
-        return [(row[0], float(row[1])) for row in self._query(sql, params)]
-
-    def document_frequencies(self, phrases: Sequence[str]) -> dict[str, int]:
-        """How many chunks hold each phrase (its words in a row, as the keyword index stems them).
-
-        The answerer reads rarity from these counts: a word in few chunks says what a
-        question is about, and one in none names something the documents never mention.
-        """
-        counts: dict[str, int] = {}
-        for phrase in dict.fromkeys(phrases):
-            words = [w.lower() for w in _WORD.findall(phrase)]
-            if not words:
-                continue
-            match = '"' + " ".join(words) + '"'
-            rows = self._query("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,))
-            counts[phrase] = int(rows[0][0])
-        return counts
-
     # --- usage ----------------------------------------------------------------------------
 
     def add_usage(self, kind: str, usage: Usage) -> None:
@@ -365,6 +326,24 @@ def _file(row: tuple[Any, ...]) -> FileRecord:
         chunk_count,
         ingested_at,
         tuple(json.loads(warnings)),
+    )
+
+
+def _write_file(db: sqlite3.Connection, record: FileRecord) -> None:
+    db.execute(
+        f"INSERT OR REPLACE INTO files({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.path,
+            record.content_hash,
+            record.signature,
+            record.kind,
+            record.size,
+            record.mtime_ns,
+            record.pages,
+            record.chunk_count,
+            record.ingested_at,
+            json.dumps(list(record.warnings)),
+        ),
     )
 
 

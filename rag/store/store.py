@@ -18,7 +18,7 @@ from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
-from rag.store.index import Index, StoreLayout, validate_index_name
+from rag.store.index import Index, StoreLayout, SyncProgress, validate_index_name
 
 if TYPE_CHECKING:
     from rag.answer.base import Answerer
@@ -40,9 +40,12 @@ class IndexInfo:
     usage: list[dict[str, Any]]
     #: Files per kind, e.g. ``{"pdf": 3, "docx": 2}``.
     types: dict[str, int] = field(default_factory=dict)
+    #: For an index on a Chroma server: server, generation, lease holder, how far behind.
+    server: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "server": self.server,
             "name": self.name,
             "embedder": self.embedder,
             "files": self.files,
@@ -77,6 +80,8 @@ class Store:
         self._embedders: dict[str, Embedder] = {}
         self._answerers: dict[tuple[Any, ...], Answerer] = {}
         self._cache: EmbeddingCache | None = None
+        #: Shown progress while an index's local cache is built from a Chroma server.
+        self.sync_progress: SyncProgress | None = None
         self._moderator: Moderator | None = None
 
     def __repr__(self) -> str:
@@ -103,7 +108,7 @@ class Store:
         with self._lock:
             index = self._indexes.get(name)
             if index is None:
-                index = Index.open(self.settings, name, create=create, repair=repair)
+                index = Index.open(self.settings, name, create=create, repair=repair, progress=self.sync_progress)
                 self._indexes[name] = index
             return index
 
@@ -127,6 +132,7 @@ class Store:
                     last_ingest=index.last_ingest,
                     usage=index.usage(),
                     types=index.file_kinds(),
+                    server=index.server_status(),
                 )
             )
         return infos

@@ -128,7 +128,7 @@ class VectorStore:
         self,
         ids: Sequence[str],
         vectors: np.ndarray,
-        documents: Sequence[str],
+        documents: Sequence[str] | None,
         metadatas: Sequence[Mapping[str, Any]],
     ) -> None:
         """Write vectors under ``ids``; rewriting an id replaces it, so retries are harmless."""
@@ -140,7 +140,7 @@ class VectorStore:
                 collection.upsert,
                 ids=list(ids[part]),
                 embeddings=np.asarray(vectors[part], dtype=np.float32),
-                documents=list(documents[part]),
+                documents=list(documents[part]) if documents is not None else None,
                 metadatas=[dict(m) for m in metadatas[part]],
             )
 
@@ -210,6 +210,28 @@ class VectorStore:
                 return
             yield list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
             offset += len(got["ids"])
+
+    def fetch(self, ids: Sequence[str]) -> list[tuple[str, str | None, dict[str, Any] | None]]:
+        """(id, text, metadata) of those ``ids`` the collection holds."""
+        collection = self._get(create=False)
+        if collection is None or not ids:
+            return []
+        out: list[tuple[str, str | None, dict[str, Any] | None]] = []
+        for part in self._batches(len(ids)):
+            got = self._call(collection.get, ids=list(ids[part]), include=["documents", "metadatas"])
+            out += list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+        return out
+
+    def delete_where(self, where: Mapping[str, Any]) -> None:
+        """Delete every record whose metadata matches ``where``."""
+        collection = self._get(create=False)
+        if collection is not None:
+            self._call(collection.delete, where=dict(where))
+
+    @property
+    def client(self) -> Any:
+        """The Chroma client (server mode keeps its lease and change log beside the collection)."""
+        return self._client
 
     def size_bytes(self) -> int:
         """Bytes of this collection's segments when Chroma is embedded (a server's disk is not ours)."""

@@ -404,6 +404,7 @@
   async function ask(question) {
     const view = addTurn(question);
     view.answer.classList.add("streaming");
+    view.answer.setAttribute("aria-busy", "true"); // screen readers read the answer once, when done
     scrollToEnd();
     const controller = new AbortController();
     state.controller = controller;
@@ -437,6 +438,7 @@
     } finally {
       if (state.controller === controller) state.controller = null;
       view.answer.classList.remove("streaming");
+      view.answer.removeAttribute("aria-busy");
       setBusy(false);
       refreshSessions();
     }
@@ -499,6 +501,13 @@
       view.meta.append(badge("extractive", "Extractive", "Quoted from the documents: no LLM configured"));
     } else if (kind) {
       view.meta.append(badge("llm", `LLM · ${answer.model || "model"}`, "Written by a language model from the sources"));
+    }
+    const usage = answer.usage || {};
+    if (usage.total_tokens) {
+      const cost = typeof usage.cost_usd === "number" && usage.cost_usd > 0 ? ` · $${usage.cost_usd.toFixed(4)}` : "";
+      const spent = el("span", "usage", `${usage.total_tokens.toLocaleString()} tokens${cost}`);
+      spent.title = `${usage.prompt_tokens} in, ${usage.completion_tokens} out${usage.estimated ? " (estimated)" : ""}`;
+      view.meta.append(spent);
     }
     if (citations.length) {
       const list = el("ol", "sources");
@@ -694,6 +703,13 @@
 
   // --- uploads -------------------------------------------------------------------------
 
+  function clearFinishedUploads() {
+    for (const item of [...$("uploads").children]) {
+      if (item.classList.contains("done") || item.classList.contains("failed")) item.remove();
+    }
+    $("clear-uploads").classList.toggle("hidden", $("uploads").children.length === 0);
+  }
+
   function uploadRow(file) {
     const stage = el("span", "upload-stage", "uploading");
     const progress = el("progress");
@@ -703,6 +719,7 @@
     const item = el("li", "upload", el("div", "upload-head", el("span", "upload-name", file.name), stage), progress, reason);
     item.dataset.file = file.name;
     $("uploads").prepend(item);
+    $("clear-uploads").classList.remove("hidden");
     return { item, stage, progress, reason, name: file.name, finished: false, loaded: false };
   }
 
@@ -948,6 +965,7 @@
     $("close-side").addEventListener("click", closeSide);
     $("source-open").addEventListener("click", openOriginal);
     $("key-button").addEventListener("click", () => askForKey(""));
+    $("clear-uploads").addEventListener("click", clearFinishedUploads);
     if (storedKey()) $("key-button").classList.remove("hidden");
     setUpDropzone();
   }
