@@ -34,6 +34,8 @@ from rag.store.index import Index
 from rag.store.records import HEADING_SEPARATOR, ChunkRecord, FileRecord
 from rag.usage import Usage
 
+# Chunks in the first window of an ingest (see ``Ingestor.run``).
+FIRST_WINDOW_CHUNKS = 64
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
 RECIPE_VERSION = "2"  # 2: Office files, tables, OCR of scanned pages
 
@@ -227,6 +229,9 @@ class Ingestor:
                 self._prune(found.roots, known, found_files={str(p) for p in found.files}, report=report)
             self.progress.planned(len(found.files))
             window = _Window()
+            # The first window is small so that embedding starts as soon as a few files are
+            # parsed, and the workers parse the rest meanwhile; windows then double.
+            limit = min(FIRST_WINDOW_CHUNKS, self.window_chunks)
             changed: dict[Path, _Changed] = {}
             pool = self._parse_pool()
             try:
@@ -239,9 +244,10 @@ class Ingestor:
                         self.progress.chunks_queued(len(pending.chunks))
                     else:
                         self.progress.file_done(str(parsed.path))
-                    if window.chunk_count >= self.window_chunks:
+                    if window.chunk_count >= limit:
                         self._flush(window, report)
                         window = _Window()
+                        limit = min(2 * limit, self.window_chunks)
                 self._flush(window, report)
             except KeyboardInterrupt:
                 report.interrupted = "interrupted: files not yet stored will be indexed by the next run"
