@@ -7,7 +7,10 @@ what the CLI prints with ``--json``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +229,18 @@ def test_a_script_in_a_document_is_served_as_text(http: httpx.Client, offline_se
     assert rag_cli(offline_server.env, "drop", "html", "--yes").returncode == 0
     assert not stored.parent.exists()
     assert http.get("/api/v1/documents", params={"index": "html"}).status_code == 404
+
+
+def test_api_docs_work_offline_under_the_csp(http: httpx.Client) -> None:
+    page = http.get("/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    assert "https://" not in page.text and "http://" not in page.text, "nothing from a CDN"
+    csp = page.headers["content-security-policy"]
+    assert "unsafe-inline" not in csp
+    for script in re.findall(r"<script>(.*?)</script>", page.text, re.S):
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+    for asset in re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', page.text):
+        assert http.get(asset).status_code == 200
+    schema = http.get("/openapi.json").json()
+    assert {"/api/v1/ask", "/api/v1/search", "/v1/chat/completions"} <= set(schema["paths"])

@@ -34,6 +34,7 @@ from rag.errors import (
     UsageError,
 )
 from rag.serve.auth import authorised, needs_key
+from rag.serve.docs import add_docs
 from rag.serve.jobs import Jobs
 from rag.serve.state import Conflict, NotFound, ServerState
 from rag.settings import Settings
@@ -219,6 +220,8 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
         version=__version__,
         description="Ask your documents: search, cited answers, uploads, and an OpenAI-compatible /v1.",
         lifespan=lifespan,
+        docs_url=None,  # rag.serve.docs serves them without a CDN
+        redoc_url=None,
     )
     app.state.rag = state
     app.state.jobs = jobs
@@ -247,6 +250,7 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
 
     app.include_router(api.router)
     app.include_router(openai_compat.router)
+    add_docs(app)
 
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
