@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.office_files builds the Office files
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("RAG_BENCH_SHARED", ROOT.parent / "shared")) / "data"
 SCIFACT = SHARED / "beir-scifact" / "corpus.jsonl"
 PDFS = SHARED / "pdf-samples"
 
@@ -200,6 +200,7 @@ def ingest_phase(folder: Path, home: Path, *, pool: bool, timeout: float | None 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=20, help="generated files of each type")
+    parser.add_argument("--only", choices=("mixed", "pdf"), help="one corpus only (the parse table is always made)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.pop("OPENAI_API_KEY", None)
@@ -211,23 +212,33 @@ def main() -> None:
         mixed, pdfs = base / "mixed", base / "pdf"
         build_mixed(mixed, args.docs)
         _copy_pdfs(pdfs)
-        results["parse"] = parse_phase(mixed)
+        results["parse"] = _progress("parse", parse_phase(mixed))
         for name, folder in (("mixed", mixed), ("pdf", pdfs)):
-            results[f"{name}_floor"] = floor_phase(folder)
-            results[f"{name}_before"] = ingest_phase(folder, base / f"home-{name}-before", pool=False)
-            results[f"{name}_after"] = ingest_phase(folder, base / f"home-{name}-after", pool=True)
+            if args.only and name != args.only:
+                continue
+            results[f"{name}_floor"] = _progress(f"{name}_floor", floor_phase(folder))
+            before = ingest_phase(folder, base / f"home-{name}-before", pool=False)
+            results[f"{name}_before"] = _progress(f"{name}_before", before)
+            after = ingest_phase(folder, base / f"home-{name}-after", pool=True)
+            results[f"{name}_after"] = _progress(f"{name}_after", after)
         from tests.office_files import stalling_pdf
 
         hostile = base / "hostile"
         hostile.mkdir()
         stalling_pdf(hostile / "stall.pdf")
         shutil.copy(PDFS / "misc" / "google-doc_zen-of-python.pdf", hostile)
-        results["hostile"] = ingest_phase(hostile, base / "home-hostile", pool=True, timeout=10)
+        results["hostile"] = _progress("hostile", ingest_phase(hostile, base / "home-hostile", pool=True, timeout=10))
     results["load_after"] = os.getloadavg()
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return
     report(results)
+
+
+def _progress(name: str, result: object) -> object:
+    """Each phase's result on stderr as it finishes: a long run on a busy machine still says something."""
+    print(json.dumps({"phase": name, "load": os.getloadavg()[0], "result": result}, default=str), file=sys.stderr)
+    return result
 
 
 def report(r: dict) -> None:  # type: ignore[type-arg]
@@ -241,6 +252,8 @@ def report(r: dict) -> None:  # type: ignore[type-arg]
     print("\n| " + " | ".join([*columns, "before/floor", "after/floor"]) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in ("mixed", "pdf"):
+        if f"{name}_after" not in r:
+            continue
         floor, before, after = r[f"{name}_floor"], r[f"{name}_before"], r[f"{name}_after"]
         print(
             f"| {name} | {after['chunks']} | {floor['seconds']:.1f} "

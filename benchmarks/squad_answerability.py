@@ -1,12 +1,12 @@
 """Does the extractive answerer answer what the documents hold, and decline what they don't?
 
-Data: SQuAD v2.0 dev (part; see /work/shared/data/squad-v2-dev-part-a/SOURCE.md).  Every
-paragraph becomes one document, ingested with the default local embedder into a
-temporary store; every question is asked of the whole collection with the extractive
-answerer.  Unanswerable questions are adversarial: the right paragraph is retrieved, but
-it does not hold the answer (a changed name, a negation, a wrong date).  300 SciFact
-claims (biomedicine) serve as off-topic questions, which the chunk relevance gate
-should decline.
+Data: SQuAD v2.0 dev (part; see ../shared/data/squad-v2-dev-part-a/SOURCE.md beside the
+repository, or any SQuAD v2-format file with ``--data``).  Every paragraph becomes one
+document, ingested with the default local embedder into a temporary store; every question
+is asked of the whole collection with the extractive answerer.  Unanswerable questions
+are adversarial: the right paragraph is retrieved, but it does not hold the answer (a
+changed name, a negation, a wrong date).  300 SciFact claims (biomedicine) serve as
+off-topic questions, which the chunk relevance gate should decline.
 
 Reported:
 
@@ -15,17 +15,24 @@ Reported:
 - declined (answerable), declined (unanswerable), declined (off-topic);
 - F1: SQuAD token F1 of the quoted sentences against the gold answers, over answerable
   questions (a declined one scores 0).  Quoting whole sentences caps it well below 1;
+- span marked / span F1: answers with gold that mark an answering span, and that span's
+  token F1 against the gold answers;
 
-for a sweep of chunk relevance gates (``MIN_RELEVANCE``), a sweep of sentence thresholds
-(``MIN_SENTENCE_SCORE``) at the default gate, and an ablation of the sentence scoring:
-each part switched off in turn, compared at the threshold that keeps 80% answered with gold.
+for a sweep of chunk relevance gates (``MIN_RELEVANCE``, alone and with the keyword
+evidence of ``relevance.keyword_match``), a sweep of sentence thresholds
+(``MIN_SENTENCE_SCORE``) at the default gate, with the focus-term check of
+``extractive.choose``; then near-topic questions without their evidence: SciFact test
+claims asked of 1,000 SciFact abstracts from which their gold abstracts were removed (and,
+as a control, other claims whose gold abstracts were kept); and an ablation: each part
+switched off in turn, compared at the threshold that keeps 80% answered with gold.
 
-    python benchmarks/squad_answerability.py [--store DIR] [-k 5] [--limit N] [--no-ablation]
+    python benchmarks/squad_answerability.py [--data FILE] [--store DIR] [-k 5] [--limit N]
+        [--no-ablation] [--scifact-claims N] [--scifact-corpus N]
 
 Question vectors are computed in batches up front, and every sentence of the collection
 in one pass, all through the store's embedding cache: with ``--store`` a re-run embeds
-nothing and skips ingesting (unchanged files).  About three minutes on two cores the
-first time, one after.
+nothing and skips ingesting (unchanged files).  SQuAD alone takes about three minutes on
+two cores the first time and one after; the SciFact part about ten the first time.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from tests.openai_server import FakeOpenAI, openai_server
 from tests.serve_process import offline_server  # noqa: F401  (a fixture: a real `rag serve` per module)
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: The key the fake OpenAI server expects; distinctive, so tests can show it never leaks.
+OPENAI_TEST_KEY = "sk-proj-SECRETkey0123456789abcdefXYZ"
 
 
 class HashEmbedder(Embedder):
@@ -106,7 +108,7 @@ def docs(tmp_path: Path) -> Path:
 @pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAI]:
     """The fake OpenAI server (tests/openai_server.py), for this test alone."""
-    with openai_server() as server:
+    with openai_server(api_key=OPENAI_TEST_KEY) as server:
         yield server
 
 

@@ -14,7 +14,9 @@ It speaks enough of the API for the real ``openai`` SDK to talk to it over a soc
 
 Faults are queued per request: ``rate_limit_next``, ``error_next``, ``drop_next``,
 ``context_length_next``; ``latency`` delays every request, ``stream_drop_after`` cuts
-streams short.  Every request is recorded
+streams short.  Gates make a test independent of speed: ``gate_requests`` holds requests
+(after the first few) and ``gate_stream`` holds a streamed reply mid-way, each until the
+test opens the gate, so that a test can act while something is surely in progress.  Every request is recorded
 in ``requests``; ``max_in_flight`` is the most that were being served at once.
 
     with openai_server() as server:
@@ -86,6 +88,50 @@ class RecordedRequest:
     deltas_sent: int = 0
 
 
+#: Longest a gate holds anything: a test that forgets to open one fails instead of hanging.
+GATE_TIMEOUT = 120.0
+
+
+class Gate:
+    """A point where the server holds requests (or a stream) until the test opens it."""
+
+    def __init__(self, after: int = 0) -> None:
+        #: How many pass before the gate starts holding.
+        self.after = after
+        #: How many reached the gate so far.
+        self.arrived = 0
+        #: How many it holds right now.
+        self.held = 0
+        self._open = False
+        self._cond = threading.Condition()
+
+    @property
+    def holding(self) -> bool:
+        with self._cond:
+            return self.held > 0
+
+    def reach(self) -> None:
+        """Server side: count one arrival and, past ``after``, wait until the gate opens."""
+        with self._cond:
+            self.arrived += 1
+            if self.arrived <= self.after:
+                return
+            self.held += 1
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self._open, timeout=GATE_TIMEOUT)
+            self.held -= 1
+
+    def wait_for(self, held: int = 1, timeout: float = GATE_TIMEOUT) -> bool:
+        """Test side: wait until ``held`` arrivals are being held at once; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.held >= held, timeout=timeout)
+
+    def open(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+
 @dataclass
 class _Fault:
     kind: str  # "status" or "drop"
@@ -138,6 +184,8 @@ class FakeOpenAI:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.max_in_flight = 0
+        self._request_gates: dict[str, Gate] = {}
+        self._stream_gate: tuple[int, Gate] | None = None
 
     # --- controls ------------------------------------------------------------------------
 
@@ -210,6 +258,32 @@ class FakeOpenAI:
     def requests_to(self, path: str) -> list[RecordedRequest]:
         """Recorded requests whose path ends with ``path`` (e.g. ``/embeddings``)."""
         return [r for r in list(self.requests) if r.path.endswith(path)]
+
+    def gate_requests(self, path: str, *, after: int = 0) -> Gate:
+        """Hold requests whose path ends with ``path``, after the first ``after``, until ``.open()``."""
+        gate = Gate(after)
+        with self._lock:
+            self._request_gates[path] = gate
+        return gate
+
+    def gate_stream(self, after_deltas: int) -> Gate:
+        """Hold the next streamed replies after ``after_deltas`` content deltas, until ``.open()``."""
+        gate = Gate()
+        with self._lock:
+            self._stream_gate = (after_deltas, gate)
+        return gate
+
+    def open_gates(self) -> None:
+        with self._lock:
+            gates = [*self._request_gates.values(), *([self._stream_gate[1]] if self._stream_gate else [])]
+            self._request_gates.clear()
+            self._stream_gate = None
+        for gate in gates:
+            gate.open()
+
+    def _gate_for(self, path: str) -> Gate | None:
+        with self._lock:
+            return next((g for p, g in self._request_gates.items() if path.endswith(p)), None)
 
     def usage_with(self, marker: str) -> dict[str, int]:
         """Usage the server reported for the requests whose body contains ``marker``, summed.
@@ -327,6 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
             fake.requests.append(record)
         fake._enter()
         try:
+            gate = fake._gate_for(self.path)
+            if gate is not None:
+                gate.reach()
             if fake.latency:
                 time.sleep(fake.latency)
             fault = fake._take_fault(self.path)
@@ -542,7 +619,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._event(delta({"role": "assistant", "content": "", "refusal": None}))
             step = max(1, fake.delta_chars)
+            stream_gate = fake._stream_gate
             for n, start in enumerate(range(0, len(text), step)):
+                if stream_gate is not None and n == stream_gate[0]:
+                    stream_gate[1].reach()
                 if fake.stream_drop_after is not None and n >= fake.stream_drop_after:
                     record.fault = "drop"
                     self.close_connection = True
@@ -655,6 +735,7 @@ def openai_server(**options: Any) -> Iterator[FakeOpenAI]:
     try:
         yield fake
     finally:
+        fake.open_gates()  # nothing may stay held once the test is over
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)

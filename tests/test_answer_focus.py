@@ -235,3 +235,17 @@ def test_a_follow_up_is_answered_offline_from_the_rewritten_question(manual: Eng
 def test_refusal_text_is_unchanged_for_plain_declines() -> None:
     # Plain declines still say the one sentence users know; near misses add what is covered.
     assert prompts.REFUSAL.startswith("Your documents don't contain")
+
+
+def test_terminal_output_bolds_the_span_and_escapes_the_rest() -> None:
+    from rag.cli.output import marked
+
+    answer = Answer(
+        question="q",
+        text="Use [x] PoolTimeout here. [1]",
+        refused=False,
+        citations=[],
+        model="extractive",
+        spans=[Span(8, 19, "PoolTimeout")],
+    )
+    assert marked(answer) == "Use \\[x] [bold]PoolTimeout[/] here. [1]"

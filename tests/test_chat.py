@@ -22,7 +22,7 @@ from rag.chat.conversation import Conversation
 from rag.chat.sessions import ChatTurn, SessionStore, new_session_name, validate_session_name
 from rag.errors import UsageError
 from rag.results import Citation, Hit
-from tests.openai_server import FakeOpenAI, openai_server
+from tests.openai_server import FakeOpenAI
 
 # --- deterministic follow-up rewriting --------------------------------------------------------
 
@@ -283,13 +283,9 @@ def test_no_index_fails_at_once() -> None:
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with openai_server() as fake:
-        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", str(fake.api_key))
-        monkeypatch.setenv("RAG_OPENAI_MAX_RETRIES", "0")
-        monkeypatch.setenv("RAG_MIN_SCORE", "-1")
-        yield fake
+def server(openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+    monkeypatch.setenv("RAG_MIN_SCORE", "-1")
+    return openai_env
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, str]]:

@@ -151,10 +151,9 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 def server(llm: Store) -> Iterator[FakeOpenAI]:
     assert llm.server is not None
     llm.server.replies.clear()
-    llm.server.delta_delay = 0.0
     yield llm.server
+    llm.server.open_gates()
     llm.server.replies.clear()
-    llm.server.delta_delay = 0.0
 
 
 @pytest.fixture
@@ -300,17 +299,19 @@ def test_interactive_chat_streams_stops_on_ctrl_c_and_knows_its_commands(
         child.expect("volcanoes.txt")
         child.expect_exact("> ")
 
-        # A slow answer: Ctrl-C stops it and the prompt comes back, the chat goes on.
-        server.delta_delay = 0.1
+        # An answer the server holds mid-stream: Ctrl-C stops it, the prompt comes back, the
+        # chat goes on.  (Held, not slow: the test never races the stream.)
+        held = server.gate_stream(after_deltas=5)
         server.reply("Tell me more about Mount Etna.", "Etna erupts often " * 60 + "[1].")
         child.sendline("tell me more")
         child.expect("↳ Tell me more about Mount Etna.")  # the rewrite, shown before the answer
         child.expect("Etna erupts often")
+        assert held.wait_for(1)
         child.sendintr()
         child.expect_exact("(stopped)")
         child.expect_exact("> ")
         assert child.isalive()
-        server.delta_delay = 0.0
+        held.open()
 
         child.sendline("/sources")  # the stopped answer is not a turn: the first one's context
         child.expect_exact("[1] ")

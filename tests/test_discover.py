@@ -123,6 +123,17 @@ def test_file_named_twice_or_via_symlink_appears_once(tmp_path: Path) -> None:
     assert rel(tmp_path, found.roots) == ["docs", "docs/sub"]
 
 
+def test_links_to_files_and_folders_outside_are_tracked_by_the_link(tmp_path: Path) -> None:
+    touch(tmp_path, "docs/a.md", "outside/b.md", "outside/dir/c.md")
+    (tmp_path / "docs" / "b-link.md").symlink_to(tmp_path / "outside" / "b.md")
+    (tmp_path / "docs" / "dir-link").symlink_to(tmp_path / "outside" / "dir")
+    (tmp_path / "given.md").symlink_to(tmp_path / "outside" / "b.md")
+    found = discover([tmp_path / "given.md", tmp_path / "docs"], max_file_bytes=MB)
+    # given.md is named first, so the file the other link also reaches is tracked by it.
+    assert rel(tmp_path, found.files) == ["docs/a.md", "docs/dir-link/c.md", "given.md"]
+    assert rel(tmp_path, found.given) == ["given.md"]
+
+
 def test_symlink_loops_do_not_hang(tmp_path: Path) -> None:
     touch(tmp_path, "a/b/file.md")
     (tmp_path / "a" / "b" / "up").symlink_to(tmp_path / "a")  # a/b/up -> a

@@ -19,7 +19,7 @@ import pytest
 
 from rag import Engine
 from rag.embed import factory
-from rag.errors import EmbedderMismatchError, IndexLockedError
+from rag.errors import EmbedderMismatchError, IndexLockedError, StoreError
 from tests.conftest import FIXTURES, HashEmbedder
 
 
@@ -95,6 +95,22 @@ def test_deleted_files_are_pruned_unless_no_prune(docs: Path) -> None:
     assert all("trains" not in h.source for h in engine.search("steam railway Stockton", k=10))
 
 
+def test_a_symlink_to_a_file_outside_is_tracked_by_the_link_and_pruned_with_it(docs: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "tides.txt").write_text("Spring tides follow the full and the new moon.\n", encoding="utf-8")
+    (docs / "tides-link.txt").symlink_to(outside / "tides.txt")
+    engine = _engine()
+    engine.ingest([docs])
+    [hit] = engine.search("spring tides full moon", k=1)
+    assert hit.source == str(docs.resolve() / "tides-link.txt")
+    (docs / "tides-link.txt").unlink()
+    report = engine.ingest([docs])
+    assert report.removed == 1
+    assert all("tides" not in h.source for h in engine.search("spring tides full moon", k=10))
+    assert (outside / "tides.txt").exists()  # rag never touches the user's files
+
+
 def test_ingesting_a_subfolder_does_not_prune_the_rest(docs: Path) -> None:
     engine = _engine()
     engine.ingest([docs])
@@ -167,17 +183,26 @@ def test_an_index_refuses_a_different_embedder(docs: Path) -> None:
 
 _SLOW_INGEST = """
 import os, sys, time
+from pathlib import Path
 sys.path.insert(0, {root!r})
 from tests.conftest import HashEmbedder
 from rag.embed import factory
 from rag import Engine
+
+PAUSE_AFTER = int(os.environ["PAUSE_AFTER_BATCHES"])
+PAUSED, GO = Path(os.environ["PAUSED_FILE"]), Path(os.environ["GO_FILE"])
 
 class Slow(HashEmbedder):
     batch_size = 4
     def __init__(self):
         super().__init__(provider="slow")
     def embed_batch(self, texts):
-        time.sleep(float(os.environ.get("EMBED_DELAY", "0.05")))
+        if len(self.calls) == PAUSE_AFTER:
+            # Hold mid-ingest, the earlier batches stored, until the test has acted (a signal,
+            # or the GO file): the test never races the ingest.
+            PAUSED.touch()
+            while not GO.exists():
+                time.sleep(0.01)
         return super().embed_batch(texts)
 
 factory.register("slow", lambda model, settings: Slow())
@@ -196,56 +221,67 @@ def _many_docs(root: Path, n: int = 40) -> Path:
     return root
 
 
-def _start_slow_ingest(folder: Path, *, delay: float = 0.05, lock_timeout: float = 0) -> subprocess.Popen[str]:
-    script = _SLOW_INGEST.format(root=str(Path(__file__).resolve().parents[1]))
-    env = {**os.environ, "EMBED_DELAY": str(delay), "LOCK_TIMEOUT": str(lock_timeout)}
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script), str(folder)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class SlowIngest:
+    """``rag ingest`` in a subprocess whose embedder holds after ``pause_after`` batches until ``go()``."""
 
+    def __init__(self, folder: Path, signals: Path, *, pause_after: int = -1, lock_timeout: float = 0) -> None:
+        signals.mkdir(parents=True, exist_ok=True)
+        self.paused, self._go = signals / "paused", signals / "go"
+        script = _SLOW_INGEST.format(root=str(Path(__file__).resolve().parents[1]))
+        env = {
+            **os.environ,
+            "PAUSE_AFTER_BATCHES": str(pause_after),
+            "PAUSED_FILE": str(self.paused),
+            "GO_FILE": str(self._go),
+            "LOCK_TIMEOUT": str(lock_timeout),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(script), str(folder)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
-def _wait_for_cached_vectors(home: Path, at_least: int, timeout: float = 60) -> None:
-    import sqlite3
+    def wait_until_paused(self, timeout: float = 120) -> None:
+        """Return once the ingest holds mid-way (its embedder wrote the file)."""
+        deadline = time.monotonic() + timeout
+        while not self.paused.exists():
+            if self.process.poll() is not None:
+                raise AssertionError(f"the ingest ended before its pause: {self.process.communicate()}")
+            assert time.monotonic() < deadline, "the ingest never reached its pause"
+            time.sleep(0.02)
 
-    deadline = time.time() + timeout
-    db = home / "cache" / "embeddings.db"
-    while time.time() < deadline:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as con:
-                    if con.execute("SELECT count(*) FROM vectors").fetchone()[0] >= at_least:
-                        return
-            except sqlite3.OperationalError:
-                pass
-        time.sleep(0.05)
-    raise AssertionError("the ingest never got going")
+    def go(self) -> None:
+        self._go.touch()
 
 
 @pytest.mark.parametrize(
     ("sig", "after"),
-    [(signal.SIGKILL, 6), (signal.SIGKILL, 40), (signal.SIGKILL, 75), (signal.SIGINT, 40)],
+    [(signal.SIGKILL, 2), (signal.SIGKILL, 10), (signal.SIGKILL, 19), (signal.SIGINT, 10)],
     ids=["kill-9-early", "kill-9", "kill-9-late", "ctrl-c"],
 )
 def test_interrupted_ingest_is_repaired_without_reembedding(
     tmp_path: Path, isolated: Path, sig: int, after: int
 ) -> None:
+    """``after``: embedding batches (of four texts) stored before the ingest holds and is signalled."""
     folder = _many_docs(tmp_path / "many")
-    process = _start_slow_ingest(folder)
-    _wait_for_cached_vectors(isolated, at_least=after)
-    process.send_signal(sig)
-    process.wait(timeout=30)
-    assert process.returncode != 0
+    ingest = SlowIngest(folder, tmp_path / "signals", pause_after=after)
+    ingest.wait_until_paused()  # ``after`` batches embedded and stored, the next one held
+    ingest.process.send_signal(sig)
+    ingest.process.wait(timeout=60)
+    assert ingest.process.returncode != 0
 
     engine = _engine(embedding__embedder="slow")
     factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
     cached_before = engine.store.embedding_cache().count()
+    assert after <= cached_before <= 4 * after  # batches of up to four texts (fewer at a window's end)
     report = engine.ingest([folder])
     assert report.failed == []
-    assert report.from_cache >= cached_before  # everything embedded before the kill is reused
+    # Everything embedded before the kill is reused, never embedded again: the cache grew by
+    # exactly what this run embedded.  (Files whose window was committed before the kill
+    # are simply unchanged now.)
+    assert report.embedded == engine.store.embedding_cache().count() - cached_before
     assert _embedder(engine).texts_embedded == report.embedded
     chunks, files = _consistent(engine)
     assert files == 40
@@ -258,19 +294,55 @@ def test_interrupted_ingest_is_repaired_without_reembedding(
         assert positions == list(range(len(positions))) and positions
 
 
+def test_a_vector_write_that_fails_stops_the_run_and_the_next_run_repairs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.ingest.pipeline import _VectorWriter
+    from rag.store.index import Index
+
+    folder = _many_docs(tmp_path / "many")
+    monkeypatch.setattr(_VectorWriter, "size", 8)  # many writes, each in the writer thread
+    writes: list[int] = []
+    real_write = Index.write_vectors
+
+    def failing_write(self, chunks, vectors, files) -> None:  # type: ignore[no-untyped-def]
+        writes.append(len(chunks))
+        if len(writes) == 3:
+            raise StoreError("Chroma at test: disk full")
+        real_write(self, chunks, vectors, files)
+
+    monkeypatch.setattr(Index, "write_vectors", failing_write)
+    engine = _engine()
+    report = engine.ingest([folder])
+    assert report.interrupted == "Chroma at test: disk full"
+    assert report.added == 0 and report.chunks_total == 0  # the window's files never went live
+    assert engine._index().file_count() == 0
+
+    monkeypatch.setattr(Index, "write_vectors", real_write)
+    paid_for = engine.store.embedding_cache().count()
+    again = _engine().ingest([folder])
+    assert (again.added, again.failed, again.interrupted) == (40, [], None)
+    assert again.repaired > 0  # the pending rows and vectors of the failed run were cleared
+    assert paid_for > 0 and again.from_cache == paid_for  # nothing paid for is embedded twice
+    assert again.from_cache + again.embedded == again.chunks_total
+    chunks, files = _consistent(engine)
+    assert (chunks, files) == (again.chunks_total, 40)
+
+
 def test_a_second_writer_waits_or_stops_with_a_clear_message(tmp_path: Path, isolated: Path) -> None:
     folder = _many_docs(tmp_path / "many", n=20)
-    first = _start_slow_ingest(folder, delay=0.1)
-    _wait_for_cached_vectors(isolated, at_least=4)
+    first = SlowIngest(folder, tmp_path / "first", pause_after=1)
+    first.wait_until_paused()  # it holds the write lock, mid-ingest
     factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
     with pytest.raises(IndexLockedError, match="being written by another rag process"):
         Engine(embedding__embedder="slow", store__lock_timeout=0.2).ingest([folder])
     # A patient second writer waits its turn and then finds nothing left to do.
-    second = _start_slow_ingest(folder, delay=0.0, lock_timeout=120)
-    out_first, err_first = first.communicate(timeout=120)
-    out_second, err_second = second.communicate(timeout=120)
-    assert first.returncode == 0, err_first
-    assert second.returncode == 0, err_second
+    second = SlowIngest(folder, tmp_path / "second", lock_timeout=120)
+    first.go()
+    out_first, err_first = first.process.communicate(timeout=120)
+    out_second, err_second = second.process.communicate(timeout=120)
+    assert first.process.returncode == 0, err_first
+    assert second.process.returncode == 0, err_second
     assert out_first.split()[-1] == out_second.split()[-1]
     engine = Engine()
     assert _consistent(engine)[1] == 20

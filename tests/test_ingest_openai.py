@@ -7,26 +7,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.openai_server import FakeOpenAI, openai_server
+from tests.conftest import OPENAI_TEST_KEY
+from tests.openai_server import FakeOpenAI
 
-KEY = "sk-test-secret-abcdef0123456789"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with openai_server(api_key=KEY) as server:
-        yield server
+KEY = OPENAI_TEST_KEY
 
 
-def _env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+def _env(fake_openai: FakeOpenAI, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
-        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_BASE_URL": fake_openai.base_url,
         "OPENAI_API_KEY": KEY,
         "RAG_EMBED_BATCH_SIZE": "4",
         "RAG_EMBED_CONCURRENCY": "2",
@@ -48,15 +42,15 @@ def _folder(root: Path, n: int = 30) -> Path:
     return root
 
 
-def _embedded(fake: FakeOpenAI, since: int = 0) -> list[str]:
+def _embedded(fake_openai: FakeOpenAI, since: int = 0) -> list[str]:
     """Texts the server answered with vectors (successful requests only)."""
-    done = [r for r in fake.requests_to("/embeddings")[since:] if r.status == 200]
+    done = [r for r in fake_openai.requests_to("/embeddings")[since:] if r.status == 200]
     return [text for r in done for text in r.body["input"]]
 
 
-def _rag(fake: FakeOpenAI, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _rag(fake_openai: FakeOpenAI, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=_env(fake, **env), timeout=120
+        [sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=_env(fake_openai, **env), timeout=120
     )
 
 
@@ -69,47 +63,60 @@ def _cached(home: Path, text: str) -> bool:
         return db.execute("SELECT 1 FROM vectors WHERE key = ?", (text_key(text),)).fetchone() is not None
 
 
-def test_killed_ingest_rerun_pays_for_nothing_already_stored(fake: FakeOpenAI, tmp_path: Path, isolated: Path) -> None:
+def _all_cached(home: Path, texts: list[str]) -> bool:
+    """True once every text is in the embedding cache (False while the cache is not there yet)."""
+    import sqlite3
+
+    if not (home / "cache" / "embeddings.db").exists():
+        return False
+    try:
+        return all(_cached(home, text) for text in texts)
+    except sqlite3.OperationalError:  # the table is being created
+        return False
+
+
+def test_killed_ingest_rerun_pays_for_nothing_already_stored(
+    fake_openai: FakeOpenAI, tmp_path: Path, isolated: Path
+) -> None:
     folder = _folder(tmp_path / "notes")
-    fake.latency = 0.3
+    held = fake_openai.gate_requests("/embeddings", after=3)  # three batches answered, then held
     process = subprocess.Popen(
         [sys.executable, "-m", "rag", "ingest", str(folder)],
-        env=_env(fake),
+        env=_env(fake_openai),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 60
-    while len(_embedded(fake)) < 12:
+    assert held.wait_for(2), "the ingest never got going"  # both request slots held
+    paid = _embedded(fake_openai)
+    assert len(paid) == 12
+    # Each answered batch is written to the cache as it arrives: wait for the writes, then kill.
+    deadline = time.monotonic() + 120
+    while not _all_cached(isolated, paid):
         assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, "the ingest never got going"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, "answered batches were never stored"
+        time.sleep(0.02)
     process.kill()
     process.wait()
-    paid = _embedded(fake)
-    assert len(paid) < 31, "the ingest finished before it could be killed"
-    # A response the killed process received but had not yet written is lost with it; at
-    # most the requests in flight (2 x 4 texts).  Everything it stored must not be paid again.
-    stored = [text for text in paid if _cached(isolated, text)]
-    assert len(stored) >= len(paid) - 8
+    stored = paid
+    held.open()
 
-    fake.latency = 0.0
-    before = len(fake.requests_to("/embeddings"))
-    result = _rag(fake, "ingest", str(folder), "--json")
+    before = len(fake_openai.requests_to("/embeddings"))
+    result = _rag(fake_openai, "ingest", str(folder), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    again = _embedded(fake, since=before)
+    again = _embedded(fake_openai, since=before)
     assert not set(again) & set(stored), "texts stored before the kill were requested again"
     assert len(again) == len(set(again)), "a text was embedded twice"
     assert report["files"]["added"] == 32 and report["from_cache"] >= len(stored)
     # Usage and cost are what the server reported for this run's requests.
-    reported = [r.usage["prompt_tokens"] for r in fake.requests_to("/embeddings")[before:] if r.usage]
+    reported = [r.usage["prompt_tokens"] for r in fake_openai.requests_to("/embeddings")[before:] if r.usage]
     assert report["usage"]["prompt_tokens"] == sum(reported)
     assert report["usage"]["requests"] == len(reported)
     assert report["usage"]["cost_usd"] == pytest.approx(sum(reported) * 0.02 / 1e6)
     assert report["embedder"] == "openai:text-embedding-3-small"
 
-    status = json.loads(_rag(fake, "status", "--json").stdout)
+    status = json.loads(_rag(fake_openai, "status", "--json").stdout)
     (usage,) = status["indexes"][0]["usage"]
     assert (usage["kind"], usage["model"], usage["prompt_tokens"]) == (
         "embedding",
@@ -120,34 +127,34 @@ def test_killed_ingest_rerun_pays_for_nothing_already_stored(fake: FakeOpenAI, t
         assert KEY not in output and "0123456789" not in output
 
 
-def test_a_failing_api_stops_with_one_line_and_keeps_what_was_stored(fake: FakeOpenAI, tmp_path: Path) -> None:
+def test_a_failing_api_stops_with_one_line_and_keeps_what_was_stored(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "notes")
-    fake.error_next(1000, 500, message="upstream is down")
-    failed = _rag(fake, "ingest", str(folder))
+    fake_openai.error_next(1000, 500, message="upstream is down")
+    failed = _rag(fake_openai, "ingest", str(folder))
     assert failed.returncode == 1
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "500" in errors[0], failed.stderr
     assert "Traceback" not in failed.stderr and KEY not in failed.stderr
 
-    fake.error_next(0, 500)  # recovered
-    with fake._lock:
-        fake._faults.clear()
-    ok = _rag(fake, "ingest", str(folder), "--json")
+    fake_openai.error_next(0, 500)  # recovered
+    with fake_openai._lock:
+        fake_openai._faults.clear()
+    ok = _rag(fake_openai, "ingest", str(folder), "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["files"]["added"] == 32
 
 
-def test_search_and_ask_use_the_index_embedder_and_the_chat_model(fake: FakeOpenAI, tmp_path: Path) -> None:
+def test_search_and_ask_use_the_index_embedder_and_the_chat_model(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "notes", n=5)
-    assert _rag(fake, "ingest", str(folder)).returncode == 0
-    fake.reply("Item 3 is on shelf 3 [1].")
-    result = _rag(fake, "ask", "Where is item 3 stored?", "--json")
+    assert _rag(fake_openai, "ingest", str(folder)).returncode == 0
+    fake_openai.reply("Item 3 is on shelf 3 [1].")
+    result = _rag(fake_openai, "ask", "Where is item 3 stored?", "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["model"] == "gpt-4o-mini" and answer["citations"] and not answer["refused"]
     assert answer["usage"]["prompt_tokens"] > 0 and answer["usage"]["cost_usd"] > 0
-    query = fake.requests_to("/embeddings")[-1].body
+    query = fake_openai.requests_to("/embeddings")[-1].body
     assert query["model"] == "text-embedding-3-small" and query["input"] == ["Where is item 3 stored?"]
     # The answer's tokens are added to the index's totals.
-    kinds = {row["kind"] for row in json.loads(_rag(fake, "status", "--json").stdout)["indexes"][0]["usage"]}
+    kinds = {row["kind"] for row in json.loads(_rag(fake_openai, "status", "--json").stdout)["indexes"][0]["usage"]}
     assert kinds == {"embedding", "chat"}

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -21,20 +19,15 @@ from rag.openai_client import (
     translate_errors,
 )
 from rag.settings import OpenAISettings
+from tests.conftest import OPENAI_TEST_KEY
 from tests.openai_server import FakeOpenAI, openai_server, settings_for
 
-KEY = "sk-proj-SECRETkey0123456789abcdefXYZ"
+KEY = OPENAI_TEST_KEY
 MODEL = "text-embedding-3-small"
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    with openai_server(api_key=KEY) as fake:
-        yield fake
-
-
-def settings(server: FakeOpenAI, **overrides: Any) -> OpenAISettings:
-    return settings_for(server, **overrides).openai
+def settings(fake_openai: FakeOpenAI, **overrides: Any) -> OpenAISettings:
+    return settings_for(fake_openai, **overrides).openai
 
 
 def embed(client: openai.OpenAI, text: str = "hello world", model: str = MODEL) -> Any:
@@ -59,10 +52,10 @@ def one_line(exc: BaseException) -> str:
 # --- building clients ------------------------------------------------------------------------
 
 
-def test_client_takes_key_url_timeout_and_retries(server: FakeOpenAI) -> None:
-    config = settings(server, openai__timeout=7.5, openai__max_retries=3)
+def test_client_takes_key_url_timeout_and_retries(fake_openai: FakeOpenAI) -> None:
+    config = settings(fake_openai, openai__timeout=7.5, openai__max_retries=3)
     client = make_client(config)
-    assert str(client.base_url).rstrip("/") == server.base_url
+    assert str(client.base_url).rstrip("/") == fake_openai.base_url
     assert client.api_key == KEY
     assert client.max_retries == 3
     assert client.timeout.read == 7.5  # type: ignore[union-attr]
@@ -70,14 +63,14 @@ def test_client_takes_key_url_timeout_and_retries(server: FakeOpenAI) -> None:
     assert make_client(config, timeout=120, max_retries=0).max_retries == 0
     assert make_client(config, timeout=120).timeout.connect == 10.0  # type: ignore[union-attr]
     assert len(embed(client).data[0].embedding) == 1536
-    assert server.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+    assert fake_openai.requests[-1].headers["authorization"] == f"Bearer {KEY}"
 
 
 def test_base_url_alone_gets_a_placeholder_key() -> None:
-    with openai_server(api_key=None) as server:  # like Ollama: any key will do
-        config = OpenAISettings.model_validate({"base_url": server.base_url})
+    with openai_server(api_key=None) as fake_openai:  # like Ollama: any key will do
+        config = OpenAISettings.model_validate({"base_url": fake_openai.base_url})
         assert call(config).data
-        assert server.requests[-1].headers["authorization"] == f"Bearer {PLACEHOLDER_KEY}"
+        assert fake_openai.requests[-1].headers["authorization"] == f"Bearer {PLACEHOLDER_KEY}"
 
 
 def test_no_key_and_no_url_is_a_config_error() -> None:
@@ -92,9 +85,9 @@ def test_base_url_without_scheme_is_a_config_error() -> None:
         make_client(OpenAISettings.model_validate({"base_url": "localhost:11434/v1"}))
 
 
-def test_async_client(server: FakeOpenAI) -> None:
+def test_async_client(fake_openai: FakeOpenAI) -> None:
     async def run() -> int:
-        client = make_async_client(settings(server))
+        client = make_async_client(settings(fake_openai))
         try:
             result = await client.embeddings.create(model=MODEL, input=["a", "b", "c"])
             return len(result.data)
@@ -104,97 +97,107 @@ def test_async_client(server: FakeOpenAI) -> None:
     assert asyncio.run(run()) == 3
 
 
-# --- the SDK's retry policy, checked against the server --------------------------------------
+# --- the SDK's retry policy, checked against the fake_openai --------------------------------------
 
 
-def test_429_is_retried_honouring_retry_after_ms(server: FakeOpenAI) -> None:
-    server.rate_limit_next(2, retry_after_ms=20)
-    start = time.monotonic()
-    assert call(settings(server, openai__max_retries=2)).data
-    elapsed = time.monotonic() - start
-    assert [r.status for r in server.requests] == [429, 429, 200]
-    assert [r.headers["x-stainless-retry-count"] for r in server.requests] == ["0", "1", "2"]
-    gaps = [b.started - a.ended for a, b in zip(server.requests, server.requests[1:], strict=False)]
-    assert all(0.015 <= gap < 0.35 for gap in gaps), gaps  # 20 ms, not the >= 0.375 s backoff
-    assert elapsed < 2.0
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits the client asks for between attempts, recorded instead of slept.
+
+    rag's policy is how long to wait and how often to retry; how precisely the OS sleeps
+    is not rag's, and a test that measured it would depend on the machine's load.
+    """
+    import openai._base_client
+
+    asked: list[float] = []
+    monkeypatch.setattr(openai._base_client.time, "sleep", asked.append)
+    return asked
 
 
-def test_429_retry_after_seconds_is_honoured(server: FakeOpenAI) -> None:
-    server.rate_limit_next(1, retry_after=1)
-    assert call(settings(server)).data
-    first, second = server.requests
-    assert 0.95 <= second.started - first.ended < 1.5
+def test_429_is_retried_honouring_retry_after_ms(fake_openai: FakeOpenAI, waits: list[float]) -> None:
+    fake_openai.rate_limit_next(2, retry_after_ms=20)
+    assert call(settings(fake_openai, openai__max_retries=2)).data
+    assert [r.status for r in fake_openai.requests] == [429, 429, 200]
+    assert [r.headers["x-stainless-retry-count"] for r in fake_openai.requests] == ["0", "1", "2"]
+    assert waits == [pytest.approx(0.02), pytest.approx(0.02)]  # 20 ms, not the >= 0.375 s backoff
 
 
-def test_500_is_retried_with_backoff(server: FakeOpenAI) -> None:
-    server.error_next(1, 500)  # no Retry-After: the SDK backs off 0.5 s less up to 25 % jitter
-    assert call(settings(server)).data
-    first, second = server.requests
+def test_429_retry_after_seconds_is_honoured(fake_openai: FakeOpenAI, waits: list[float]) -> None:
+    fake_openai.rate_limit_next(1, retry_after=1)
+    assert call(settings(fake_openai)).data
+    assert [r.status for r in fake_openai.requests] == [429, 200]
+    assert waits == [pytest.approx(1.0)]
+
+
+def test_500_is_retried_with_backoff(fake_openai: FakeOpenAI, waits: list[float]) -> None:
+    fake_openai.error_next(1, 500)  # no Retry-After: the SDK backs off 0.5 s less up to 25 % jitter
+    assert call(settings(fake_openai)).data
+    first, second = fake_openai.requests
     assert [first.status, second.status] == [500, 200]
-    assert 0.35 <= second.started - first.ended < 1.5
+    (wait,) = waits
+    assert 0.375 <= wait <= 0.5
 
 
-def test_dropped_connection_is_retried(server: FakeOpenAI) -> None:
-    server.drop_next(1)
-    assert call(settings(server)).data
-    assert [r.fault for r in server.requests] == ["drop", None]
-    assert server.requests[-1].status == 200
+def test_dropped_connection_is_retried(fake_openai: FakeOpenAI) -> None:
+    fake_openai.drop_next(1)
+    assert call(settings(fake_openai)).data
+    assert [r.fault for r in fake_openai.requests] == ["drop", None]
+    assert fake_openai.requests[-1].status == 200
 
 
-def test_retries_exhausted_is_one_rate_limit_line(server: FakeOpenAI) -> None:
-    server.rate_limit_next(10, retry_after_ms=5)
+def test_retries_exhausted_is_one_rate_limit_line(fake_openai: FakeOpenAI) -> None:
+    fake_openai.rate_limit_next(10, retry_after_ms=5)
     with pytest.raises(errors.RateLimitError) as info:
-        call(settings(server, openai__max_retries=2))
-    assert len(server.requests) == 3
+        call(settings(fake_openai, openai__max_retries=2))
+    assert len(fake_openai.requests) == 3
     message = one_line(info.value)
     assert message.startswith("rate limited by the API after 2 retries")
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
-def test_long_retry_after_is_not_waited_for(server: FakeOpenAI) -> None:
-    server.rate_limit_next(1, retry_after=3600)
-    start = time.monotonic()
+def test_long_retry_after_is_not_waited_for(fake_openai: FakeOpenAI, waits: list[float]) -> None:
+    fake_openai.rate_limit_next(1, retry_after=3600)
     with pytest.raises(errors.RateLimitError, match="asks to wait 3600 s"):
-        call(settings(server))
-    assert len(server.requests) == 1 and time.monotonic() - start < 1
+        call(settings(fake_openai))
+    assert len(fake_openai.requests) == 1 and waits == []
 
 
-def test_500_retries_exhausted(server: FakeOpenAI) -> None:
-    server.error_next(5, 503, message="Service overloaded", retry_after_ms=5)
+def test_500_retries_exhausted(fake_openai: FakeOpenAI) -> None:
+    fake_openai.error_next(5, 503, message="Service overloaded", retry_after_ms=5)
     with pytest.raises(errors.ProviderError) as info:
-        call(settings(server, openai__max_retries=1))
+        call(settings(fake_openai, openai__max_retries=1))
     assert type(info.value) is errors.ProviderError
-    host = server.base_url.split("//")[1].split("/")[0]
+    host = fake_openai.base_url.split("//")[1].split("/")[0]
     assert one_line(info.value) == f"{host} answered HTTP 503 after 1 retry: Service overloaded"
 
 
-def test_400_is_not_retried(server: FakeOpenAI) -> None:
-    server.error_next(1, 400, message="'$.input' is invalid.")
+def test_400_is_not_retried(fake_openai: FakeOpenAI) -> None:
+    fake_openai.error_next(1, 400, message="'$.input' is invalid.")
     with pytest.raises(errors.ProviderError, match=r"HTTP 400: '\$.input' is invalid."):
-        call(settings(server))
-    assert len(server.requests) == 1
+        call(settings(fake_openai))
+    assert len(fake_openai.requests) == 1
 
 
 # --- error translation -----------------------------------------------------------------------
 
 
-def test_bad_key(server: FakeOpenAI) -> None:
+def test_bad_key(fake_openai: FakeOpenAI) -> None:
     with pytest.raises(errors.AuthenticationError) as info:
-        call(settings(server, openai__api_key="sk-wrong-key-123456789"))
+        call(settings(fake_openai, openai__api_key="sk-wrong-key-123456789"))
     assert one_line(info.value).startswith("authentication failed at 127.0.0.1:")
     assert one_line(info.value).endswith(": check OPENAI_API_KEY")
-    assert len(server.requests) == 1  # 401 is final
+    assert len(fake_openai.requests) == 1  # 401 is final
 
 
-def test_unknown_model(server: FakeOpenAI) -> None:
+def test_unknown_model(fake_openai: FakeOpenAI) -> None:
     with pytest.raises(errors.ModelNotFoundError) as info:
-        call(settings(server), model="text-embedding-9")
-    host = server.base_url.split("//")[1].split("/")[0]
+        call(settings(fake_openai), model="text-embedding-9")
+    host = fake_openai.base_url.split("//")[1].split("/")[0]
     assert one_line(info.value) == f"model 'text-embedding-9' not found on {host}"
 
 
-def test_wrong_base_path_hints_at_v1(server: FakeOpenAI) -> None:
-    config = settings(server, openai__base_url=server.base_url.removesuffix("/v1"))
+def test_wrong_base_path_hints_at_v1(fake_openai: FakeOpenAI) -> None:
+    config = settings(fake_openai, openai__base_url=fake_openai.base_url.removesuffix("/v1"))
     with pytest.raises(errors.ProviderError, match="ends in /v1"):
         call(config)
 
@@ -211,24 +214,24 @@ def test_connection_refused() -> None:
     assert one_line(info.value) == f"cannot connect to http://127.0.0.1:{port}/v1 (connection refused)"
 
 
-def test_context_length(server: FakeOpenAI) -> None:
+def test_context_length(fake_openai: FakeOpenAI) -> None:
     text = "word " * 9000
     with pytest.raises(errors.ContextLengthError, match="input too long for 'text-embedding-3-small'"):
-        call(settings(server), text=text)
-    server.context_length_next(1)
+        call(settings(fake_openai), text=text)
+    fake_openai.context_length_next(1)
     with pytest.raises(errors.ContextLengthError):
-        call(settings(server))
+        call(settings(fake_openai))
 
 
-def test_insufficient_quota_is_not_a_rate_limit(server: FakeOpenAI) -> None:
-    server.error_next(5, 429, code="insufficient_quota", message="You exceeded your current quota.")
+def test_insufficient_quota_is_not_a_rate_limit(fake_openai: FakeOpenAI) -> None:
+    fake_openai.error_next(5, 429, code="insufficient_quota", message="You exceeded your current quota.")
     with pytest.raises(errors.ProviderError, match="quota is used up") as info:
-        call(settings(server, openai__max_retries=0))
+        call(settings(fake_openai, openai__max_retries=0))
     assert not isinstance(info.value, errors.RateLimitError)
 
 
-def test_translate_errors_as_decorator(server: FakeOpenAI) -> None:
-    config = settings(server)
+def test_translate_errors_as_decorator(fake_openai: FakeOpenAI) -> None:
+    config = settings(fake_openai)
     client = make_client(config)
 
     @translate_errors(config, model="nope")
@@ -239,23 +242,23 @@ def test_translate_errors_as_decorator(server: FakeOpenAI) -> None:
         go()
 
 
-def test_other_exceptions_pass_through(server: FakeOpenAI) -> None:
-    config = settings(server)
+def test_other_exceptions_pass_through(fake_openai: FakeOpenAI) -> None:
+    config = settings(fake_openai)
     with pytest.raises(KeyError), translate_errors(config):
         raise KeyError("not ours")
     assert to_rag_error(ValueError("x"), config) is None
 
 
-def test_key_never_leaks(server: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+def test_key_never_leaks(fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
     """No message, repr or log line carries the key, whatever fails."""
     caplog.set_level(logging.DEBUG)
-    config = settings(server, openai__max_retries=1)
+    config = settings(fake_openai, openai__max_retries=1)
     wrong = OpenAISettings.model_validate(
-        {"base_url": server.base_url, "api_key": "sk-proj-WRONGkey0123456789abcdefXYZ", "max_retries": 0}
+        {"base_url": fake_openai.base_url, "api_key": "sk-proj-WRONGkey0123456789abcdefXYZ", "max_retries": 0}
     )
     messages: list[str] = []
-    server.rate_limit_next(2, retry_after_ms=1)
-    server.error_next(1, 500, message=f"echoing {KEY} back", retry_after_ms=1)
+    fake_openai.rate_limit_next(2, retry_after_ms=1)
+    fake_openai.error_next(1, 500, message=f"echoing {KEY} back", retry_after_ms=1)
     for cfg, model in [(config, MODEL), (config, MODEL), (config, "nope"), (wrong, MODEL)]:
         try:
             call(cfg, model=model)
@@ -271,36 +274,37 @@ def test_key_never_leaks(server: FakeOpenAI, caplog: pytest.LogCaptureFixture) -
 # --- chat: streaming and usage -----------------------------------------------------------------
 
 
-def test_chat_streams_incrementally_with_usage(server: FakeOpenAI) -> None:
-    server.delta_delay = 0.03
-    server.reply("The answer is forty-two, as everyone knows.")
-    client = make_client(settings(server))
+def test_chat_streams_incrementally_with_usage(fake_openai: FakeOpenAI) -> None:
+    fake_openai.reply("The answer is forty-two, as everyone knows.")
+    held = fake_openai.gate_stream(after_deltas=3)
+    client = make_client(settings(fake_openai))
     stream = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "What is the answer?"}],
         stream=True,
         stream_options={"include_usage": True},
     )
-    arrivals: list[tuple[float, str]] = []
+    arrivals: list[tuple[bool, str]] = []  # (was the fake_openai holding the rest?, text)
     usage = None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+            arrivals.append((held.holding, chunk.choices[0].delta.content))
+            held.open()
         if chunk.usage is not None:
             usage = chunk.usage
     assert "".join(text for _, text in arrivals) == "The answer is forty-two, as everyone knows."
     assert len(arrivals) > 5
-    assert arrivals[-1][0] - arrivals[0][0] > 0.1  # pieces arrived over time, not at once
+    assert arrivals[0][0], "the pieces arrived only once the whole reply was sent"
     assert usage is not None and usage.completion_tokens == 10
     assert usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) == (
-        server.requests[-1].usage
+        fake_openai.requests[-1].usage
     )
 
 
-def test_chat_without_usage_and_scripted_replies(server: FakeOpenAI) -> None:
-    server.include_usage = False
-    server.reply(lambda request: "you said: " + request["messages"][-1]["content"])
-    client = make_client(settings(server))
+def test_chat_without_usage_and_scripted_replies(fake_openai: FakeOpenAI) -> None:
+    fake_openai.include_usage = False
+    fake_openai.reply(lambda request: "you said: " + request["messages"][-1]["content"])
+    client = make_client(settings(fake_openai))
     result = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert result.choices[0].message.content == "you said: hi"
     assert result.usage is None
@@ -316,9 +320,9 @@ def test_chat_without_usage_and_scripted_replies(server: FakeOpenAI) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "This is a fake answer."
 
 
-def test_stream_cut_short_is_a_connection_error(server: FakeOpenAI) -> None:
-    server.stream_drop_after = 3
-    config = settings(server)
+def test_stream_cut_short_is_a_connection_error(fake_openai: FakeOpenAI) -> None:
+    fake_openai.stream_drop_after = 3
+    config = settings(fake_openai)
     client = make_client(config)
     received: list[str] = []
     with pytest.raises(errors.ProviderConnectionError) as info, translate_errors(config, model="gpt-4o-mini"):
@@ -328,12 +332,12 @@ def test_stream_cut_short_is_a_connection_error(server: FakeOpenAI) -> None:
             if chunk.choices and chunk.choices[0].delta.content:
                 received.append(chunk.choices[0].delta.content)
     assert received == ["This", " is ", "a fa"]  # what arrived before the cut is still usable
-    assert one_line(info.value).startswith(f"connection to {server.base_url} failed (peer closed")
+    assert one_line(info.value).startswith(f"connection to {fake_openai.base_url} failed (peer closed")
 
 
-def test_chat_context_length(server: FakeOpenAI) -> None:
-    server.chat_context_window = 50
-    config = settings(server)
+def test_chat_context_length(fake_openai: FakeOpenAI) -> None:
+    fake_openai.chat_context_window = 50
+    config = settings(fake_openai)
     client = make_client(config)
     messages: Any = [{"role": "user", "content": "word " * 100}]
     guard = translate_errors(config, model="gpt-4o-mini")
@@ -341,6 +345,6 @@ def test_chat_context_length(server: FakeOpenAI) -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=messages)
 
 
-def test_models_listing(server: FakeOpenAI) -> None:
-    ids = {m.id for m in make_client(settings(server)).models.list()}
+def test_models_listing(fake_openai: FakeOpenAI) -> None:
+    ids = {m.id for m in make_client(settings(fake_openai)).models.list()}
     assert {"text-embedding-3-small", "gpt-4o-mini"} <= ids

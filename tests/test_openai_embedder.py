@@ -1,12 +1,12 @@
-"""OpenAIEmbedder through the real SDK against the fake server, driven by embed_many."""
+"""OpenAIEmbedder through the real SDK against the fake fake_openai, driven by embed_many."""
 
 from __future__ import annotations
 
 import logging
 import random
 import sys
+import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from rag import errors, tokens
 from rag.embed.base import embed_all, embed_many
 from rag.embed.openai import OpenAIEmbedder
 from rag.usage import Usage, cost_usd
+from tests.conftest import OPENAI_TEST_KEY
 from tests.openai_server import (
     MAX_INPUT_TOKENS,
     MAX_INPUTS,
@@ -25,19 +26,13 @@ from tests.openai_server import (
     settings_for,
 )
 
-KEY = "sk-proj-EMBEDsecret0123456789abcdefQRS"
+KEY = OPENAI_TEST_KEY
 MODEL = "text-embedding-3-small"
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAI]:
-    with openai_server(api_key=KEY) as fake:
-        yield fake
-
-
-def make(server: FakeOpenAI, model: str | None = None, **overrides: Any) -> OpenAIEmbedder:
+def make(fake_openai: FakeOpenAI, model: str | None = None, **overrides: Any) -> OpenAIEmbedder:
     kwargs = {k: overrides.pop(k) for k in ("batch_size", "concurrency") if k in overrides}
-    return OpenAIEmbedder(settings_for(server, **overrides), model=model, **kwargs)
+    return OpenAIEmbedder(settings_for(fake_openai, **overrides), model=model, **kwargs)
 
 
 def words(n: int, rng: random.Random) -> str:
@@ -65,40 +60,40 @@ def words(n: int, rng: random.Random) -> str:
     return " ".join(rng.choices(vocabulary, k=n))
 
 
-def expected(server: FakeOpenAI, texts: list[str]) -> np.ndarray:
-    return np.vstack([server.embedding(t) for t in texts])
+def expected(fake_openai: FakeOpenAI, texts: list[str]) -> np.ndarray:
+    return np.vstack([fake_openai.embedding(t) for t in texts])
 
 
-def successful(server: FakeOpenAI) -> list[Any]:
-    return [r for r in server.requests_to("/embeddings") if r.status == 200]
+def successful(fake_openai: FakeOpenAI) -> list[Any]:
+    return [r for r in fake_openai.requests_to("/embeddings") if r.status == 200]
 
 
-def test_attributes(server: FakeOpenAI) -> None:
-    emb = make(server, embedding__concurrency=6)
+def test_attributes(fake_openai: FakeOpenAI) -> None:
+    emb = make(fake_openai, embedding__concurrency=6)
     assert emb.name == "openai:text-embedding-3-small"
     assert emb.dimension == 1536
     assert emb.max_input_tokens == 8191
     assert emb.batch_size == 2048 and emb.max_batch_tokens <= MAX_REQUEST_TOKENS
     assert emb.concurrency == 6
-    assert make(server, "text-embedding-3-large").dimension == 3072
-    assert server.requests == []  # known models need no probe
-    server.embedding_models["mxbai-embed-large"] = 1024
-    other = make(server, "mxbai-embed-large")
+    assert make(fake_openai, "text-embedding-3-large").dimension == 3072
+    assert fake_openai.requests == []  # known models need no probe
+    fake_openai.embedding_models["mxbai-embed-large"] = 1024
+    other = make(fake_openai, "mxbai-embed-large")
     assert other.max_input_tokens < 512 and other.default_chunk_tokens <= other.max_input_tokens
 
 
-def test_many_texts_never_break_a_limit(server: FakeOpenAI) -> None:
+def test_many_texts_never_break_a_limit(fake_openai: FakeOpenAI) -> None:
     """Thousands of short texts and some near the per-input limit, packed to the API's own limits."""
     rng = random.Random(7)
     short = [words(rng.randint(1, 30), rng) for _ in range(3000)]
     long = [tokens.truncate(words(9000, rng), MODEL, 8191 - i) for i in range(45)]
     texts = short + long
-    emb = make(server, embedding__concurrency=4, embedding__tokens_per_minute=0)
+    emb = make(fake_openai, embedding__concurrency=4, embedding__tokens_per_minute=0)
     emb.max_batch_tokens = MAX_REQUEST_TOKENS  # exact counts make even the API's own limit safe
     delivered: list[int] = []
     vectors = embed_many(emb, texts, lambda idx, _vec: delivered.extend(idx))
     assert sorted(delivered) == list(range(len(texts)))
-    requests = server.requests_to("/embeddings")
+    requests = fake_openai.requests_to("/embeddings")
     assert all(r.status == 200 for r in requests), [r.status for r in requests]
     assert len(requests) >= 3
     for r in requests:
@@ -107,68 +102,70 @@ def test_many_texts_never_break_a_limit(server: FakeOpenAI) -> None:
         assert sum(r.input_tokens) <= MAX_REQUEST_TOKENS
     assert max(sum(r.input_tokens) for r in requests) > 0.9 * MAX_REQUEST_TOKENS  # really packed
     assert max(len(r.body["input"]) for r in requests) == MAX_INPUTS
-    np.testing.assert_allclose(vectors, expected(server, texts), atol=1e-6)
-    # Our counts are the server's counts, text by text.
+    np.testing.assert_allclose(vectors, expected(fake_openai, texts), atol=1e-6)
+    # Our counts are the fake_openai's counts, text by text.
     counted = dict(zip(texts, emb.count_tokens(texts), strict=True))
     for r in requests:
         assert [counted[t] for t in r.body["input"]] == r.input_tokens
 
 
-def test_default_batches_stay_well_inside_the_limits(server: FakeOpenAI) -> None:
+def test_default_batches_stay_well_inside_the_limits(fake_openai: FakeOpenAI) -> None:
     rng = random.Random(3)
     texts = [words(300, rng) for _ in range(800)]
-    emb = make(server)
+    emb = make(fake_openai)
     embed_many(emb, texts)
-    for r in server.requests_to("/embeddings"):
+    for r in fake_openai.requests_to("/embeddings"):
         assert sum(r.input_tokens) <= emb.max_batch_tokens
 
 
-def test_batches_run_concurrently(server: FakeOpenAI) -> None:
-    server.latency = 0.2
+def test_batches_run_concurrently(fake_openai: FakeOpenAI) -> None:
+    held = fake_openai.gate_requests("/embeddings")
     texts = [f"text number {i}" for i in range(80)]
-    emb = make(server, batch_size=10, concurrency=4)
-    start = time.monotonic()
-    vectors = embed_many(emb, texts)
-    elapsed = time.monotonic() - start
-    assert len(server.requests) == 8
-    assert server.max_in_flight == 4
-    assert elapsed < 1.2  # 8 requests x 0.2 s would take 1.6 s one at a time
-    np.testing.assert_allclose(vectors, expected(server, texts), atol=1e-6)
+    emb = make(fake_openai, batch_size=10, concurrency=4)
+    result: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: result.append(embed_many(emb, texts)))
+    worker.start()
+    assert held.wait_for(4)  # four requests in flight at once, none answered yet
+    held.open()
+    worker.join()
+    assert len(fake_openai.requests) == 8
+    assert fake_openai.max_in_flight == 4
+    np.testing.assert_allclose(result[0], expected(fake_openai, texts), atol=1e-6)
 
 
-def test_429_and_500_are_retried_and_usage_counts_only_successes(server: FakeOpenAI) -> None:
-    server.rate_limit_next(2, retry_after_ms=5)
-    server.error_next(1, 500, retry_after_ms=5)
-    server.rate_limit_next(1, retry_after=0.01)
+def test_429_and_500_are_retried_and_usage_counts_only_successes(fake_openai: FakeOpenAI) -> None:
+    fake_openai.rate_limit_next(2, retry_after_ms=5)
+    fake_openai.error_next(1, 500, retry_after_ms=5)
+    fake_openai.rate_limit_next(1, retry_after=0.01)
     texts = [f"passage {i} about vectors" for i in range(60)]
-    emb = make(server, batch_size=10, concurrency=3, openai__max_retries=5)
+    emb = make(fake_openai, batch_size=10, concurrency=3, openai__max_retries=5)
     vectors, usage = embed_all(emb, texts)
-    np.testing.assert_allclose(vectors, expected(server, texts), atol=1e-6)
-    statuses = [r.status for r in server.requests]
+    np.testing.assert_allclose(vectors, expected(fake_openai, texts), atol=1e-6)
+    statuses = [r.status for r in fake_openai.requests]
     assert statuses.count(429) == 3 and statuses.count(500) == 1 and statuses.count(200) == 6
-    ok = successful(server)
+    ok = successful(fake_openai)
     assert usage.requests == len(ok) == 6
     assert usage.prompt_tokens == sum(r.usage["prompt_tokens"] for r in ok)
     assert usage.prompt_tokens == sum(emb.count_tokens(texts))
 
 
-def test_dropped_connection_is_retried(server: FakeOpenAI) -> None:
-    server.drop_next(1)
-    emb = make(server)
-    np.testing.assert_allclose(emb.embed_batch(["hello world"]), expected(server, ["hello world"]), atol=1e-6)
-    assert [r.fault for r in server.requests] == ["drop", None]
+def test_dropped_connection_is_retried(fake_openai: FakeOpenAI) -> None:
+    fake_openai.drop_next(1)
+    emb = make(fake_openai)
+    np.testing.assert_allclose(emb.embed_batch(["hello world"]), expected(fake_openai, ["hello world"]), atol=1e-6)
+    assert [r.fault for r in fake_openai.requests] == ["drop", None]
 
 
-def test_failure_keeps_the_batches_already_delivered(server: FakeOpenAI) -> None:
+def test_failure_keeps_the_batches_already_delivered(fake_openai: FakeOpenAI) -> None:
     """A 429 that outlasts the retries ends the run, but what was paid for was handed over."""
     texts = [f"chunk {i}" for i in range(50)]
-    emb = make(server, batch_size=10, concurrency=1, openai__max_retries=2)
+    emb = make(fake_openai, batch_size=10, concurrency=1, openai__max_retries=2)
     delivered: list[list[int]] = []
 
     def on_batch(indices: list[int], vectors: np.ndarray) -> None:
         delivered.append(indices)
         if len(delivered) == 2:
-            server.rate_limit_next(100, retry_after_ms=1)
+            fake_openai.rate_limit_next(100, retry_after_ms=1)
 
     spent: list[Usage] = []
     with pytest.raises(errors.RateLimitError) as info:
@@ -178,69 +175,69 @@ def test_failure_keeps_the_batches_already_delivered(server: FakeOpenAI) -> None
     assert len(delivered) == 2 and sum(spent, Usage()).requests == 2
 
 
-def test_base64_and_float_give_the_same_vectors(server: FakeOpenAI) -> None:
+def test_base64_and_float_give_the_same_vectors(fake_openai: FakeOpenAI) -> None:
     texts = ["alpha beta", "gamma", "delta epsilon zeta"]
-    emb = make(server)
+    emb = make(fake_openai)
     as_base64 = emb.embed_batch(texts)
     emb._encoding_format = "float"
     as_float = emb.embed_batch(texts)
-    assert [r.body["encoding_format"] for r in server.requests] == ["base64", "float"]
+    assert [r.body["encoding_format"] for r in fake_openai.requests] == ["base64", "float"]
     np.testing.assert_array_equal(as_base64, as_float)
     assert as_base64.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(as_base64, axis=1), 1.0, atol=1e-6)
 
 
-def test_server_rejecting_base64_switches_to_float(server: FakeOpenAI) -> None:
-    server.accept_base64 = False
-    emb = make(server)
+def test_server_rejecting_base64_switches_to_float(fake_openai: FakeOpenAI) -> None:
+    fake_openai.accept_base64 = False
+    emb = make(fake_openai)
     first = emb.embed_batch(["one"])
     emb.embed_batch(["two"])
-    assert [(r.status, r.body["encoding_format"]) for r in server.requests] == [
+    assert [(r.status, r.body["encoding_format"]) for r in fake_openai.requests] == [
         (400, "base64"),
         (200, "float"),
         (200, "float"),
     ]
-    np.testing.assert_allclose(first, expected(server, ["one"]), atol=1e-6)
+    np.testing.assert_allclose(first, expected(fake_openai, ["one"]), atol=1e-6)
 
 
-def test_similar_texts_are_similar(server: FakeOpenAI) -> None:
-    emb = make(server)
+def test_similar_texts_are_similar(fake_openai: FakeOpenAI) -> None:
+    emb = make(fake_openai)
     a, b, c = emb.embed_batch(["the cat sat on the mat", "the cat sat on a mat", "quarterly revenue grew"])
     assert float(a @ b) > float(a @ c)
     assert float(a @ emb.embed_query("the cat sat on the mat")) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_unknown_model_dimension_is_probed_once(server: FakeOpenAI) -> None:
-    server.embedding_models["nomic-embed-text"] = 768
-    emb = make(server, "nomic-embed-text", embedding__concurrency=4)
-    assert "dim=?" in repr(emb) and server.requests == []  # repr never calls the API
+def test_unknown_model_dimension_is_probed_once(fake_openai: FakeOpenAI) -> None:
+    fake_openai.embedding_models["nomic-embed-text"] = 768
+    emb = make(fake_openai, "nomic-embed-text", embedding__concurrency=4)
+    assert "dim=?" in repr(emb) and fake_openai.requests == []  # repr never calls the API
     vectors, usage = embed_all(emb, [f"t{i}" for i in range(30)])
     assert vectors.shape == (30, 768) and emb.dimension == 768
-    assert [r.body["input"] for r in server.requests].count(["dimension probe"]) == 1
-    assert usage.requests == len(server.requests) - 1  # the probe is the embedder's, not the run's
+    assert [r.body["input"] for r in fake_openai.requests].count(["dimension probe"]) == 1
+    assert usage.requests == len(fake_openai.requests) - 1  # the probe is the embedder's, not the run's
 
 
-def test_unknown_model_is_model_not_found(server: FakeOpenAI) -> None:
-    emb = make(server, "no-such-embedder")
+def test_unknown_model_is_model_not_found(fake_openai: FakeOpenAI) -> None:
+    emb = make(fake_openai, "no-such-embedder")
     expected_message = r"model 'no-such-embedder' not found on 127\.0\.0\.1:\d+$"
     with pytest.raises(errors.ModelNotFoundError, match=expected_message):
         embed_many(emb, ["x"])
 
 
-def test_wrong_dimension_is_a_provider_error(server: FakeOpenAI) -> None:
-    server.embedding_models[MODEL] = 512  # a "compatible" server serving something else under the name
+def test_wrong_dimension_is_a_provider_error(fake_openai: FakeOpenAI) -> None:
+    fake_openai.embedding_models[MODEL] = 512  # a "compatible" fake_openai serving something else under the name
     with pytest.raises(errors.ProviderError, match="returned 512-d vectors, expected 1536"):
-        make(server).embed_batch(["x"])
+        make(fake_openai).embed_batch(["x"])
 
 
-def test_bad_key_and_key_never_leaks(server: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_key_and_key_never_leaks(fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "sk-proj-NOTTHEkey0123456789abcdefLMN"
-    emb = make(server, openai__api_key=wrong)
+    emb = make(fake_openai, openai__api_key=wrong)
     with pytest.raises(errors.AuthenticationError) as info:
         embed_many(emb, ["hello"])
-    good = make(server, openai__max_retries=1)
-    server.rate_limit_next(5, retry_after_ms=1)
+    good = make(fake_openai, openai__max_retries=1)
+    fake_openai.rate_limit_next(5, retry_after_ms=1)
     with pytest.raises(errors.RateLimitError) as limited:
         good.embed_batch(["hello"])
     texts = [
@@ -253,42 +250,42 @@ def test_bad_key_and_key_never_leaks(server: FakeOpenAI, caplog: pytest.LogCaptu
         str(good.settings.openai),
         caplog.text,
     ]
-    for secret in (wrong, KEY, "NOTTHEkey01", "EMBEDsecret01"):
+    for secret in (wrong, KEY, "NOTTHEkey01", "SECRETkey01"):
         assert not any(secret in text for text in texts), secret
 
 
 def test_usage_without_server_usage_falls_back_to_our_count() -> None:
-    with openai_server(api_key=KEY, include_usage=False) as server:
+    with openai_server(api_key=KEY, include_usage=False) as fake_openai:
         texts = [f"some words number {i}" for i in range(25)]
-        emb = make(server, batch_size=10)
+        emb = make(fake_openai, batch_size=10)
         _, usage = embed_all(emb, texts)
-        assert all(r.usage is None for r in server.requests)
-        assert usage.prompt_tokens == sum(sum(r.input_tokens) for r in server.requests)
+        assert all(r.usage is None for r in fake_openai.requests)
+        assert usage.prompt_tokens == sum(sum(r.input_tokens) for r in fake_openai.requests)
         assert usage.requests == 3 and usage.estimated
 
 
-def test_cost(server: FakeOpenAI) -> None:
-    emb = make(server)
+def test_cost(fake_openai: FakeOpenAI) -> None:
+    emb = make(fake_openai)
     _, usage = emb.embed_batch_usage(["hello world"] * 1000)
     assert usage.prompt_tokens == 2000
     assert usage.cost_usd == pytest.approx(2000 * 0.02 / 1_000_000)
-    server.embedding_models["nomic-embed-text"] = 768
-    local = make(server, "nomic-embed-text")
+    fake_openai.embedding_models["nomic-embed-text"] = 768
+    local = make(fake_openai, "nomic-embed-text")
     assert local.embed_batch_usage(["x"])[1].cost_usd is None
 
 
-def test_empty_text_and_overlong_query(server: FakeOpenAI) -> None:
-    emb = make(server)
+def test_empty_text_and_overlong_query(fake_openai: FakeOpenAI) -> None:
+    emb = make(fake_openai)
     assert emb.embed_batch(["", "x"]).shape == (2, 1536)
-    assert server.requests[-1].body["input"] == [" ", "x"]
+    assert fake_openai.requests[-1].body["input"] == [" ", "x"]
     rng = random.Random(1)
     query = words(12_000, rng)
     assert emb.embed_query(query).shape == (1536,)
-    assert server.requests[-1].input_tokens[0] <= emb.max_input_tokens
+    assert fake_openai.requests[-1].input_tokens[0] <= emb.max_input_tokens
 
 
-def test_rate_limiter_is_asked_for_each_batch(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
-    emb = make(server, batch_size=5, concurrency=2)
+def test_rate_limiter_is_asked_for_each_batch(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = make(fake_openai, batch_size=5, concurrency=2)
     asked: list[int] = []
 
     def acquire(tokens: int = 0) -> float:
@@ -299,11 +296,11 @@ def test_rate_limiter_is_asked_for_each_batch(server: FakeOpenAI, monkeypatch: p
     texts = [f"word{i} " * (i + 1) for i in range(20)]
     embed_many(emb, texts)
     assert len(asked) == 4
-    assert sorted(asked) == sorted(sum(r.input_tokens) for r in server.requests)
+    assert sorted(asked) == sorted(sum(r.input_tokens) for r in fake_openai.requests)
 
 
-def test_client_side_rpm_cap_spaces_requests(server: FakeOpenAI) -> None:
-    emb = make(server, batch_size=1, concurrency=4, embedding__requests_per_minute=1200)  # 20/s, burst 1200
+def test_client_side_rpm_cap_spaces_requests(fake_openai: FakeOpenAI) -> None:
+    emb = make(fake_openai, batch_size=1, concurrency=4, embedding__requests_per_minute=1200)  # 20/s, burst 1200
     emb.limiter.acquire()  # fine: bursts are allowed...
     for _ in range(1199):  # ...so drain the burst to see the steady rate
         emb.limiter.acquire()
@@ -312,10 +309,10 @@ def test_client_side_rpm_cap_spaces_requests(server: FakeOpenAI) -> None:
     assert time.monotonic() - start >= 0.25  # 6 requests at 20/s
 
 
-def test_missing_openai_package(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_openai_package(fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(errors.MissingDependencyError, match="pip install"):
-        make(server)
+        make(fake_openai)
 
 
 def test_usage_is_a_value_summed_with_plus_and_priced_by_family() -> None:

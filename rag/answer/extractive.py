@@ -249,7 +249,7 @@ def choose(
     if not chosen:
         would = select(scored, threshold)  # what the check on identifiers and numbers stopped
         if not would:
-            return Choice([])
+            return _near_miss([], hits, [], rarity, unknown_of=hard)
         missing = [t for t in hard if not evidence[would[0].sentence.hit_index].has(t)]
         return _near_miss(missing, hits, [s.sentence.hit_index for s in would], rarity)
     sentences = [s.sentence.text for s in chosen]

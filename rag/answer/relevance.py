@@ -13,8 +13,14 @@ has its own values.  Two thresholds:
 benchmarks/squad_answerability.py measures both for the local model.  For
 ``local:all-MiniLM-L6-v2``, on SQuAD v2 dev (part a) plus 300 off-topic SciFact claims:
 a gate of 0.25 declines 93% of off-topic questions and 0.4% of answerable ones; a
-sentence threshold of 0.60 answers 82.5% of answerable questions with the gold answer in
-a cited chunk, and declines 8.5% of them against 25.7% of the unanswerable ones.
+sentence threshold of 0.57, with the extractive answerer's focus-term check, answers 81.6%
+of answerable questions with the gold answer in a cited chunk, and declines 10.3% of them
+against 30.9% of the unanswerable ones (0.60 without the check: 82.5%, 8.5% and 25.7%).
+
+``keyword_match`` is the gate's other evidence: a chunk holding every focus term of the
+question passes whatever its cosine (with the calibrated threshold; ``RAG_MIN_SCORE`` is
+applied as set).  On SQuAD it passes half the answerable questions the gate declined
+(0.4% -> 0.2%) and no off-topic one.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ DEFAULT_MIN_RELEVANCE = 0.1
 #: coverage, less penalties; see ``rag.answer.extractive``), by the embedder that scores
 #: sentences (the local one unless the index's own embedder is another local model).
 MIN_SENTENCE_SCORE: dict[str, float] = {
-    "local:all-MiniLM-L6-v2": 0.60,
+    # 0.60 before the focus-term check (rag.answer.focus) declined a share of what it passed;
+    # re-set so that about 80% of SQuAD's answerable questions are still answered with gold.
+    "local:all-MiniLM-L6-v2": 0.57,
 }
 DEFAULT_MIN_SENTENCE_SCORE = 0.5
 

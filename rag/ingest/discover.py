@@ -55,14 +55,14 @@ class Skip(NamedTuple):
 
 @dataclass
 class Discovery:
-    #: Files to load: resolved, absolute, sorted, each once.
+    #: Files to load: absolute (symlinks kept: see ``_Walker._file``), sorted, each once.
     files: list[Path] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     errors: list[DocumentError] = field(default_factory=list)
     #: Folders that were walked (resolved): indexed files under them that no longer
     #: exist can be pruned.
     roots: list[Path] = field(default_factory=list)
-    #: Files named directly on the command line (resolved).
+    #: Files named directly on the command line (as tracked in ``files``).
     given: list[Path] = field(default_factory=list)
 
     def count(self, reason: SkipReason) -> int:
@@ -95,7 +95,7 @@ class _Walker:
     def __init__(self, include: list[re.Pattern[str]], exclude: list[re.Pattern[str]], max_bytes: int) -> None:
         self.include, self.exclude, self.max_bytes = include, exclude, max_bytes
         self.found = Discovery()
-        self._seen_files: set[Path] = set()
+        self._seen_files: dict[tuple[int, int], Path] = {}  # (device, inode) -> the path tracked
         self._seen_dirs: set[tuple[int, int]] = set()
 
     def argument(self, path: Path) -> None:
@@ -107,13 +107,14 @@ class _Walker:
             self.found.roots.append(root)
             self._walk(root, info)
         else:
-            self._file(path, path.resolve(), path.as_posix(), info, given=True)
+            self._file(Path(os.path.abspath(path)), path.as_posix(), info, given=True)
 
     def _walk(self, root: Path, info: os.stat_result) -> None:
         if (info.st_dev, info.st_ino) in self._seen_dirs:
             return  # named twice, or inside a folder already walked
         self._seen_dirs.add((info.st_dev, info.st_ino))
-        folders = [(root, "")]  # (resolved folder, its path relative to root + "/")
+        # (folder under the resolved root, symlinks kept; its path relative to root + "/")
+        folders = [(root, "")]
         while folders:
             folder, relative = folders.pop()
             try:
@@ -138,30 +139,36 @@ class _Walker:
                     key = (found.st_dev, found.st_ino)
                     if key not in self._seen_dirs:  # a symlink loop, or a folder reached twice
                         self._seen_dirs.add(key)
-                        folders.append((path.resolve() if entry.is_symlink() else path, name + "/"))
+                        folders.append((path, name + "/"))
                 else:
-                    resolved = path.resolve() if entry.is_symlink() else path
-                    self._file(path, resolved, name, found, given=False)
+                    self._file(path, name, found, given=False)
 
-    def _file(self, path: Path, resolved: Path, name: str, info: os.stat_result, *, given: bool) -> None:
+    def _file(self, path: Path, name: str, info: os.stat_result, *, given: bool) -> None:
+        """Consider one file; ``path`` is absolute, with any symlinks in it kept.
+
+        A file is tracked by the path it was found at, not its target's: a link inside an
+        ingested folder is pruned when the link is deleted, wherever its target lives.  A
+        file reached twice (a link and its target, or named twice) is tracked once, under
+        the first path found.
+        """
         if self.include and not self._matches(self.include, name):
             return
         if given and self._matches(self.exclude, name):
             return
         if not stat.S_ISREG(info.st_mode):
             self.found.skipped.append(Skip(path, "not_a_file", "not a regular file"))
-        elif kind_of(resolved) is None:
-            suffix = resolved.suffix or "no extension"
+        elif kind_of(path) is None:
+            suffix = path.suffix or "no extension"
             self.found.skipped.append(Skip(path, "unsupported", f"unsupported file type ({suffix})"))
         elif info.st_size > self.max_bytes:
             message = f"{_mb(info.st_size)}, over the {_mb(self.max_bytes)} limit"
             self.found.skipped.append(Skip(path, "too_large", message))
         else:
-            if resolved not in self._seen_files:
-                self._seen_files.add(resolved)
-                self.found.files.append(resolved)
+            tracked = self._seen_files.setdefault((info.st_dev, info.st_ino), path)
+            if tracked is path:
+                self.found.files.append(path)
             if given:
-                self.found.given.append(resolved)
+                self.found.given.append(tracked)
 
     def _stat(self, path: Path) -> os.stat_result | None:
         """``stat`` following links; None (and an error recorded) when that fails."""
