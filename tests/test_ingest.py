@@ -19,7 +19,7 @@ import pytest
 
 from rag import Engine
 from rag.embed import factory
-from rag.errors import EmbedderMismatchError, IndexLockedError
+from rag.errors import EmbedderMismatchError, IndexLockedError, StoreError
 from tests.conftest import FIXTURES, HashEmbedder
 
 
@@ -292,6 +292,41 @@ def test_interrupted_ingest_is_repaired_without_reembedding(
         path = str((folder / f"doc{i:03d}.txt").resolve())
         positions = [c.position for c in index.chunks_of(path)]
         assert positions == list(range(len(positions))) and positions
+
+
+def test_a_vector_write_that_fails_stops_the_run_and_the_next_run_repairs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.ingest.pipeline import _VectorWriter
+    from rag.store.index import Index
+
+    folder = _many_docs(tmp_path / "many")
+    monkeypatch.setattr(_VectorWriter, "size", 8)  # many writes, each in the writer thread
+    writes: list[int] = []
+    real_write = Index.write_vectors
+
+    def failing_write(self, chunks, vectors, files) -> None:  # type: ignore[no-untyped-def]
+        writes.append(len(chunks))
+        if len(writes) == 3:
+            raise StoreError("Chroma at test: disk full")
+        real_write(self, chunks, vectors, files)
+
+    monkeypatch.setattr(Index, "write_vectors", failing_write)
+    engine = _engine()
+    report = engine.ingest([folder])
+    assert report.interrupted == "Chroma at test: disk full"
+    assert report.added == 0 and report.chunks_total == 0  # the window's files never went live
+    assert engine._index().file_count() == 0
+
+    monkeypatch.setattr(Index, "write_vectors", real_write)
+    paid_for = engine.store.embedding_cache().count()
+    again = _engine().ingest([folder])
+    assert (again.added, again.failed, again.interrupted) == (40, [], None)
+    assert again.repaired > 0  # the pending rows and vectors of the failed run were cleared
+    assert paid_for > 0 and again.from_cache == paid_for  # nothing paid for is embedded twice
+    assert again.from_cache + again.embedded == again.chunks_total
+    chunks, files = _consistent(engine)
+    assert (chunks, files) == (again.chunks_total, 40)
 
 
 def test_a_second_writer_waits_or_stops_with_a_clear_message(tmp_path: Path, isolated: Path) -> None:

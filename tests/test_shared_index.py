@@ -51,7 +51,7 @@ if os.environ.get("KILL_AT") == "before-commit":  # vectors written, generation 
     Index.commit_files = stall
 elif os.environ.get("KILL_AT") == "after-server-commit":  # generation committed, this machine not told
     from rag.store.manifest import Manifest
-    Manifest.commit_file = stall
+    Manifest.commit_files = stall
 engine = Engine(index="team", embedding__embedder="slow", store__chroma_url=sys.argv[2])
 report = engine.ingest([sys.argv[1]])
 print("DONE", report.chunks_total, flush=True)

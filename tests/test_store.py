@@ -50,6 +50,23 @@ def test_commit_replaces_old_chunks_and_forget_marks_them_stale(tmp_path: Path) 
     assert manifest.file_count() == 0
 
 
+def test_commit_files_commits_many_files_at_once(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "index.db")
+    manifest.add_pending([_chunk(0, "old a", "/docs/a.txt"), _chunk(1, "old b", "/docs/b.txt")])
+    manifest.commit_files([(_file("/docs/a.txt", 1), ["c0"]), (_file("/docs/b.txt", 1), ["c1"])])
+    assert manifest.live_ids() == {"c0", "c1"} and manifest.file_count() == 2
+
+    new = [_chunk(2, "new a", "/docs/a.txt"), _chunk(3, "new b", "/docs/b.txt"), _chunk(4, "c", "/docs/c.txt")]
+    manifest.add_pending(new)
+    replaced = manifest.commit_files(
+        [(_file("/docs/a.txt", 1), ["c2"]), (_file("/docs/b.txt", 1), ["c1", "c3"]), (_file("/docs/c.txt", 1), ["c4"])]
+    )
+    assert replaced == [["c0"], [], []]  # a kept id is not stale
+    assert manifest.live_ids() == {"c1", "c2", "c3", "c4"}
+    assert manifest.unsettled() == ["c0"]
+    assert manifest.file_count() == 3
+
+
 def test_the_keyword_index_shows_live_chunks_only_and_follows_deletes(settings: Settings) -> None:
     index = Index.open(settings, "kw", create=True)
     index.bind_embedder("hash:v1", 3)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -92,15 +94,25 @@ class _Pending:
 
 
 class _VectorWriter:
-    """Buffers vectors for Chroma, whose per-call cost makes batches of a few hundred much faster."""
+    """Writes vectors to the vector store in batches, in a thread of its own.
 
-    size = 512
+    Chroma's per-call cost makes batches of a few hundred much faster, and writing them
+    while the model embeds the next texts hides most of that cost.  ``close`` returns once
+    everything is written (or raises the first error), so a file's commit still comes after
+    its vectors.
+    """
+
+    size = 256  # as cheap per chunk as 512 in Chroma, and 3/4 of a window's writes overlap the model
+    #: Batches written or waiting at once; bounds the vectors held in memory.
+    in_flight = 2
 
     def __init__(self, ingestor: Ingestor, records: dict[str, FileRecord]) -> None:
         self._ingestor = ingestor
         self._records = records
         self._chunks: list[ChunkRecord] = []
         self._rows: list[np.ndarray] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-vectors")
+        self._writes: deque[tuple[Future[None], int]] = deque()
 
     def add(self, chunks: Sequence[ChunkRecord], vector: np.ndarray) -> None:
         for chunk in chunks:
@@ -110,21 +122,45 @@ class _VectorWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Hand what is buffered to the writer thread."""
         if not self._chunks:
             return
         chunks, self._chunks = self._chunks, []
         vectors, self._rows = np.stack(self._rows), []
-        self._ingestor.index.write_vectors(chunks, vectors, self._records)
-        self._ingestor.progress.chunks_stored(len(chunks))
+        while len(self._writes) >= self.in_flight:
+            self._reap()
+        write = self._pool.submit(self._ingestor.index.write_vectors, chunks, vectors, self._records)
+        self._writes.append((write, len(chunks)))
+
+    def close(self) -> None:
+        """Write what is left and wait for every write; raises the first write's error."""
+        try:
+            self.flush()
+            while self._writes:
+                self._reap()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abandon(self) -> None:
+        """After an error or Ctrl-C: write nothing more, let the write under way finish."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _reap(self) -> None:
+        write, count = self._writes.popleft()
+        write.result()
+        # Told from the ingest's thread, so progress displays need not be thread-safe.
+        self._ingestor.progress.chunks_stored(count)
 
 
 @dataclass
 class _Window:
     files: list[_Pending] = field(default_factory=list)
+    #: Kept as files are added: summing over the files each time was quadratic in them.
+    chunk_count: int = 0
 
-    @property
-    def chunk_count(self) -> int:
-        return sum(len(f.chunks) for f in self.files)
+    def add(self, pending: _Pending) -> None:
+        self.files.append(pending)
+        self.chunk_count += len(pending.chunks)
 
 
 def file_hash(path: Path) -> str:
@@ -204,7 +240,7 @@ class Ingestor:
                     self.parse_seconds += parsed.seconds
                     pending = self._chunked(changed.pop(parsed.path), parsed, report)
                     if pending is not None:
-                        window.files.append(pending)
+                        window.add(pending)
                         self.progress.chunks_queued(len(pending.chunks))
                     else:
                         self.progress.file_done(str(parsed.path))
@@ -353,25 +389,29 @@ class Ingestor:
             by_text.setdefault(c.text, []).append(c)
         texts = list(by_text)
         writer = _VectorWriter(self, {f.record.path: f.record for f in window.files})
-        cached = self.cache.get(self.embedder.name, texts, self.embedder.dimension)
-        for i, vector in cached.items():
-            writer.add(by_text[texts[i]], vector)
-        report.from_cache += sum(len(by_text[texts[i]]) for i in cached)
+        try:
+            cached = self.cache.get(self.embedder.name, texts, self.embedder.dimension)
+            for i, vector in cached.items():
+                writer.add(by_text[texts[i]], vector)
+            report.from_cache += sum(len(by_text[texts[i]]) for i in cached)
 
-        missing = [texts[i] for i in range(len(texts)) if i not in cached]
+            missing = [texts[i] for i in range(len(texts)) if i not in cached]
 
-        def on_batch(indices: list[int], vectors: np.ndarray) -> None:
-            batch = [missing[i] for i in indices]
-            # The cache is written first: once a batch is paid for, it is never asked for again.
-            self.cache.put(self.embedder.name, batch, vectors)
-            for text, vector in zip(batch, vectors, strict=True):
-                writer.add(by_text[text], vector)
+            def on_batch(indices: list[int], vectors: np.ndarray) -> None:
+                batch = [missing[i] for i in indices]
+                # The cache is written first: once a batch is paid for, it is never asked for again.
+                self.cache.put(self.embedder.name, batch, vectors)
+                for text, vector in zip(batch, vectors, strict=True):
+                    writer.add(by_text[text], vector)
 
-        if missing:
-            tokens = [by_text[t][0].tokens for t in missing]
-            embed_all(self.embedder, missing, on_batch, token_counts=tokens, on_usage=self._spend)
-            report.embedded += len(missing)
-        writer.flush()
+            if missing:
+                tokens = [by_text[t][0].tokens for t in missing]
+                embed_all(self.embedder, missing, on_batch, token_counts=tokens, on_usage=self._spend)
+                report.embedded += len(missing)
+        except BaseException:
+            writer.abandon()  # the window's chunks stay pending; the next run settles them
+            raise
+        writer.close()
 
         # One commit for the window: on a Chroma server, one generation of the change log.
         report.chunks_removed += self.index.commit_files([(p.record, [c.id for c in p.chunks]) for p in window.files])

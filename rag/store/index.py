@@ -422,9 +422,8 @@ class Index:
             keep = set(new)
             old = [i for i in self._manifest.live_ids_of([r.path for r, _ in files]) if i not in keep]
             generation = self._commit_generation(added=new, removed=old)
-        stale: list[str] = []
-        for record, chunk_ids in files:
-            stale += self._manifest.commit_file(record, chunk_ids)
+        # One manifest transaction for all of them: a commit per file cost more than a short file.
+        stale = [i for ids in self._manifest.commit_files(files) for i in ids]
         self._delete(stale)
         if generation is not None:
             self._manifest.set_meta("generation", generation)
@@ -487,17 +486,23 @@ class Index:
 
     def _fill_keyword(self, progress: SyncProgress | None = None) -> None:
         """Build the keyword index from the manifest when it is missing (or of an older format)."""
-        if not self._keyword.fresh:
+        if not self._keyword.fresh or not self._manifest.chunk_count():
+            if self._keyword.fresh:
+                self._keyword.mark_filled()
             return
         total = self._manifest.chunk_count()
-        if total:
-            done = 0
+        done = 0
+        try:
             for batch in self._manifest.iter_chunks(5000):
                 self._keyword.add(batch, commit=False)
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
             self._keyword.commit()
+        except ValueError:
+            # Tantivy's writer lock is held: another process on this machine is writing the
+            # index, and it filled the keyword index when it opened it.
+            return
         self._keyword.mark_filled()
         if not self._writing:
             self._keyword.release()

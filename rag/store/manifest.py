@@ -158,14 +158,26 @@ class Manifest:
 
     def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> list[str]:
         """Make ``chunk_ids`` the file's live chunks; returns the ids they replace (now stale)."""
+        return self.commit_files([(record, chunk_ids)])[0]
+
+    def commit_files(self, files: Sequence[tuple[FileRecord, Sequence[str]]]) -> list[list[str]]:
+        """``commit_file`` for many files in one transaction (one commit per file costs more
+        than the file on a folder of short notes); returns each file's replaced ids."""
+        replaced: list[list[str]] = []
         with self.transaction() as db:
-            old = [r[0] for r in db.execute("SELECT id FROM chunks WHERE path = ? AND state = 'live'", (record.path,))]
-            keep = set(chunk_ids)
-            old = [i for i in old if i not in keep]
-            _update_state(db, old, "stale")
-            _update_state(db, chunk_ids, "live")
-            _write_file(db, record)
-        return old
+            for record, chunk_ids in files:
+                old = [
+                    r[0] for r in db.execute("SELECT id FROM chunks WHERE path = ? AND state = 'live'", (record.path,))
+                ]
+                keep = set(chunk_ids)
+                replaced.append([i for i in old if i not in keep])
+            # Every file's old ids are read before any state changes; ids hash their path, so
+            # one file's ids are never another's.
+            _update_state(db, [i for ids in replaced for i in ids], "stale")
+            _update_state(db, [i for _, chunk_ids in files for i in chunk_ids], "live")
+            for record, _ in files:
+                _write_file(db, record)
+        return replaced
 
     def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
         """Remember a new mtime for a file whose content did not change, to skip hashing next time."""
