@@ -57,9 +57,15 @@ app = typer.Typer(
 # --- shared helpers ---------------------------------------------------------------------------
 
 
+# Engines a command opened, closed when the command ends: a store left to the garbage
+# collector checkpoints its WAL whenever that happens, even into a file replaced meanwhile.
+_opened: list[Engine] = []
+
+
 def _engine(index: str | None, store: Path | None, **overrides: Any) -> Engine:
     engine = Engine(index=index, store=store, **overrides)
     engine.store.sync_progress = CacheProgress()
+    _opened.append(engine)
     return engine
 
 
@@ -380,3 +386,6 @@ def main() -> None:
             raise
         error(f"unexpected {type(exc).__name__}: {exc} (set RAG_DEBUG=1 for the traceback)")
         sys.exit(EXIT_FAILURE)
+    finally:
+        while _opened:
+            _opened.pop().close()
