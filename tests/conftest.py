@@ -21,6 +21,7 @@ from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
 from tests.openai_server import FakeOpenAI, openai_server
+from tests.sample_docs import write_sample_docs
 from tests.serve_process import offline_server  # noqa: F401  (a fixture: a real `rag serve` per module)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -85,24 +86,7 @@ def settings(isolated: Path) -> Settings:
 @pytest.fixture
 def docs(tmp_path: Path) -> Path:
     """A small folder of text and Markdown files about distinct topics."""
-    root = tmp_path / "docs"
-    (root / "sub").mkdir(parents=True)
-    (root / "volcanoes.txt").write_text(
-        "Volcanoes form where magma reaches the surface.\n\n"
-        "Mount Etna in Sicily is one of the most active volcanoes in Europe. "
-        "Its eruptions are frequent and mostly effusive.\n",
-        encoding="utf-8",
-    )
-    (root / "bees.md").write_text(
-        "# Bees\n\nHoney bees live in colonies with a single queen.\n\n"
-        "## Pollination\n\nBees pollinate flowering plants while collecting nectar.\n",
-        encoding="utf-8",
-    )
-    (root / "sub" / "trains.txt").write_text(
-        "The first public steam railway opened in 1825 between Stockton and Darlington.\n",
-        encoding="utf-8",
-    )
-    return root
+    return write_sample_docs(tmp_path / "docs")
 
 
 @pytest.fixture

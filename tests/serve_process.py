@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.sample_docs import write_sample_docs
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PDF = FIXTURES / "pdf" / "google-doc_zen-of-python.pdf"
 
@@ -100,21 +102,7 @@ def rag_server(env: Mapping[str, str], *args: str, cwd: Path | None = None) -> I
 
 
 def write_docs(root: Path) -> Path:
-    (root / "sub").mkdir(parents=True)
-    (root / "volcanoes.txt").write_text(
-        "Volcanoes form where magma reaches the surface.\n\n"
-        "Mount Etna in Sicily is one of the most active volcanoes in Europe. "
-        "Its eruptions are frequent and mostly effusive.\n",
-        encoding="utf-8",
-    )
-    (root / "bees.md").write_text(
-        "# Bees\n\nHoney bees live in colonies with a single queen.\n\n"
-        "## Pollination\n\nBees pollinate flowering plants while collecting nectar.\n",
-        encoding="utf-8",
-    )
-    (root / "sub" / "trains.txt").write_text(
-        "The first public steam railway opened in 1825 between Stockton and Darlington.\n", encoding="utf-8"
-    )
+    write_sample_docs(root)
     shutil.copy(PDF, root / "zen.pdf")
     return root
 
