@@ -168,4 +168,3 @@ def test_batches_are_planned_to_pad_least() -> None:
     assert padded(planned) < padded(plan_batches(counts, 4))
     # Calls that cost more than padding: fewer, fuller batches.
     assert len(plan_padded_batches(counts, batch_size=4, call_cost=10_000)) == 2
-
