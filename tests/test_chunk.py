@@ -226,3 +226,16 @@ def test_calls_the_counter_a_constant_number_of_times() -> None:
 
     chunk_document(doc_of(prose(2_000)), counting, max_tokens=120, target_tokens=100, overlap=0.15)
     assert len(calls) == 2  # all units at once, then all chunks at once
+
+
+def test_a_short_section_is_counted_once_and_kept_whole() -> None:
+    calls: list[list[str]] = []
+
+    def counting(texts: Sequence[str]) -> list[int]:
+        calls.append(list(texts))
+        return words(texts)
+
+    text = "\n  First sentence here. Second one follows! A third?\n\n"
+    (chunk,) = chunk_document(doc_of(text), counting, max_tokens=120, target_tokens=100, overlap=0.15)
+    assert chunk.text == text.strip() and text[chunk.start : chunk.end] == chunk.text
+    assert calls == [["", text.strip()]]  # not its sentences, and not the finished chunk again

@@ -55,6 +55,29 @@ def test_dynamic_padding_gives_the_same_vectors_as_one_at_a_time(embedder: Local
     assert np.sum(together * alone, axis=1).min() > 0.9999
 
 
+def test_texts_counted_first_embed_to_the_same_vectors_without_tokenizing_again(reference) -> None:
+    sentences, expected = reference
+    counted = LocalEmbedder()
+    counted.count_tokens(sentences[:5])
+    tokenizer, _ = counted._load()
+    calls: list[int] = []
+    real = tokenizer.encode_batch
+
+    class Watching:  # the tokenizer is a Rust object: wrap it rather than patch it
+        def __getattr__(self, name: str):
+            return getattr(tokenizer, name)
+
+        def encode_batch(self, texts, **kwargs):
+            calls.append(len(texts))
+            return real(texts, **kwargs)
+
+    counted._model = (Watching(), counted._model[1])  # type: ignore[index]
+    vectors = counted.embed_batch(sentences)  # five remembered, the rest not
+    assert calls == [len(sentences) - 5]
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    np.testing.assert_array_equal(vectors, LocalEmbedder().embed_batch(sentences))
+
+
 def test_shape_dtype_and_unit_length(embedder: LocalEmbedder) -> None:
     vectors = embedder.embed_batch(["one", "two words", ""])
     assert vectors.shape == (3, embedder.dimension) == (3, 384)
@@ -126,3 +149,22 @@ def test_vendored_graph_is_what_the_generator_writes() -> None:
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
     assert builder.build(model_file("model.safetensors")).SerializeToString() == local.GRAPH.read_bytes()
+
+
+def test_batches_are_planned_to_pad_least() -> None:
+    from rag.embed.base import plan_batches, plan_padded_batches
+
+    # A small window with a long tail: filling batches of 4 in order pads three short
+    # texts to the long one's length.
+    counts = [10, 11, 12, 12, 13, 14, 200]
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(max(counts[i] for i in batch) * len(batch) for batch in batches)
+
+    planned = plan_padded_batches(counts, batch_size=4, call_cost=8)
+    assert sorted(i for batch in planned for i in batch) == list(range(len(counts)))
+    assert all(len(batch) <= 4 for batch in planned)
+    assert planned[-1] == [6]  # the long text alone
+    assert padded(planned) < padded(plan_batches(counts, 4))
+    # Calls that cost more than padding: fewer, fuller batches.
+    assert len(plan_padded_batches(counts, batch_size=4, call_cost=10_000)) == 2

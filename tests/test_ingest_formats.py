@@ -104,9 +104,6 @@ def test_bad_files_get_one_line_each_and_the_rest_is_indexed(
         "cut.xlsx": "damaged .xlsx (truncated or corrupt zip archive)",
         "bomb.docx": "zip bomb? members claim 3.0 GB uncompressed (limit 1.0 GB)",
         "broken.eml": "malformed MIME (",
-        # Stopped by the time limit on a busy machine; on a fast one pypdf's own budget of
-        # tokens per stream stops it first (the time limit itself: tests/test_parse.py).
-        "stall.pdf": "",
     }
     if shutil.which("tesseract"):
         from PIL import Image
@@ -121,13 +118,11 @@ def test_bad_files_get_one_line_each_and_the_rest_is_indexed(
     assert set(failed) == set(expected)
     for name, reason in expected.items():
         assert failed[name].startswith(reason), (name, failed[name])
-    assert failed["stall.pdf"] in (
-        "parsing took longer than 15 s (RAG_PARSE_TIMEOUT), stopped",
-        "damaged PDF: text extraction failed on every page",
-    )
     lines = [line for line in err.splitlines() if line.startswith("failed")]
     assert len(lines) == len(expected) and all(any(name in line for line in lines) for name in expected)
-    assert report["files"]["added"] == 8  # the seven good files and mixed.csv (read with a warning)
+    # The seven good files, mixed.csv (read with a warning), and stall.pdf: pypdf spends
+    # minutes in its content stream, PDFium seconds (the time limit itself: tests/test_parse.py).
+    assert report["files"]["added"] == 9
     code, out, _ = cli("search", "Zoë Köln", "--json", "-k", "1")
     assert json.loads(out)["results"][0]["source"].endswith("mixed.csv")
 

@@ -338,6 +338,27 @@ def test_single_page_pdf() -> None:
     assert "Beautiful is better than ugly." in doc.sections[0].text
 
 
+def test_pdf_text_comes_right_where_pypdf_reads_noise() -> None:
+    """PDFium maps this report's fonts; pypdf's extraction of it is unreadable."""
+    from pypdf import PdfReader
+
+    text = load(PDF / "us-senate_expenditures.pdf").sections[0].text
+    assert "SMITH, ALVARO R" in text and "LEGISLATIVE CORRESPONDENT" in text
+    assert "SMITH" not in (PdfReader(PDF / "us-senate_expenditures.pdf").pages[0].extract_text() or "")
+
+
+def test_a_pdf_pdfium_cannot_open_is_read_by_pypdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pypdfium2
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise pypdfium2.PdfiumError("Failed to load document (PDFium: Data format error).")
+
+    monkeypatch.setattr(pypdfium2, "PdfDocument", refuse)
+    doc = load(PDF / "latex_two-column-lorem.pdf")
+    assert [s.page for s in doc.sections] == [1, 2, 3]
+    assert "adipiscing elit" in doc.sections[0].text and "ﬁ" not in doc.sections[0].text
+
+
 def test_aes_pdf_without_user_password_is_read() -> None:
     doc = load(PDF / "encrypted_aes256_no-user-password.pdf")
     assert [(s.page, s.text) for s in doc.sections] == [

@@ -115,4 +115,3 @@ def test_workers_keep_parsing_while_the_caller_is_busy(tmp_path: Path) -> None:
             time.sleep(0.05)
         rest = list(results)
     assert outcome([first, *rest]) == ["ok"] * 4
-

@@ -168,3 +168,20 @@ def test_index_records_its_embedder_and_refuses_another(settings: Settings) -> N
 def test_bad_index_names_are_usage_errors(name: str) -> None:
     with pytest.raises(UsageError):
         validate_index_name(name)
+
+
+def test_chroma_records_round_trip_and_0_1_records_still_read() -> None:
+    from rag.store.records import from_metadata, to_metadata
+
+    chunk = ChunkRecord("c1", "/d/a.md", "md", 2, 3, "Intro > Ünïcode", 10, 40, 9, 'text with "quotes" and ü')
+    record = FileRecord("/d/a.md", "h" * 64, "sig", "md", 123, 456, None, 0, 0.0)
+    meta = to_metadata(chunk, record)
+    assert set(meta) == {"source", "page", "rag"}  # filters, and one packed string
+    assert from_metadata("c1", None, meta) == (chunk, record)
+
+    old = {  # what 0.1 wrote: a key per field, the text as the record's document
+        "source": "/d/a.md", "kind": "md", "position": 2, "start": 10, "end": 40, "tokens": 9,
+        "file_hash": "h" * 64, "signature": "sig", "file_size": 123, "file_mtime_ns": 456,
+        "page": 3, "heading": "Intro > Ünïcode",
+    }  # fmt: skip
+    assert from_metadata("c1", chunk.text, old) == (chunk, record)

@@ -37,6 +37,9 @@ class Embedder(ABC):
     max_batch_tokens: int = 0
     #: ``embed_batch`` calls that may run at once.
     concurrency: int = 1
+    #: For a model run here, which pads each batch to its longest text: what one more call
+    #: costs, in padded tokens.  Batches are then planned to waste the least (0: fill each).
+    call_cost_tokens: int = 0
     #: False for embedders that call a (possibly paid) API; the extractive answerer then
     #: scores sentences with the local model instead.
     runs_locally: bool = True
@@ -99,6 +102,30 @@ def plan_batches(token_counts: Sequence[int], batch_size: int, max_batch_tokens:
     return batches
 
 
+def plan_padded_batches(token_counts: Sequence[int], batch_size: int, call_cost: int) -> list[list[int]]:
+    """Group text indices into batches of at most ``batch_size`` that cost the least padding.
+
+    Sorted by length, a batch is a run of neighbours and costs its longest text times its
+    size, plus ``call_cost`` per call; dynamic programming finds the cheapest runs.  Filling
+    every batch in order wastes most where lengths jump (a small window, a long tail).
+    """
+    order = sorted(range(len(token_counts)), key=lambda i: token_counts[i])
+    lengths = [token_counts[i] for i in order]
+    best = [0] + [0] * len(order)
+    start = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[end - 1]
+        best[end], start[end] = min(
+            (best[end - size] + longest * size + call_cost, end - size) for size in range(1, min(batch_size, end) + 1)
+        )
+    batches: list[list[int]] = []
+    end = len(order)
+    while end:
+        batches.append(order[start[end] : end])
+        end = start[end]
+    return batches[::-1]
+
+
 BatchCallback = Callable[[list[int], Vectors], None]
 
 
@@ -141,7 +168,10 @@ def embed_all(
     if not texts:
         return result, spent
     counts = list(token_counts) if token_counts is not None else embedder.count_tokens(texts)
-    batches = plan_batches(counts, embedder.batch_size, embedder.max_batch_tokens)
+    if embedder.call_cost_tokens and not embedder.max_batch_tokens:
+        batches = plan_padded_batches(counts, embedder.batch_size, embedder.call_cost_tokens)
+    else:
+        batches = plan_batches(counts, embedder.batch_size, embedder.max_batch_tokens)
 
     def deliver(indices: list[int], vectors: Vectors) -> None:
         result[indices] = vectors

@@ -36,6 +36,9 @@ _BREAK = re.compile(r"\s*\n\s*|(?<=[.!?])\s+|(?<=[.!?][\"'”’»)\]])\s+|(?<=[
 _SPACE = re.compile(r"\s+")
 # A chunk is cut back to a better break only if that keeps it at least this full.
 _MIN_FILL = 0.5
+# Sections up to this many characters per target token are counted whole before being
+# cut into sentences (a word piece is rarely under 3 characters, so most such sections fit).
+_WHOLE_CHARS = 6
 # Units longer than the target are split into pieces of about this share of it, fine
 # enough to pack well and to take overlap from.
 _PIECE = 0.25
@@ -58,23 +61,47 @@ def chunk_document(
     overlap: float,
 ) -> list[ChunkDraft]:
     """Chunks of ``doc``, each within ``max_tokens`` as ``count_tokens`` counts them."""
-    units = [_units(section.text) for section in doc.sections]
-    flat = [
-        (section, unit) for section, section_units in zip(doc.sections, units, strict=True) for unit in section_units
+    # Short sections are counted whole first: one that fits is one chunk, and neither its
+    # sentences nor (in ``_enforce_limit``) the finished chunk need counting again.  Most
+    # files of a folder of notes or passages are one such section.
+    bounds = [_trimmed(section.text, 0, len(section.text)) for section in doc.sections]
+    short = [
+        k
+        for k, (section, (start, end)) in enumerate(zip(doc.sections, bounds, strict=True))
+        if 0 < end - start <= _WHOLE_CHARS * target_tokens
     ]
-    counts = count_tokens(["", *(s.text[u.start : u.end] for s, u in flat)])
+    units = {k: _units(section.text) for k, section in enumerate(doc.sections) if k not in short}
+    flat = [(doc.sections[k], unit) for k, section_units in units.items() for unit in section_units]
+    # One call for all of it: a counter may be a remote API.
+    counts = count_tokens(
+        ["", *(doc.sections[k].text[slice(*bounds[k])] for k in short), *(s.text[u.start : u.end] for s, u in flat)]
+    )
     overhead = counts[0]  # special tokens every text gets ([CLS] and [SEP] for BERT)
     if max_tokens <= overhead:
         raise ValueError(f"max_tokens={max_tokens} leaves no room for text")
     goal = max(min(target_tokens, max_tokens) - overhead, 1)
-    for (_, unit), n in zip(flat, counts[1:], strict=True):
+    whole = {k: n for k, n in zip(short, counts[1 : 1 + len(short)], strict=True) if n - overhead <= goal}
+    unit_counts = counts[1 + len(short) :]
+    # A short section that does not fit after all (dense text): cut into sentences too.
+    extra = {k: _units(doc.sections[k].text) for k in short if k not in whole}
+    if extra:
+        more = [(doc.sections[k], unit) for k, section_units in extra.items() for unit in section_units]
+        unit_counts += count_tokens([s.text[u.start : u.end] for s, u in more])
+        units.update(extra)
+        flat += more
+    for (_, unit), n in zip(flat, unit_counts, strict=True):
         unit.cost = max(n - overhead, 0)
 
     spans: list[tuple[Section, int, int]] = []
-    for section, section_units in zip(doc.sections, units, strict=True):
-        section_units = _split_long(section.text, section_units, goal, count_tokens, overhead)
+    known: dict[int, int] = {}  # token counts of spans already counted as a whole
+    for k, section in enumerate(doc.sections):
+        if k in whole:
+            known[len(spans)] = whole[k]
+            spans.append((section, *bounds[k]))
+            continue
+        section_units = _split_long(section.text, units[k], goal, count_tokens, overhead)
         spans += [(section, start, end) for start, end in _pack(section.text, section_units, goal, overlap)]
-    return _enforce_limit(spans, count_tokens, max_tokens)
+    return _enforce_limit(spans, count_tokens, max_tokens, known)
 
 
 def _units(text: str) -> list[_Unit]:
@@ -215,10 +242,13 @@ def _overlap(text: str, units: list[_Unit], i: int, j: int, budget: float) -> tu
 
 
 def _enforce_limit(
-    spans: list[tuple[Section, int, int]], count_tokens: CountTokens, max_tokens: int
+    spans: list[tuple[Section, int, int]], count_tokens: CountTokens, max_tokens: int, known: dict[int, int]
 ) -> list[ChunkDraft]:
-    """Count each chunk as a whole, and split those over ``max_tokens`` until none is."""
-    counts = count_tokens([section.text[start:end] for section, start, end in spans])
+    """Count each chunk as a whole (unless ``known`` has its count, by position), and split
+    those over ``max_tokens`` until none is."""
+    unknown = [k for k in range(len(spans)) if k not in known]
+    fresh_counts = iter(count_tokens([spans[k][0].text[spans[k][1] : spans[k][2]] for k in unknown]) if unknown else [])
+    counts = [known[k] if k in known else next(fresh_counts) for k in range(len(spans))]
     while any(n > max_tokens for n in counts):
         redo = [k for k, n in enumerate(counts) if n > max_tokens]
         halves = {k: _halve(*spans[k]) for k in redo}

@@ -94,25 +94,32 @@ class _Pending:
 
 
 class _VectorWriter:
-    """Writes vectors to the vector store in batches, in a thread of its own.
+    """Writes vectors, then commits their files, in a thread of its own, for a whole ingest.
 
-    Chroma's per-call cost makes batches of a few hundred much faster, and writing them
-    while the model embeds the next texts hides most of that cost.  ``close`` returns once
-    everything is written (or raises the first error), so a file's commit still comes after
-    its vectors.
+    Chroma's per-call cost makes batches of a few hundred much faster.  A window's commit
+    is queued behind the window's writes, so a file still goes live only after its vectors
+    are stored, while the ingest's thread goes on to embed the next window; ``finished``
+    hands the commits that are done back to that thread, which reports them.
     """
 
-    size = 256  # as cheap per chunk as 512 in Chroma, and 3/4 of a window's writes overlap the model
+    size = 256  # as cheap per chunk as 512 in Chroma
     #: Batches written or waiting at once; bounds the vectors held in memory.
     in_flight = 2
 
-    def __init__(self, ingestor: Ingestor, records: dict[str, FileRecord]) -> None:
+    def __init__(self, ingestor: Ingestor) -> None:
         self._ingestor = ingestor
-        self._records = records
+        #: The files of the windows in flight, for the metadata written with each chunk.
+        self._records: dict[str, FileRecord] = {}
         self._chunks: list[ChunkRecord] = []
         self._rows: list[np.ndarray] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-vectors")
         self._writes: deque[tuple[Future[None], int]] = deque()
+        self._commits: deque[tuple[Future[int], list[_Pending]]] = deque()
+        self._failed = False
+
+    def expect(self, files: Sequence[_Pending]) -> None:
+        """Announce a window's files before their chunks are added."""
+        self._records.update((f.record.path, f.record) for f in files)
 
     def add(self, chunks: Sequence[ChunkRecord], vector: np.ndarray) -> None:
         for chunk in chunks:
@@ -128,24 +135,65 @@ class _VectorWriter:
         chunks, self._chunks = self._chunks, []
         vectors, self._rows = np.stack(self._rows), []
         while len(self._writes) >= self.in_flight:
-            self._reap()
-        write = self._pool.submit(self._ingestor.index.write_vectors, chunks, vectors, self._records)
-        self._writes.append((write, len(chunks)))
+            self._reap_write()
+        self._writes.append((self._pool.submit(self._write, chunks, vectors), len(chunks)))
 
-    def close(self) -> None:
-        """Write what is left and wait for every write; raises the first write's error."""
+    def commit(self, files: list[_Pending]) -> None:
+        """Queue the commit of a window whose chunks have all been added."""
+        self.flush()
+        self._commits.append((self._pool.submit(self._commit, files), files))
+
+    def finished(self, wait: bool = False) -> list[tuple[list[_Pending], int]]:
+        """Windows committed so far, with the old chunks each removed (``wait``: all of them).
+        Raises the first failed write's or commit's error."""
+        while self._writes and (wait or self._writes[0][0].done()):
+            self._reap_write()
+        done = []
+        while self._commits and (wait or self._commits[0][0].done()):
+            commit, files = self._commits.popleft()
+            done.append((files, commit.result()))
+        return done
+
+    def close(self) -> list[tuple[list[_Pending], int]]:
+        """Write and commit what is left; returns the windows committed since ``finished``."""
         try:
             self.flush()
-            while self._writes:
-                self._reap()
+            return self.finished(wait=True)
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def abandon(self) -> None:
-        """After an error or Ctrl-C: write nothing more, let the write under way finish."""
+    def abandon(self) -> list[tuple[list[_Pending], int]]:
+        """After an error or Ctrl-C: start nothing more, let the task under way finish.
+        Returns the windows that were committed (their files are live)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        return [
+            (files, commit.result())
+            for commit, files in self._commits
+            if commit.done() and not commit.cancelled() and commit.exception() is None
+        ]
 
-    def _reap(self) -> None:
+    # In the writer thread: after a failed write nothing more is committed, so a window
+    # whose vectors are not all stored stays pending and the next run settles it.
+
+    def _write(self, chunks: list[ChunkRecord], vectors: np.ndarray) -> None:
+        if self._failed:
+            return
+        try:
+            self._ingestor.index.write_vectors(chunks, vectors, self._records)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _commit(self, files: list[_Pending]) -> int:
+        if self._failed:
+            raise StoreError("not committed: an earlier vector write failed")
+        # One commit for the window: on a Chroma server, one generation of the change log.
+        removed = self._ingestor.index.commit_files([(p.record, [c.id for c in p.chunks]) for p in files])
+        for p in files:
+            self._records.pop(p.record.path, None)
+        return removed
+
+    def _reap_write(self) -> None:
         write, count = self._writes.popleft()
         write.result()
         # Told from the ingest's thread, so progress displays need not be thread-safe.
@@ -234,8 +282,10 @@ class Ingestor:
             limit = min(FIRST_WINDOW_CHUNKS, self.window_chunks)
             changed: dict[Path, _Changed] = {}
             pool = self._parse_pool()
+            writer = _VectorWriter(self)
             try:
-                # Workers parse the next files while this thread chunks and embeds.
+                # Workers parse the next files while this thread chunks and embeds, and the
+                # writer thread stores and commits the last window.
                 for parsed in pool.imap(self._changed_files(found.files, known, report, changed)):
                     self.parse_seconds += parsed.seconds
                     pending = self._chunked(changed.pop(parsed.path), parsed, report)
@@ -245,16 +295,22 @@ class Ingestor:
                     else:
                         self.progress.file_done(str(parsed.path))
                     if window.chunk_count >= limit:
-                        self._flush(window, report)
+                        self._flush(window, report, writer)
                         window = _Window()
                         limit = min(2 * limit, self.window_chunks)
-                self._flush(window, report)
+                self._flush(window, report, writer)
+                self._committed(writer.close(), report)
             except KeyboardInterrupt:
+                self._committed(writer.abandon(), report)
                 report.interrupted = "interrupted: files not yet stored will be indexed by the next run"
                 raise
             except (ProviderError, StoreError) as exc:
                 # Everything committed so far stays; cached vectors make the re-run cheap.
+                self._committed(writer.abandon(), report)
                 report.interrupted = str(exc)
+            except BaseException:
+                writer.abandon()
+                raise
             finally:
                 pool.close()
                 report.chunks_total = self.index.chunk_count()
@@ -377,51 +433,51 @@ class Ingestor:
 
     # --- writing --------------------------------------------------------------------------
 
-    def _flush(self, window: _Window, report: IngestReport) -> None:
+    def _flush(self, window: _Window, report: IngestReport, writer: _VectorWriter) -> None:
+        """Embed a window's chunks (or take them from the cache) and queue their writes and commit."""
         if not window.files:
             return
         chunks = [c for f in window.files for c in f.chunks]
         self.index.stage(chunks)
+        writer.expect(window.files)
 
         # Identical texts (duplicate files, repeated boilerplate) are embedded once.
         by_text: dict[str, list[ChunkRecord]] = {}
         for c in chunks:
             by_text.setdefault(c.text, []).append(c)
         texts = list(by_text)
-        writer = _VectorWriter(self, {f.record.path: f.record for f in window.files})
-        try:
-            cached = self.cache.get(self.embedder.name, texts, self.embedder.dimension)
-            for i, vector in cached.items():
-                writer.add(by_text[texts[i]], vector)
-            report.from_cache += sum(len(by_text[texts[i]]) for i in cached)
+        cached = self.cache.get(self.embedder.name, texts, self.embedder.dimension)
+        for i, vector in cached.items():
+            writer.add(by_text[texts[i]], vector)
+        report.from_cache += sum(len(by_text[texts[i]]) for i in cached)
 
-            missing = [texts[i] for i in range(len(texts)) if i not in cached]
+        missing = [texts[i] for i in range(len(texts)) if i not in cached]
 
-            def on_batch(indices: list[int], vectors: np.ndarray) -> None:
-                batch = [missing[i] for i in indices]
-                # The cache is written first: once a batch is paid for, it is never asked for again.
-                self.cache.put(self.embedder.name, batch, vectors)
-                for text, vector in zip(batch, vectors, strict=True):
-                    writer.add(by_text[text], vector)
+        def on_batch(indices: list[int], vectors: np.ndarray) -> None:
+            batch = [missing[i] for i in indices]
+            # The cache is written first: once a batch is paid for, it is never asked for again.
+            self.cache.put(self.embedder.name, batch, vectors)
+            for text, vector in zip(batch, vectors, strict=True):
+                writer.add(by_text[text], vector)
 
-            if missing:
-                tokens = [by_text[t][0].tokens for t in missing]
-                embed_all(self.embedder, missing, on_batch, token_counts=tokens, on_usage=self._spend)
-                report.embedded += len(missing)
-        except BaseException:
-            writer.abandon()  # the window's chunks stay pending; the next run settles them
-            raise
-        writer.close()
+        if missing:
+            tokens = [by_text[t][0].tokens for t in missing]
+            embed_all(self.embedder, missing, on_batch, token_counts=tokens, on_usage=self._spend)
+            report.embedded += len(missing)
+        writer.commit(window.files)
+        self._committed(writer.finished(), report)
 
-        # One commit for the window: on a Chroma server, one generation of the change log.
-        report.chunks_removed += self.index.commit_files([(p.record, [c.id for c in p.chunks]) for p in window.files])
-        for pending in window.files:
-            if pending.is_new:
-                report.added += 1
-            else:
-                report.updated += 1
-            report.chunks_added += len(pending.chunks)
-            self.progress.file_done(pending.record.path)
+    def _committed(self, windows: list[tuple[list[_Pending], int]], report: IngestReport) -> None:
+        """Count committed windows in the report and tell progress their files are done."""
+        for files, removed in windows:
+            report.chunks_removed += removed
+            for pending in files:
+                if pending.is_new:
+                    report.added += 1
+                else:
+                    report.updated += 1
+                report.chunks_added += len(pending.chunks)
+                self.progress.file_done(pending.record.path)
 
     def _spend(self, usage: Usage) -> None:
         self.spent += usage

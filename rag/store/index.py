@@ -394,15 +394,14 @@ class Index:
         self._keyword.add(chunks, commit=False)
         self._keyword_dirty = True
         # The collection holds each chunk's text and metadata: a server's other machines,
-        # and ``rebuild_from_vectors`` (a damaged manifest), rebuild from it.  (Leaving them
-        # out doubled the embedded write rate; Chroma indexes texts for full-text search.)
+        # and ``rebuild_from_vectors`` (a damaged manifest), rebuild from it.
         metadatas = [to_metadata(c, files[c.path]) for c in chunks]
         if self._server is not None:
             # Tagged with the generation that will commit them: chunks tagged beyond the
             # server's head belong to a writer that died, and the next one deletes them.
             generation = self._generation() + 1
             metadatas = [{**m, GEN_KEY: generation} for m in metadatas]
-        self._vectors.upsert([c.id for c in chunks], vectors, [c.text for c in chunks], metadatas)
+        self._vectors.upsert([c.id for c in chunks], vectors, None, metadatas)
 
     def commit_file(self, record: FileRecord, chunk_ids: Sequence[str]) -> int:
         """Make ``chunk_ids`` (staged, vectors written) the file's chunks; returns how many old ones went."""

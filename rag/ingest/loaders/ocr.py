@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,8 @@ OcrMode = Literal["auto", "never", "always"]
 OCR_MODES: tuple[OcrMode, ...] = ("auto", "never", "always")
 INSTALL_HINT = "install Tesseract to OCR it (apt-get install tesseract-ocr, or brew install tesseract)"
 DPI = 300
+#: PDFium is not thread-safe: every use of it (text here, rendering for OCR) takes this.
+PDFIUM_LOCK = threading.Lock()
 
 
 class OcrUnavailable(Exception):
@@ -53,21 +56,22 @@ def ocr_image(image: bytes) -> str:
 
 def render_pages(path: Path, data: bytes, pages: list[int]) -> dict[int, bytes]:
     """Pages (1-based) of a PDF as grayscale PGM images at ``DPI``."""
-    import pypdfium2 as pdfium  # lazily: only scanned PDFs need it
+    import pypdfium2 as pdfium  # lazily: only PDFs need it
 
-    try:
-        document = pdfium.PdfDocument(data)
-    except Exception as exc:
-        raise DocumentError(path, f"damaged PDF: cannot render it for OCR ({exc})") from None
-    images: dict[int, bytes] = {}
-    try:
-        for number in pages:
-            page = document[number - 1]
-            bitmap = page.render(scale=DPI / 72, grayscale=True)
-            images[number] = _pgm(bitmap)
-            page.close()
-    finally:
-        document.close()
+    with PDFIUM_LOCK:
+        try:
+            document = pdfium.PdfDocument(data)
+        except Exception as exc:
+            raise DocumentError(path, f"damaged PDF: cannot render it for OCR ({exc})") from None
+        images: dict[int, bytes] = {}
+        try:
+            for number in pages:
+                page = document[number - 1]
+                bitmap = page.render(scale=DPI / 72, grayscale=True)
+                images[number] = _pgm(bitmap)
+                page.close()
+        finally:
+            document.close()
     return images
 
 
