@@ -14,8 +14,10 @@ order within each source, each source cited; or a refusal when the best score is
 the calibrated threshold (``rag.answer.relevance``).  ``choose`` then checks that the
 quoted text is about what was asked (``rag.answer.focus``): a sentence whose chunk lacks an
 identifier or number of the question ("HTTP/3") never answers, and the answer is declined
-when its chunks lack most of the question's weight; a decline says what the documents
-cover instead when it can ("The documents mention HTTP/1.1 and HTTP/2, not HTTP/3.").
+when its chunks lack most of the question's weight, or when the quoted sentences contradict
+what the question assumes (``rag.answer.contrast``: "last" asked of "the first person",
+"1970" of a sentence about 1973); a decline says what the documents cover instead when it
+can ("The documents mention HTTP/1.1 and HTTP/2, not HTTP/3.").
 The words that answer are marked in ``Answer.spans`` (``rag.answer.span``).  A follow-up
 in a chat is scored against the question as typed and as expanded with the
 conversation's subject (``follow_up``).  benchmarks/squad_answerability.py measured every
@@ -38,9 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag import prompts
-from rag.answer import focus, relevance
+from rag.answer import contrast, focus, relevance
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
+from rag.answer.contrast import negated
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
 from rag.results import HEADING_SEPARATOR, ROWS_PREFIX, Answer, Hit, Span
@@ -164,16 +167,6 @@ def answer_pattern(question: str) -> re.Pattern[str] | None:
     return next((answer for asks, answer in _ANSWER_PATTERNS if asks.search(question)), None)
 
 
-_NEGATION = re.compile(
-    r"\b(?:not|never|no|none|nothing|nobody|neither|nor|without|cannot|unable)\b|n't\b", re.IGNORECASE
-)
-
-
-def negated(text: str) -> bool:
-    """True when ``text`` holds a negation ("not", "never", "didn't", ...)."""
-    return _NEGATION.search(text) is not None
-
-
 def coverage(question: set[str], text: set[str]) -> float:
     """Share of the question's content words found in ``text`` (1.0 for a question with none)."""
     return len(question & text) / len(question) if question else 1.0
@@ -239,7 +232,9 @@ def choose(
 
     A sentence may answer only if its chunk holds every identifier and number the question
     names (``HTTP/3``, ``231``): nothing paraphrases those.  The chosen sentences are then
-    declined when their chunks lack most of the question's weight (``focus.MAX_MISSING``).
+    declined when their chunks lack most of the question's weight (``focus.MAX_MISSING``),
+    or when they contradict what the question assumes (``contrast.conflict``: "decline"
+    asked of "a sharp rise", "1970" asked of a sentence about 1973).
     """
     asked = focus.terms(question)
     hard = [t for t in asked if t.kind != "word"]
@@ -257,6 +252,8 @@ def choose(
     check = focus.check(question, sentences, [hits[i].text for i in cited], rarity)
     if check.missing_share > focus.MAX_MISSING:
         return _near_miss([], hits, cited, rarity, unknown_of=check.missing)
+    if contrast.conflict(question, " ".join(sentences)) is not None:
+        return Choice([])  # the quoted sentence is about something else than what was asked
     return Choice(chosen)
 
 

@@ -13,9 +13,10 @@ has its own values.  Two thresholds:
 benchmarks/squad_answerability.py measures both for the local model.  For
 ``local:all-MiniLM-L6-v2``, on SQuAD v2 dev (part a) plus 300 off-topic SciFact claims:
 a gate of 0.25 declines 93% of off-topic questions and 0.4% of answerable ones; a
-sentence threshold of 0.57, with the extractive answerer's focus-term check, answers 81.6%
-of answerable questions with the gold answer in a cited chunk, and declines 10.3% of them
-against 30.9% of the unanswerable ones (0.60 without the check: 82.5%, 8.5% and 25.7%).
+sentence threshold of 0.55, with the extractive answerer's focus-term and contrast checks,
+answers 81.8% of answerable questions with the gold answer in a cited chunk, and declines
+10.1% of them against 35.9% of the unanswerable ones (0.57 without the contrast check:
+81.6%, 10.3% and 30.9%; 0.60 without either: 82.5%, 8.5% and 25.7%).
 
 ``keyword_match`` is the gate's other evidence: a chunk holding every focus term of the
 question passes whatever its cosine (with the calibrated threshold; ``RAG_MIN_SCORE`` is
@@ -49,9 +50,11 @@ DEFAULT_MIN_RELEVANCE = 0.1
 #: coverage, less penalties; see ``rag.answer.extractive``), by the embedder that scores
 #: sentences (the local one unless the index's own embedder is another local model).
 MIN_SENTENCE_SCORE: dict[str, float] = {
-    # 0.60 before the focus-term check (rag.answer.focus) declined a share of what it passed;
-    # re-set so that about 80% of SQuAD's answerable questions are still answered with gold.
-    "local:all-MiniLM-L6-v2": 0.57,
+    # 0.60 before the focus-term check (rag.answer.focus) declined a share of what it passed,
+    # 0.57 before the contrast check (rag.answer.contrast): each time re-set so that at least
+    # 80% of SQuAD's answerable questions are still answered with gold, on all of part A and
+    # on each half of its paragraphs (0.57 left the harder half at 79.3%).
+    "local:all-MiniLM-L6-v2": 0.55,
 }
 DEFAULT_MIN_SENTENCE_SCORE = 0.5
 
