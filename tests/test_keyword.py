@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.store.keyword import KeywordIndex, keyword_terms
+import pytest
+
+from rag.store.keyword import KeywordIndex, index_terms, keyword_terms, rsj_boost
 
 
 @dataclass(frozen=True)
@@ -125,3 +128,44 @@ def test_document_frequencies_count_chunks_holding_a_phrase(tmp_path: Path) -> N
     )
     counts = index.document_frequencies(["New York", "york", "subways", "Paris", "..."])
     assert counts == {"New York": 2, "york": 3, "subways": 2, "Paris": 0}  # stemmed; punctuation alone is no phrase
+
+
+def test_terms_are_stemmed_as_fts5s_porter_tokenizer_stemmed_them() -> None:
+    # rag 0.1's keyword index (SQLite FTS5) is the reference its rankings were measured with.
+    text = (
+        "PPAR-RXRs bind SNPs in DCs; generalization of the dying cells' responses, "
+        "Naïve T cells and a résumé of 12 studies, HIF-1α included"
+    )
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='porter unicode61 remove_diacritics 2')")
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+    db.execute("INSERT INTO t VALUES (?)", (text,))
+    fts5 = [term for (term,) in db.execute("SELECT term FROM v ORDER BY offset")]
+    assert index_terms(text) == fts5
+
+
+def test_a_plural_without_vowels_finds_its_singular(tmp_path: Path) -> None:
+    # Snowball's English stemmer keeps the "s" of "RXRs"; Porter's (FTS5's) drops it.
+    index = KeywordIndex(tmp_path / "kw")
+    index.add([Chunk("r", "/d/r.txt", "PPAR-RXRs are activated by ligands."), *CHUNKS])
+    assert _ids(index.search("What binds RXR?", 5)) == ["r"]
+    assert _ids(index.search("snp", 5)) == []
+    index.add([Chunk("s", "/d/s.txt", "Two SNPs were found.")])
+    assert _ids(index.search("snp", 5)) == ["s"]
+
+
+def test_a_word_in_most_chunks_adds_almost_nothing(tmp_path: Path) -> None:
+    # FTS5's idf, ln((N - n + 0.5) / (n + 0.5)) floored near zero, not Lucene's ln(1 + ...):
+    # "cell" is in five of six chunks, so holding it beside "apoptosis" earns next to nothing.
+    index = KeywordIndex(tmp_path / "kw")
+    index.add(
+        [
+            Chunk("a", "/d/a.txt", "apoptosis in liver tissue"),
+            Chunk("b", "/d/b.txt", "apoptosis in cell tissue"),
+            *[Chunk(f"c{i}", f"/d/c{i}.txt", f"cell culture number {i}") for i in range(4)],
+        ]
+    )
+    scores = dict(index.search("cell apoptosis", 10))
+    assert scores["b"] == pytest.approx(scores["a"], rel=1e-4)
+    assert scores["a"] > 100 * scores["c0"] > 0
+    assert rsj_boost(6, 5) < 1e-5 < rsj_boost(6, 2) < 1 < rsj_boost(6, 1) + 1
