@@ -40,7 +40,9 @@ def test_conflicts_on_hand_checked_near_misses(question: str, sentence: str, rea
         ("Which river is the second-longest?", "The Rhine is the second-longest river in Central Europe."),
         ("When did Apollo 11 land?", "The lunar module landed on July 20, 1969."),
         ("Who did not sign the treaty?", "The king was unable to sign it."),  # negated on both sides
+        ("How can I subscribe to the list?", "To subscribe or unsubscribe, visit the list's page."),
         ("How long is the Rhine?", "The Rhine is about 1,230 kilometres long, unless measured at its delta."),
+        ("How can I subscribe to the list?", "To subscribe or unsubscribe via the web, visit the list page."),
     ],
 )
 def test_no_conflict_where_the_sentence_answers(question: str, sentence: str) -> None:

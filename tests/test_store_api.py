@@ -229,7 +229,7 @@ def test_the_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     namespace: dict[str, Any] = {}
     exec(compile(source, str(README), "exec"), namespace)
     names = asyncio.run(namespace["readme"]())
-    assert names["report"].added == 2 and names["report"].failed == []
+    assert names["report"].added == len(list(papers.glob("*.pdf"))) > 0 and names["report"].failed == []
     assert all(h.source.endswith(".pdf") and 1 <= (h.page or 0) <= 3 for h in names["hits"])
     assert names["stream"].answer is not None
     assert len(names["chat"].turns) == 2

@@ -178,6 +178,6 @@ def _negated(asked: list[str], said: set[str], asked_set: set[str]) -> bool:
     for word in said - asked_set:
         for prefix in ("non", "un", "dis"):
             base = word[len(prefix) :].lstrip("-")
-            if word.startswith(prefix) and len(base) >= _BASE and base in asked_set:
+            if word.startswith(prefix) and len(base) >= _BASE and base in asked_set and base not in said:
                 return True
     return False
