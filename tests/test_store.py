@@ -185,3 +185,33 @@ def test_chroma_records_round_trip_and_0_1_records_still_read() -> None:
         "page": 3, "heading": "Intro > Ünïcode",
     }  # fmt: skip
     assert from_metadata("c1", chunk.text, old) == (chunk, record)
+
+
+def test_a_broad_path_filter_post_filters_the_nearest_and_agrees_with_chromas_filter(settings: Settings) -> None:
+    rng = np.random.default_rng(7)
+    index = Index.open(settings, "filtered", create=True)
+    index.bind_embedder("hash:v1", 16)
+    paths = [f"/docs/f{n}.txt" for n in range(20)]
+    for f, path in enumerate(paths):
+        chunks = [_chunk(f * 10 + j, f"text {f} {j}", path) for j in range(10)]
+        vectors = rng.standard_normal((10, 16)).astype(np.float32)
+        index.add_file(_file(path, 10), chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    calls: list[dict[str, object]] = []
+    real_query = index._vectors.query
+
+    def watched(vector, k, **filters):  # type: ignore[no-untyped-def]
+        calls.append({"k": k, **filters})
+        return real_query(vector, k, **filters)
+
+    index._vectors.query = watched  # type: ignore[method-assign]
+    for kept, k in ((paths[:5], 2), (paths[:1], 12)):  # a quarter of the chunks; then fewer than k
+        for _ in range(5):
+            query = rng.standard_normal(16).astype(np.float32)
+            calls.clear()
+            got = index.dense(query, k, paths=kept)
+            assert got == real_query(query, k, paths=kept)  # the same ids, order and scores
+            if k == 2:
+                assert len(got) == 2 and calls == [{"k": 16}]  # one unfiltered search: 2 x 2 x 200 / 50
+            else:
+                assert len(got) == 10 and calls == [{"k": 12, "paths": kept, "pages": None}]  # Chroma filters
+    index.close()

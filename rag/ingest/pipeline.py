@@ -37,7 +37,7 @@ from rag.usage import Usage
 # Chunks in the first window of an ingest (see ``Ingestor.run``).
 FIRST_WINDOW_CHUNKS = 64
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
-RECIPE_VERSION = "2"  # 2: Office files, tables, OCR of scanned pages
+RECIPE_VERSION = "3"  # 2: Office files, tables, OCR of scanned pages; 3: PDF text from PDFium
 
 
 class Progress(Protocol):

@@ -204,13 +204,13 @@ class Manifest:
     def unsettled_count(self) -> int:
         return int(self._query("SELECT count(*) FROM chunks WHERE state != 'live'")[0][0])
 
-    def live_among(self, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` are live."""
-        found: set[str] = set()
+    def live_paths(self, ids: Sequence[str]) -> dict[str, str]:
+        """The file of each of ``ids`` that is live."""
+        found: dict[str, str] = {}
         for part in _parts(ids):
             marks = ",".join("?" * len(part))
-            rows = self._query(f"SELECT id FROM chunks WHERE state = 'live' AND id IN ({marks})", part)
-            found.update(r[0] for r in rows)
+            rows = self._query(f"SELECT id, path FROM chunks WHERE state = 'live' AND id IN ({marks})", part)
+            found.update((r[0], r[1]) for r in rows)
         return found
 
     def live_ids_of(self, paths: Iterable[str]) -> list[str]:
