@@ -42,7 +42,6 @@ def test_conflicts_on_hand_checked_near_misses(question: str, sentence: str, rea
         ("Who did not sign the treaty?", "The king was unable to sign it."),  # negated on both sides
         ("How can I subscribe to the list?", "To subscribe or unsubscribe, visit the list's page."),
         ("How long is the Rhine?", "The Rhine is about 1,230 kilometres long, unless measured at its delta."),
-        ("How can I subscribe to the list?", "To subscribe or unsubscribe via the web, visit the list page."),
     ],
 )
 def test_no_conflict_where_the_sentence_answers(question: str, sentence: str) -> None:

@@ -108,9 +108,9 @@ class Retriever:
     #
     #   nDCG@10          SciFact train  SciFact test  SQuAD (part A)
     #   dense                0.680          0.670         0.777
-    #   keyword (BM25)       0.686          0.675         0.859
-    #   RRF, k=60            0.718          0.724         0.856   (below BM25)
-    #   min-max, equal       0.733          0.735         0.887
+    #   keyword (BM25)       0.688          0.673         0.860
+    #   RRF, k=60            0.718          0.724         0.856   (below BM25; with 0.1's FTS5)
+    #   min-max, equal       0.734          0.736         0.889
     #
     # Scores keep what ranks throw away: a method that is sure of a hit (a rare term, a
     # close paraphrase) puts it far above the rest of its list and carries it, and one that
