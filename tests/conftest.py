@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,16 @@ from tests.serve_process import offline_server  # noqa: F401  (a fixture: a real
 FIXTURES = Path(__file__).parent / "fixtures"
 #: The key the fake OpenAI server expects; distinctive, so tests can show it never leaks.
 OPENAI_TEST_KEY = "sk-proj-SECRETkey0123456789abcdefXYZ"
+
+
+def deliver_ctrl_c() -> None:
+    """``preexec_fn`` for a child a test sends Ctrl-C: undo an inherited SIG_IGN.
+
+    A shell starts background jobs (``.ci/run &``) with SIGINT ignored, their children
+    inherit that, and Python installs no KeyboardInterrupt handler when it starts with
+    SIGINT ignored: the signal would never arrive.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class HashEmbedder(Embedder):

@@ -22,7 +22,7 @@ import pytest
 
 from rag import Engine
 from rag.settings import Settings
-from tests.conftest import Cli
+from tests.conftest import Cli, deliver_ctrl_c
 from tests.openai_server import FakeOpenAI, openai_server, settings_for
 
 TOPICS = {
@@ -288,6 +288,7 @@ def test_interactive_chat_streams_stops_on_ctrl_c_and_knows_its_commands(
         encoding="utf-8",
         timeout=60,
         dimensions=(40, 200),
+        preexec_fn=deliver_ctrl_c,
     )
     try:
         child.expect("session tty")

@@ -20,7 +20,7 @@ import pytest
 from rag import Engine
 from rag.embed import factory
 from rag.errors import EmbedderMismatchError, IndexLockedError, StoreError
-from tests.conftest import FIXTURES, HashEmbedder
+from tests.conftest import FIXTURES, HashEmbedder, deliver_ctrl_c
 
 
 def _engine(**overrides) -> Engine:
@@ -238,6 +238,7 @@ class SlowIngest:
         self.process = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(script), str(folder)],
             env=env,
+            preexec_fn=deliver_ctrl_c,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
