@@ -36,6 +36,9 @@ class Slow(HashEmbedder):
     def __init__(self):
         super().__init__(provider="hash")
     def embed_batch(self, texts):
+        # Holding the lease (an ingest embeds under it) until the test creates this file.
+        while os.environ.get("HOLD_UNTIL") and not os.path.exists(os.environ["HOLD_UNTIL"]):
+            time.sleep(0.01)
         time.sleep(float(os.environ.get("EMBED_DELAY", "0.02")))
         return super().embed_batch(texts)
 
@@ -92,11 +95,19 @@ def _folder(root: Path, tag: str, n: int) -> Path:
 
 
 def _writer(
-    folder: Path, url: str, home: Path, *, delay: float = 0.02, ttl: float = 60, kill_at: str = ""
+    folder: Path,
+    url: str,
+    home: Path,
+    *,
+    delay: float = 0.02,
+    ttl: float = 60,
+    kill_at: str = "",
+    hold_until: Path | None = None,
 ) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "KILL_AT": kill_at,
+        "HOLD_UNTIL": str(hold_until or ""),
         "RAG_HOME": str(home),
         "EMBED_DELAY": str(delay),
         "RAG_LOCK_TIMEOUT": "120",
@@ -149,10 +160,13 @@ def test_two_machines_writing_at_once_end_with_exactly_the_union(
 ) -> None:
     url = fresh_index
     alpha, beta = _folder(tmp_path / "alpha", "alpha", 12), _folder(tmp_path / "beta", "beta", 12)
-    first = _writer(alpha, url, tmp_path / "machine-a")
-    # The second starts while the first holds the lease, so the two really overlap.
+    go = tmp_path / "go"
+    first = _writer(alpha, url, tmp_path / "machine-a", hold_until=go)
+    # The second starts while the first holds the lease (the first waits for ``go`` under
+    # it, so this cannot miss a short ingest), and the two really overlap.
     _wait_for(lambda: Lease(_client(url), "team", ttl=1).holder() is not None, "the first writer's lease")
     second = _writer(beta, url, tmp_path / "machine-b")
+    go.touch()
     out_a, err_a = first.communicate(timeout=300)
     out_b, err_b = second.communicate(timeout=300)
     assert first.returncode == 0, err_a
