@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+from rag import Engine
 
 
 def write_sample_docs(root: Path) -> Path:
@@ -24,3 +27,13 @@ def write_sample_docs(root: Path) -> Path:
         encoding="utf-8",
     )
     return root
+
+
+def offline_engine(corpus: Mapping[str, str], folder: Path, store: Path, index: str) -> Engine:
+    """An index of ``corpus`` (file name to text), written into ``folder``, with the local
+    model and the extractive answerer: what the answerer tests ask real questions of."""
+    for name, text in corpus.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    engine = Engine(index=index, store=store, embedding__embedder="local", llm__llm="none")
+    engine.ingest([folder])
+    return engine

@@ -9,6 +9,7 @@ import pytest
 from rag import prompts
 from rag.answer import contrast
 from rag.engine import Engine
+from tests.sample_docs import offline_engine
 
 
 @pytest.mark.parametrize(
@@ -73,14 +74,7 @@ CORPUS = {
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    root = tmp_path_factory.mktemp("corpus")
-    for name, text in CORPUS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    engine = Engine(
-        index="contrast", store=tmp_path_factory.mktemp("store"), embedding__embedder="local", llm__llm="none"
-    )
-    engine.ingest([root])
-    return engine
+    return offline_engine(CORPUS, tmp_path_factory.mktemp("corpus"), tmp_path_factory.mktemp("store"), "contrast")
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from rag.results import Hit
 from rag.settings import Settings
 from rag.store.store import Store
 from tests.conftest import HashEmbedder
+from tests.sample_docs import offline_engine
 
 # --- sentences --------------------------------------------------------------------------------
 
@@ -185,13 +186,7 @@ CORPUS = {
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    root = tmp_path_factory.mktemp("corpus")
-    for name, text in CORPUS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    store = tmp_path_factory.mktemp("store")
-    engine = Engine(index="corpus", store=store, embedding__embedder="local", llm__llm="none")
-    engine.ingest([root])
-    return engine
+    return offline_engine(CORPUS, tmp_path_factory.mktemp("corpus"), tmp_path_factory.mktemp("store"), "corpus")
 
 
 @pytest.mark.slow
