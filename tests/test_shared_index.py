@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from rag import Engine
+from rag.embed import factory
 from rag.errors import IndexLockedError
 from rag.store.remote import Lease
 from tests.chroma_server import chroma_run
-from tests.conftest import Cli
+from tests.conftest import Cli, HashEmbedder
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -34,7 +35,8 @@ from rag import Engine
 class Slow(HashEmbedder):
     batch_size = 4
     def __init__(self):
-        super().__init__(provider="hash")
+        # Its own provider name: a "hash:v1" index would be reopened with the plain HashEmbedder.
+        super().__init__(provider="slow")
     def embed_batch(self, texts):
         # Holding the lease (an ingest embeds under it) until the test creates this file.
         while os.environ.get("HOLD_UNTIL") and not os.path.exists(os.environ["HOLD_UNTIL"]):
@@ -135,8 +137,10 @@ def _server_ids(url: str) -> set[str]:
 
 
 def _machine(url: str, home: Path, monkeypatch: pytest.MonkeyPatch, lock_timeout: float = 10) -> Engine:
+    """A machine that reads (and writes) the writers' index: same vectors, under their "slow" name."""
     monkeypatch.setenv("RAG_HOME", str(home))
-    return Engine(index="team", embedding__embedder="hash", store__chroma_url=url, store__lock_timeout=lock_timeout)
+    monkeypatch.setitem(factory._PROVIDERS, "slow", lambda model, settings: HashEmbedder(provider="slow"))
+    return Engine(index="team", embedding__embedder="slow", store__chroma_url=url, store__lock_timeout=lock_timeout)
 
 
 def _check_machine(engine: Engine, server_ids: set[str], tags: dict[str, int]) -> None:
