@@ -113,10 +113,10 @@ class Builder:
 
 
 def latencies(index: Index, corpus: Corpus, queries: list[str], filtered: bool) -> dict[str, tuple[float, float]]:
-    retriever = Retriever(index, corpus.embedder)  # type: ignore[arg-type]
+    retriever = Retriever(index, corpus.embedder)
     # Files whose number ends in 3: a tenth of them, as a glob a user would type.
     filters = Filters(paths=("/corpus/*3.txt",)) if filtered else None
-    out = {}
+    out: dict[str, tuple[float, float]] = {}
     for mode in MODES:
         for q in queries[:10]:
             retriever.search(q, 10, mode=mode, filters=filters)

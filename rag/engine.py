@@ -218,7 +218,7 @@ class Engine:
         if index.chunk_count() == 0:
             return Hits()
         retrieval = self.settings.retrieval
-        return Retriever(index, self.embedder()).search(
+        hits = Retriever(index, self.embedder()).search(
             query,
             k or retrieval.k,
             mode=mode or retrieval.mode,
@@ -226,6 +226,8 @@ class Engine:
             use_mmr=retrieval.mmr if mmr is None else mmr,
             mmr_lambda=retrieval.mmr_lambda,
         )
+        self.record_usage(hits.usage, kind="embedding")
+        return hits
 
     async def asearch(self, query: str, **kwargs: Any) -> Hits:
         return await asyncio.to_thread(self.search, query, **kwargs)
@@ -297,6 +299,8 @@ class Engine:
             answer = moderator.screen_answer(answerer, answer)
         answer.seconds = round(time.perf_counter() - started, 3)
         self.record_usage(answer.usage)
+        # The asker spent the query's embedding too (``search`` recorded it as embedding).
+        answer.usage = answer.usage + hits.usage
         return answer
 
     def moderator(self) -> Moderator | None:

@@ -99,6 +99,9 @@ class Hit:
 class Hits(list[Hit]):
     """Search results: a list of ``Hit`` that renders as a table in Jupyter."""
 
+    #: What embedding the query cost (nothing with a local model).
+    usage: Usage = Usage()
+
     def _repr_markdown_(self) -> str:
         if not self:
             return "*No results.*"

@@ -101,6 +101,24 @@ def test_a_damaged_index_names_itself_and_rag_repair_rebuilds_it(cli: Cli, docs:
     assert hits_after and hits_after == [h["chunk_id"] for h in json.loads(before)["results"]]
 
 
+def test_status_lists_the_other_indexes_when_one_is_damaged(cli: Cli, docs: Path, isolated: Path) -> None:
+    assert cli("ingest", str(docs), "--embedder", "hash")[0] == 0
+    assert cli("ingest", str(docs), "--embedder", "hash", "--index", "notes")[0] == 0
+    path = _damage(isolated, "notes")
+
+    code, out, err = cli("status")
+    assert code == 1
+    assert "default  hash:v1  3 files" in out and "notes  unreadable" in out
+    assert "index 'notes' is damaged" in err and str(path) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+    code, out, _ = cli("status", "--json")
+    assert code == 1
+    by_name = {i["name"]: i for i in json.loads(out)["indexes"]}
+    assert by_name["default"]["files"] == 3 and by_name["default"]["error"] is None
+    assert "is damaged" in by_name["notes"]["error"]
+
+
 def test_ingest_recovers_a_damaged_index_without_embedding_again(cli: Cli, docs: Path, isolated: Path) -> None:
     assert cli("ingest", str(docs), "--embedder", "hash")[0] == 0
     _damage(isolated)

@@ -147,12 +147,22 @@ def test_a_failing_api_stops_with_one_line_and_keeps_what_was_stored(fake_openai
 def test_search_and_ask_use_the_index_embedder_and_the_chat_model(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     folder = _folder(tmp_path / "notes", n=5)
     assert _rag(fake_openai, "ingest", str(folder)).returncode == 0
+
+    def embedding_requests() -> int:
+        rows = json.loads(_rag(fake_openai, "status", "--json").stdout)["indexes"][0]["usage"]
+        return sum(row["requests"] for row in rows if row["kind"] == "embedding")
+
+    ingested = embedding_requests()
+    assert _rag(fake_openai, "search", "shelf 3").returncode == 0
+    assert embedding_requests() == ingested + 1  # the query's embedding is paid for too
     fake_openai.reply("Item 3 is on shelf 3 [1].")
     result = _rag(fake_openai, "ask", "Where is item 3 stored?", "--json")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["model"] == "gpt-4o-mini" and answer["citations"] and not answer["refused"]
     assert answer["usage"]["prompt_tokens"] > 0 and answer["usage"]["cost_usd"] > 0
+    assert answer["usage"]["requests"] == 2  # the chat completion and the question's embedding
+    assert embedding_requests() == ingested + 2
     query = fake_openai.requests_to("/embeddings")[-1].body
     assert query["model"] == "text-embedding-3-small" and query["input"] == ["Where is item 3 stored?"]
     # The answer's tokens are added to the index's totals.

@@ -169,3 +169,18 @@ def test_a_word_in_most_chunks_adds_almost_nothing(tmp_path: Path) -> None:
     assert scores["b"] == pytest.approx(scores["a"], rel=1e-4)
     assert scores["a"] > 100 * scores["c0"] > 0
     assert rsj_boost(6, 5) < 1e-5 < rsj_boost(6, 2) < 1 < rsj_boost(6, 1) + 1
+
+
+def test_stems_stay_right_when_the_stem_cache_overflows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import Stemmer
+
+    from rag.store import keyword
+
+    porter = Stemmer.Stemmer("porter")
+    monkeypatch.setattr(keyword, "_stems", {})
+    monkeypatch.setattr(keyword, "_STEMS_MAX", 3)
+    assert index_terms("running") == ["run"]
+    # Three new words overflow the cache, which drops "running" before it is looked up.
+    text = "running connections generalized ponies"
+    assert index_terms(text) == porter.stemWords(text.split())
+    assert "running" not in keyword._stems and keyword._stems["ponies"] == "poni"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag import prompts, tokens
@@ -53,7 +53,8 @@ class Conversation:
     (``.name``).  ``save=False`` keeps the conversation in memory only.  ``llm``, ``model``,
     ``k``, ``filters`` and ``mode`` are as for ``Engine.ask``; ``rewrite_followups=False``
     retrieves with the question as typed; ``history_tokens`` caps the history sent with a
-    question.  One conversation is one user's: its questions are answered one at a time.
+    question; ``history`` continues from earlier turns the caller kept.  One conversation is
+    one user's: its questions are answered one at a time.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class Conversation:
         save: bool = True,
         rewrite_followups: bool = True,
         history_tokens: int | None = MAX_HISTORY_TOKENS,
+        history: Sequence[ChatTurn] = (),
         **ask_options: Any,
     ) -> None:
         unknown = set(ask_options) - ASK_OPTIONS
@@ -95,6 +97,8 @@ class Conversation:
             self._turns = self._store.turns(self.name)
         #: True when the session already held turns (it was resumed).
         self.resumed = bool(self._turns)
+        # Turns a client kept itself (the /v1 API sends the whole conversation each time).
+        self._turns.extend(history)
 
     def __repr__(self) -> str:
         return f"Conversation(name={self.name!r}, index={self.engine.index_name!r}, turns={len(self._turns)})"

@@ -44,6 +44,7 @@ from rag.errors import EXIT_FAILURE, RagError
 from rag.results import display_path
 from rag.retrieve.search import Filters
 from rag.settings import Settings, default_config_file
+from rag.store.store import IndexInfo
 
 app = typer.Typer(
     name="rag",
@@ -268,32 +269,44 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     infos = engine.indexes()
     if as_json:
         print_json({"store": engine.layout.description, "indexes": [i.to_dict() for i in infos]})
+    else:
+        out.print(f"store: {escape(engine.layout.description)}")
+        if not infos:
+            out.print("no indexes yet: run `rag ingest PATH`")
+        for info in infos:
+            _print_status(info)
+    # One unreadable index is reported (a line each on stderr, exit 1); the rest are listed.
+    broken = [info.error for info in infos if info.error]
+    for message in broken:
+        error(message)
+    if broken:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _print_status(info: IndexInfo) -> None:
+    if info.error:
+        out.print(f"[bold]{escape(info.name)}[/]  unreadable (see the error below)")
         return
-    out.print(f"store: {escape(engine.layout.description)}")
-    if not infos:
-        out.print("no indexes yet: run `rag ingest PATH`")
-        return
-    for info in infos:
+    out.print(
+        f"[bold]{info.name}[/]  {info.embedder or '-'}  {info.files} files  {info.chunks} chunks  "
+        f"{human_bytes(info.size_bytes)}  last ingest {human_time(info.last_ingest)}"
+    )
+    if info.types:
+        out.print("   files: " + ", ".join(f"{kind} {n}" for kind, n in info.types.items()))
+    if info.server is not None:
+        server = info.server
+        behind = "up to date" if server["behind"] == 0 else f"{plural(server['behind'], 'generation')} behind"
+        holder = f"being written by {server['lease_holder']}" if server["lease_holder"] else "no writer"
         out.print(
-            f"[bold]{info.name}[/]  {info.embedder or '-'}  {info.files} files  {info.chunks} chunks  "
-            f"{human_bytes(info.size_bytes)}  last ingest {human_time(info.last_ingest)}"
+            f"   server {escape(server['server'])}  generation {server['generation']}  "
+            f"this machine's cache: {behind}  {escape(holder)}"
         )
-        if info.types:
-            out.print("   files: " + ", ".join(f"{kind} {n}" for kind, n in info.types.items()))
-        if info.server is not None:
-            server = info.server
-            behind = "up to date" if server["behind"] == 0 else f"{plural(server['behind'], 'generation')} behind"
-            holder = f"being written by {server['lease_holder']}" if server["lease_holder"] else "no writer"
-            out.print(
-                f"   server {escape(server['server'])}  generation {server['generation']}  "
-                f"this machine's cache: {behind}  {escape(holder)}"
-            )
-        for row in info.usage:
-            cost = f"  ${row['cost_usd']:.4f}" if row["cost_usd"] else ""
-            out.print(
-                f"   {row['kind']} {row['model']}: {plural(row['requests'], 'request')}, "
-                f"{row['prompt_tokens'] + row['completion_tokens']:,} tokens{cost}"
-            )
+    for row in info.usage:
+        cost = f"  ${row['cost_usd']:.4f}" if row["cost_usd"] else ""
+        out.print(
+            f"   {row['kind']} {row['model']}: {plural(row['requests'], 'request')}, "
+            f"{row['prompt_tokens'] + row['completion_tokens']:,} tokens{cost}"
+        )
 
 
 @app.command()

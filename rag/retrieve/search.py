@@ -16,6 +16,7 @@ from rag.ingest.loaders import kind_named, type_names
 from rag.results import OCR_SUFFIX, Hit, Hits
 from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
 from rag.store.index import Index
+from rag.usage import Usage
 
 Mode = Literal["dense", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
@@ -144,19 +145,21 @@ class Retriever:
     ) -> Hits:
         """The top ``k`` chunks as hits, optionally diversified by MMR."""
         pool = max(k, self.candidates) if use_mmr else k
-        ranked, query_vector = self._rank(query, pool, mode, filters)
+        ranked, query_vector, usage = self._rank(query, pool, mode, filters)
         vectors: dict[str, np.ndarray] = {}
         if query_vector is not None:
             vectors = self.index.vectors_of([i for i, _ in ranked[:pool]])
         if use_mmr and query_vector is not None:
             ranked = mmr(ranked, vectors, query_vector, k, mmr_lambda)
-        return self._hits(ranked[:k], vectors, query_vector)
+        hits = self._hits(ranked[:k], vectors, query_vector)
+        hits.usage = usage
+        return hits
 
     def rank(self, query: str, k: int, *, mode: Mode = "hybrid", filters: Filters | None = None) -> Ranked:
         """The top ``k`` (chunk id, score) pairs, best first, without reading the chunks."""
         return self._rank(query, k, mode, filters)[0]
 
-    def _rank(self, query: str, k: int, mode: Mode, filters: Filters | None) -> tuple[Ranked, np.ndarray | None]:
+    def _rank(self, query: str, k: int, mode: Mode, filters: Filters | None) -> tuple[Ranked, np.ndarray | None, Usage]:
         if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}: use dense, keyword or hybrid")
         query = query.strip()
@@ -167,10 +170,10 @@ class Retriever:
         filters = filters or Filters()
         paths = filters.allowed_paths(self.index)
         if paths is not None and not paths:
-            return [], None
+            return [], None, Usage()
         pool = max(k, self.candidates) if mode == "hybrid" else k
         # The query vector also gives each hit its cosine relevance, whatever the mode.
-        query_vector = self._embed(query) if self.embedder is not None else None
+        query_vector, usage = self._embed(query) if self.embedder is not None else (None, Usage())
         dense: Ranked = []
         keyword: Ranked = []
         if mode != "keyword":
@@ -179,10 +182,10 @@ class Retriever:
         if mode != "dense":
             keyword = self.index.keyword(query, pool, paths=paths, pages=filters.pages)
         if mode == "dense":
-            return dense[:k], query_vector
+            return dense[:k], query_vector, usage
         if mode == "keyword":
-            return keyword[:k], query_vector
-        return self.fuse(dense, keyword)[:k], query_vector
+            return keyword[:k], query_vector, usage
+        return self.fuse(dense, keyword)[:k], query_vector, usage
 
     def fuse(self, dense: Ranked, keyword: Ranked) -> Ranked:
         """One ranking from the dense and keyword candidates."""
@@ -190,9 +193,11 @@ class Retriever:
             return reciprocal_rank([dense, keyword], list(self.weights), k=self.rrf_k)
         return normalized_scores([dense, keyword], list(self.weights), self.fusion)
 
-    def _embed(self, query: str) -> np.ndarray:
+    def _embed(self, query: str) -> tuple[np.ndarray, Usage]:
+        """The query's vector, and what an API embedder charged for it."""
         assert self.embedder is not None
-        return np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+        vectors, usage = self.embedder.embed_batch_usage([query])
+        return np.asarray(vectors[0], dtype=np.float32), usage
 
     def _dense(
         self,

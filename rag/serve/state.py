@@ -141,8 +141,8 @@ class ServerState:
         on_delta: DeltaCallback | None = None,
     ) -> Answer:
         """Answer ``question`` after ``history`` (question, answer pairs), as ``rag chat`` would, unsaved."""
-        conversation = self.engine(index).chat(save=False, llm=llm)
-        conversation._turns = [ChatTurn(question=q, answer=a) for q, a in history]
+        turns = [ChatTurn(question=q, answer=a) for q, a in history]
+        conversation = self.engine(index).chat(save=False, llm=llm, history=turns)
         return conversation.ask(question, on_delta=on_delta)
 
     # --- sessions -------------------------------------------------------------------------

@@ -310,8 +310,7 @@ class Index:
         Exact as far as the search itself is: once ``k`` of the nearest ``n`` pass, no chunk
         further than the ``n``-th can beat them.
         """
-        sizes = self.memo(("chunks per file",), lambda: {p: r.chunk_count for p, r in self.files().items()})
-        total = self.memo(("chunks",), lambda: sum(sizes.values()))
+        sizes, total = self.memo(("chunks per file",), self._chunks_per_file)
         kept = sum(sizes.get(p, 0) for p in paths)
         if not total or kept < k or kept / total < self.post_filter_share:
             return None
@@ -323,6 +322,10 @@ class Index:
         where = self._manifest.live_paths([i for i, _ in nearest])
         hits = [(i, s) for i, s in nearest if where.get(i) in allowed]
         return hits[:k] if len(hits) >= k else None
+
+    def _chunks_per_file(self) -> tuple[dict[str, int], int]:
+        sizes = {p: r.chunk_count for p, r in self.files().items()}
+        return sizes, sum(sizes.values())
 
     def keyword(
         self,

@@ -96,20 +96,22 @@ def index_terms(text: str) -> list[str]:
     words = _TOKEN.findall(text.lower())
     if words and max(map(len, words)) >= MAX_TOKEN:
         words = [w for w in words if len(w) < MAX_TOKEN]
+    new = [w for w in set(words) if w not in _stems]
+    if new:
+        _remember(new)
     try:
         return list(map(_stems.__getitem__, words))
-    except KeyError:
-        return _stem(words)
+    except KeyError:  # another thread emptied the cache meanwhile
+        with _stem_lock:
+            return list(_stemmer.stemWords(words))
 
 
-def _stem(words: list[str]) -> list[str]:
-    distinct = list(dict.fromkeys(words))
+def _remember(words: list[str]) -> None:
+    """Stem words not seen before into the cache: a chunk brings a few, the rest are known."""
     with _stem_lock:  # a Snowball stemmer must not run in two threads at once
-        found = dict(zip(distinct, _stemmer.stemWords(distinct), strict=True))
-        if len(_stems) + len(found) > _STEMS_MAX:
+        if len(_stems) + len(words) > _STEMS_MAX:
             _stems.clear()
-        _stems.update(found)
-    return [found[w] for w in words]
+        _stems.update(zip(words, _stemmer.stemWords(words), strict=True))
 
 
 def rsj_boost(docs: int, holding: int) -> float:

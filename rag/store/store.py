@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.embed import factory
 from rag.embed.base import Embedder
+from rag.errors import StoreError
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout, SyncProgress, validate_index_name
@@ -42,6 +43,8 @@ class IndexInfo:
     types: dict[str, int] = field(default_factory=dict)
     #: For an index on a Chroma server: server, generation, lease holder, how far behind.
     server: dict[str, Any] | None = None
+    #: Why the index could not be read (damaged, server unreachable); the counts are then 0.
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,7 @@ class IndexInfo:
             "size_bytes": self.size_bytes,
             "last_ingest": self.last_ingest,
             "usage": self.usage,
+            "error": self.error,
         }
 
 
@@ -118,12 +122,16 @@ class Store:
             self._indexes.pop(name, None)
 
     def indexes(self) -> list[IndexInfo]:
-        """Every index in the store, with its size and usage totals."""
+        """Every index in the store, with its size and usage totals.
+
+        One index that cannot be read (damaged, or its server down) is listed with its
+        ``error``; the others are still reported.
+        """
         infos = []
         for name in self.index_names():
-            index = self.open_index(name)
-            infos.append(
-                IndexInfo(
+            try:
+                index = self.open_index(name)
+                info = IndexInfo(
                     name=name,
                     embedder=index.embedder_name,
                     files=index.file_count(),
@@ -134,7 +142,9 @@ class Store:
                     types=index.file_kinds(),
                     server=index.server_status(),
                 )
-            )
+            except StoreError as exc:
+                info = IndexInfo(name, None, 0, 0, 0, None, [], error=str(exc))
+            infos.append(info)
         return infos
 
     # --- shared models --------------------------------------------------------------------

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 
 # HNSW defaults (ef 100) lose recall on the 100+ candidates that hybrid fusion and
 # Recall@100 need; 200 costs well under a millisecond per query at 100k chunks.
-_HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 16}
+# ef_construction is Chroma's default (100): on 20k real MiniLM vectors it inserts 1.4x faster
+# than 200 with the same recall@10 (1.0000 at ef_search 200). Searching wider is cheap (0.5 ms).
+_HNSW = {"space": "cosine", "ef_construction": 100, "ef_search": 200, "max_neighbors": 16}
 
 
 def parse_chroma_url(url: str) -> tuple[str, int, bool]:
