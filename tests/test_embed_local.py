@@ -71,7 +71,7 @@ def test_texts_counted_first_embed_to_the_same_vectors_without_tokenizing_again(
             calls.append(len(texts))
             return real(texts, **kwargs)
 
-    counted._model = (Watching(), counted._model[1])  # type: ignore[index]
+    counted._model = (Watching(), counted._model[1])  # type: ignore[index,assignment]
     vectors = counted.embed_batch(sentences)  # five remembered, the rest not
     assert calls == [len(sentences) - 5]
     np.testing.assert_allclose(vectors, expected, atol=1e-5)

@@ -306,7 +306,7 @@ def test_a_vector_write_that_fails_stops_the_run_and_the_next_run_repairs_it(
     writes: list[int] = []
     real_write = Index.write_vectors
 
-    def failing_write(self, chunks, vectors, files) -> None:  # type: ignore[no-untyped-def]
+    def failing_write(self, chunks, vectors, files) -> None:
         writes.append(len(chunks))
         if len(writes) == 3:
             raise StoreError("Chroma at test: disk full")

@@ -22,13 +22,13 @@ def failure(path: Path) -> str:
     return caught.value.reason
 
 
-def section_with(doc, needle: str):  # type: ignore[no-untyped-def]
+def section_with(doc, needle: str):
     found = [s for s in doc.sections if needle in s.text]
     assert found, f"{needle!r} not in any section"
     return found[0]
 
 
-def assert_offsets(doc) -> None:  # type: ignore[no-untyped-def]
+def assert_offsets(doc) -> None:
     joined = "\n\n".join(s.text for s in doc.sections)
     for s in doc.sections:
         assert joined[s.offset : s.offset + len(s.text)] == s.text

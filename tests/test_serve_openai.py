@@ -158,7 +158,7 @@ def test_concurrent_requests_each_report_their_own_usage(llm: tuple[RunningServe
     client = sdk(server)
 
     def ask(n: int) -> Any:
-        messages = [
+        messages: list[Any] = [
             {"role": "user", "content": f"Tell me about Sicily, case-{n}."},
             {"role": "assistant", "content": "Sicily has volcanoes [1]."},
             {"role": "user", "content": f"Which one is active, case-{n}?"},

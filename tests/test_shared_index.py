@@ -272,3 +272,34 @@ def test_a_reader_catches_up_over_three_generations_without_a_rebuild(
     assert info["server"] == {**stale, "cache_generation": seen + 3, "behind": 0}
     code, out, _ = cli("status")
     assert f"server {url}  generation {seen + 3}  this machine's cache: up to date  no writer" in out
+
+
+def test_a_new_machine_shows_a_bar_while_it_caches_the_index_and_none_when_piped(
+    fresh_index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    _machine(fresh_index, tmp_path / "writer", monkeypatch).ingest([_folder(tmp_path / "docs", "eta", 40)])
+    env = {**os.environ, "RAG_CHROMA_URL": fresh_index, "COLUMNS": "120"}
+
+    piped = subprocess.run(
+        [sys.executable, "-m", "rag", "status"],
+        env={**env, "RAG_HOME": str(tmp_path / "piped")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "caching from server" not in piped.stdout + piped.stderr and "40 files" in piped.stdout
+
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "rag", "status"],
+        env={**env, "RAG_HOME": str(tmp_path / "terminal")},
+        timeout=120,
+        encoding="utf-8",
+    )
+    child.expect("caching from server")  # drawn only on a terminal
+    child.expect("40 files")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

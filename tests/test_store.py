@@ -199,7 +199,7 @@ def test_a_broad_path_filter_post_filters_the_nearest_and_agrees_with_chromas_fi
     calls: list[dict[str, object]] = []
     real_query = index._vectors.query
 
-    def watched(vector, k, **filters):  # type: ignore[no-untyped-def]
+    def watched(vector, k, **filters):
         calls.append({"k": k, **filters})
         return real_query(vector, k, **filters)
 

@@ -51,6 +51,19 @@ def human_time(timestamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
 
+def _progress_bar(label: str) -> Progress:
+    """A bar on stderr that clears itself when done: label, bar, n/total, detail, elapsed."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
 class IngestProgress:
     """A progress bar on stderr when it is a terminal; silent otherwise."""
 
@@ -65,15 +78,7 @@ class IngestProgress:
 
     def __enter__(self) -> IngestProgress:
         if self.enabled:
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            )
+            self._progress = _progress_bar("{task.description}")
             self._progress.start()
             self._files = self._progress.add_task("files ", total=None, detail="")
             self._chunks = self._progress.add_task("chunks", total=0, detail="")
@@ -117,15 +122,7 @@ class CacheProgress:
             return
         if self._progress is None:
             self._started = time.perf_counter()
-            self._progress = Progress(
-                TextColumn("caching from server"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            )
+            self._progress = _progress_bar("caching from server")
             self._progress.start()
             self._task = self._progress.add_task("cache", total=total, detail="")
         assert self._task is not None

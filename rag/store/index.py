@@ -104,6 +104,17 @@ def collection_name(index: str) -> str:
     return f"rag-{index}"
 
 
+def server_index_names(url: str) -> list[str]:
+    """The indexes on the Chroma server at ``url``: its collections named ``rag-NAME``."""
+    found = []
+    server = VectorStore.connect("", url=url)  # no collection of its own: it only lists
+    for name in server.collection_names():
+        index = name.removeprefix("rag-")
+        if index != name and _INDEX_NAME.match(index) and ".." not in index:
+            found.append(index)
+    return found
+
+
 T = TypeVar("T")
 
 #: Called as a cache is built from a server: (chunks done, chunks in all).

@@ -19,7 +19,7 @@ from rag.embed.base import Embedder
 from rag.errors import StoreError
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
-from rag.store.index import Index, StoreLayout, SyncProgress, validate_index_name
+from rag.store.index import Index, StoreLayout, SyncProgress, server_index_names, validate_index_name
 
 if TYPE_CHECKING:
     from rag.answer.base import Answerer
@@ -100,8 +100,12 @@ class Store:
         return Engine(index=name, store=self, **overrides)
 
     def index_names(self) -> list[str]:
-        """The indexes in this store, by name."""
-        return self.layout.index_names()
+        """The indexes in this store, by name: on a Chroma server, those this machine has not
+        opened yet too."""
+        names = set(self.layout.index_names())
+        if self.layout.chroma_url:
+            names.update(server_index_names(self.layout.chroma_url))
+        return sorted(names)
 
     def open_index(self, name: str, *, create: bool = False, repair: bool = False) -> Index:
         """The store's one open ``Index`` called ``name``; ``IndexNotFoundError`` unless it exists or ``create``.

@@ -71,6 +71,15 @@ class VectorStore:
             raise StoreError(f"cannot open Chroma at {where}: {_short(exc)}") from exc
         return cls(client, collection_name, location, None if url else path)
 
+    def collection_names(self) -> list[str]:
+        """Every collection on this Chroma (this one or not), by name."""
+        names: list[str] = []
+        while True:  # the server hands them out a page at a time
+            page = self._call(self._client.list_collections, limit=1000, offset=len(names))
+            names += [c.name for c in page]
+            if len(page) < 1000:
+                return names
+
     # --- collection -----------------------------------------------------------------------
 
     def exists(self) -> bool:
