@@ -48,7 +48,7 @@ def test_eight_conversations_on_one_store_are_billed_only_their_own_tokens(
     def converse(n: int) -> None:
         try:
             chat = store.index("shared").chat(session=f"chat-{n}")
-            start.wait()
+            start.wait(timeout=120)
             spent = Usage()
             for question in ("Which volcano is active in Sicily", "and how often does it erupt", "and where is it"):
                 spent += chat.ask(f"{question} conv{n}x?").usage
@@ -56,12 +56,14 @@ def test_eight_conversations_on_one_store_are_billed_only_their_own_tokens(
             chat.close()
         except BaseException as exc:  # reported below, with the thread's own traceback
             errors.append(exc)
+            start.abort()  # the others stop waiting for this one
 
     threads = [threading.Thread(target=converse, args=(n,)) for n in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert not [e for e in errors if not isinstance(e, threading.BrokenBarrierError)], errors
     assert errors == []
     for n, spent in totals.items():
         reported = openai_env.usage_with(f"conv{n}x")
@@ -212,6 +214,31 @@ def test_readers_never_wait_for_a_writer(tmp_path: Path) -> None:
     assert not blocked
     assert manifest.get_meta("x") == 1  # and sees the write once it is committed
     manifest.close()
+
+
+def test_threads_opening_a_new_sessions_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # Eight chats started together on a new store each open sessions.db; turning a new
+    # file to WAL takes a lock SQLite does not wait for, so some failed "database is locked".
+    from rag.chat.sessions import SessionStore
+
+    errors: list[BaseException] = []
+    for trial in range(60):
+        path = tmp_path / f"store{trial}" / "sessions.db"
+        start = threading.Barrier(8)
+
+        def open_it(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait(timeout=60)
+            try:
+                SessionStore(path).close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
 
 
 # --- the README ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +27,26 @@ def _connect(path: Path, *, reader: bool = False) -> sqlite3.Connection:
         else ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
     )
     for pragma in pragmas:
-        db.execute(f"PRAGMA {pragma}")
+        if pragma == "journal_mode=WAL":
+            _switch_to_wal(db)
+        else:
+            db.execute(f"PRAGMA {pragma}")
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    # Turning a new file to WAL needs a lock that SQLite does not wait for (the busy timeout
+    # does not apply), so threads opening the same new file at once would fail with
+    # "database is locked": retry until the first of them has switched it.
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 class Database:
