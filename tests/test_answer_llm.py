@@ -157,7 +157,10 @@ def test_answer_streams_incrementally(openai_env: FakeOpenAI) -> None:
     arrivals: list[tuple[bool, str]] = []  # (was the server holding the rest of the reply?, text)
 
     def on_delta(text: str) -> None:
-        arrivals.append((held.holding, text))
+        # The server holds after its 4th delta, and the first may arrive before it gets
+        # there: wait for it. Had the words come only after the whole reply, nothing holds.
+        holding = held.wait_for(1, timeout=30) if not arrivals else held.holding
+        arrivals.append((holding, text))
         held.open()  # the first words are here: let the rest come
 
     answer = make_answerer().answer("Tell me about Etna", HITS, on_delta=on_delta)

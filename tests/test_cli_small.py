@@ -12,7 +12,7 @@ import pytest
 from rag.embed import factory
 from rag.errors import UsageError
 from rag.settings import Settings
-from tests.conftest import Cli
+from tests.conftest import Cli, HashEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +33,17 @@ def test_a_bare_embedding_model_name_is_an_openai_model_when_openai_is_configure
     settings = Settings.load()
     assert factory.normalize("text-embedding-3-small", settings) == "openai:text-embedding-3-small"
     assert factory.normalize("local", settings) == "local:all-MiniLM-L6-v2"
+
+
+def test_a_provider_whose_model_name_claims_another_provider_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recorded as "hash:v1", the index would be reopened with the hash provider's class.
+    monkeypatch.setitem(factory._PROVIDERS, "impostor", lambda model, settings: HashEmbedder(provider="hash"))
+    with pytest.raises(UsageError, match="must start with 'impostor:'"):
+        factory.normalize("impostor", settings)
+    monkeypatch.setitem(factory._PROVIDERS, "honest", lambda model, settings: HashEmbedder(provider="honest"))
+    assert factory.normalize("honest", settings) == "honest:v1"
 
 
 def test_a_bare_embedding_model_name_without_openai_says_how_to_name_it(settings: Settings) -> None:

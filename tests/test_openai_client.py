@@ -288,7 +288,9 @@ def test_chat_streams_incrementally_with_usage(fake_openai: FakeOpenAI) -> None:
     usage = None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append((held.holding, chunk.choices[0].delta.content))
+            # The first piece may come before the server reaches its gate: wait for it there.
+            holding = held.wait_for(1, timeout=30) if not arrivals else held.holding
+            arrivals.append((holding, chunk.choices[0].delta.content))
             held.open()
         if chunk.usage is not None:
             usage = chunk.usage

@@ -66,7 +66,12 @@ def normalize(spec: str, settings: Settings) -> str:
         return f"openai:{model or settings.embedding.openai_model}"
     if model:
         return f"{provider.lower()}:{model}"
-    return create(spec, settings).name  # the provider's default model; construction is cheap
+    name = create(spec, settings).name  # the provider's default model; construction is cheap
+    if not name.lower().startswith(f"{provider.lower()}:"):
+        # The index records this name and is reopened through it: under another provider's
+        # prefix, that provider's embedder would silently stand in for this one.
+        raise UsageError(f"embedder provider {provider!r} names its model {name!r}: it must start with '{provider}:'")
+    return name
 
 
 def choose(settings: Settings, recorded: str | None, index: str, requested: str | None = None) -> str:
