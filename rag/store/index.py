@@ -40,8 +40,12 @@ from rag.usage import Usage
 _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+def is_index_name(name: str) -> bool:
+    return _INDEX_NAME.match(name) is not None and ".." not in name
+
+
 def validate_index_name(name: str) -> str:
-    if not _INDEX_NAME.match(name) or ".." in name:
+    if not is_index_name(name):
         raise UsageError(
             f"invalid index name {name!r}: use up to 63 letters, digits, '.', '_' and '-', "
             "starting with a letter or digit"
@@ -110,7 +114,7 @@ def server_index_names(url: str) -> list[str]:
     server = VectorStore.connect("", url=url)  # no collection of its own: it only lists
     for name in server.collection_names():
         index = name.removeprefix("rag-")
-        if index != name and _INDEX_NAME.match(index) and ".." not in index:
+        if index != name and is_index_name(index):
             found.append(index)
     return found
 

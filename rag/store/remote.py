@@ -104,7 +104,7 @@ class Lease:
         """Every epoch on the server, oldest first."""
         prefix = lease_prefix(self.index)
         found = []
-        for collection in _list_collections(self._client):
+        for collection in list_collections(self._client):
             name = collection.name
             if name.startswith(prefix) and name[len(prefix) :].isdigit():
                 meta = collection.metadata or {}
@@ -334,7 +334,7 @@ class ChangeLog:
 
 def drop_leases(client: Any, index: str) -> None:
     prefix = lease_prefix(index)
-    for collection in _list_collections(client):
+    for collection in list_collections(client):
         if collection.name.startswith(prefix):
             _call(client.delete_collection, collection.name, quiet=True)
 
@@ -349,7 +349,8 @@ def _parts(added: list[str], removed: list[str]) -> list[tuple[list[str], list[s
     return parts
 
 
-def _list_collections(client: Any, page: int = 1000) -> Iterator[Any]:
+def list_collections(client: Any, page: int = 1000) -> Iterator[Any]:
+    """Every collection on a Chroma, fetched a page at a time."""
     offset = 0
     while True:
         got = _call(client.list_collections, limit=page, offset=offset)

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.errors import StoreError, UsageError
+from rag.store.remote import list_collections
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +74,7 @@ class VectorStore:
 
     def collection_names(self) -> list[str]:
         """Every collection on this Chroma (this one or not), by name."""
-        names: list[str] = []
-        while True:  # the server hands them out a page at a time
-            page = self._call(self._client.list_collections, limit=1000, offset=len(names))
-            names += [c.name for c in page]
-            if len(page) < 1000:
-                return names
+        return [c.name for c in list_collections(self._client)]
 
     # --- collection -----------------------------------------------------------------------
 
