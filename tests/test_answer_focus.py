@@ -133,6 +133,18 @@ def test_gate_passes_a_low_cosine_chunk_that_holds_the_question_s_identifier() -
             "10th century",
         ),
         (
+            # Two names, the first of them not the answer: the one beside the question's words is.
+            "Who designed the bridge?",
+            "Built in Glasgow for Thomas Brown, the bridge was designed by Anna Keller in 1890.",
+            "Anna Keller",
+        ),
+        (
+            # An identifier in a "who" question is its subject; the answer is a name.
+            "Who did Internet2 partner with?",
+            "In 2007 Internet2 formed a partnership with Juniper Networks over 10 Gbit/s links.",
+            "Juniper Networks",
+        ),
+        (
             "What method streams a response asynchronously?",
             "Use the `AsyncClient.stream()` method.",
             "AsyncClient.stream()",

@@ -179,6 +179,41 @@ def test_an_index_refuses_a_different_embedder(docs: Path) -> None:
     assert Engine().ingest([docs]).unchanged == 3
 
 
+def test_the_next_window_is_chunked_while_the_model_embeds_this_one(tmp_path: Path) -> None:
+    """The model must not wait at each window boundary for the next files to be chunked."""
+    import threading
+
+    class Watching(HashEmbedder):
+        def __init__(self) -> None:
+            super().__init__(provider="watching")
+            self.embedding_started = threading.Event()
+            self.counted_elsewhere = threading.Event()
+            self.counts = 0
+
+        def count_tokens(self, texts):
+            self.counts += 1
+            # Two calls a file: by the 30th file the first window (64 chunks) is full.  With
+            # the overlap, this file is chunked while that window is embedded.
+            if self.counts == 60 and self.embedding_started.wait(timeout=10):
+                self.counted_elsewhere.set()
+            return super().count_tokens(texts)
+
+        def embed_batch(self, texts):
+            if not self.calls:
+                self.embedding_started.set()
+                self.overlapped = self.counted_elsewhere.wait(timeout=10)
+            return super().embed_batch(texts)
+
+    watching = Watching()
+    factory.register("watching", lambda model, settings: watching)
+    folder = _many_docs(tmp_path / "many")
+    report = Engine(embedding__embedder="watching").ingest([folder])
+    assert (report.added, report.failed, report.interrupted) == (40, [], None)
+    assert report.chunks_total > 64  # more than the first window
+    assert watching.overlapped, "nothing was chunked while the first window was embedded"
+    assert _consistent(Engine(embedding__embedder="watching")) == (report.chunks_total, 40)
+
+
 # --- interrupted and concurrent runs --------------------------------------------------------
 
 _SLOW_INGEST = """

@@ -54,7 +54,7 @@ class Term:
     @property
     def key(self) -> str:
         """How the term is compared: lower case, crudely stemmed for words."""
-        return _stem(self.text.lower()) if self.kind == "word" else _normal(self.text)
+        return stem(self.text.lower()) if self.kind == "word" else _normal(self.text)
 
 
 def _normal(token: str) -> str:
@@ -70,7 +70,8 @@ def _normal(token: str) -> str:
     return re.sub(r"[./_:-]|\(\)$", "", token)
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
+    """A crude English stem, enough to match a question's word to a sentence's."""
     for suffix in ("ies", "es", "s", "ed", "ing", "ly"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
@@ -121,7 +122,7 @@ class Evidence:
         parts = [p for t in tokens if "/" in t or ":" in t for p in re.split(r"[/:]", t) if p]
         self.exact = {_normal(t) for t in tokens + parts}
         words = [w.lower() for t in tokens for w in _SPLIT.findall(t)]
-        self.stems = {_stem(w) for w in words}
+        self.stems = {stem(w) for w in words}
         # Prefixes let "conquest" meet "conquer", "Norman" meet "Normandy"'s ... (5 letters).
         self.prefixes = {w[:_PREFIX] for w in words if len(w) >= _PREFIX}
 

@@ -8,16 +8,22 @@
 - a name (a run of capitalised words) for "who" and "which" / "what <noun>" questions.
 
 Candidates that repeat the question's own words are skipped: the answer is what the
-sentence adds.  When nothing fits, there is no span (the whole sentence stands); a
-wrong bold is worse than none.  benchmarks/squad_answerability.py reports how often the
-span matches SQuAD's gold answer.
+sentence adds.  Of the rest, the one nearest the words the sentence shares with the
+question is taken: the answer sits beside what the question repeats.  (On the gold
+sentences of SQuAD v2 part A that took span F1 from 0.547 to 0.633 and the share of
+wholly wrong marks from 36% to 27%, alike on both halves of its paragraphs: for "How many
+men were in Robert's army?" the first number was the year 1081, the nearest is 30,000.)
+When nothing
+fits, there is no span (the whole sentence stands); a wrong bold is worse than none.
+benchmarks/squad_answerability.py reports how often the span matches SQuAD's gold answer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from rag.answer.focus import stem
 from rag.results import Span
 from rag.text import FUNCTION_WORDS
 
@@ -79,12 +85,31 @@ def _new(candidate: str, asked: set[str]) -> bool:
     return bool(words) and not words <= asked
 
 
-def _first_new(matches: Iterable[re.Match[str]], asked: set[str], group: int = 0) -> Span | None:
+def _nearest_new(
+    matches: Iterable[re.Match[str]], asked: set[str], anchors: Sequence[tuple[int, int]], group: int = 0
+) -> Span | None:
+    """The candidate that says something new and lies nearest an ``anchor`` (the first on a tie)."""
+    best: tuple[int, Span] | None = None
     for match in matches:
         text = match.group(group)
-        if _new(text, asked):
-            return Span(match.start(group), match.end(group), text)
-    return None
+        if not _new(text, asked):
+            continue
+        start, end = match.start(group), match.end(group)
+        distance = min((_gap((start, end), anchor) for anchor in anchors), default=0)
+        if best is None or distance < best[0]:
+            best = (distance, Span(start, end, text))
+    return None if best is None else best[1]
+
+
+def _gap(a: tuple[int, int], b: tuple[int, int]) -> int:
+    """Characters between two spans (0 when they touch or overlap)."""
+    return max(0, b[0] - a[1], a[0] - b[1])
+
+
+def _anchors(question: str, sentence: str) -> list[tuple[int, int]]:
+    """Where the sentence has the question's content words (crudely stemmed)."""
+    stems = {stem(w) for w in _words(question) - FUNCTION_WORDS}
+    return [m.span() for m in _WORD.finditer(sentence) if stem(m.group(0).lower()) in stems]
 
 
 def _names(sentence: str) -> Iterable[re.Match[str]]:
@@ -103,15 +128,21 @@ def _names(sentence: str) -> Iterable[re.Match[str]]:
 def answer_span(question: str, sentence: str) -> Span | None:
     """The part of ``sentence`` that answers ``question``, if one can be told apart."""
     asked = _words(question)
+    anchors = _anchors(question, sentence)
     span: Span | None = None
     if _WHEN.search(question):
-        span = _first_new(_DATE.finditer(sentence), asked)
+        span = _nearest_new(_DATE.finditer(sentence), asked, anchors)
     elif _HOW_MANY.search(question):
-        span = _first_new(_QUANTITY.finditer(sentence), asked)
-    if span is None and (_ASKS_IDENTIFIER.search(question) or _IDENTIFIER.search(question)):
-        span = _first_new(_CODE.finditer(sentence), asked, 1) or _first_new(_IDENTIFIER.finditer(sentence), asked)
-    if span is None and _WHO.search(question):
-        span = _first_new(_names(sentence), asked)
+        span = _nearest_new(_QUANTITY.finditer(sentence), asked, anchors)
+    who = _WHO.search(question)
+    # An identifier in a "who" question ("Who did Internet2 partner with?") is its subject,
+    # not a hint that the answer is one.
+    if span is None and (_ASKS_IDENTIFIER.search(question) or (_IDENTIFIER.search(question) and not who)):
+        span = _nearest_new(_CODE.finditer(sentence), asked, anchors, 1) or _nearest_new(
+            _IDENTIFIER.finditer(sentence), asked, anchors
+        )
+    if span is None and who:
+        span = _nearest_new(_names(sentence), asked, anchors)
     if span is None or span.end - span.start >= len(sentence.rstrip(".!? ")):
         return None
     return span
