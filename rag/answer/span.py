@@ -13,9 +13,10 @@ question is taken: the answer sits beside what the question repeats.  (On the go
 sentences of SQuAD v2 part A that took span F1 from 0.547 to 0.633 and the share of
 wholly wrong marks from 36% to 27%, alike on both halves of its paragraphs: for "How many
 men were in Robert's army?" the first number was the year 1081, the nearest is 30,000.)
-When nothing
-fits, there is no span (the whole sentence stands); a wrong bold is worse than none.
-benchmarks/squad_answerability.py reports how often the span matches SQuAD's gold answer.
+
+When nothing fits, there is no span (the whole sentence stands); a wrong bold is worse
+than none.  benchmarks/squad_answerability.py reports how often the span matches SQuAD's
+gold answer.
 """
 
 from __future__ import annotations
