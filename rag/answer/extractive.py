@@ -44,7 +44,6 @@ from rag.answer import contrast, focus, relevance
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
 from rag.answer.contrast import negated
-from rag.answer.focus import stem
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
 from rag.results import HEADING_SEPARATOR, ROWS_PREFIX, Answer, Hit, Span
@@ -128,8 +127,15 @@ _STOPWORDS = FUNCTION_WORDS | {"many", "kind", "type", "called"}
 
 def content_words(text: str) -> set[str]:
     """Lower-cased words of ``text`` without stopwords, crudely stemmed (plural and past endings)."""
-    stems = {stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+    stems = {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
     return stems - _STOPWORDS
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ies", "es", "s", "ed", "ing"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
 
 
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
