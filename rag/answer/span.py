@@ -107,9 +107,9 @@ def _gap(a: tuple[int, int], b: tuple[int, int]) -> int:
     return max(0, b[0] - a[1], a[0] - b[1])
 
 
-def _anchors(question: str, sentence: str) -> list[tuple[int, int]]:
-    """Where the sentence has the question's content words (crudely stemmed)."""
-    stems = {stem(w) for w in _words(question) - FUNCTION_WORDS}
+def _anchors(asked: set[str], sentence: str) -> list[tuple[int, int]]:
+    """Where the sentence has the question's content words (``asked``, crudely stemmed)."""
+    stems = {stem(w) for w in asked - FUNCTION_WORDS}
     return [m.span() for m in _WORD.finditer(sentence) if stem(m.group(0).lower()) in stems]
 
 
@@ -129,7 +129,7 @@ def _names(sentence: str) -> Iterable[re.Match[str]]:
 def answer_span(question: str, sentence: str) -> Span | None:
     """The part of ``sentence`` that answers ``question``, if one can be told apart."""
     asked = _words(question)
-    anchors = _anchors(question, sentence)
+    anchors = _anchors(asked, sentence)
     span: Span | None = None
     if _WHEN.search(question):
         span = _nearest_new(_DATE.finditer(sentence), asked, anchors)

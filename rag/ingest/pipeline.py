@@ -375,7 +375,6 @@ class Ingestor:
                 writer.abandon()
                 raise
             finally:
-                embedding.stop()
                 pool.close()
                 report.chunks_total = self.index.chunk_count()
                 self.index.mark_changed()
