@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -133,3 +134,15 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
         return int(info.value.code or 0), captured.out, captured.err
 
     return run
+
+
+def rag_on_terminal(*args: str, **options: Any) -> Any:
+    """``python -m rag ARGS`` on a pseudo-terminal (a ``pexpect.spawn``).
+
+    It watches the terminal with poll(), not select(): by the time a long suite gets here
+    the test process may hold more than 1,024 file descriptors, which select() cannot watch
+    ("filedescriptor out of range in select()").
+    """
+    import pexpect
+
+    return pexpect.spawn(sys.executable, ["-m", "rag", *args], encoding="utf-8", use_poll=True, **options)

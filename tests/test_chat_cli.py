@@ -22,7 +22,7 @@ import pytest
 
 from rag import Engine
 from rag.settings import Settings
-from tests.conftest import Cli, deliver_ctrl_c
+from tests.conftest import Cli, deliver_ctrl_c, rag_on_terminal
 from tests.openai_server import FakeOpenAI, openai_server, settings_for
 
 TOPICS = {
@@ -280,12 +280,12 @@ def test_interactive_chat_streams_stops_on_ctrl_c_and_knows_its_commands(
     llm: Store, server: FakeOpenAI, rag_cli: Cli
 ) -> None:
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "rag", "chat", "--session", "tty"],
+    child = rag_on_terminal(
+        "chat",
+        "--session",
+        "tty",
         env={**llm.env, "TERM": "xterm"},
         cwd=str(llm.cwd),
-        encoding="utf-8",
         timeout=60,
         dimensions=(40, 200),
         preexec_fn=deliver_ctrl_c,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, rag_on_terminal
 
 
 def rag(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -115,12 +115,11 @@ def test_version() -> None:
 
 def test_progress_bar_on_a_terminal(docs: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "rag", "ingest", str(docs)],
+    child = rag_on_terminal(
+        "ingest",
+        str(docs),
         env={**os.environ, "COLUMNS": "120"},
         timeout=120,
-        encoding="utf-8",
     )
     child.expect("files")  # the progress bar's label, drawn only on a terminal
     child.expect(pexpect.EOF)

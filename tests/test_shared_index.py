@@ -19,7 +19,7 @@ from rag.embed import factory
 from rag.errors import IndexLockedError
 from rag.store.remote import Lease
 from tests.chroma_server import chroma_run
-from tests.conftest import Cli, HashEmbedder
+from tests.conftest import Cli, HashEmbedder, rag_on_terminal
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -291,12 +291,10 @@ def test_a_new_machine_shows_a_bar_while_it_caches_the_index_and_none_when_piped
     assert piped.returncode == 0, piped.stderr
     assert "caching from server" not in piped.stdout + piped.stderr and "40 files" in piped.stdout
 
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "rag", "status"],
+    child = rag_on_terminal(
+        "status",
         env={**env, "RAG_HOME": str(tmp_path / "terminal")},
         timeout=120,
-        encoding="utf-8",
     )
     child.expect("caching from server")  # drawn only on a terminal
     child.expect("40 files")
