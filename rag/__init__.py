@@ -7,7 +7,13 @@
 >>> print(notes.ask("What changed in 2023?"))   # doctest: +SKIP
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# ONNX Runtime 1.29+ keeps telemetry (a device id, the CPU, each session) in ~/.cache and
+# uploads it when it can: not what an offline tool's users expect.  It reads this only
+# before it is first imported, so it is set here; a user's own value is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 try:
     __version__ = version("rag-ask")  # the distribution's name ("rag" on PyPI is someone else's)

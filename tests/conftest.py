@@ -22,6 +22,7 @@ import pytest
 from rag.embed import factory
 from rag.embed.base import Embedder
 from rag.settings import Settings
+from rag.store.store import Store
 from tests.openai_server import FakeOpenAI, openai_server
 from tests.sample_docs import write_sample_docs
 from tests.serve_process import offline_server  # noqa: F401  (a fixture: a real `rag serve` per module)
@@ -88,6 +89,27 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # A .env in the developer's checkout must not leak into tests.
     monkeypatch.chdir(tmp_path)
     yield home
+
+
+@pytest.fixture(autouse=True)
+def stores_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every ``Store`` (so every ``Engine``) a test opened and left open.
+
+    Each holds SQLite connections and Chroma's files; left to the garbage collector, the
+    suite's process held over a thousand descriptors, more than ``select()`` can watch.
+    Stores of module-scoped fixtures are made before this runs, and stay open.
+    """
+    opened: list[Store] = []
+    init = Store.__init__
+
+    def tracked(self: Store, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(Store, "__init__", tracked)
+    yield
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture

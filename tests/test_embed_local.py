@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -128,6 +129,17 @@ assert not hub, hub
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_model_runtime_keeps_and_sends_no_telemetry(tmp_path: Path) -> None:
+    # Without ORT_DISABLE_TELEMETRY, ONNX Runtime writes a device id and an event queue
+    # under ~/.cache/Microsoft and uploads the queue when it is online.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORT_")}
+    env["HOME"] = str(tmp_path)
+    script = "from rag.embed.local import LocalEmbedder; LocalEmbedder(threads=1).embed_query('offline')"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.rglob("*")), "ONNX Runtime wrote under HOME"
 
 
 def test_missing_weights_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

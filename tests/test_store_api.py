@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rag import Document, Filters, Store, Usage
+from rag import Document, Filters, RagError, Store, Usage
 from rag.chat.sessions import SessionNotFoundError
 from rag.ingest.document import LoadedDocument, Section
 from rag.ingest.loaders import FILE_TYPES, FileType, LoadOptions, kinds
@@ -165,6 +165,36 @@ def test_documents_their_chunks_and_removing_them(docs: Path) -> None:
     assert index.vector_ids() == index.live_ids()  # removed from both halves, nothing left behind
     # The next ingest of the folder puts them back: they were removed, not excluded.
     assert engine.ingest(docs, embedder="hash").added == 2
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink()
+        except OSError:  # closed between listing and reading
+            continue
+        if target.is_relative_to(folder):
+            found.append(str(target))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_closed_store_leaves_no_file_of_its_home_open(tmp_path: Path, docs: Path) -> None:
+    # A notebook or server opens and closes stores for hours: Chroma's SQLite and HNSW
+    # files (and the index in memory) must go with the store, not with the process.
+    home = tmp_path / "home"
+    with Store(home) as store:
+        engine = store.index("docs")
+        engine.ingest(docs, embedder="hash")
+        assert engine.search("volcano")
+        assert _open_files_under(home)
+        damaged = store.layout.index_dir("damaged") / "index.db"
+        damaged.parent.mkdir(parents=True)
+        damaged.write_bytes(b"not a database" * 100)
+        with pytest.raises(RagError, match="damaged"):
+            store.index("damaged").search("volcano")  # fails after opening Chroma
+    assert _open_files_under(home) == []
 
 
 # --- sessions ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -112,10 +112,13 @@ def server_index_names(url: str) -> list[str]:
     """The indexes on the Chroma server at ``url``: its collections named ``rag-NAME``."""
     found = []
     server = VectorStore.connect("", url=url)  # no collection of its own: it only lists
-    for name in server.collection_names():
-        index = name.removeprefix("rag-")
-        if index != name and is_index_name(index):
-            found.append(index)
+    try:
+        for name in server.collection_names():
+            index = name.removeprefix("rag-")
+            if index != name and is_index_name(index):
+                found.append(index)
+    finally:
+        server.close()
     return found
 
 
@@ -201,36 +204,46 @@ class Index:
         if not create and not (directory / "index.db").exists() and not layout.chroma_url:
             raise IndexNotFoundError(name, layout.description)
         vectors = VectorStore.connect(collection_name(name), path=layout.chroma_path, url=layout.chroma_url)
-        if not create and not (directory / "index.db").exists() and not vectors.exists():
-            raise IndexNotFoundError(name, layout.description)
-        server = None
-        if layout.chroma_url:
-            client = vectors.client
-            server = Server(layout.chroma_url, Lease(client, name, settings.store.lease_ttl), ChangeLog(client, name))
-        path = directory / "index.db"
-        try:
-            manifest = Manifest(path)
-        except sqlite3.DatabaseError as exc:
-            recoverable = vectors.exists()
-            if not (repair and recoverable):
-                raise IndexDamagedError(name, path, str(exc), recoverable=recoverable) from None
-            for suffix in ("", "-wal", "-shm"):
-                damaged = Path(f"{path}{suffix}")
-                if damaged.exists():
-                    damaged.replace(Path(f"{path}.damaged{suffix}"))
-            index = cls(name, layout, Manifest(path), vectors, server=server)
-            index.rebuild_from_vectors()
+        with ExitStack() as on_failure:  # an index that fails to open leaves nothing open
+            on_failure.callback(vectors.close)
+            if not create and not (directory / "index.db").exists() and not vectors.exists():
+                raise IndexNotFoundError(name, layout.description)
+            server = None
+            if layout.chroma_url:
+                client = vectors.client
+                server = Server(
+                    layout.chroma_url, Lease(client, name, settings.store.lease_ttl), ChangeLog(client, name)
+                )
+            path = directory / "index.db"
+            rebuild = False
+            try:
+                manifest = Manifest(path)
+            except sqlite3.DatabaseError as exc:
+                recoverable = vectors.exists()
+                if not (repair and recoverable):
+                    raise IndexDamagedError(name, path, str(exc), recoverable=recoverable) from None
+                for suffix in ("", "-wal", "-shm"):
+                    damaged = Path(f"{path}{suffix}")
+                    if damaged.exists():
+                        damaged.replace(Path(f"{path}.damaged{suffix}"))
+                manifest, rebuild = Manifest(path), True
+            on_failure.callback(manifest.close)
+            index = cls(name, layout, manifest, vectors, server=server)
+            on_failure.pop_all()
+            on_failure.callback(index.close)
+            if rebuild:
+                index.rebuild_from_vectors()
+            elif server is not None:
+                index.sync(progress)
+            else:
+                index._fill_keyword(progress)
+            on_failure.pop_all()
             return index
-        index = cls(name, layout, manifest, vectors, server=server)
-        if server is not None:
-            index.sync(progress)
-        else:
-            index._fill_keyword(progress)
-        return index
 
     def close(self) -> None:
         self._keyword.close()
         self._manifest.close()
+        self._vectors.close()
 
     def __enter__(self) -> Index:
         return self

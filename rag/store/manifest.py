@@ -88,11 +88,15 @@ class Manifest:
         self.path = path
         self._database = Database(path)
         self._writes = 0
-        with self.transaction() as db:
-            execute_script(db, _SCHEMA)
-            if db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None:
-                self.set_meta("schema_version", SCHEMA_VERSION)
-                self.set_meta("created_at", time.time())
+        try:
+            with self.transaction() as db:
+                execute_script(db, _SCHEMA)
+                if db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None:
+                    self.set_meta("schema_version", SCHEMA_VERSION)
+                    self.set_meta("created_at", time.time())
+        except BaseException:  # a damaged file: don't keep it open while it is set aside
+            self._database.close()
+            raise
 
     def close(self) -> None:
         self._database.close()

@@ -20,14 +20,18 @@ from typing import Any
 def _connect(path: Path, *, reader: bool = False) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN ourselves, so each write is exactly one transaction.
     db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA busy_timeout=30000")
-    if reader:
-        db.execute("PRAGMA query_only=ON")
-        return db
-    # Setting the journal mode takes a lock, so only the writer does it (WAL is kept in the file).
-    _switch_to_wal(db)
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
+    try:
+        db.execute("PRAGMA busy_timeout=30000")
+        if reader:
+            db.execute("PRAGMA query_only=ON")
+            return db
+        # Setting the journal mode takes a lock, so only the writer does it (WAL is kept in the file).
+        _switch_to_wal(db)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except BaseException:  # e.g. not a database: leave no handle on the file
+        db.close()
+        raise
     return db
 
 

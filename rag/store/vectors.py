@@ -115,6 +115,12 @@ class VectorStore:
         merged = {k: v for k, v in merged.items() if not k.startswith("hnsw:")}
         self._call(collection.modify, metadata=merged)
 
+    def close(self) -> None:
+        """Let go of the client.  Chroma shares one embedded system per folder among its
+        clients and stops it, closing its SQLite and HNSW files, when the last one closes."""
+        self._collection = None
+        self._client.close()
+
     def drop(self) -> None:
         if self.exists():
             self._call(self._client.delete_collection, self._name)
