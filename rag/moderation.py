@@ -50,6 +50,12 @@ class Moderator:
                 self._client = make_client(self.settings.openai)
             return self._client
 
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
     def check(self, text: str) -> Verdict:
         """The verdict on ``text``; provider failures raise ``ProviderError`` (never silently pass)."""
         with translate_errors(self.settings.openai, model=self.model):

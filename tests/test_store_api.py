@@ -7,6 +7,7 @@ import re
 import shutil
 import textwrap
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,31 @@ def test_a_closed_store_leaves_no_file_of_its_home_open(tmp_path: Path, docs: Pa
         with pytest.raises(RagError, match="damaged"):
             store.index("damaged").search("volcano")  # fails after opening Chroma
     assert _open_files_under(home) == []
+
+
+def _open_sockets() -> int:
+    return sum(1 for fd in Path("/proc/self/fd").iterdir() if _readlink(fd).startswith("socket:"))
+
+
+def _readlink(fd: Path) -> str:
+    try:
+        return str(fd.readlink())
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_closed_store_hangs_up_on_the_model_server(openai_env: FakeOpenAI, docs: Path) -> None:
+    before = _open_sockets()  # the fake server's own listening socket is already open
+    with Store() as store:
+        engine = store.index("docs")
+        engine.ingest(docs, embedder="hash")
+        assert not engine.ask("Which volcano is in Sicily?", llm="openai").refused
+        assert _open_sockets() > before  # a kept-alive connection, both of its ends in this process
+    deadline = time.monotonic() + 5
+    while _open_sockets() > before and time.monotonic() < deadline:
+        time.sleep(0.05)  # the server's end closes when its handler sees the hang-up
+    assert _open_sockets() == before
 
 
 # --- sessions ------------------------------------------------------------------------------------

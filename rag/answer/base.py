@@ -54,6 +54,10 @@ class Answerer(ABC):
         #: The chunk relevance below which the answerer declines without answering.
         self.min_relevance = min_relevance
 
+    def close(self) -> None:
+        """Release connections (a model's HTTP client); the offline answerer holds none."""
+        return None
+
     def answer(
         self,
         question: str,

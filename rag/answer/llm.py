@@ -53,6 +53,12 @@ class LLMAnswerer(Answerer):
                 self._client = make_client(self.settings.openai)
             return self._client
 
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
     # --- answering ------------------------------------------------------------------------
 
     def _answer(

@@ -213,6 +213,10 @@ class Store:
                 index.close()
             for embedder in {id(e): e for e in self._embedders.values()}.values():
                 embedder.close()
+            for answerer in self._answerers.values():
+                answerer.close()
+            if self._moderator is not None:
+                self._moderator.close()
             if self._cache is not None:
                 self._cache.close()
             self._indexes.clear()
