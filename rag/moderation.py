@@ -8,11 +8,10 @@ a flagged answer is withheld the same way.  The engine applies it, so ``rag ask`
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from rag.openai_client import make_client, translate_errors
+from rag.openai_client import LazyClient, translate_errors
 from rag.results import Answer
 from rag.settings import Settings
 
@@ -41,25 +40,15 @@ class Moderator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model = settings.llm.moderation_model
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def _sdk(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = make_client(self.settings.openai)
-            return self._client
+        self._client = LazyClient(settings.openai)
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self._client.close()
 
     def check(self, text: str) -> Verdict:
         """The verdict on ``text``; provider failures raise ``ProviderError`` (never silently pass)."""
         with translate_errors(self.settings.openai, model=self.model):
-            response = self._sdk().moderations.create(model=self.model, input=text)
+            response = self._client.get().moderations.create(model=self.model, input=text)
         flagged: list[str] = []
         any_flagged = False
         for result in response.results:

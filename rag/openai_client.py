@@ -14,6 +14,7 @@ its own on top, so retries never multiply.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,28 @@ def make_client(
     sdk = require_openai()
     client: openai.OpenAI = sdk.OpenAI(**client_options(settings, timeout=timeout, max_retries=max_retries))
     return client
+
+
+class LazyClient:
+    """A client made on first use (so that nothing needs the SDK or a key until then),
+    shared by threads, and closed with ``close`` (it is made again if used after)."""
+
+    def __init__(self, settings: OpenAISettings) -> None:
+        self._settings = settings
+        self._client: openai.OpenAI | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> openai.OpenAI:
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self._settings)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 def make_async_client(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ from rag.answer.citations import CitationFilter, citations_for
 from rag.answer.context import Context, build_context, message_tokens
 from rag.answer.focus import Rarity
 from rag.errors import ContextLengthError
-from rag.openai_client import make_client, translate_errors
+from rag.openai_client import LazyClient, translate_errors
 from rag.results import Answer, Hit
 from rag.settings import Settings
 from rag.usage import Usage
@@ -43,21 +42,14 @@ class LLMAnswerer(Answerer):
     def __init__(self, settings: Settings, *, model: str | None = None, min_relevance: float) -> None:
         super().__init__(settings, min_relevance=min_relevance)
         self.model = model or settings.llm.chat_model
-        self._client: openai.OpenAI | None = None
-        self._client_lock = threading.Lock()
+        self._client = LazyClient(settings.openai)
 
     @property
     def client(self) -> openai.OpenAI:
-        with self._client_lock:
-            if self._client is None:
-                self._client = make_client(self.settings.openai)
-            return self._client
+        return self._client.get()
 
     def close(self) -> None:
-        with self._client_lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self._client.close()
 
     # --- answering ------------------------------------------------------------------------
 
