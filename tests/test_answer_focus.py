@@ -17,6 +17,7 @@ from rag.answer.span import answer_span
 from rag.engine import Engine
 from rag.results import Answer, Hit, Span
 from tests.conftest import FIXTURES
+from tests.sample_docs import write_sample_docs
 
 # --- focus terms ------------------------------------------------------------------------------
 
@@ -261,3 +262,31 @@ def test_terminal_output_bolds_the_span_and_escapes_the_rest() -> None:
         spans=[Span(8, 19, "PoolTimeout")],
     )
     assert marked(answer) == "Use \\[x] [bold]PoolTimeout[/] here. [1]"
+
+
+# The Zen of Python (PEP 20, public domain), without its title: as in a file that only its
+# name calls "zen-of-python".
+_APHORISMS = """Beautiful is better than ugly. Explicit is better than implicit. Simple is better than complex.
+Complex is better than complicated. Flat is better than nested. Sparse is better than dense.
+Readability counts. Special cases aren't special enough to break the rules.
+Although practicality beats purity. Errors should never pass silently. Unless explicitly silenced.
+In the face of ambiguity, refuse the temptation to guess.
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "answered"), [("zen-of-python.txt", True), ("aphorisms.txt", False)])
+def test_a_document_the_question_names_only_by_its_file_name_is_answered(
+    tmp_path: Path, name: str, answered: bool
+) -> None:
+    docs = write_sample_docs(tmp_path / "docs")
+    (docs / name).write_text(_APHORISMS)
+    with Engine(store=tmp_path / "store", embedding__embedder="local", llm__llm="none") as engine:
+        engine.ingest([docs])
+        answer = engine.ask("What does the Zen of Python say about errors?")
+    if answered:
+        assert not answer.refused, answer.text
+        assert "Errors should never pass silently." in answer.text
+        assert [Path(c.source).name for c in answer.citations] == [name]
+    else:  # the same page under another name: nothing says it is the Zen of Python
+        assert answer.refused, answer.text

@@ -238,7 +238,7 @@ def choose(
     """
     asked = focus.terms(question)
     hard = [t for t in asked if t.kind != "word"]
-    evidence = {i: focus.Evidence(hit.text) for i, hit in enumerate(hits)}
+    evidence = {i: focus.Evidence(focus.chunk_evidence(hit)) for i, hit in enumerate(hits)}
     usable = [s for s in scored if all(evidence[s.sentence.hit_index].has(t) for t in hard)]
     chosen = select(usable, threshold)
     if not chosen:
@@ -249,7 +249,7 @@ def choose(
         return _near_miss(missing, hits, [s.sentence.hit_index for s in would], rarity)
     sentences = [s.sentence.text for s in chosen]
     cited = sorted({s.sentence.hit_index for s in chosen})
-    check = focus.check(question, sentences, [hits[i].text for i in cited], rarity)
+    check = focus.check(question, sentences, [focus.chunk_evidence(hits[i]) for i in cited], rarity)
     if check.missing_share > focus.MAX_MISSING:
         return _near_miss([], hits, cited, rarity, unknown_of=check.missing)
     if contrast.conflict(question, " ".join(sentences)) is not None:

@@ -25,8 +25,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Literal
 
+from rag.results import Hit
 from rag.text import FUNCTION_WORDS
 
 Kind = Literal["identifier", "number", "word"]
@@ -111,6 +113,19 @@ def terms(question: str) -> list[Term]:
             term = Term(token, kind)
             found.setdefault(term.key, term)
     return list(found.values())
+
+
+def chunk_evidence(hit: Hit) -> str:
+    """A chunk's text with what titles it: its heading path and its file's name.
+
+    Questions name a document by its title ("What does the Zen of Python say about
+    errors?"), which its pages may never repeat: the title is often only the file name.
+    """
+    name = _NAME_PARTS.sub(" ", PurePath(hit.source).stem)
+    return f"{name}\n{hit.heading}\n{hit.text}"
+
+
+_NAME_PARTS = re.compile(r"[_\-.]+")
 
 
 class Evidence:

@@ -85,7 +85,7 @@ def keyword_match(question: str, hits: Sequence[Hit]) -> bool:
     asked = focus.terms(question)
     if not any(t.kind != "word" for t in asked) and len(asked) < 2:
         return False
-    return any(all(evidence.has(t) for t in asked) for evidence in (focus.Evidence(h.text) for h in hits))
+    return any(all(e.has(t) for t in asked) for e in (focus.Evidence(focus.chunk_evidence(h)) for h in hits))
 
 
 def min_sentence_score(embedder: str) -> float:
