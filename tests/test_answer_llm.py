@@ -202,6 +202,21 @@ def test_sentinel_means_refused_and_is_never_shown(openai_env: FakeOpenAI, reply
     assert answer.usage.requests == 1
 
 
+def test_a_reply_that_ends_on_the_sentinel_without_citing_is_a_refusal(openai_env: FakeOpenAI) -> None:
+    openai_env.reply(f"I could not find who won in the sources. {prompts.SENTINEL}")
+    seen: list[str] = []
+    answer = make_answerer().answer("Who won the 1998 World Cup?", HITS, on_delta=seen.append)
+    assert answer.refused and answer.text == prompts.REFUSAL and answer.citations == []
+    assert prompts.SENTINEL not in "".join(seen)  # what streamed before it is never the sentinel
+
+
+def test_a_cited_answer_with_the_sentinel_for_one_part_is_kept(openai_env: FakeOpenAI) -> None:
+    openai_env.reply(f"Etna is in Sicily [1]. How often it erupts: {prompts.SENTINEL}")
+    answer = make_answerer().answer("Where is Etna and how often does it erupt?", HITS)
+    assert not answer.refused and [c.n for c in answer.citations] == [1]
+    assert answer.text == "Etna is in Sicily [1]. How often it erupts:"
+
+
 def test_citation_filter_gives_the_same_text_however_it_is_split() -> None:
     rng = random.Random(7)
     replies = [
@@ -223,7 +238,11 @@ def test_citation_filter_gives_the_same_text_however_it_is_split() -> None:
                 i = j
             shown.append(pieces.finish())
             assert "".join(shown) == pieces.text == whole.text
-            assert (pieces.refused, pieces.removed) == (whole.refused, whole.removed)
+            assert (pieces.refused, pieces.removed, pieces.sentinel_inside) == (
+                whole.refused,
+                whole.removed,
+                whole.sentinel_inside,
+            )
             assert prompts.SENTINEL not in pieces.text
 
 

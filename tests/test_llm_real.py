@@ -130,6 +130,10 @@ def check_answer(answer: Answer, raw: str, shown: list[str] | None, requests: in
         assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
         assert not shown, "a refusal must not stream any of the model's text"
         return
+    if prompts.SENTINEL in raw and not valid_citations(raw, len(answer.context)):
+        # Words, then the sentinel, citing nothing: a refusal, after what was already shown.
+        assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
+        return
     assert not answer.refused
     assert prompts.SENTINEL not in answer.text
     assert {c.n for c in answer.citations} == valid_citations(raw, len(answer.context))

@@ -77,6 +77,9 @@ class CitationFilter:
         self.n_sources = n_sources
         self.sentinel = sentinel
         self.refused = False
+        #: The sentinel came after some text ("I can't tell. NOT_IN_DOCUMENTS"): removed
+        #: from what is shown, and the caller decides what it means.
+        self.sentinel_inside = False
         self.removed = 0
         self._started = sentinel is None
         self._pending = ""
@@ -123,7 +126,8 @@ class CitationFilter:
         text, removed = clean(text, self.n_sources)
         self.removed += removed
         if self.sentinel:
-            text = re.sub(r"\s*" + re.escape(self.sentinel), "", text)
+            text, found = re.subn(r"\s*" + re.escape(self.sentinel), "", text)
+            self.sentinel_inside = self.sentinel_inside or found > 0
         # A removed citation at the very start would leave the space after it.
         return text if self._emitted else text.lstrip()
 

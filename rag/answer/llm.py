@@ -75,13 +75,16 @@ class LLMAnswerer(Answerer):
         if tail and on_delta is not None:
             on_delta(tail)
         usage = self._usage(messages, raw, reported)
-        if check.refused:
+        citations = citations_for(check.text, context.sources)
+        # Small models often say why before the sentinel ("I can't find it. NOT_IN_DOCUMENTS"):
+        # with nothing cited, that is a refusal too.  With citations it is an answer with a gap.
+        if check.refused or (check.sentinel_inside and not citations):
             return self.declined(question, prompts.REFUSAL, context.sources, usage)
         return Answer(
             question=question,
             text=check.text,
             refused=False,
-            citations=citations_for(check.text, context.sources),
+            citations=citations,
             model=self.model,
             answerer=self.kind,
             usage=usage,
