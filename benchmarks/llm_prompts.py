@@ -13,7 +13,8 @@ the real ``openai`` SDK and ``Engine.ask``:
    - cited: answers with at least one valid ``[n]``; invalid: citations of no source;
    - gold: answers whose text contains a gold answer (SQuAD-normalised);
    - sentinel: replies that are the sentinel (rag refuses), on answerable and unanswerable;
-   - stray: replies that contain the sentinel but do not start with it (rag answers them);
+   - stray: replies that contain the sentinel but do not start with it, and cite a source (rag
+     answers those; one that cites nothing is a refusal);
 2. with ``--squad N``: N answerable and N unanswerable SQuAD v2 questions on the Normans
    article of part A (../shared/data), extractive answerer against the model, with the
    metrics of benchmarks/squad_answerability.py: answered with the gold answer in a cited
