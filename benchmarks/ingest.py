@@ -15,8 +15,7 @@ For each corpus, each phase in a fresh process so that peak RSS is its own:
 Usage: python benchmarks/ingest.py [--corpora short,scifact] [--limit N] [--rounds N] [--json]
 Targets (2 cores): short passages <= 1.05 x floor, abstracts <= 1.25 x floor,
 peak RSS < 1.5 GB, unchanged re-run < 3 s.  On a shared machine the wall-clock ratio is
-noise; the CPU ratio (CPU seconds of the ingest over those of the floor) is steadier, and
-with ``RAG_EMBED_THREADS=1`` it counts no spinning threads.
+noise; the CPU ratio (CPU seconds of the ingest over those of the floor) is steadier.
 """
 
 from __future__ import annotations

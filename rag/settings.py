@@ -116,7 +116,7 @@ class EmbeddingSettings(_Section):
     threads: int = Field(
         0,
         ge=0,
-        description="CPU threads for the local model (0: one per core).",
+        description="Batches the local model runs at once, on one CPU thread each (0: one per core).",
         json_schema_extra=_env("RAG_EMBED_THREADS"),
     )
 

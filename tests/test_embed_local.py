@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +182,57 @@ def test_batches_are_planned_to_pad_least() -> None:
     assert padded(planned) < padded(plan_batches(counts, 4))
     # Calls that cost more than padding: fewer, fuller batches.
     assert len(plan_padded_batches(counts, batch_size=4, call_cost=10_000)) == 2
+
+
+def test_batches_run_side_by_side_on_one_core_each(reference) -> None:
+    """One single-threaded run per core: a busy core then slows one batch, not every batch
+    at the barrier its threads share.  The runs overlap and give the same vectors."""
+    sentences, _ = reference
+    texts = [f"{s} ({i})" for i, s in enumerate(sentences * 4)]
+    alone = embed_many(LocalEmbedder(threads=1), texts)
+
+    spans: list[tuple[float, float]] = []
+
+    class Timed(LocalEmbedder):
+        def embed_batch(self, batch):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            vectors = super().embed_batch(batch)
+            spans.append((started, time.perf_counter()))
+            return vectors
+
+    side_by_side = Timed(threads=2)
+    side_by_side.batch_size = 2
+    assert side_by_side.concurrency == 2
+    vectors = embed_many(side_by_side, texts)
+    np.testing.assert_allclose(vectors, alone, atol=1e-6)
+    spans.sort()
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+def test_the_next_batch_starts_before_the_last_one_is_handed_over() -> None:
+    """While the caller stores a finished batch, the core that batch used is given new work."""
+    from rag.embed.base import Embedder, embed_all
+
+    class Counting(Embedder):
+        name, dimension, max_input_tokens, batch_size, concurrency = "test:counting", 2, 100, 1, 2
+
+        def __init__(self) -> None:
+            self.started = 0
+            self.third = threading.Event()
+
+        def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+            self.started += 1
+            if self.started >= 3:
+                self.third.set()
+            return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
+
+    embedder = Counting()
+    seen_while_storing: list[bool] = []
+
+    def store(indices: list[int], vectors: np.ndarray) -> None:
+        if not seen_while_storing:  # the first batch handed over: two were running
+            seen_while_storing.append(embedder.third.wait(timeout=5))
+
+    vectors, _ = embed_all(embedder, ["a", "b", "c", "d"], store)
+    assert seen_while_storing == [True]
+    assert vectors.shape == (4, 2) and embedder.started == 4

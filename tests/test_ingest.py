@@ -214,6 +214,52 @@ def test_the_next_window_is_chunked_while_the_model_embeds_this_one(tmp_path: Pa
     assert _consistent(Engine(embedding__embedder="watching")) == (report.chunks_total, 40)
 
 
+def test_the_next_window_starts_while_this_ones_last_batch_runs(tmp_path: Path) -> None:
+    """At a window's end the free core takes the next window's first batch, and a text in
+    both windows, still being embedded, is embedded once and stored for both files."""
+    import threading
+
+    shared = "The shared paragraph, longer than any other in the first window, repeated later."
+
+    class SideBySide(HashEmbedder):
+        batch_size, concurrency = 1, 2
+
+        def __init__(self) -> None:
+            super().__init__(provider="sidebyside")
+            self.second_window_started = threading.Event()
+            self.overlapped: bool | None = None
+
+        def embed_batch(self, texts):
+            if any("second" in t for t in texts):
+                self.second_window_started.set()
+            if shared in texts:
+                self.overlapped = self.second_window_started.wait(timeout=10)
+            return super().embed_batch(texts)
+
+    embedder = SideBySide()
+    factory.register("sidebyside", lambda model, settings: embedder)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(63):  # the first window: 64 one-chunk files, the shared text the longest
+        (folder / f"a{i:02d}.txt").write_text(f"first note {i}\n", encoding="utf-8")
+    (folder / "a63.txt").write_text(shared + "\n", encoding="utf-8")
+    for i in range(20):
+        (folder / f"b{i:02d}.txt").write_text(f"second note {i}\n", encoding="utf-8")
+    (folder / "b20.txt").write_text(shared + "\n", encoding="utf-8")
+
+    engine = Engine(embedding__embedder="sidebyside")
+    report = engine.ingest([folder])
+    assert (report.added, report.failed, report.interrupted) == (85, [], None)
+    assert embedder.overlapped, "the model waited for the first window to end"
+    assert sum(texts.count(shared) for texts in embedder.calls) == 1
+    assert report.embedded == 84
+    assert {h.source for h in engine.search("shared paragraph repeated", k=2)} == {
+        str(folder / "a63.txt"),
+        str(folder / "b20.txt"),
+    }
+    assert _consistent(engine) == (85, 85)
+
+
 # --- interrupted and concurrent runs --------------------------------------------------------
 
 _SLOW_INGEST = """

@@ -91,12 +91,12 @@ def test_eight_conversations_on_one_store_are_billed_only_their_own_tokens(
 def test_three_indexes_in_one_store_load_the_local_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.embed import local
 
-    loads: list[int] = []
+    loads: list[bool] = []
     original = local._open
 
-    def counting(threads: int) -> Any:  # reads the weights and builds the ONNX session
-        loads.append(threads)
-        return original(threads)
+    def counting() -> Any:  # reads the weights and builds the ONNX session
+        loads.append(True)
+        return original()
 
     monkeypatch.setattr(local, "_open", counting)
     store = Store()

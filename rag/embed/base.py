@@ -9,8 +9,9 @@ it arrives so that the caller can store it before the next one finishes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
 
 import numpy as np
 
@@ -126,6 +127,7 @@ def plan_padded_batches(token_counts: Sequence[int], batch_size: int, call_cost:
     return batches[::-1]
 
 
+T = TypeVar("T")
 BatchCallback = Callable[[list[int], Vectors], None]
 
 
@@ -138,6 +140,13 @@ def embed_many(
 ) -> Vectors:
     """Embed all ``texts``; returns vectors in input order (``embed_all`` without the usage)."""
     return embed_all(embedder, texts, on_batch, token_counts=token_counts)[0]
+
+
+def plan(embedder: Embedder, token_counts: Sequence[int]) -> list[list[int]]:
+    """Batches of text indices within ``embedder``'s limits, planned as it prefers."""
+    if embedder.call_cost_tokens and not embedder.max_batch_tokens:
+        return plan_padded_batches(token_counts, embedder.batch_size, embedder.call_cost_tokens)
+    return plan_batches(token_counts, embedder.batch_size, embedder.max_batch_tokens)
 
 
 def embed_all(
@@ -157,6 +166,32 @@ def embed_all(
     the first error is raised.
     """
     result = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    if not texts:
+        return result, Usage()
+    counts = list(token_counts) if token_counts is not None else embedder.count_tokens(texts)
+
+    def deliver(indices: list[int], vectors: Vectors) -> None:
+        result[indices] = vectors
+        if on_batch is not None:
+            on_batch(indices, vectors)
+
+    batches = ((indices, [texts[i] for i in indices]) for indices in plan(embedder, counts))
+    return result, embed_stream(embedder, batches, deliver, on_usage=on_usage)
+
+
+def embed_stream(
+    embedder: Embedder,
+    batches: Iterable[tuple[T, Sequence[str]]],
+    deliver: Callable[[T, Vectors], None],
+    *,
+    on_usage: Callable[[Usage], None] | None = None,
+) -> Usage:
+    """Embed each ``(tag, texts)`` batch, up to ``concurrency`` at once; returns what was spent.
+
+    ``deliver(tag, vectors)`` runs in the calling thread as each batch arrives, and
+    ``batches`` is advanced there too, so it may wait for more work (an ingest's next
+    window) while earlier batches are embedded.  Errors as in ``embed_all``.
+    """
     spent = Usage()
 
     def count(usage: Usage) -> None:
@@ -165,36 +200,24 @@ def embed_all(
         if on_usage is not None and usage:
             on_usage(usage)
 
-    if not texts:
-        return result, spent
-    counts = list(token_counts) if token_counts is not None else embedder.count_tokens(texts)
-    if embedder.call_cost_tokens and not embedder.max_batch_tokens:
-        batches = plan_padded_batches(counts, embedder.batch_size, embedder.call_cost_tokens)
-    else:
-        batches = plan_batches(counts, embedder.batch_size, embedder.max_batch_tokens)
-
-    def deliver(indices: list[int], vectors: Vectors) -> None:
-        result[indices] = vectors
-        if on_batch is not None:
-            on_batch(indices, vectors)
-
     if embedder.concurrency <= 1:
-        for indices in batches:
-            vectors, usage = embedder.embed_batch_usage([texts[i] for i in indices])
+        for tag, texts in batches:
+            vectors, usage = embedder.embed_batch_usage(texts)
             count(usage)
-            deliver(indices, _checked(embedder, vectors, indices))
-        return result, spent
+            deliver(tag, _checked(embedder, vectors, len(texts)))
+        return spent
 
-    pending: Iterator[list[int]] = iter(batches)
+    pending = iter(batches)
     error: BaseException | None = None
     with ThreadPoolExecutor(max_workers=embedder.concurrency, thread_name_prefix="embed") as pool:
-        in_flight: dict[Future[tuple[Vectors, Usage]], list[int]] = {}
+        in_flight: dict[Future[tuple[Vectors, Usage]], tuple[T, int]] = {}
 
         def submit_next() -> bool:
-            indices = next(pending, None)
-            if indices is None:
+            batch = next(pending, None)
+            if batch is None:
                 return False
-            in_flight[pool.submit(embedder.embed_batch_usage, [texts[i] for i in indices])] = indices
+            tag, texts = batch
+            in_flight[pool.submit(embedder.embed_batch_usage, texts)] = (tag, len(texts))
             return True
 
         for _ in range(embedder.concurrency):
@@ -203,27 +226,28 @@ def embed_all(
         while in_flight:
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                indices = in_flight.pop(future)
+                tag, size = in_flight.pop(future)
                 try:
                     vectors, usage = future.result()
                     count(usage)
-                    vectors = _checked(embedder, vectors, indices)
+                    vectors = _checked(embedder, vectors, size)
                 except BaseException as exc:
                     error = error or exc
                     continue
-                deliver(indices, vectors)
+                # The next call starts before this result is handed over, so that the
+                # caller's storing it does not leave a core idle.
                 if error is None:
                     submit_next()
+                deliver(tag, vectors)
     if error is not None:
         raise error
-    return result, spent
+    return spent
 
 
-def _checked(embedder: Embedder, vectors: Vectors, indices: list[int]) -> Vectors:
+def _checked(embedder: Embedder, vectors: Vectors, size: int) -> Vectors:
     vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.shape != (len(indices), embedder.dimension):
+    if vectors.shape != (size, embedder.dimension):
         raise ValueError(
-            f"{embedder.name} returned vectors of shape {vectors.shape}, "
-            f"expected ({len(indices)}, {embedder.dimension})"
+            f"{embedder.name} returned vectors of shape {vectors.shape}, expected ({size}, {embedder.dimension})"
         )
     return vectors
