@@ -161,8 +161,9 @@ def run_phase(name: str, folder: Path, env: dict[str, str]) -> dict[str, float]:
 def measure(kind: str, corpus: Path, tmp: Path, limit: int | None, rounds: int = 1) -> dict[str, object]:
     """Floor, ingest and unchanged re-run of one corpus, in a store of its own.
 
-    With several ``rounds``, floor and ingest alternate (each ingest into a fresh store) and
-    the round with the median ingest/floor ratio is reported: a ratio of two runs next to
+    With several ``rounds``, floor and ingest alternate (each ingest into a fresh store; floor
+    first in even rounds, ingest first in odd ones) and the round with the median
+    ingest/floor ratio is reported: a ratio of two runs next to
     each other in time is what a shared machine's drifting speed disturbs least.
     """
     folder = tmp / kind
@@ -173,7 +174,12 @@ def measure(kind: str, corpus: Path, tmp: Path, limit: int | None, rounds: int =
         env = {**os.environ, "RAG_HOME": str(tmp / f"home-{kind}-{r}")}
         env.pop("OPENAI_API_KEY", None)
         env.pop("OPENAI_BASE_URL", None)
-        pairs.append((run_phase("floor", folder, env), run_phase("ingest", folder, env), env))
+        if r % 2:  # the order alternates, so that a machine slowing down steadily favours neither
+            ingest = run_phase("ingest", folder, env)
+            pairs.append((run_phase("floor", folder, env), ingest, env))
+        else:
+            floor = run_phase("floor", folder, env)
+            pairs.append((floor, run_phase("ingest", folder, env), env))
     ratios = sorted((i["seconds"] / f["seconds"], n) for n, (f, i, _) in enumerate(pairs))
     floor, ingest, env = pairs[ratios[len(ratios) // 2][1]]
     rerun = run_phase("ingest", folder, env)
