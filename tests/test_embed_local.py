@@ -194,7 +194,7 @@ def test_batches_run_side_by_side_on_one_core_each(reference) -> None:
     spans: list[tuple[float, float]] = []
 
     class Timed(LocalEmbedder):
-        def embed_batch(self, batch):  # type: ignore[no-untyped-def]
+        def embed_batch(self, batch):
             started = time.perf_counter()
             vectors = super().embed_batch(batch)
             spans.append((started, time.perf_counter()))
@@ -220,7 +220,7 @@ def test_the_next_batch_starts_before_the_last_one_is_handed_over() -> None:
             self.started = 0
             self.third = threading.Event()
 
-        def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        def embed_batch(self, texts):
             self.started += 1
             if self.started >= 3:
                 self.third.set()
