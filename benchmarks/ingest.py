@@ -174,12 +174,10 @@ def measure(kind: str, corpus: Path, tmp: Path, limit: int | None, rounds: int =
         env = {**os.environ, "RAG_HOME": str(tmp / f"home-{kind}-{r}")}
         env.pop("OPENAI_API_KEY", None)
         env.pop("OPENAI_BASE_URL", None)
-        if r % 2:  # the order alternates, so that a machine slowing down steadily favours neither
-            ingest = run_phase("ingest", folder, env)
-            pairs.append((run_phase("floor", folder, env), ingest, env))
-        else:
-            floor = run_phase("floor", folder, env)
-            pairs.append((floor, run_phase("ingest", folder, env), env))
+        # The order alternates, so that a machine slowing down steadily favours neither.
+        order = ("ingest", "floor") if r % 2 else ("floor", "ingest")
+        phases = {name: run_phase(name, folder, env) for name in order}
+        pairs.append((phases["floor"], phases["ingest"], env))
     ratios = sorted((i["seconds"] / f["seconds"], n) for n, (f, i, _) in enumerate(pairs))
     floor, ingest, env = pairs[ratios[len(ratios) // 2][1]]
     rerun = run_phase("ingest", folder, env)

@@ -70,13 +70,12 @@ class LocalEmbedder(Embedder):
     remembered = 4096
 
     def __init__(self, threads: int = 0) -> None:
-        self.threads = threads or _cores()
         # One batch per core, each run on one thread, rather than every core on one batch:
         # a run's threads meet at a barrier after every operator, so when the chunker or
         # Chroma takes a core the other core waits too.  With a Python thread using 30% of
         # a core, 2,000 passages took 28.2 s on one 2-thread run and 23.0 s on two 1-thread
         # runs (20.5 s either way on a quiet machine).  A lone query pays about 1 ms.
-        self.concurrency = self.threads
+        self.concurrency = threads or _cores()
         self._lock = threading.Lock()
         self._model: tuple[Tokenizer, Any] | None = None
         self._counted: dict[str, list[int]] = {}
