@@ -39,7 +39,8 @@ class Int8MiniLM(LocalEmbedder):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        # As LocalEmbedder: one thread per run, ``threads`` runs side by side (embed_many).
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def embed_batch(self, texts: Sequence[str]) -> Vectors:

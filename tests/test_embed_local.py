@@ -104,6 +104,29 @@ def test_count_tokens_is_the_tokenizers_exact_count(embedder: LocalEmbedder, ref
     assert embedder.max_input_tokens == local.MODEL_MAX_TOKENS - 2 == 254
 
 
+def test_empty_texts_are_counted_without_the_tokenizer() -> None:
+    # The chunker counts ["", text] for every file; a batch of two goes to the tokenizer's
+    # thread pool, which cost more CPU than the count (0.79 against 0.46 CPU-s per 5,000).
+    counter = LocalEmbedder()
+    tokenizer, session = counter._load()
+    sent: list[list[str]] = []
+    real = tokenizer.encode_batch_fast
+
+    class Watching:
+        def __getattr__(self, name: str):
+            return getattr(tokenizer, name)
+
+        def encode_batch_fast(self, texts, **kwargs):
+            sent.append(list(texts))
+            return real(texts, **kwargs)
+
+    counter._model = (Watching(), session)  # type: ignore[assignment]
+    assert counter.count_tokens(["", "This is an example sentence", ""]) == [0, 5, 0]
+    assert counter.count_tokens(["", " "]) == [0, 0]
+    assert sent == [["This is an example sentence"], [" "]]
+    assert counter.count_tokens([""]) == [0] and len(sent) == 2
+
+
 def test_first_use_from_many_threads_loads_once() -> None:
     fresh = LocalEmbedder(threads=1)
     assert fresh._model is None  # constructing loads nothing

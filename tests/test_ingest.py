@@ -260,6 +260,51 @@ def test_the_next_window_starts_while_this_ones_last_batch_runs(tmp_path: Path) 
     assert _consistent(engine) == (85, 85)
 
 
+def test_only_the_last_batches_rows_are_written_after_the_model_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Vectors are written in big batches (Chroma's cost per call), but once the last
+    window's last batches are running, what is buffered is written, not held for after them."""
+    import threading
+
+    from rag.store.index import Index
+
+    class LastWaits(HashEmbedder):
+        batch_size, concurrency = 4, 2
+
+        def __init__(self) -> None:
+            super().__init__(provider="lastwaits")
+            self.written = threading.Event()
+            self.overlapped: bool | None = None
+
+        def embed_batch(self, texts):
+            vectors = super().embed_batch(texts)
+            if "note number 39" in texts:  # the last batch (equal lengths keep file order)
+                self.overlapped = self.written.wait(timeout=10)
+            return vectors
+
+    embedder = LastWaits()
+    factory.register("lastwaits", lambda model, settings: embedder)
+    writes: list[int] = []
+    real_write = Index.write_vectors
+
+    def write(self, chunks, vectors, files) -> None:
+        writes.append(len(chunks))
+        embedder.written.set()
+        real_write(self, chunks, vectors, files)
+
+    monkeypatch.setattr(Index, "write_vectors", write)
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(40):  # one window, well under a write's size
+        (folder / f"n{i:02d}.txt").write_text(f"note number {i}\n", encoding="utf-8")
+    report = Engine(embedding__embedder="lastwaits").ingest([folder])
+    assert (report.added, report.chunks_total, len(embedder.calls)) == (40, 40, 10)
+    assert embedder.overlapped, "nothing was written until the model was done"
+    # Left for after the model: the batch finished but not yet handed over, and the last one.
+    assert sum(writes) == 40 and writes[-1] <= 2 * LastWaits.batch_size
+
+
 # --- interrupted and concurrent runs --------------------------------------------------------
 
 _SLOW_INGEST = """

@@ -106,7 +106,10 @@ class LocalEmbedder(Embedder):
         """Exact word pieces per text, without [CLS]/[SEP] and without truncation."""
         tokenizer, _ = self._load()
         encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # tokenizers >= 0.20
-        rows = [e.ids for e in encode(list(texts), add_special_tokens=False)]
+        # Empty texts (the chunker's probe for per-text overhead) are not sent: a batch of
+        # two is split across the tokenizer's thread pool, which costs more CPU than it saves.
+        fresh = iter(encode([t for t in texts if t], add_special_tokens=False) if any(texts) else [])
+        rows = [next(fresh).ids if text else [] for text in texts]
         with self._counted_lock:
             for text, ids in zip(texts, rows, strict=True):
                 if len(ids) <= self.max_input_tokens:

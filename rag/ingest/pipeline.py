@@ -108,7 +108,9 @@ class _VectorWriter:
     hands the commits that are done back to that thread, which reports them.
     """
 
-    size = 256  # as cheap per chunk as 512 in Chroma
+    # Chroma's CPU per chunk, 5,000 chunks: 0.41 ms in writes of 256, 0.37 ms of 512, 0.36 ms
+    # of 1,024 (and of 2,048).  ``ending`` keeps the write after the last batch small.
+    size = 1024
     #: Batches written or waiting at once; bounds the vectors held in memory.
     in_flight = 2
 
@@ -143,6 +145,11 @@ class _VectorWriter:
         while len(self._writes) >= self.in_flight:
             self._reap_write()
         self._writes.append((self._pool.submit(self._write, chunks, vectors), len(chunks)))
+
+    def ending(self) -> None:
+        """No window is coming after those under way: write what is buffered now, while the
+        last batches run, so that only their rows are written after the model is done."""
+        self.flush()
 
     def commit(self, files: list[_Pending]) -> None:
         """Queue the commit of a window whose chunks have all been added."""
@@ -293,6 +300,7 @@ class _WindowStream:
         while True:
             window = self._next()
             if window is None:
+                self._writer.ending()
                 return
             texts, counts = self._open_window(window)
             for indices in plan(self._ingestor.embedder, counts) if texts else ():

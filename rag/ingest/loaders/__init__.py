@@ -8,6 +8,7 @@ Adding a file type is one loader module and one line in ``FILE_TYPES``; discover
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +133,10 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {ext: t.kind for ext, t in FILE_TYPES.ite
 
 def file_type(path: Path | str) -> FileType | None:
     """How to read this file, by its name; None when rag cannot read it."""
-    return FILE_TYPES.get(Path(path).suffix.lower())
+    # ``Path(path).suffix`` without building a Path: this runs several times per file.
+    name = os.path.basename(path)
+    dot = name.rfind(".")
+    return FILE_TYPES.get(name[dot:].lower()) if 0 < dot < len(name) - 1 else None
 
 
 def kind_of(path: Path) -> str | None:
