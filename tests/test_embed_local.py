@@ -58,25 +58,31 @@ def test_dynamic_padding_gives_the_same_vectors_as_one_at_a_time(embedder: Local
     assert np.sum(together * alone, axis=1).min() > 0.9999
 
 
+def _watch_tokenizer(embedder: LocalEmbedder, method: str) -> list[list[str]]:
+    """The texts each later call of the tokenizer's ``method`` is given, in a list."""
+    tokenizer, session = embedder._load()
+    real = getattr(tokenizer, method)
+    sent: list[list[str]] = []
+
+    def watched(texts, **kwargs):
+        sent.append(list(texts))
+        return real(texts, **kwargs)
+
+    class Watching:  # the tokenizer is a Rust object: wrap it rather than patch it
+        def __getattr__(self, name: str):
+            return watched if name == method else getattr(tokenizer, name)
+
+    embedder._model = (Watching(), session)  # type: ignore[assignment]
+    return sent
+
+
 def test_texts_counted_first_embed_to_the_same_vectors_without_tokenizing_again(reference) -> None:
     sentences, expected = reference
     counted = LocalEmbedder()
     counted.count_tokens(sentences[:5])
-    tokenizer, _ = counted._load()
-    calls: list[int] = []
-    real = tokenizer.encode_batch
-
-    class Watching:  # the tokenizer is a Rust object: wrap it rather than patch it
-        def __getattr__(self, name: str):
-            return getattr(tokenizer, name)
-
-        def encode_batch(self, texts, **kwargs):
-            calls.append(len(texts))
-            return real(texts, **kwargs)
-
-    counted._model = (Watching(), counted._model[1])  # type: ignore[index,assignment]
+    sent = _watch_tokenizer(counted, "encode_batch")
     vectors = counted.embed_batch(sentences)  # five remembered, the rest not
-    assert calls == [len(sentences) - 5]
+    assert [len(texts) for texts in sent] == [len(sentences) - 5]
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     np.testing.assert_array_equal(vectors, LocalEmbedder().embed_batch(sentences))
 
@@ -108,19 +114,7 @@ def test_empty_texts_are_counted_without_the_tokenizer() -> None:
     # The chunker counts ["", text] for every file; a batch of two goes to the tokenizer's
     # thread pool, which cost more CPU than the count (0.79 against 0.46 CPU-s per 5,000).
     counter = LocalEmbedder()
-    tokenizer, session = counter._load()
-    sent: list[list[str]] = []
-    real = tokenizer.encode_batch_fast
-
-    class Watching:
-        def __getattr__(self, name: str):
-            return getattr(tokenizer, name)
-
-        def encode_batch_fast(self, texts, **kwargs):
-            sent.append(list(texts))
-            return real(texts, **kwargs)
-
-    counter._model = (Watching(), session)  # type: ignore[assignment]
+    sent = _watch_tokenizer(counter, "encode_batch_fast")
     assert counter.count_tokens(["", "This is an example sentence", ""]) == [0, 5, 0]
     assert counter.count_tokens(["", " "]) == [0, 0]
     assert sent == [["This is an example sentence"], [" "]]
