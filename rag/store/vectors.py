@@ -9,15 +9,19 @@ results are read back from.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 
 from rag.errors import StoreError, UsageError
+from rag.store.folder import Folder
 from rag.store.remote import list_collections
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -38,102 +42,157 @@ def parse_chroma_url(url: str) -> tuple[str, int, bool]:
 
 
 class VectorStore:
-    """One Chroma collection per index: a ``rag.store.backend.VectorBackend``."""
+    """One Chroma collection per index: a ``rag.store.backend.VectorBackend``.
 
-    def __init__(self, client: Any, collection_name: str, location: str, path: Path | None = None) -> None:
+    Embedded, every call goes through the folder's ``rag.store.folder.Folder``, which keeps
+    this process current with other processes' writes; on a server, Chroma does that.
+    """
+
+    def __init__(
+        self, client: Any, collection_name: str, location: str, path: Path | None = None, folder: Folder | None = None
+    ) -> None:
         self._client = client
         self._name = collection_name
         self.location = location
         self._path = path
+        self._folder = folder
         self._collection: Any = None
+        self._epoch = -1
 
     @classmethod
     def connect(cls, collection_name: str, *, path: Path | None = None, url: str | None = None) -> VectorStore:
         """Open Chroma embedded in ``path``, or the server at ``url``."""
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        chroma_settings = ChromaSettings(anonymized_telemetry=False)
         try:
             if url:
-                host, port, ssl = parse_chroma_url(url)
-                client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=chroma_settings)
+                client = _connect(None, url)
                 client.heartbeat()
-                location = url
-            else:
-                assert path is not None
-                path.mkdir(parents=True, exist_ok=True)
-                client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-                location = str(path)
+                return cls(client, collection_name, url)
+            assert path is not None
+            path.mkdir(parents=True, exist_ok=True)
+            folder = Folder.open(path, lambda p: _connect(p, None))
         except UsageError:
             raise
         except Exception as exc:  # chromadb raises many types; the user needs one line
             where = url or str(path)
             raise StoreError(f"cannot open Chroma at {where}: {_short(exc)}") from exc
-        return cls(client, collection_name, location, None if url else path)
+        return cls(None, collection_name, str(path), path, folder)
 
     def collection_names(self) -> list[str]:
         """Every collection on this Chroma (this one or not), by name."""
-        return [c.name for c in list_collections(self._client)]
+        with self._use(write=False) as client:
+            return [c.name for c in list_collections(client)]
 
-    # --- collection -----------------------------------------------------------------------
+    # --- one call at a time ---------------------------------------------------------------
 
-    def exists(self) -> bool:
-        return self._get(create=False) is not None
+    @contextmanager
+    def _use(self, *, write: bool) -> Iterator[Any]:
+        if self._folder is None:
+            yield self._client
+        else:
+            with self._folder.writing() if write else self._folder.reading() as client:
+                yield client
 
-    def _get(self, *, create: bool, metadata: Mapping[str, Any] | None = None) -> Any:
-        if self._collection is not None:
+    def _collection_in(self, client: Any, *, create: bool = False, metadata: Mapping[str, Any] | None = None) -> Any:
+        """The collection as ``client`` sees it (None when it does not exist)."""
+        epoch = self._folder.epoch if self._folder is not None else 0
+        if self._collection is not None and self._epoch == epoch:
             return self._collection
         try:
             if create:
-                self._collection = self._client.get_or_create_collection(
+                collection = client.get_or_create_collection(
                     self._name,
                     metadata=dict(metadata or {}) or None,
                     configuration={"hnsw": _HNSW},
                     embedding_function=None,
                 )
             else:
-                self._collection = self._client.get_collection(self._name, embedding_function=None)
+                collection = client.get_collection(self._name, embedding_function=None)
         except Exception as exc:
             if not create and _is_not_found(exc):
                 return None
             raise StoreError(f"Chroma at {self.location}: {_short(exc)}") from exc
-        return self._collection
+        self._collection, self._epoch = collection, epoch
+        return collection
+
+    def _read(self, fn: Callable[[Any], T], missing: T) -> T:
+        """``fn(collection)``, or ``missing`` when there is no collection.  A read that fails
+        while another process writes the folder is tried once more, after that write."""
+        for attempt in (1, 2):
+            try:
+                with self._use(write=False) as client:
+                    collection = self._collection_in(client)
+                    return missing if collection is None else fn(collection)
+            except Exception as exc:
+                if attempt == 1 and self._folder is not None and self._folder.reopen_after_error():
+                    continue
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"Chroma at {self.location}: {_short(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    def _write(self, fn: Callable[[Any], None], *, create: bool = False) -> None:
+        """``fn(collection)`` as this process's one write to the folder; nothing when there
+        is no collection (unless ``create``, when ``fn`` gets the client)."""
+        try:
+            with self._use(write=True) as client:
+                if create:
+                    fn(client)
+                    return
+                collection = self._collection_in(client)
+                if collection is not None:
+                    fn(collection)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"Chroma at {self.location}: {_short(exc)}") from exc
+
+    # --- collection -----------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self._read(lambda c: True, False)
 
     def create(self, metadata: Mapping[str, Any]) -> None:
-        self._get(create=True, metadata=metadata)
+        self._write(lambda client: self._collection_in(client, create=True, metadata=metadata), create=True)
 
     @property
     def metadata(self) -> dict[str, Any]:
-        collection = self._get(create=False)
-        return dict(collection.metadata or {}) if collection is not None else {}
+        return self._read(lambda c: dict(c.metadata or {}), {})
 
     def set_metadata(self, values: Mapping[str, Any]) -> None:
-        collection = self._require()
-        merged = {**(collection.metadata or {}), **values}
-        # Chroma rejects its own reserved hnsw:* keys in modify(); they live in configuration.
-        merged = {k: v for k, v in merged.items() if not k.startswith("hnsw:")}
-        self._call(collection.modify, metadata=merged)
+        def modify(collection: Any) -> None:
+            merged = {**(collection.metadata or {}), **values}
+            # Chroma rejects its own reserved hnsw:* keys in modify(); they live in configuration.
+            collection.modify(metadata={k: v for k, v in merged.items() if not k.startswith("hnsw:")})
+
+        if not self.exists():
+            raise StoreError(f"collection {self._name} does not exist in Chroma at {self.location}")
+        self._write(modify)
 
     def close(self) -> None:
-        """Let go of the client.  Chroma shares one embedded system per folder among its
-        clients and stops it, closing its SQLite and HNSW files, when the last one closes."""
+        """Let go of the client (embedded: this process's last user of the folder closes it,
+        and Chroma then closes its SQLite and HNSW files)."""
         self._collection = None
-        self._client.close()
+        if self._folder is not None:
+            folder, self._folder = self._folder, None
+            folder.release()
+        elif self._client is not None:
+            self._client.close()
 
     def drop(self) -> None:
-        if self.exists():
-            self._call(self._client.delete_collection, self._name)
-        self._collection = None
+        def delete(client: Any) -> None:
+            if self._collection_in(client) is not None:
+                client.delete_collection(self._name)
+            self._collection = None
+
+        self._write(delete, create=True)
 
     def count(self) -> int:
-        collection = self._get(create=False)
-        return int(self._call(collection.count)) if collection is not None else 0
+        return self._read(lambda c: int(c.count()), 0)
 
     # --- data -----------------------------------------------------------------------------
 
     def _batches(self, n: int) -> Iterator[slice]:
-        size = max(1, min(5000, int(self._client.get_max_batch_size()) - 1))
+        size = 5000 if self._folder is not None else max(1, min(5000, int(self._client.get_max_batch_size()) - 1))
         for start in range(0, n, size):
             yield slice(start, min(n, start + size))
 
@@ -147,33 +206,27 @@ class VectorStore:
         """Write vectors under ``ids``; rewriting an id replaces it, so retries are harmless."""
         if not ids:
             return
-        collection = self._require()
+        if not self.exists():
+            raise StoreError(f"collection {self._name} does not exist in Chroma at {self.location}")
         for part in self._batches(len(ids)):
-            self._call(
-                collection.upsert,
-                ids=list(ids[part]),
-                embeddings=np.asarray(vectors[part], dtype=np.float32),
-                documents=list(documents[part]) if documents is not None else None,
-                metadatas=[dict(m) for m in metadatas[part]],
+            self._write(
+                lambda c, part=part: c.upsert(
+                    ids=list(ids[part]),
+                    embeddings=np.asarray(vectors[part], dtype=np.float32),
+                    documents=list(documents[part]) if documents is not None else None,
+                    metadatas=[dict(m) for m in metadatas[part]],
+                )
             )
 
     def delete(self, ids: Sequence[str]) -> None:
-        if not ids:
-            return
-        collection = self._get(create=False)
-        if collection is None:
-            return
         for part in self._batches(len(ids)):
-            self._call(collection.delete, ids=list(ids[part]))
+            self._write(lambda c, part=part: c.delete(ids=list(ids[part])))
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` Chroma holds."""
-        collection = self._get(create=False)
-        if collection is None or not ids:
-            return set()
         found: set[str] = set()
         for part in self._batches(len(ids)):
-            found.update(self._call(collection.get, ids=list(ids[part]), include=[])["ids"])
+            found.update(self._read(lambda c, part=part: c.get(ids=list(ids[part]), include=[])["ids"], []))
         return found
 
     def query(
@@ -185,65 +238,59 @@ class VectorStore:
         pages: tuple[int | None, int | None] | None = None,
     ) -> list[tuple[str, float]]:
         """The ``k`` nearest ids with cosine similarity, best first, within ``paths`` and ``pages``."""
-        collection = self._get(create=False)
-        if collection is None or k <= 0:
+        if k <= 0:
             return []
         # Chroma returns fewer than n_results when it holds fewer; no count() round trip needed.
-        result = self._call(
-            collection.query,
-            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-            n_results=k,
-            where=_where(paths, pages),
-            include=["distances"],
+        result = self._read(
+            lambda c: c.query(
+                query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+                n_results=k,
+                where=_where(paths, pages),
+                include=["distances"],
+            ),
+            None,
         )
+        if result is None:
+            return []
         ids = result["ids"][0]
         distances = result["distances"][0] if result.get("distances") else [1.0] * len(ids)
         return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
     def all_ids(self, page: int = 5000) -> Iterator[list[str]]:
-        collection = self._get(create=False)
-        if collection is None:
-            return
         offset = 0
         while True:
-            got = self._call(collection.get, include=[], limit=page, offset=offset)["ids"]
+            got = self._read(lambda c, o=offset: c.get(include=[], limit=page, offset=o)["ids"], [])
             if not got:
                 return
             yield list(got)
             offset += len(got)
 
     def records(self, page: int = 2000) -> Iterator[list[tuple[str, str | None, dict[str, Any] | None]]]:
-        collection = self._get(create=False)
-        if collection is None:
-            return
         offset = 0
         while True:
-            got = self._call(collection.get, include=["documents", "metadatas"], limit=page, offset=offset)
-            if not got["ids"]:
+            got = self._read(lambda c, o=offset: c.get(include=["documents", "metadatas"], limit=page, offset=o), None)
+            if got is None or not got["ids"]:
                 return
             yield list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
             offset += len(got["ids"])
 
     def fetch(self, ids: Sequence[str]) -> list[tuple[str, str | None, dict[str, Any] | None]]:
         """(id, text, metadata) of those ``ids`` the collection holds."""
-        collection = self._get(create=False)
-        if collection is None or not ids:
-            return []
         out: list[tuple[str, str | None, dict[str, Any] | None]] = []
         for part in self._batches(len(ids)):
-            got = self._call(collection.get, ids=list(ids[part]), include=["documents", "metadatas"])
-            out += list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+            got = self._read(lambda c, part=part: c.get(ids=list(ids[part]), include=["documents", "metadatas"]), None)
+            if got is not None:
+                out += list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
         return out
 
     def delete_where(self, where: Mapping[str, Any]) -> None:
         """Delete every record whose metadata matches ``where``."""
-        collection = self._get(create=False)
-        if collection is not None:
-            self._call(collection.delete, where=dict(where))
+        self._write(lambda c: c.delete(where=dict(where)))
 
     @property
     def client(self) -> Any:
-        """The Chroma client (server mode keeps its lease and change log beside the collection)."""
+        """The Chroma server's client (server mode keeps its lease and change log beside the collection)."""
+        assert self._folder is None, "an embedded folder's client is reopened as other processes write"
         return self._client
 
     def size_bytes(self) -> int:
@@ -261,7 +308,7 @@ class VectorStore:
         if not db.exists():
             return []
         try:
-            collection_id = str(self._require().id)
+            collection_id = str(self._read(lambda c: c.id, None))
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
                 rows = con.execute("SELECT id FROM segments WHERE collection = ?", (collection_id,)).fetchall()
         except (sqlite3.Error, StoreError):
@@ -269,25 +316,24 @@ class VectorStore:
         return [self._path / row[0] for row in rows if (self._path / row[0]).is_dir()]
 
     def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        collection = self._get(create=False)
-        if collection is None or not ids:
+        if not ids:
             return {}
-        got = self._call(collection.get, ids=list(ids), include=["embeddings"])
+        got = self._read(lambda c: c.get(ids=list(ids), include=["embeddings"]), None)
+        if got is None:
+            return {}
         return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"], strict=True)}
 
-    # --- helpers --------------------------------------------------------------------------
 
-    def _require(self) -> Any:
-        collection = self._get(create=False)
-        if collection is None:
-            raise StoreError(f"collection {self._name} does not exist in Chroma at {self.location}")
-        return collection
+def _connect(path: Path | None, url: str | None) -> Any:
+    """A Chroma client: embedded in ``path``, or for the server at ``url``."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            raise StoreError(f"Chroma at {self.location}: {_short(exc)}") from exc
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if url:
+        host, port, ssl = parse_chroma_url(url)
+        return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=chroma_settings)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 
 
 def _where(paths: Sequence[str] | None, pages: tuple[int | None, int | None] | None) -> dict[str, Any] | None:
