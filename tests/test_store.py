@@ -129,7 +129,7 @@ def test_vector_store_batches_below_chromas_limit(tmp_path: Path, monkeypatch) -
     store = VectorStore.connect("rag-test", path=tmp_path / "chroma")
     store.create({"rag_embedder": "x"})
     sizes: list[int] = []
-    collection = store._require()
+    collection = store._read(lambda c: c, None)
     original = collection.upsert
 
     def spy(**kwargs):
@@ -137,7 +137,8 @@ def test_vector_store_batches_below_chromas_limit(tmp_path: Path, monkeypatch) -
         return original(**kwargs)
 
     monkeypatch.setattr(collection, "upsert", spy)
-    monkeypatch.setattr(store._client, "get_max_batch_size", lambda: 100)
+    assert store._folder is not None
+    monkeypatch.setattr(store._folder._client, "get_max_batch_size", lambda: 100)
     n = 250
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(n, 8)).astype(np.float32)

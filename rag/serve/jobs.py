@@ -4,13 +4,24 @@ Uploads to one index are ingested one job at a time, in order (an index has one 
 other indexes, searches and questions carry on meanwhile.  Each job keeps the list of its
 events, so a client that subscribes late, or reconnects, gets the whole story from the
 start and then follows live.
+
+An upload answered 202 is never lost: its job is written to ``RAG_HOME/jobs/ID.json``
+before the answer, and held by its server (``ID.lock``) until it ends.  A job whose
+server died or stopped first is run again by the next server to start, under the same
+id; its record then says it was resumed.  A server that starts alone on its ``RAG_HOME``
+also removes staged uploads no job knows of (a client cut off mid-upload, never
+answered) and ingests uploaded files the index does not hold.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import json
+import logging
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -21,8 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from rag.errors import RagError
 from rag.serve.state import ServerState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,6 +56,26 @@ class FileState:
             data["reason"] = self.reason
         return data
 
+    def to_record(self) -> dict[str, Any]:
+        """What the job's file on disk keeps: where the upload is, too."""
+        return {
+            **self.to_dict(),
+            "path": str(self.path) if self.path is not None else None,
+            "staged": str(self.staged) if self.staged is not None else None,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> FileState:
+        path, staged = data.get("path"), data.get("staged")
+        return cls(
+            name=str(data["name"]),
+            path=Path(path) if path else None,
+            state=str(data.get("state", "queued")),
+            reason=data.get("reason"),
+            chunks=int(data.get("chunks", 0)),
+            staged=Path(staged) if staged else None,
+        )
+
 
 @dataclass
 class Job:
@@ -53,6 +88,8 @@ class Job:
     report: dict[str, Any] | None = None
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    #: Set when a server that started later ran this job again (its first server had stopped).
+    resumed: bool = False
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list, repr=False)
 
@@ -64,7 +101,32 @@ class Job:
                 "state": self.state,
                 "files": [f.to_dict() for f in self.files],
                 "report": self.report,
+                "resumed": self.resumed,
             }
+
+    def to_record(self) -> dict[str, Any]:
+        with self._changed:
+            return {
+                "job": self.id,
+                "index": self.index,
+                "state": self.state,
+                "created": self.created,
+                "resumed": self.resumed,
+                "report": self.report,
+                "files": [f.to_record() for f in self.files],
+            }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Job:
+        return cls(
+            id=str(data["job"]),
+            index=str(data["index"]),
+            files=[FileState.from_record(f) for f in data.get("files", [])],
+            state=str(data.get("state", "running")),
+            report=data.get("report"),
+            created=float(data.get("created", time.time())),
+            resumed=bool(data.get("resumed", False)),
+        )
 
     def emit(self, name: str, data: dict[str, Any]) -> None:
         with self._changed:
@@ -146,6 +208,8 @@ def _move_into_place(files: list[FileState]) -> None:
     for f in files:
         if f.staged is None or f.path is None:
             continue
+        if not f.staged.exists() and f.path.exists():
+            continue  # moved before its server stopped: the job is being resumed
         try:
             os.replace(f.staged, f.path)
         except OSError as exc:
@@ -159,7 +223,7 @@ def _name(found: FileState | None, path: str) -> str:
 
 
 class Jobs:
-    """Runs ingest jobs, one index at a time each, and remembers the recent ones."""
+    """Runs ingest jobs, one index at a time each, and remembers the recent ones (on disk too)."""
 
     keep = 200
 
@@ -168,17 +232,31 @@ class Jobs:
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._queues: dict[str, ThreadPoolExecutor] = {}
+        self.folder = state.layout.home / "jobs"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        #: The lock of each job this server runs, held until the job ends.
+        self._held: dict[str, FileLock] = {}
+        # Held shared while this server runs: a server that gets it exclusively is alone.
+        self._serving = _SharedFileLock(self.folder / "serving.lock")
+        alone = self._serving.try_exclusive()
+        self._serving.share()
+        self._resume(alone)
 
     def submit(self, index: str, files: list[FileState]) -> Job:
         job = Job(id=secrets.token_hex(8), index=index, files=files)
+        self._hold(job.id)
+        self._save(job)  # before the client is answered 202
+        self._start(job)
+        return job
+
+    def _start(self, job: Job) -> None:
         with self._lock:
             self._jobs[job.id] = job
             if len(self._jobs) > self.keep:
                 for old in sorted(self._jobs.values(), key=lambda j: j.created)[: len(self._jobs) - self.keep]:
                     if old.state != "running":
                         del self._jobs[old.id]
-        self._queue(index).submit(self._run, job)
-        return job
+        self._queue(job.index).submit(self._run, job)
 
     async def run(self, index: str, work: Callable[[], Any]) -> Any:
         """Run ``work`` in ``index``'s queue, after the jobs already waiting there."""
@@ -192,8 +270,107 @@ class Jobs:
             return queue
 
     def get(self, job_id: str) -> Job | None:
+        """A job of this server, or one on disk (another server's, or from before a restart)."""
         with self._lock:
-            return self._jobs.get(job_id)
+            found = self._jobs.get(job_id)
+        if found is not None or not _JOB_ID.match(job_id):
+            return found
+        return self._load(self.folder / f"{job_id}.json")
+
+    # --- the jobs' files ------------------------------------------------------------------
+
+    def _save(self, job: Job) -> None:
+        path = self.folder / f"{job.id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(job.to_record(), ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+    @staticmethod
+    def _load(path: Path) -> Job | None:
+        try:
+            return Job.from_record(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _hold(self, job_id: str) -> bool:
+        """Take a job's lock; False when another live server holds it."""
+        lock = FileLock(str(self.folder / f"{job_id}.lock"), is_singleton=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        self._held[job_id] = lock
+        return True
+
+    def _let_go(self, job_id: str) -> None:
+        lock = self._held.pop(job_id, None)
+        if lock is not None:
+            lock.release()
+            (self.folder / f"{job_id}.lock").unlink(missing_ok=True)
+
+    def _resume(self, alone: bool) -> None:
+        """Run again the jobs a stopped server left unfinished; when ``alone``, tidy the uploads."""
+        records = sorted(self.folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        unfinished: list[Job] = []
+        finished: list[Path] = []
+        for path in records:
+            job = self._load(path)
+            if job is None:
+                path.unlink(missing_ok=True)
+            elif job.state == "running":
+                if self._hold(job.id):
+                    unfinished.append(job)
+            else:
+                finished.append(path)
+        for path in finished[: max(0, len(finished) - self.keep)]:
+            path.unlink(missing_ok=True)
+        if alone:
+            self._tidy_uploads(unfinished)
+        for job in unfinished:
+            job.resumed = True
+            job.events.clear()
+            for f in job.files:
+                if f.state != "failed":
+                    f.state, f.reason, f.chunks = "queued", None, 0
+            log.warning("upload job %s did not finish before its server stopped; resuming it", job.id)
+            self._save(job)
+            self._start(job)
+
+    def _tidy_uploads(self, unfinished: list[Job]) -> None:
+        """With no other server running: staged uploads no job knows of go (they were never
+        answered 202), and uploaded files the index does not hold are ingested."""
+        staged = {f.staged.parent for job in unfinished for f in job.files if f.staged is not None}
+        named = {f.path for job in unfinished for f in job.files if f.path is not None}
+        uploads = self.state.layout.home / "uploads"
+        if not uploads.is_dir():
+            return
+        for folder in sorted(p for p in uploads.iterdir() if p.is_dir()):
+            for incoming in (folder / ".incoming").glob("*"):
+                if incoming not in staged:
+                    shutil.rmtree(incoming, ignore_errors=True)
+            try:
+                known = {d.source for d in self.state.documents(folder.name)}
+            except RagError:
+                known = set()
+            strays = [
+                p.resolve()
+                for p in sorted(folder.iterdir())
+                if p.is_file() and not p.name.startswith(".") and str(p.resolve()) not in known
+            ]
+            strays = [p for p in strays if p not in named]
+            if strays:
+                job = Job(
+                    id=secrets.token_hex(8),
+                    index=folder.name,
+                    files=[FileState(p.name, p) for p in strays],
+                    resumed=True,
+                )
+                log.warning("%d uploaded files of index '%s' are not indexed; ingesting them", len(strays), folder.name)
+                self._hold(job.id)
+                self._save(job)
+                self._start(job)
+
+    # --- running --------------------------------------------------------------------------
 
     def _run(self, job: Job) -> None:
         progress = _JobProgress(job)
@@ -217,17 +394,53 @@ class Jobs:
                 if found is not None and found.state != "failed":
                     found.state, found.reason = "failed", problem.reason
                     job.emit("failed", {"file": found.name, "reason": problem.reason})
+        if report is not None and report.interrupted:
+            for f in job.files:
+                if f.state not in ("failed", "stored", "unchanged"):
+                    f.state, f.reason = "failed", report.interrupted
         failed = report is None or bool(report.interrupted) or all(f.state == "failed" for f in job.files)
         self._finish(job, "failed" if failed else "done", data)
 
-    @staticmethod
-    def _finish(job: Job, state: str, report: dict[str, Any]) -> None:
+    def _finish(self, job: Job, state: str, report: dict[str, Any]) -> None:
         with job._changed:
             job.state, job.report = state, report
+        self._save(job)
+        self._let_go(job.id)
         job.emit("done", {"state": state, "report": report, "files": [f.to_dict() for f in job.files]})
 
     def close(self) -> None:
+        """Stop taking jobs.  The job under way in each queue ends; queued ones stay
+        unfinished on disk, and the next server to start runs them."""
         with self._lock:
             queues = list(self._queues.values())
+            waiting = [j.id for j in self._jobs.values() if j.state == "running"]
         for queue in queues:
             queue.shutdown(wait=False, cancel_futures=True)
+        if waiting:
+            log.warning("%d upload jobs unfinished at shutdown; the next `rag serve` resumes them", len(waiting))
+        self._serving.release()
+
+
+_JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+class _SharedFileLock:
+    """A lock every running server holds shared, so that one can tell whether it is alone."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def try_exclusive(self) -> bool:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def share(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -104,6 +104,24 @@ class StoreLayout:
         return sorted(p.parent.name for p in self.indexes_dir.glob("*/index.db"))
 
 
+def _complete_versions(
+    versions: Mapping[tuple[str, str, str], tuple[FileRecord, list[tuple[int, str]]]],
+) -> list[tuple[FileRecord, list[str]]]:
+    """Of each file's versions, the newest whose chunks are provably all there: as many as
+    its chunk count, at positions 0 to count - 1 (chunks written before rag 0.3 carry no
+    count: their positions must run from 0 without a gap)."""
+    best: dict[str, tuple[FileRecord, list[str]]] = {}
+    for (path, _, _), (record, found) in versions.items():
+        positions = {position for position, _ in found}
+        expected = record.chunk_count or len(found)
+        if len(found) != expected or positions != set(range(expected)):
+            continue
+        kept = best.get(path)
+        if kept is None or record.mtime_ns > kept[0].mtime_ns:
+            best[path] = (record, [cid for _, cid in sorted(found)])
+    return list(best.values())
+
+
 def collection_name(index: str) -> str:
     return f"rag-{index}"
 
@@ -237,6 +255,7 @@ class Index:
                 index.sync(progress)
             else:
                 index._fill_keyword(progress)
+                index._settle_if_idle()
             on_failure.pop_all()
             return index
 
@@ -316,13 +335,32 @@ class Index:
         paths: Sequence[str] | None = None,
         pages: tuple[int | None, int | None] | None = None,
     ) -> list[tuple[str, float]]:
-        """The ``k`` nearest chunk ids by cosine, best first (ids of an unfinished ingest
-        may appear; ``hydrate`` leaves them out)."""
+        """The ``k`` nearest live chunk ids by cosine, best first."""
         if paths and pages is None:
             hits = self._dense_post_filtered(vector, k, paths)
             if hits is not None:
                 return hits
-        return self._vectors.query(vector, k, paths=paths, pages=pages)
+        return self._live_nearest(lambda n: self._vectors.query(vector, n, paths=paths, pages=pages), k)
+
+    def _live_nearest(self, nearest: Callable[[int], list[tuple[str, float]]], k: int) -> list[tuple[str, float]]:
+        """The first ``k`` live ids of ``nearest(n)``, asking for more when chunks that are
+        not live (an ingest under way, or one that died) took places in the top ``n``.
+
+        Each chunk that is not live can take at most one place, so ``k`` plus their number
+        always holds ``k`` live ones when that many match; twice ``k`` is asked first, which
+        is enough unless most of the nearest are pending (a file being re-ingested).
+        """
+        extra = self._manifest.unsettled_count()
+        if not extra:
+            return nearest(k)
+        asked = min(k + extra, max(2 * k, k + 8))
+        while True:
+            hits = nearest(asked)
+            live = self._manifest.live_paths([i for i, _ in hits])
+            kept = [h for h in hits if h[0] in live]
+            if len(kept) >= k or len(hits) < asked or asked >= k + extra:
+                return kept[:k]
+            asked = k + extra
 
     #: A path filter that keeps at least this share of the chunks is applied to a larger
     #: unfiltered search instead of inside Chroma, whose metadata filter costs time in
@@ -345,7 +383,7 @@ class Index:
         fetch = min(self.post_filter_most, max(2 * k, math.ceil(2 * k * total / kept)))
         if fetch > kept // 2:  # then Chroma reads fewer chunks through its filter than this would
             return None
-        nearest = self._vectors.query(vector, fetch)
+        nearest = self._live_nearest(lambda n: self._vectors.query(vector, n), fetch)
         allowed = set(paths)
         where = self._manifest.live_paths([i for i, _ in nearest])
         hits = [(i, s) for i, s in nearest if where.get(i) in allowed]
@@ -525,6 +563,24 @@ class Index:
         self._delete(ids)
         return len(ids)
 
+    def _settle_if_idle(self) -> int:
+        """``settle`` at open when no process is writing the index: what a killed writer left
+        goes at once, rather than at the next ingest.  A writer at work keeps its pending rows."""
+        if not self._manifest.unsettled_count():
+            return 0
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.layout.index_dir(self.name) / "write.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return 0
+        try:
+            return self.settle()
+        finally:
+            self._keyword.release()
+            lock.release()
+
     def _delete(self, ids: Sequence[str]) -> None:
         # Vectors and keywords first: the manifest must know every id they hold.
         if ids:
@@ -656,8 +712,10 @@ class Index:
     def rebuild_from_vectors(self) -> None:
         """Rebuild the manifest and the keyword index from the vectors (``rag repair``).
 
-        The vectors hold each chunk's text and metadata, so files and chunks come back whole;
-        the usage totals, kept only in the manifest, start again from zero.
+        The vectors hold each chunk's text and metadata, and each chunk its file's chunk
+        count and hash, so only files whose chunks are all there come back; the chunks of
+        an incomplete one (an ingest killed half way) are deleted, and the next ingest
+        indexes the file again.  The usage totals, kept only in the manifest, start from zero.
         """
         if self._server is not None:
             head = self._server.log.head if self._server.log.exists() else 0
@@ -678,9 +736,10 @@ class Index:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         manifest = Manifest(path)
-        self._keyword.clear()
+        self._manifest = manifest
         total = self._vectors.count()
-        files: dict[str, tuple[FileRecord, list[str]]] = {}
+        # Every version of every file found: (path, hash, recipe) -> its record and (position, id)s.
+        versions: dict[tuple[str, str, str], tuple[FileRecord, list[tuple[int, str]]]] = {}
         done = 0
         for page in self._vectors.records():
             chunks = []
@@ -689,20 +748,26 @@ class Index:
                     continue  # written for a generation that never committed
                 chunk, record = from_metadata(cid, text, meta)
                 chunks.append(chunk)
-                files.setdefault(chunk.path, (record, []))[1].append(cid)
+                key = (chunk.path, record.content_hash, record.signature)
+                versions.setdefault(key, (record, []))[1].append((chunk.position, cid))
+            # Pending until their file proves complete; ``settle`` deletes the rest.
             manifest.add_pending(chunks)
-            self._keyword.add(chunks, commit=False)
             done += len(chunks)
             if progress is not None:
                 progress(done, total)
+        now = time.time()
+        for record, ids in _complete_versions(versions):
+            manifest.commit_file(replace(record, chunk_count=len(ids), ingested_at=now), ids)
+        for meta_key in ("rag_embedder", "rag_dimension"):
+            if meta_key in remote:
+                manifest.set_meta(meta_key.removeprefix("rag_"), remote[meta_key])
+        self._keyword.clear()
+        for batch in manifest.iter_chunks(5000):
+            self._keyword.add(batch, commit=False)
         self._keyword.commit()
         self._keyword.mark_filled()
-        for record, ids in files.values():
-            manifest.commit_file(replace(record, chunk_count=len(ids), ingested_at=time.time()), ids)
-        for key in ("rag_embedder", "rag_dimension"):
-            if key in remote:
-                manifest.set_meta(key.removeprefix("rag_"), remote[key])
-        self._manifest = manifest
+        if self._server is None or self._writing:
+            self.settle()  # on a server, only the lease holder deletes
         return done
 
     def server_status(self) -> dict[str, Any] | None:

@@ -66,6 +66,8 @@ def to_metadata(chunk: ChunkRecord, record: FileRecord) -> dict[str, Any]:
         "signature": record.signature,
         "file_size": record.size,
         "file_mtime_ns": record.mtime_ns,
+        # With the hash, what proves a file's chunk set complete (``rag repair``).
+        "file_chunks": record.chunk_count,
     }
     meta: dict[str, Any] = {"source": chunk.path, RECORD_KEY: json.dumps(packed, ensure_ascii=False)}
     # Chroma metadata cannot hold None; absent keys simply don't match page filters.
@@ -75,7 +77,8 @@ def to_metadata(chunk: ChunkRecord, record: FileRecord) -> dict[str, Any]:
 
 
 def from_metadata(chunk_id: str, text: str | None, meta: dict[str, Any] | None) -> tuple[ChunkRecord, FileRecord]:
-    """The chunk and (with ``chunk_count`` 0 and no pages) its file, read back from Chroma.
+    """The chunk and (with no pages) its file, read back from Chroma; the file's
+    ``chunk_count`` is 0 when the chunk predates it being stored.
 
     Reads both layouts: the packed one, and 0.1's (a key per field, the text as document).
     """
@@ -103,7 +106,7 @@ def from_metadata(chunk_id: str, text: str | None, meta: dict[str, Any] | None) 
         size=int(meta.get("file_size", -1)),
         mtime_ns=int(meta.get("file_mtime_ns", -1)),
         pages=None,
-        chunk_count=0,
+        chunk_count=int(meta.get("file_chunks", 0)),
         ingested_at=0.0,
     )
     return chunk, record

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -20,8 +20,6 @@ import numpy as np
 from rag.errors import StoreError, UsageError
 from rag.store.folder import Folder
 from rag.store.remote import list_collections
-
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +112,7 @@ class VectorStore:
         self._collection, self._epoch = collection, epoch
         return collection
 
-    def _read(self, fn: Callable[[Any], T], missing: T) -> T:
+    def _read(self, fn: Callable[[Any], Any], missing: Any) -> Any:
         """``fn(collection)``, or ``missing`` when there is no collection.  A read that fails
         while another process writes the folder is tried once more, after that write."""
         for attempt in (1, 2):
@@ -129,6 +127,13 @@ class VectorStore:
                     raise
                 raise StoreError(f"Chroma at {self.location}: {_short(exc)}") from exc
         raise AssertionError("unreachable")
+
+    def _method(self, name: str, *, write: bool = False, **kwargs: Any) -> Any:
+        """The collection's method ``name`` called with ``kwargs`` (None when there is no collection)."""
+        if write:
+            self._write(lambda c: getattr(c, name)(**kwargs))
+            return None
+        return self._read(lambda c: getattr(c, name)(**kwargs), None)
 
     def _write(self, fn: Callable[[Any], None], *, create: bool = False) -> None:
         """``fn(collection)`` as this process's one write to the folder; nothing when there
@@ -192,7 +197,8 @@ class VectorStore:
     # --- data -----------------------------------------------------------------------------
 
     def _batches(self, n: int) -> Iterator[slice]:
-        size = 5000 if self._folder is not None else max(1, min(5000, int(self._client.get_max_batch_size()) - 1))
+        with self._use(write=False) as client:
+            size = max(1, min(5000, int(client.get_max_batch_size()) - 1))
         for start in range(0, n, size):
             yield slice(start, min(n, start + size))
 
@@ -209,24 +215,25 @@ class VectorStore:
         if not self.exists():
             raise StoreError(f"collection {self._name} does not exist in Chroma at {self.location}")
         for part in self._batches(len(ids)):
-            self._write(
-                lambda c, part=part: c.upsert(
-                    ids=list(ids[part]),
-                    embeddings=np.asarray(vectors[part], dtype=np.float32),
-                    documents=list(documents[part]) if documents is not None else None,
-                    metadatas=[dict(m) for m in metadatas[part]],
-                )
+            self._method(
+                "upsert",
+                write=True,
+                ids=list(ids[part]),
+                embeddings=np.asarray(vectors[part], dtype=np.float32),
+                documents=list(documents[part]) if documents is not None else None,
+                metadatas=[dict(m) for m in metadatas[part]],
             )
 
     def delete(self, ids: Sequence[str]) -> None:
         for part in self._batches(len(ids)):
-            self._write(lambda c, part=part: c.delete(ids=list(ids[part])))
+            self._method("delete", write=True, ids=list(ids[part]))
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` Chroma holds."""
         found: set[str] = set()
         for part in self._batches(len(ids)):
-            found.update(self._read(lambda c, part=part: c.get(ids=list(ids[part]), include=[])["ids"], []))
+            got = self._method("get", ids=list(ids[part]), include=[])
+            found.update(got["ids"] if got is not None else [])
         return found
 
     def query(
@@ -259,16 +266,16 @@ class VectorStore:
     def all_ids(self, page: int = 5000) -> Iterator[list[str]]:
         offset = 0
         while True:
-            got = self._read(lambda c, o=offset: c.get(include=[], limit=page, offset=o)["ids"], [])
-            if not got:
+            got = self._method("get", include=[], limit=page, offset=offset)
+            if got is None or not got["ids"]:
                 return
-            yield list(got)
-            offset += len(got)
+            yield list(got["ids"])
+            offset += len(got["ids"])
 
     def records(self, page: int = 2000) -> Iterator[list[tuple[str, str | None, dict[str, Any] | None]]]:
         offset = 0
         while True:
-            got = self._read(lambda c, o=offset: c.get(include=["documents", "metadatas"], limit=page, offset=o), None)
+            got = self._method("get", include=["documents", "metadatas"], limit=page, offset=offset)
             if got is None or not got["ids"]:
                 return
             yield list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
@@ -278,14 +285,14 @@ class VectorStore:
         """(id, text, metadata) of those ``ids`` the collection holds."""
         out: list[tuple[str, str | None, dict[str, Any] | None]] = []
         for part in self._batches(len(ids)):
-            got = self._read(lambda c, part=part: c.get(ids=list(ids[part]), include=["documents", "metadatas"]), None)
+            got = self._method("get", ids=list(ids[part]), include=["documents", "metadatas"])
             if got is not None:
                 out += list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
         return out
 
     def delete_where(self, where: Mapping[str, Any]) -> None:
         """Delete every record whose metadata matches ``where``."""
-        self._write(lambda c: c.delete(where=dict(where)))
+        self._method("delete", write=True, where=dict(where))
 
     @property
     def client(self) -> Any:
