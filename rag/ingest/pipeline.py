@@ -434,7 +434,8 @@ class Ingestor:
         report.failed = [FileProblem(e.path, e.reason) for e in found.errors]
 
         with self.index.write_lock(self.settings.store.lock_timeout):
-            report.repaired = self.index.settle()
+            report.repaired = self.index.settle() + self.index.settled_at_open
+            self.index.settled_at_open = 0
             known = self.index.files()
             if prune:
                 self._prune(found.roots, known, found_files={str(p) for p in found.files}, report=report)

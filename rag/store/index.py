@@ -196,6 +196,8 @@ class Index:
         self._writing = False
         self._memo: dict[Hashable, Any] = {}
         self._memo_version: tuple[int, int] | None = None
+        #: Chunks a killed writer left that ``open`` settled, not yet reported by an ingest.
+        self.settled_at_open = 0
         #: What the last catch-up with the server did (None before one, and when embedded).
         self.last_sync: SyncReport | None = None
 
@@ -576,7 +578,8 @@ class Index:
         except Timeout:
             return 0
         try:
-            return self.settle()
+            self.settled_at_open += self.settle()
+            return self.settled_at_open
         finally:
             self._keyword.release()
             lock.release()
