@@ -7,12 +7,17 @@ tests run real processes on one store and check that every reader sees every com
 
 from __future__ import annotations
 
+import json
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.serve_process import RunningServer, rag_cli, rag_server, serve_env, write_docs
+from rag import Engine
+from tests.serve_process import RunningServer, rag_cli, rag_server, serve_env, sse_events, write_docs
 
 pytestmark = [pytest.mark.slow]
 
@@ -60,3 +65,117 @@ def test_a_server_sees_a_cli_ingest_into_its_index_at_the_next_request(home: tup
             assert str(marsh) in _search(server, "When was the Marsh Hollow spillway rebuilt?", mode), mode
         answer = _ask(server, "When was the Marsh Hollow spillway rebuilt?")
         assert "1987" in str(answer["answer"])
+
+
+def test_an_upload_through_one_server_is_seen_by_another_at_its_next_request(
+    home: tuple[dict[str, str], Path],
+) -> None:
+    env, _ = home
+    with rag_server(env) as a, rag_server(env) as b:
+        assert _search(a, "volcanoes in Europe", "dense")
+        job = _upload(b, {"marsh-report.md": MARSH.encode()})
+        assert _finished(b, job)["state"] == "done"
+        for mode in ("dense", "keyword", "hybrid"):
+            assert any(s.endswith("marsh-report.md") for s in _search(a, "Marsh Hollow spillway rebuilt", mode)), mode
+        assert "1987" in str(_ask(a, "When was the Marsh Hollow spillway rebuilt?")["answer"])
+
+
+def _upload(server: RunningServer, files: dict[str, bytes]) -> str:
+    with server.client() as client:
+        reply = client.post("/api/v1/documents", files=[("files", (n, data)) for n, data in files.items()])
+    assert reply.status_code == 202, reply.text
+    return str(reply.json()["job"])
+
+
+def _finished(server: RunningServer, job: str) -> dict[str, Any]:
+    """The job's state once it is done (its events followed to the end)."""
+    deadline = time.monotonic() + 300
+    with server.client() as client, client.stream("GET", f"/api/v1/jobs/{job}/events") as response:
+        for name, _ in sse_events(response):
+            assert time.monotonic() < deadline, "the job never ended"
+            if name == "done":
+                break
+        status: dict[str, Any] = client.get(f"/api/v1/jobs/{job}").json()
+    return status
+
+
+def _long_markdown(paragraphs: int) -> bytes:
+    return "\n\n".join(
+        f"## Section {i}\n\nThe survey of bog number {i} counted {i * 7} herons and {i % 13} otters "
+        f"along the levee, and noted that the sluice gate {i} was painted in year {1900 + i}."
+        for i in range(paragraphs)
+    ).encode()
+
+
+def _settled(env: dict[str, str]) -> Engine:
+    """The index as a new process sees it: every vector belongs to a live chunk, and each file is whole."""
+    engine = Engine(store=env["RAG_HOME"])
+    index = engine._index()
+    assert index.vector_ids() == index.live_ids() == index.keyword_ids()
+    for record in index.files().values():
+        assert [c.position for c in index.chunks_of(record.path)] == list(range(record.chunk_count))
+    return engine
+
+
+@pytest.mark.parametrize("at", ["first-embedded", "loaded"])
+def test_a_server_killed_mid_upload_resumes_the_job_at_its_next_start(
+    home: tuple[dict[str, str], Path], at: str
+) -> None:
+    env, _ = home
+    big = _long_markdown(900)
+    with rag_server(env) as server:
+        job = _upload(server, {"bog-survey.md": big})
+        with server.client() as client, client.stream("GET", f"/api/v1/jobs/{job}/events") as response:
+            for name, data in sse_events(response):
+                if (at == "loaded" and name == "loaded") or (at == "first-embedded" and name == "embedded"):
+                    assert name != "embedded" or data["n"] < data["total"]  # mid-way
+                    server.process.send_signal(signal.SIGKILL)
+                    break
+        server.process.wait(timeout=30)
+    with rag_server(env) as server:
+        status = _finished(server, job)
+        assert status["state"] == "done" and status["resumed"] is True
+        assert [f["state"] for f in status["files"]] == ["stored"]
+        hits = _search(server, "bog number 451 herons otters sluice gate", "keyword")
+        assert any(s.endswith("bog-survey.md") for s in hits)
+    engine = _settled(env)
+    try:
+        (doc,) = [d for d in engine.documents() if d.source.endswith("bog-survey.md")]
+        assert doc.chunks > 512
+    finally:
+        engine.close()
+
+
+def test_an_upload_queued_at_shutdown_runs_at_the_next_start(home: tuple[dict[str, str], Path]) -> None:
+    env, _ = home
+    with rag_server(env) as server:
+        first = _upload(server, {"bog-survey.md": _long_markdown(300)})
+        second = _upload(server, {"marsh-report.md": MARSH.encode()})
+        server.process.send_signal(signal.SIGINT)  # Ctrl-C while the first runs and the second waits
+        server.process.wait(timeout=60)
+    record = json.loads((Path(env["RAG_HOME"]) / "jobs" / f"{second}.json").read_text())
+    assert record["state"] == "running"
+    with rag_server(env) as server:
+        assert _finished(server, first)["state"] == "done"
+        status = _finished(server, second)
+        assert status["state"] == "done" and [f["state"] for f in status["files"]] == ["stored"]
+        assert any(s.endswith("marsh-report.md") for s in _search(server, "Marsh Hollow spillway", "keyword"))
+
+
+def test_a_lone_server_removes_staged_uploads_no_job_knows_and_ingests_stray_files(
+    home: tuple[dict[str, str], Path],
+) -> None:
+    env, _ = home
+    uploads = Path(env["RAG_HOME"]) / "uploads" / "default"
+    (uploads / ".incoming" / "0123456789abcdef").mkdir(parents=True)
+    (uploads / ".incoming" / "0123456789abcdef" / "half.md").write_text("cut off mid-upload", encoding="utf-8")
+    (uploads / "marsh-report.md").write_text(MARSH, encoding="utf-8")  # moved into place, never indexed
+    with rag_server(env) as server:
+        with server.client() as client:
+            for _ in range(600):
+                names = [d["name"] for d in client.get("/api/v1/documents").json()["documents"]]
+                if "marsh-report.md" in names:
+                    break
+                time.sleep(0.1)
+        assert "marsh-report.md" in names
+    assert not any((uploads / ".incoming").iterdir())

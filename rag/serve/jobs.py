@@ -90,6 +90,8 @@ class Job:
     created: float = field(default_factory=time.time)
     #: Set when a server that started later ran this job again (its first server had stopped).
     resumed: bool = False
+    #: For a job read from disk (another server's, or from before a restart): reads it again.
+    reload: Callable[[], Job | None] | None = field(default=None, repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list, repr=False)
 
@@ -155,7 +157,17 @@ class Job:
                 try:
                     await asyncio.wait_for(ready.wait(), heartbeat)
                 except TimeoutError:
+                    self._catch_up()
                     yield None
+
+    def _catch_up(self) -> None:
+        """A job another server runs: once its file says it ended, so does this copy."""
+        if self.reload is None or self.state != "running":
+            return
+        fresh = self.reload()
+        if fresh is not None and fresh.state != "running":
+            self.files, self.resumed = fresh.files, fresh.resumed
+            Jobs._end(self, fresh.state, fresh.report or {})
 
     def _file(self, path: str) -> FileState | None:
         return next((f for f in self.files if f.path is not None and str(f.path) == path), None)
@@ -236,6 +248,8 @@ class Jobs:
         self.folder.mkdir(parents=True, exist_ok=True)
         #: The lock of each job this server runs, held until the job ends.
         self._held: dict[str, FileLock] = {}
+        #: Set at shutdown: a job that fails from then on was cut short, and stays to be resumed.
+        self._closing = threading.Event()
         # Held shared while this server runs: a server that gets it exclusively is alone.
         self._serving = _SharedFileLock(self.folder / "serving.lock")
         alone = self._serving.try_exclusive()
@@ -285,12 +299,19 @@ class Jobs:
         tmp.write_text(json.dumps(job.to_record(), ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, path)
 
-    @staticmethod
-    def _load(path: Path) -> Job | None:
+    @classmethod
+    def _load(cls, path: Path) -> Job | None:
+        """A job from its file; one that ended has its ``done`` event, one still running
+        elsewhere reads its file again as it is followed."""
         try:
-            return Job.from_record(json.loads(path.read_text(encoding="utf-8")))
+            job = Job.from_record(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if job.state == "running":
+            job.reload = lambda: cls._load(path)
+        else:
+            job.events.append(("done", _done(job)))
+        return job
 
     def _hold(self, job_id: str) -> bool:
         """Take a job's lock; False when another live server holds it."""
@@ -402,15 +423,26 @@ class Jobs:
         self._finish(job, "failed" if failed else "done", data)
 
     def _finish(self, job: Job, state: str, report: dict[str, Any]) -> None:
+        if state == "failed" and self._closing.is_set():
+            log.warning("upload job %s was cut short by the shutdown; the next `rag serve` resumes it", job.id)
+            self._let_go(job.id)
+            return
         with job._changed:
             job.state, job.report = state, report
         self._save(job)
         self._let_go(job.id)
-        job.emit("done", {"state": state, "report": report, "files": [f.to_dict() for f in job.files]})
+        job.emit("done", _done(job))
+
+    @staticmethod
+    def _end(job: Job, state: str, report: dict[str, Any]) -> None:
+        with job._changed:
+            job.state, job.report = state, report
+        job.emit("done", _done(job))
 
     def close(self) -> None:
         """Stop taking jobs.  The job under way in each queue ends; queued ones stay
         unfinished on disk, and the next server to start runs them."""
+        self._closing.set()
         with self._lock:
             queues = list(self._queues.values())
             waiting = [j.id for j in self._jobs.values() if j.state == "running"]
@@ -422,6 +454,11 @@ class Jobs:
 
 
 _JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _done(job: Job) -> dict[str, Any]:
+    """The ``done`` event's data."""
+    return {"state": job.state, "report": job.report, "files": [f.to_dict() for f in job.files]}
 
 
 class _SharedFileLock:
