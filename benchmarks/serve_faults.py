@@ -84,6 +84,7 @@ class Killable:
         self.env = env
         self.server: RunningServer | None = None
         self.outages: list[tuple[float, float]] = []
+        self.down_at: float | None = None
         self._stack = ExitStack()
         self.start()
 
@@ -99,21 +100,19 @@ class Killable:
 
     def kill_and_restart(self) -> None:
         assert self.server is not None
-        down = time.monotonic()
+        self.down_at = time.monotonic()
         self.server.process.send_signal(signal.SIGKILL)
         self.server.process.wait()
         self.start()
-        self.outages.append((down, time.monotonic()))
+        self.outages.append((self.down_at, time.monotonic()))
+        self.down_at = None
 
     def restarting(self, started: float, ended: float) -> bool:
         """Whether a request from ``started`` to ``ended`` overlapped a kill and restart."""
-        now = time.monotonic()
-        outages = [*self.outages, (self.outages[-1][1] if self.outages else now, now)] if self._down else self.outages
+        outages = list(self.outages)
+        if self.down_at is not None:
+            outages.append((self.down_at, time.monotonic()))
         return any(down - 0.5 <= ended and started <= up + 0.5 for down, up in outages)
-
-    @property
-    def _down(self) -> bool:
-        return self.server is None or self.server.process.poll() is not None
 
     def close(self) -> None:
         self._stack.close()
@@ -151,7 +150,7 @@ def client_loop(name: str, url_of: Any, killable: Killable | None, tally: Tally,
                     tally.errors_during_restarts += 1
                 else:
                     tally.errors_outside_restarts.append(f"{name}: {detail}")
-        time.sleep(0.05)
+        time.sleep(0.05 if ok else 0.5)
 
 
 def upload_loop(
@@ -253,7 +252,9 @@ def run(kills: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="rag-faults-") as tmp:
         base = Path(tmp)
-        env = serve_env(base / "home", RAG_LLM="none")
+        # Writers wait for each other's turn rather than give up after 10 s: a CLI ingest
+        # and two servers' upload queues take turns on one index all run long.
+        env = serve_env(base / "home", RAG_LLM="none", RAG_LOCK_TIMEOUT="600")
         docs = write_docs(base / "docs")
         for i in range(4):  # plenty of chunks matching every search: never short of k
             (docs / f"base{i}.md").write_bytes(paragraph_doc(f"base{i}", 60))

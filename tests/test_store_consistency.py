@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from tests.conftest import HashEmbedder
 from tests.test_ingest import SlowIngest, _consistent, _many_docs
 
 
-def _engine(**overrides: object) -> Engine:
+def _engine(**overrides: Any) -> Engine:
     return Engine(**{"embedding__embedder": "hash", **overrides})
 
 
