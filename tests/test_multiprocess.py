@@ -179,3 +179,24 @@ def test_a_lone_server_removes_staged_uploads_no_job_knows_and_ingests_stray_fil
                 time.sleep(0.1)
         assert "marsh-report.md" in names
     assert not any((uploads / ".incoming").iterdir())
+
+
+def test_a_server_follows_a_cli_repair_and_drop_of_its_index(home: tuple[dict[str, str], Path]) -> None:
+    env, tmp = home
+    marsh = tmp / "marsh-report.md"
+    marsh.write_text(MARSH, encoding="utf-8")
+    with rag_server(env) as server:
+        assert _search(server, "volcanoes in Europe", "hybrid")
+        # The manifest is rebuilt (a new file), then written by an ingest: the server must
+        # read the new file, not the one it opened.
+        for args in (("repair",), ("ingest", str(marsh))):
+            done = rag_cli(env, *args)
+            assert done.returncode == 0, done.stderr
+        for mode in ("dense", "keyword"):
+            assert str(marsh) in _search(server, "When was the Marsh Hollow spillway rebuilt?", mode), mode
+        done = rag_cli(env, "drop", "default", "--yes")
+        assert done.returncode == 0, done.stderr
+        with server.client() as client:
+            reply = client.post("/api/v1/search", json={"query": "volcanoes", "k": 5})
+            assert reply.status_code == 404, reply.text
+            assert "no index 'default'" in reply.json()["error"]

@@ -14,8 +14,10 @@ So every process follows one rule, kept here:
   process moved it, it reopens its client first, holding ``chroma.lock`` shared so that no
   write is half done while it reads the folder.
 
-Reading the number costs one small file read (about 10 us) per call.  Threads of one
-process share one client; a reopen waits for the calls under way on the old one.
+Reading the number costs one small file read per call: 43 us on a 2-core machine at load
+21, against 4.1 ms for a top-5 query of 20,000 vectors of 384 dimensions.  A reopen and the
+first query after it took 140-240 ms on that collection (the vector index is read again).
+Threads of one process share one client; a reopen waits for the calls under way on the old one.
 """
 
 from __future__ import annotations

@@ -266,6 +266,15 @@ class Index:
         self._manifest.close()
         self._vectors.close()
 
+    @property
+    def replaced(self) -> bool:
+        """True when another process dropped this index or rebuilt its manifest (``rag drop``,
+        ``rag repair``) since it was opened: this handle reads a file no longer there."""
+        try:
+            return self.layout.index_dir(self.name).joinpath("index.db").stat().st_ino != self._manifest.inode
+        except FileNotFoundError:
+            return self._server is None
+
     def __enter__(self) -> Index:
         return self
 

@@ -87,6 +87,8 @@ class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._database = Database(path)
+        #: The file opened: another process that rebuilds the manifest replaces it.
+        self.inode = path.stat().st_ino
         self._writes = 0
         try:
             with self.transaction() as db:

@@ -81,6 +81,7 @@ class Store:
         self.layout = StoreLayout.from_settings(settings)
         self._lock = threading.RLock()
         self._indexes: dict[str, Index] = {}
+        self._retired: list[Index] = []
         self._embedders: dict[str, Embedder] = {}
         self._answerers: dict[tuple[Any, ...], Answerer] = {}
         self._cache: EmbeddingCache | None = None
@@ -115,6 +116,11 @@ class Store:
         name = validate_index_name(name)
         with self._lock:
             index = self._indexes.get(name)
+            if index is not None and index.replaced:
+                # Rebuilt or dropped by another process: open it afresh.  Threads may still
+                # be reading the old handle, so it is closed with the store, not now.
+                self._retired.append(self._indexes.pop(name))
+                index = None
             if index is None:
                 index = Index.open(self.settings, name, create=create, repair=repair, progress=self.sync_progress)
                 self._indexes[name] = index
@@ -209,8 +215,9 @@ class Store:
     def close(self) -> None:
         """Release models, connections and files."""
         with self._lock:
-            for index in self._indexes.values():
+            for index in [*self._indexes.values(), *self._retired]:
                 index.close()
+            self._retired.clear()
             for embedder in {id(e): e for e in self._embedders.values()}.values():
                 embedder.close()
             for answerer in self._answerers.values():
