@@ -23,6 +23,7 @@ from rag.ingest.loaders.html import load_html
 from rag.ingest.loaders.markdown import load_markdown
 from rag.ingest.loaders.markup import load_rst, load_tex
 from rag.ingest.loaders.ocr import OcrMode, load_image_text
+from rag.ingest.loaders.odf import load_odf
 from rag.ingest.loaders.pdf import load_pdf
 from rag.ingest.loaders.pptx import load_pptx
 from rag.ingest.loaders.spreadsheet import load_csv, load_xlsx
@@ -106,6 +107,10 @@ FILE_TYPES: dict[str, FileType] = {
     ".docx": FileType("docx", _plain(load_docx), cites="section"),
     ".pptx": FileType("pptx", _plain(load_pptx), cites="slide"),
     ".xlsx": FileType("xlsx", _plain(load_xlsx), cites="rows"),
+    ".xlsm": FileType("xlsx", _plain(load_xlsx), cites="rows"),  # macros are not run, only cells read
+    ".odt": FileType("odt", _plain(load_odf), cites="section"),
+    ".ods": FileType("ods", _plain(load_odf), cites="rows"),
+    ".odp": FileType("odp", _plain(load_odf), cites="slide"),
     ".csv": FileType("csv", _plain(load_csv), cites="rows", isolate=False),
     ".tsv": FileType("csv", _plain(load_csv), cites="rows", isolate=False),
     ".epub": FileType("epub", _plain(load_epub), cites="section"),

@@ -1,0 +1,156 @@
+"""Loaders for the less common types (.xlsm, OpenDocument), on files built here."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rag.errors import DocumentError
+from rag.ingest.loaders import load
+from rag.results import location
+
+_ODF_NS = (
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" '
+    'xmlns:presentation="urn:oasis:names:tc:opendocument:xmlns:presentation:1.0"'
+)
+_MIME = {
+    ".odt": "application/vnd.oasis.opendocument.text",
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+    ".odp": "application/vnd.oasis.opendocument.presentation",
+}
+
+
+def make_odf(path: Path, body: str) -> Path:
+    """An OpenDocument file as LibreOffice lays it out: ``body`` is the ``office:body`` content."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", _MIME[path.suffix], compress_type=zipfile.ZIP_STORED)
+        z.writestr(
+            "META-INF/manifest.xml",
+            '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">'
+            '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+            "</manifest:manifest>",
+        )
+        z.writestr(
+            "content.xml",
+            f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {_ODF_NS} office:version="1.3">'
+            f"<office:body>{body}</office:body></office:document-content>",
+        )
+    return path
+
+
+def test_odt_sections_follow_headings_with_tables_as_records(tmp_path: Path) -> None:
+    odt = make_odf(
+        tmp_path / "minutes.odt",
+        "<office:text>"
+        '<text:h text:outline-level="1">Harbour board</text:h>'
+        "<text:p>The board met on<text:s/>Tuesday.<text:line-break/>All members came.</text:p>"
+        '<text:h text:outline-level="2">Budget</text:h>'
+        "<text:list><text:list-item><text:p>Dredging approved.</text:p></text:list-item></text:list>"
+        "<table:table><table:table-row><table:table-cell><text:p>Item</text:p></table:table-cell>"
+        "<table:table-cell><text:p>Cost</text:p></table:table-cell></table:table-row>"
+        "<table:table-row><table:table-cell><text:p>Crane</text:p></table:table-cell>"
+        "<table:table-cell><text:p>9,000 EUR</text:p></table:table-cell></table:table-row></table:table>"
+        '<text:h text:outline-level="2">Staff</text:h><text:p>Two pilots retire in May.</text:p>'
+        "</office:text>",
+    )
+    doc = load(odt)
+    assert doc.kind == "odt"
+    assert [s.heading for s in doc.sections] == [
+        ("Harbour board",),
+        ("Harbour board", "Budget"),
+        ("Harbour board", "Staff"),  # a sibling of Budget, not under it
+    ]
+    assert doc.sections[0].text == "The board met on Tuesday.\nAll members came."
+    assert "Dredging approved." in doc.sections[1].text and "Item: Crane | Cost: 9,000 EUR" in doc.sections[1].text
+    assert location(str(odt), None, "Harbour board > Staff").endswith("minutes.odt:Harbour board > Staff")
+
+
+def test_ods_rows_keep_sheet_and_row_numbers_through_repeats(tmp_path: Path) -> None:
+    def row(*cells: str, repeat: int = 1) -> str:
+        inner = "".join(f"<table:table-cell><text:p>{c}</text:p></table:table-cell>" for c in cells)
+        # LibreOffice pads each row with an empty cell repeated to the sheet's last column.
+        inner += '<table:table-cell table:number-columns-repeated="16378"/>'
+        return f'<table:table-row table:number-rows-repeated="{repeat}">{inner}</table:table-row>'
+
+    ods = make_odf(
+        tmp_path / "tides.ods",
+        '<office:spreadsheet><table:table table:name="Tides">'
+        + row("Port", "High water")
+        + row("", repeat=2)  # rows 2-3 empty
+        + row("Sines", "06:12")
+        + '<table:table-row table:number-rows-repeated="1048572"><table:table-cell/></table:table-row>'
+        + "</table:table></office:spreadsheet>",
+    )
+    doc = load(ods)
+    assert doc.kind == "ods"
+    [section] = doc.sections
+    assert section.heading[0] == "Tides" and section.heading[-1] == "rows 4"
+    assert "Sines" in section.text and "06:12" in section.text and "Port" in section.text
+
+
+def test_odp_slides_are_pages_with_titles_and_notes(tmp_path: Path) -> None:
+    odp = make_odf(
+        tmp_path / "talk.odp",
+        "<office:presentation>"
+        '<draw:page draw:name="p1"><draw:frame presentation:class="title"><draw:text-box>'
+        "<text:p>Falcon launch</text:p></draw:text-box></draw:frame>"
+        "<draw:frame><draw:text-box><text:p>Planned for 14 March.</text:p></draw:text-box></draw:frame>"
+        "<presentation:notes><draw:frame><draw:text-box><text:p>Mention the weather window.</text:p>"
+        "</draw:text-box></draw:frame></presentation:notes></draw:page>"
+        '<draw:page draw:name="p2"><draw:frame><draw:text-box><text:p>Questions?</text:p></draw:text-box>'
+        "</draw:frame></draw:page></office:presentation>",
+    )
+    doc = load(odp)
+    assert [(s.page, s.heading) for s in doc.sections] == [(1, ("Falcon launch",)), (2, ())]
+    assert doc.sections[0].text == "Falcon launch\n\nPlanned for 14 March.\n\nNotes: Mention the weather window."
+    assert location(str(odp), 2, "").endswith("talk.odp:slide 2")
+
+
+def test_damaged_odf_is_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.odt"
+    with zipfile.ZipFile(broken, "w") as z:
+        z.writestr("content.xml", "<office:document-content")
+    with pytest.raises(DocumentError, match=r"damaged \.odt: bad XML"):
+        load(broken)
+    (tmp_path / "fake.odt").write_text("not a zip")
+    with pytest.raises(DocumentError, match=r"not a \.odt"):
+        load(tmp_path / "fake.odt")
+
+
+def make_xlsm(path: Path) -> Path:
+    """A macro-enabled workbook: an openpyxl workbook whose main part has the .xlsm content type."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Since 67"
+    for values in (["Year", "Boats"], [1967, 42], [1968, 57]):
+        sheet.append(values)
+    plain = io.BytesIO()
+    book.save(plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as target:
+        for member in source.infolist():
+            data = source.read(member.filename)
+            if member.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+                    b"application/vnd.ms-excel.sheet.macroEnabled.main+xml",
+                )
+                assert b"macroEnabled" in data
+            target.writestr(member, data)
+    return path
+
+
+def test_xlsm_is_read_as_a_spreadsheet(tmp_path: Path) -> None:
+    doc = load(make_xlsm(tmp_path / "fleet.xlsm"))
+    [section] = doc.sections
+    assert section.heading == ("Since 67", "rows 2-3")
+    assert "1967" in section.text and "42" in section.text
+    assert location(str(tmp_path / "fleet.xlsm"), None, "Since 67 > rows 2-3").endswith("fleet.xlsm:Since 67!rows 2-3")
