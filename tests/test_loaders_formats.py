@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,3 +155,95 @@ def test_xlsm_is_read_as_a_spreadsheet(tmp_path: Path) -> None:
     assert section.heading == ("Since 67", "rows 2-3")
     assert "1967" in section.text and "42" in section.text
     assert location(str(tmp_path / "fleet.xlsm"), None, "Since 67 > rows 2-3").endswith("fleet.xlsm:Since 67!rows 2-3")
+
+
+# --- .epub: the table of contents' anchors --------------------------------------------------
+
+_BOOK = (
+    "<html xmlns='http://www.w3.org/1999/xhtml'><head><title>The Project Gutenberg eBook of Keepers</title></head>"
+    "<body><h1>Keepers</h1><p>A book about lighthouses.</p>"
+    "<h2 id='c1'>CHAPTER I.</h2><p>The keeper lit the lamp at dusk.</p>"
+    "<h2 id='c2'>CHAPTER II.</h2><p>Fog came in from the west.</p>"
+    # Chapter III's anchor is on a paragraph, under Chapter II's heading in the HTML.
+    "<p id='c3'>Chapter Three</p><p>The storm of 1881 kept the lamp burning for three days.</p>"
+    "</body></html>"
+)
+_LAST = (
+    "<html xmlns='http://www.w3.org/1999/xhtml'><head><title>The Project Gutenberg eBook of Keepers</title></head>"
+    "<body><h2>CHAPTER IV. THE RELIEF</h2><p>The relief boat came on Sunday.</p>"
+    "<h3>The log</h3><p>The log recorded forty ships.</p></body></html>"
+)
+# (label, href, children): Part One holds two sibling chapters; Part Two holds the next two.
+_TOC: list[tuple[str, str, list[Any]]] = [
+    ("Part One", "book.xhtml#c1", [("Chapter I", "book.xhtml#c1", []), ("Chapter II", "book.xhtml#c2", [])]),
+    ("Part Two", "book.xhtml#c3", [("Chapter III", "book.xhtml#c3", []), ("Chapter IV", "last.xhtml", [])]),
+]
+
+
+def make_anchored_epub(path: Path, version: int) -> Path:
+    """Two XHTML files, one holding three chapters at anchors; an EPUB 3 nav or an EPUB 2 NCX."""
+
+    def nav(entries: list[Any]) -> str:
+        items = (f'<li><a href="{href}">{label}</a>{nav(kids) if kids else ""}</li>' for label, href, kids in entries)
+        return f"<ol>{''.join(items)}</ol>"
+
+    def ncx(entries: list[Any]) -> str:
+        return "".join(
+            f'<navPoint id="n{label.replace(" ", "")}"><navLabel><text>{label}</text></navLabel>'
+            f'<content src="{href}"/>{ncx(kids)}</navPoint>'
+            for label, href, kids in entries
+        )
+
+    toc_item = (
+        '<item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>'
+        if version == 3
+        else '<item id="ncx" href="toc.ncx" media-type="application/x-dtbncx+xml"/>'
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        z.writestr(
+            "META-INF/container.xml",
+            '<container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+            '<rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+            "</rootfiles></container>",
+        )
+        z.writestr(
+            "OEBPS/content.opf",
+            f'<package xmlns="http://www.idpf.org/2007/opf" version="{version}.0"><manifest>{toc_item}'
+            '<item id="b" href="book.xhtml" media-type="application/xhtml+xml"/>'
+            '<item id="l" href="last.xhtml" media-type="application/xhtml+xml"/></manifest>'
+            '<spine><itemref idref="b"/><itemref idref="l"/></spine></package>',
+        )
+        if version == 3:
+            z.writestr(
+                "OEBPS/nav.xhtml",
+                '<html xmlns="http://www.w3.org/1999/xhtml" xmlns:epub="http://www.idpf.org/2007/ops"><body>'
+                '<nav epub:type="landmarks"><ol><li><a href="last.xhtml">Landmark, not a chapter</a></li></ol></nav>'
+                f'<nav epub:type="toc"><h1>Contents</h1>{nav(_TOC)}</nav></body></html>',
+            )
+        else:
+            z.writestr(
+                "OEBPS/toc.ncx",
+                '<ncx xmlns="http://www.daisy.org/z3986/2005/ncx/" version="2005-1">'
+                f"<navMap>{ncx(_TOC)}</navMap></ncx>",
+            )
+        z.writestr("OEBPS/book.xhtml", _BOOK)
+        z.writestr("OEBPS/last.xhtml", _LAST)
+    return path
+
+
+@pytest.mark.parametrize("version", [3, 2])
+def test_epub_passages_are_headed_by_the_toc_entry_whose_anchor_precedes_them(tmp_path: Path, version: int) -> None:
+    doc = load(make_anchored_epub(tmp_path / "keepers.epub", version))
+
+    def heading(needle: str) -> tuple[str, ...]:
+        [section] = [s for s in doc.sections if needle in s.text]
+        return section.heading
+
+    assert heading("about lighthouses") == ("Keepers",)  # before any entry: the file's own heading
+    assert heading("lamp at dusk") == ("Part One", "Chapter I")
+    assert heading("Fog came") == ("Part One", "Chapter II")  # a sibling of Chapter I, not under it
+    assert heading("storm of 1881") == ("Part Two", "Chapter III")  # its anchor, not the file's first entry
+    assert heading("relief boat") == ("Part Two", "Chapter IV", "CHAPTER IV. THE RELIEF")
+    assert heading("forty ships") == ("Part Two", "Chapter IV", "CHAPTER IV. THE RELIEF", "The log")
+    assert not any("Project Gutenberg" in part for s in doc.sections for part in s.heading)
