@@ -247,3 +247,33 @@ def test_epub_passages_are_headed_by_the_toc_entry_whose_anchor_precedes_them(tm
     assert heading("relief boat") == ("Part Two", "Chapter IV", "CHAPTER IV. THE RELIEF")
     assert heading("forty ships") == ("Part Two", "Chapter IV", "CHAPTER IV. THE RELIEF", "The log")
     assert not any("Project Gutenberg" in part for s in doc.sections for part in s.heading)
+
+
+# --- control characters, whatever the loader ---------------------------------------------
+
+
+def test_control_characters_leave_every_loader_s_text(tmp_path: Path) -> None:
+    from pptx import Presentation
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Tides"  # type: ignore[union-attr]
+    slide.placeholders[1].text_frame.text = "High water at six\vLow water at noon"  # a soft return
+    deck.save(tmp_path / "tides.pptx")
+    [section] = load(tmp_path / "tides.pptx").sections
+    assert "High water at six\nLow water at noon" in section.text
+
+    words = " ".join(["The keeper wrote daily."] * 10)
+    (tmp_path / "notes.md").write_text(f"# Log\n\n\ufeff{words}\x07\u200b\n", encoding="utf-8")
+    [section] = load(tmp_path / "notes.md").sections
+    assert section.text == f"# Log\n\n{words}"
+
+    made = make_anchored_epub(tmp_path / "made.epub", 3)
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(tmp_path / "keepers.epub", "w") as target:
+        for member in source.infolist():  # the last chapter with a BOM and a soft hyphen inside
+            data = source.read(member.filename)
+            if member.filename == "OEBPS/last.xhtml":
+                data = data.replace(b"The relief boat", "\ufeffThe re\u00adlief boat".encode())
+            target.writestr(member, data)
+    [section] = [s for s in load(tmp_path / "keepers.epub").sections if "came on Sunday" in s.text]
+    assert section.text.endswith("The relief boat came on Sunday.")

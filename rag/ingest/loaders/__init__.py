@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from rag.errors import DocumentError
-from rag.ingest.document import LoadedDocument
+from rag.ingest.document import LoadedDocument, Section
 from rag.ingest.loaders.docx import load_docx
 from rag.ingest.loaders.eml import load_eml
 from rag.ingest.loaders.epub import load_epub
@@ -28,6 +28,7 @@ from rag.ingest.loaders.pdf import load_pdf
 from rag.ingest.loaders.pptx import load_pptx
 from rag.ingest.loaders.spreadsheet import load_csv, load_xlsx
 from rag.ingest.loaders.text import decode_text, load_text, read_bytes
+from rag.text import normalize_controls
 
 __all__ = [
     "FILE_TYPES",
@@ -83,8 +84,6 @@ def _pdf(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
 
 
 def _image(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
-    from rag.ingest.document import Section
-
     return LoadedDocument(path, "image", [Section(load_image_text(path, data, options.ocr).strip(), ocr=True)])
 
 
@@ -184,6 +183,20 @@ def load_bytes(path: Path, data: bytes, options: LoadOptions | None = None) -> L
     if not data or data.isspace():
         raise DocumentError(path, "empty file")
     document = found.read(path, data, options or LoadOptions())
+    document.sections = [s for s in map(_normalized, document.sections) if s.text]
     if not document.sections:
         raise DocumentError(path, "no visible text" if found.kind == "html" else "no text")
     return document
+
+
+def _normalized(section: Section) -> Section:
+    """The section without control characters (one place for every loader), still stripped.
+
+    Characters are only dropped or replaced one for one, so a section never grows: the
+    sections' offsets stay in order and never overlap.
+    """
+    text = normalize_controls(section.text)
+    if text == section.text:
+        return section
+    lead = len(text) - len(text.lstrip())
+    return replace(section, text=text.strip(), offset=section.offset + lead)
