@@ -257,9 +257,9 @@ def test_control_characters_leave_every_loader_s_text(tmp_path: Path) -> None:
 
     deck = Presentation()
     slide = deck.slides.add_slide(deck.slide_layouts[1])
-    slide.shapes.title.text = "Tides"  # type: ignore[union-attr]
+    slide.shapes.title.text = "Tides"
     slide.placeholders[1].text_frame.text = "High water at six\vLow water at noon"  # a soft return
-    deck.save(tmp_path / "tides.pptx")
+    deck.save(str(tmp_path / "tides.pptx"))
     [section] = load(tmp_path / "tides.pptx").sections
     assert "High water at six\nLow water at noon" in section.text
 
