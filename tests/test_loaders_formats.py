@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rag.errors import DocumentError
-from rag.ingest.loaders import load
+from rag.ingest.loaders import LoadOptions, load
 from rag.results import location
 
 _ODF_NS = (
@@ -277,3 +277,28 @@ def test_control_characters_leave_every_loader_s_text(tmp_path: Path) -> None:
             target.writestr(member, data)
     [section] = [s for s in load(tmp_path / "keepers.epub").sections if "came on Sunday" in s.text]
     assert section.text.endswith("The relief boat came on Sunday.")
+
+
+# --- is it text or gibberish? ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["google-doc_zen-of-python.pdf", "latex_two-column-lorem.pdf", "us-senate_expenditures.pdf"]
+)
+def test_real_pages_are_not_gibberish(name: str) -> None:
+    from rag.ingest.loaders.quality import quality
+
+    doc = load(Path(__file__).parent / "fixtures" / "pdf" / name, LoadOptions(ocr="never"))
+    assert doc.sections and not any(quality(s.text).garbled for s in doc.sections)
+
+
+def test_gibberish_is_told_from_text_in_any_script() -> None:
+    from rag.ingest.loaders.quality import quality
+    from tests.test_ocr import GARBAGE
+
+    assert quality(GARBAGE).garbled
+    assert not quality(GARBAGE[:60]).garbled  # too few words to judge
+    korean = "2020년 3월 30일 회의에서 예산안이 승인되었다. " * 5
+    russian = "Совет директоров утвердил бюджет на следующий год. " * 5
+    german = "Die Dimensionsformel gilt für jeden Simplizialkomplex, wie im Beweis gezeigt wird. " * 3
+    assert not any(quality(text).garbled for text in (korean, russian, german))
