@@ -172,13 +172,13 @@ def test_hidden_file_or_folder_named_explicitly_is_read(tmp_path: Path) -> None:
 
 
 def test_explicit_files_still_obey_type_size_and_globs(tmp_path: Path) -> None:
-    touch(tmp_path, "a.msg", "b.md", "c.md")
+    touch(tmp_path, "a.pages", "b.md", "c.md")
     touch(tmp_path, "big.md", size=2 * MB)
-    paths = [tmp_path / n for n in ("a.msg", "b.md", "c.md", "big.md")]
+    paths = [tmp_path / n for n in ("a.pages", "b.md", "c.md", "big.md")]
     found = discover(paths, exclude=["c.*"], max_file_bytes=MB)
     assert rel(tmp_path, found.files) == ["b.md"]
     assert sorted((s.path.name, s.reason) for s in found.skipped) == [
-        ("a.msg", "unsupported"),
+        ("a.pages", "unsupported"),
         ("big.md", "too_large"),
     ]
 

@@ -302,3 +302,130 @@ def test_gibberish_is_told_from_text_in_any_script() -> None:
     russian = "Совет директоров утвердил бюджет на следующий год. " * 5
     german = "Die Dimensionsformel gilt für jeden Simplizialkomplex, wie im Beweis gezeigt wird. " * 3
     assert not any(quality(text).garbled for text in (korean, russian, german))
+
+
+# --- .msg (Outlook) ----------------------------------------------------------------------------
+
+
+def write_cfb(path: Path, streams: dict[str, bytes]) -> Path:
+    """An OLE Compound File (version 3, 512-byte sectors) holding ``streams`` ("storage/stream" names).
+
+    Each stream is padded with NULs to the 4,096-byte mini-stream cutoff, so that every one
+    lives in regular sectors and no mini stream is needed (.msg strings may end in NULs).
+    """
+    import struct
+
+    sector, free, end, fat_mark = 512, 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD
+    entries: list[dict[str, Any]] = [{"name": "Root Entry", "type": 5, "kids": [], "data": b""}]
+    index = {"": 0}
+    for full, data in streams.items():
+        parts = full.split("/")
+        for depth in range(len(parts)):
+            key, parent = "/".join(parts[: depth + 1]), "/".join(parts[:depth])
+            if key not in index:
+                leaf = depth == len(parts) - 1
+                index[key] = len(entries)
+                entries.append(
+                    {"name": parts[depth], "type": 2 if leaf else 1, "kids": [], "data": data if leaf else b""}
+                )
+                entries[index[parent]]["kids"].append(index[key])
+    body = bytearray()
+    fat: list[int] = []
+    for entry in entries:
+        entry["start"], entry["size"] = (end if entry["type"] == 5 else 0), 0
+        if entry["type"] == 2:
+            data = entry["data"].ljust(4096, b"\0")
+            count = -(-len(data) // sector)
+            entry["start"], entry["size"] = len(fat), len(data)
+            fat += [*range(len(fat) + 1, len(fat) + count), end]
+            body += data.ljust(count * sector, b"\0")
+    for entry in entries:  # each storage's children as a chain of right siblings
+        kids = entry["kids"]
+        entry["child"] = kids[0] if kids else free
+        for i, this in enumerate(kids):
+            entries[this]["right"] = kids[i + 1] if i + 1 < len(kids) else free
+    directory = b""
+    for entry in entries:
+        name = entry["name"].encode("utf-16-le")
+        directory += struct.pack(
+            "<64sHBBIII16sIQQIII", name, len(name) + 2, entry["type"], 1, free, entry.get("right", free),
+            entry["child"], b"", 0, 0, 0, entry["start"], entry["size"], 0,
+        )  # fmt: skip
+    empty = struct.pack("<64sHBBIII16sIQQIII", b"", 0, 0, 0, free, free, free, b"", 0, 0, 0, 0, 0, 0)
+    directory += empty * (-len(entries) % 4)
+    first_directory = len(fat)
+    count = len(directory) // sector
+    fat += [*range(len(fat) + 1, len(fat) + count), end]
+    body += directory
+    fat_sectors = 1
+    while len(fat) + fat_sectors > 128 * fat_sectors:
+        fat_sectors += 1
+    first_fat = len(fat)
+    fat += [fat_mark] * fat_sectors
+    fat += [free] * (128 * fat_sectors - len(fat))
+    body += struct.pack(f"<{len(fat)}I", *fat)
+    difat = [*range(first_fat, first_fat + fat_sectors)] + [free] * (109 - fat_sectors)
+    header = struct.pack(
+        "<8s16sHHHHH6sIIIIIIIII", bytes.fromhex("D0CF11E0A1B11AE1"), b"", 0x3E, 3, 0xFFFE, 9, 6, b"", 0,
+        fat_sectors, first_directory, 0, 4096, end, 0, end, 0,
+    ) + struct.pack("<109I", *difat)  # fmt: skip
+    path.write_bytes(header + bytes(body))
+    return path
+
+
+def make_msg(path: Path, body: str | None = "The crane arrives on Friday.", html: bytes | None = None) -> Path:
+    """An Outlook message as [MS-OXMSG] lays it out, with a CSV attachment."""
+    import struct
+
+    def text(value: str) -> bytes:
+        return value.encode("utf-16-le")
+
+    sent = (1_709_632_800 + 11_644_473_600) * 10_000_000  # 2024-03-05 10:00 UTC as a FILETIME
+    streams = {
+        "__substg1.0_0037001F": text("Crane delivery"),
+        "__substg1.0_0C1A001F": text("Ana Costa"),
+        "__substg1.0_5D01001F": text("ana@example.org"),
+        "__substg1.0_0E04001F": text("Harbour office"),
+        "__properties_version1.0": bytes(32) + struct.pack("<HHIQ", 0x0040, 0x0039, 6, sent),
+        "__attach_version1.0_#00000000/__substg1.0_3707001F": text("tides.csv"),
+        "__attach_version1.0_#00000000/__substg1.0_37010102": b"port,high water\n"
+        + b"".join(b"Port%d,06:%02d\n" % (i, i % 60) for i in range(400)),
+        "__attach_version1.0_#00000000/__properties_version1.0": bytes(8),
+    }
+    if body is not None:
+        streams["__substg1.0_1000001F"] = text(body)
+    if html is not None:
+        streams["__substg1.0_10130102"] = html
+    return write_cfb(path, streams)
+
+
+def test_msg_heading_body_and_a_loaded_attachment(tmp_path: Path) -> None:
+    doc = load(make_msg(tmp_path / "crane.msg"))
+    assert doc.kind == "msg"
+    heading = "Crane delivery — Ana Costa <ana@example.org> — Tue, 05 Mar 2024 10:00:00 +0000"
+    first = doc.sections[0]
+    assert first.heading == (heading,)
+    assert first.text.startswith("Subject: Crane delivery\nFrom: Ana Costa <ana@example.org>\nTo: Harbour office")
+    assert "Attachments: tides.csv" in first.text and first.text.endswith("The crane arrives on Friday.")
+    rows = [s for s in doc.sections if s.heading[:2] == (heading, "attachment: tides.csv")]
+    assert rows and "Port7" in rows[0].text
+    assert location(str(tmp_path / "crane.msg"), None, heading).endswith(f"crane.msg:{heading}")
+
+
+def test_msg_with_only_an_html_body(tmp_path: Path) -> None:
+    html = b"<html><body><p>The crane arrives on <b>Friday</b>.</p></body></html>"
+    doc = load(make_msg(tmp_path / "crane.msg", body=None, html=html))
+    assert doc.sections[0].text.endswith("The crane arrives on Friday.")
+
+
+def test_bad_msg_files_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "fake.msg").write_bytes(b"From: someone\n\nnot an OLE file")
+    with pytest.raises(DocumentError, match=r"not an Outlook \.msg \(not an OLE compound file\)"):
+        load(tmp_path / "fake.msg")
+    write_cfb(tmp_path / "other.msg", {"WordDocument": b"x"})
+    with pytest.raises(DocumentError, match="without message properties"):
+        load(tmp_path / "other.msg")
+    data = make_msg(tmp_path / "cut.msg").read_bytes()
+    (tmp_path / "cut.msg").write_bytes(data[:1500])
+    with pytest.raises(DocumentError, match=r"damaged \.msg"):
+        load(tmp_path / "cut.msg")

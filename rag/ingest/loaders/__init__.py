@@ -22,6 +22,7 @@ from rag.ingest.loaders.epub import load_epub
 from rag.ingest.loaders.html import load_html
 from rag.ingest.loaders.markdown import load_markdown
 from rag.ingest.loaders.markup import load_rst, load_tex
+from rag.ingest.loaders.msg import load_msg
 from rag.ingest.loaders.ocr import OcrMode, load_image_text
 from rag.ingest.loaders.odf import load_odf
 from rag.ingest.loaders.pdf import load_pdf
@@ -91,6 +92,10 @@ def _eml(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     return load_eml(path, data, lambda p, d: load_bytes(p, d, options))
 
 
+def _msg(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+    return load_msg(path, data, lambda p, d: load_bytes(p, d, options))
+
+
 _TEXT = FileType("text", _plain(load_text), isolate=False)
 _CODE = FileType("code", _plain(load_text, "code"), isolate=False)
 _IMAGE = FileType("image", _image)
@@ -114,6 +119,7 @@ FILE_TYPES: dict[str, FileType] = {
     ".tsv": FileType("csv", _plain(load_csv), cites="rows", isolate=False),
     ".epub": FileType("epub", _plain(load_epub), cites="section"),
     ".eml": FileType("eml", _eml, cites="section"),
+    ".msg": FileType("msg", _msg, cites="section"),
     ".rst": FileType("rst", _plain(load_rst), cites="section", isolate=False),
     ".tex": FileType("tex", _plain(load_tex), cites="section", isolate=False),
     ".json": FileType("json", _plain(load_text, "json"), isolate=False),
