@@ -293,7 +293,7 @@ def test_real_pages_are_not_gibberish(name: str) -> None:
 
 
 def test_gibberish_is_told_from_text_in_any_script() -> None:
-    from rag.ingest.loaders.quality import quality
+    from rag.ingest.loaders.quality import looks_garbled, quality
     from tests.test_ocr import GARBAGE
 
     assert quality(GARBAGE).garbled
@@ -302,6 +302,8 @@ def test_gibberish_is_told_from_text_in_any_script() -> None:
     russian = "Совет директоров утвердил бюджет на следующий год. " * 5
     german = "Die Dimensionsformel gilt für jeden Simplizialkomplex, wie im Beweis gezeigt wird. " * 3
     assert not any(quality(text).garbled for text in (korean, russian, german))
+    for text in (GARBAGE, GARBAGE[:60], korean, russian, german, "The keeper wrote daily. " * 10):
+        assert looks_garbled(text) == quality(text).garbled  # the fast path agrees
 
 
 # --- .msg (Outlook) ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from rag.errors import DocumentError
-from rag.ingest.loaders.quality import quality
+from rag.ingest.loaders.quality import looks_garbled, quality
 
 OcrMode = Literal["auto", "never", "always"]
 OCR_MODES: tuple[OcrMode, ...] = ("auto", "never", "always")
@@ -62,14 +62,13 @@ def read_upright(image: bytes) -> tuple[str, int]:
     "too few characters"), so upright pages, nearly all of them, are not made to pay it.
     """
     text = ocr_image(image)
-    first = quality(text)
-    if not first.garbled:
+    if not looks_garbled(text):
         return text, 0
     angle = orientation(image)
     if not angle:
         return text, 0
     turned = ocr_image(rotate(image, angle))
-    return (turned, angle) if quality(turned).score > first.score else (text, 0)
+    return (turned, angle) if quality(turned).score > quality(text).score else (text, 0)
 
 
 def orientation(image: bytes) -> int:
@@ -159,6 +158,6 @@ def load_image_text(path: Path, data: bytes, mode: OcrMode) -> str:
         raise DocumentError(path, f"OCR failed ({exc})") from None
     if not text.strip():
         raise DocumentError(path, "no text found by OCR")
-    if quality(text).garbled:
+    if looks_garbled(text):
         raise DocumentError(path, GIBBERISH)
     return text

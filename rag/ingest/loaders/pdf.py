@@ -29,7 +29,7 @@ from rag.ingest.loaders.ocr import (
     render_pages,
     tesseract_path,
 )
-from rag.ingest.loaders.quality import quality
+from rag.ingest.loaders.quality import looks_garbled, quality
 
 if TYPE_CHECKING:
     from pypdf import PageObject
@@ -72,13 +72,13 @@ def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
     blank = [n for n in range(1, len(pages) + 1) if n not in failed and not texts.get(n, "").strip()]
     # A text layer that is gibberish (a scanner's OCR of an upside-down page, fonts
     # without a character map) is read again by OCR; the better reading is kept.
-    garbled = [n for n in texts if texts[n].strip() and quality(texts[n]).garbled] if ocr == "auto" else []
+    garbled = [n for n in texts if looks_garbled(texts[n])] if ocr == "auto" else []
     scanned: set[int] = set()
     gibberish: list[int] = []
     if (blank or garbled) and ocr != "never" and tesseract_path() is not None:
         read, turned, error = _ocr_pages(path, data, sorted(blank + garbled))
         for n, text in read.items():
-            if quality(text).garbled:
+            if looks_garbled(text):
                 gibberish += [n] if n in blank else []
             elif n in blank or quality(text).score > quality(texts[n]).score:
                 texts[n] = text

