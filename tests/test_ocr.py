@@ -77,11 +77,29 @@ def render(source: Path, dpi: int = 200) -> Any:
     return pdfium.PdfDocument(source)[0].render(scale=dpi / 72, grayscale=True).to_pil()
 
 
-def test_an_upside_down_scan_is_read_the_right_way_up(tmp_path: Path) -> None:
-    render(PDF).rotate(180).save(tmp_path / "upside-down.pdf", "PDF", resolution=200)
-    doc = load(tmp_path / "upside-down.pdf")
-    assert "Beautiful is better than ugly" in " ".join(doc.sections[0].text.split())
-    assert doc.warnings == ["OCR read page 1", "page 1 turned the right way up for OCR"]
+def test_an_upside_down_scan_is_read_the_right_way_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.ingest.loaders.ocr import tesseract_path
+
+    # Tesseract behind a script that logs each call, to count the orientation detections.
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "tesseract"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("tesseract")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("RAG_TESSERACT", str(wrapper))
+    page = render(PDF).rotate(180)
+    page.save(tmp_path / "upside-down.pdf", "PDF", resolution=200, save_all=True, append_images=[page])
+    tesseract_path.cache_clear()
+    try:
+        doc = load(tmp_path / "upside-down.pdf")
+    finally:
+        monkeypatch.undo()
+        tesseract_path.cache_clear()
+    assert [s.page for s in doc.sections] == [1, 2]
+    assert all("Beautiful is better than ugly" in " ".join(s.text.split()) for s in doc.sections)
+    assert doc.warnings == ["OCR read 2 pages (1, 2)", "2 pages (1, 2) turned the right way up for OCR"]
+    # Page 1: read, orientation, read turned; page 2 is tried turned as page 1 was, and that reads.
+    calls = log.read_text().splitlines()
+    assert len(calls) == 4 and sum("--psm 0" in call for call in calls) == 1
 
 
 def test_a_sideways_photo_is_read_the_right_way_up(tmp_path: Path) -> None:

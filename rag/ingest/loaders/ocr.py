@@ -52,7 +52,7 @@ def ocr_image(image: bytes) -> str:
     return _tesseract(image).decode("utf-8", "replace")
 
 
-def read_upright(image: bytes) -> tuple[str, int]:
+def read_upright(image: bytes, likely: int = 0) -> tuple[str, int]:
     """The image's text read the right way up, and by how many degrees it was turned for that.
 
     The image is read as it is first.  Only when that reading is gibberish is the page's
@@ -60,7 +60,13 @@ def read_upright(image: bytes) -> tuple[str, int]:
     the better reading kept.  OSD costs as much as reading the page (2.0 against 1.9 s
     for a 300 dpi page here) and is unreliable on smaller images (at 100 dpi it found
     "too few characters"), so upright pages, nearly all of them, are not made to pay it.
+    ``likely`` is a turn to try first: a stack of pages fed upside down is upside down
+    throughout, so the page before's turn saves the next pages two of their three readings.
     """
+    if likely:
+        turned = ocr_image(rotate(image, likely))
+        if not looks_garbled(turned):
+            return turned, likely
     text = ocr_image(image)
     if not looks_garbled(text):
         return text, 0

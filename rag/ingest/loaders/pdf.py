@@ -125,9 +125,10 @@ def _ocr_pages(path: Path, data: bytes, numbers: list[int]) -> tuple[dict[int, s
     read: dict[int, str] = {}
     turned: list[int] = []
     errors: list[str] = []
+    angle = 0  # the turn the page before needed
     for number, image in render_pages(path, data, numbers).items():
         try:
-            raw, angle = read_upright(image)
+            raw, angle = read_upright(image, likely=angle)
         except (RuntimeError, OSError, OcrUnavailable) as exc:
             errors.append(f"page {number}: {_short(exc)}")
             continue
