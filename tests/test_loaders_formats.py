@@ -184,7 +184,11 @@ def make_anchored_epub(path: Path, version: int) -> Path:
     """Two XHTML files, one holding three chapters at anchors; an EPUB 3 nav or an EPUB 2 NCX."""
 
     def nav(entries: list[Any]) -> str:
-        items = (f'<li><a href="{href}">{label}</a>{nav(kids) if kids else ""}</li>' for label, href, kids in entries)
+        # Labels as Project Gutenberg writes them, with HTML's &nbsp; (not an XML entity).
+        items = (
+            f'<li><a href="{href}">{label.replace(" ", "&nbsp;")}</a>{nav(kids) if kids else ""}</li>'
+            for label, href, kids in entries
+        )
         return f"<ol>{''.join(items)}</ol>"
 
     def ncx(entries: list[Any]) -> str:

@@ -12,6 +12,7 @@ XML are read with the standard library, so no e-book package is needed.
 
 from __future__ import annotations
 
+import html.entities
 import posixpath
 import re
 import zipfile
@@ -29,6 +30,8 @@ from rag.ingest.loaders.layout import SectionWriter
 _HTML_TYPES = {"application/xhtml+xml", "text/html"}
 _EPUB_TYPE = "{http://www.idpf.org/2007/ops}type"
 _WORD = re.compile(r"\w+")
+_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
+_XML_ENTITIES = frozenset({"amp", "lt", "gt", "quot", "apos"})
 
 
 def load_epub(path: Path, data: bytes) -> LoadedDocument:
@@ -88,22 +91,38 @@ def _toc(path: Path, archive: zipfile.ZipFile, manifest: dict[str, tuple[str, st
     nav = next((href for href, _, props in manifest.values() if "nav" in props.split()), None)
     ncx = next((href for href, media, _ in manifest.values() if media == "application/x-dtbncx+xml"), None)
     entries: list[_Entry] = []
+    if nav:
+        root = _toc_xml(archive, nav)
+        navs = [e for e in root.iter() if _local(e.tag) == "nav"] if root is not None else []
+        # The toc nav, not the landmarks or page-list navs beside it.
+        toc = next((n for n in navs if "toc" in (n.get(_EPUB_TYPE) or "").split()), navs[0] if navs else None)
+        top = next((e for e in toc.iter() if _local(e.tag) == "ol"), None) if toc is not None else None
+        if top is not None:
+            _nav_entries(top, nav, (), entries)
+    if not entries and ncx:
+        root = _toc_xml(archive, ncx)
+        for nav_map in (e for e in root.iter() if _local(e.tag) == "navMap") if root is not None else ():
+            _ncx_entries(nav_map, ncx, (), entries)
+    return entries  # empty without a usable table of contents: sections keep their own headings
+
+
+def _toc_xml(archive: zipfile.ZipFile, name: str) -> ElementTree.Element | None:
+    """A table of contents' XML, HTML's named entities (``&nbsp;``) allowed; None when unreadable."""
     try:
-        if nav:
-            root = _xml(path, archive.read(nav))
-            navs = [e for e in root.iter() if _local(e.tag) == "nav"]
-            # The toc nav, not the landmarks or page-list navs beside it.
-            toc = next((n for n in navs if "toc" in (n.get(_EPUB_TYPE) or "").split()), navs[0] if navs else root)
-            top = next((e for e in toc.iter() if _local(e.tag) == "ol"), None)
-            if top is not None:
-                _nav_entries(top, nav, (), entries)
-        if not entries and ncx:
-            root = _xml(path, archive.read(ncx))
-            for nav_map in (e for e in root.iter() if _local(e.tag) == "navMap"):
-                _ncx_entries(nav_map, ncx, (), entries)
-    except (KeyError, DocumentError, zipfile.BadZipFile):
-        return []  # no usable table of contents: sections keep their own headings
-    return entries
+        data = archive.read(name).decode("utf-8", "replace")
+    except (KeyError, zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return None
+    for attempt in (data, _ENTITY.sub(_entity, data)):
+        try:
+            return ElementTree.fromstring(attempt)
+        except ElementTree.ParseError:
+            continue
+    return None
+
+
+def _entity(match: re.Match[str]) -> str:
+    name = match.group(1)
+    return match.group(0) if name in _XML_ENTITIES else html.entities.html5.get(name + ";", match.group(0))
 
 
 def _marks(toc: list[_Entry], file: str, anchors: dict[str, int]) -> list[tuple[int, tuple[str, ...]]]:
