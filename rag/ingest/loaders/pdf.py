@@ -84,6 +84,7 @@ def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
                 texts[n] = text
                 scanned.add(n)
         replaced = sorted(scanned & set(garbled))
+        turned = [n for n in turned if n in scanned]
         notes = [
             f"OCR read {_pages(sorted(scanned))}" if scanned else "",
             f"{_pages(turned)} turned the right way up for OCR" if turned else "",
