@@ -10,10 +10,11 @@ that read it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -167,12 +168,19 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     worker = sse.Worker(work)
     heartbeat = request.app.state.config.heartbeat
-    stream = _stream(worker, heartbeat, ident, created, body.model, question, include_usage)
+    stream = _stream(worker, heartbeat, request.app.state.stopping, ident, created, body.model, question, include_usage)
     return StreamingResponse(stream, media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 
 async def _stream(
-    worker: sse.Worker, heartbeat: float, ident: str, created: int, model: str, question: str, include_usage: bool
+    worker: sse.Worker,
+    heartbeat: float,
+    stopping: asyncio.Event,
+    ident: str,
+    created: int,
+    model: str,
+    question: str,
+    include_usage: bool,
 ) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -186,32 +194,39 @@ async def _stream(
         }
         return sse.event(None, data)
 
+    async def body() -> AsyncGenerator[bytes, None]:
+        streamed = False
+        async for kind, value in worker.events(heartbeat):
+            if kind == "ping":
+                yield sse.PING
+            elif kind == "delta":
+                streamed = True
+                for piece in sse.pieces(value):
+                    yield chunk({"content": piece})
+            elif kind == "result":
+                answer: Answer = value
+                # A refusal (or an answer that arrived whole) was never streamed: send its text now.
+                text = ("" if streamed else answer.text) + footer(answer)
+                if text:
+                    yield chunk({"content": text})
+                yield chunk({}, "stop", citations=citations_json(answer), refused=answer.refused)
+                if include_usage:
+                    data = {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage_json(answer, question, model),
+                    }
+                    yield sse.event(None, data)
+            elif kind == "error":
+                yield sse.event(None, {"error": {"message": error_message(value), "type": "server_error"}})
+
     yield chunk({"role": "assistant", "content": ""})
-    streamed = False
-    async for kind, value in worker.events(heartbeat):
-        if kind == "ping":
-            yield sse.PING
-        elif kind == "delta":
-            streamed = True
-            for piece in sse.pieces(value):
-                yield chunk({"content": piece})
-        elif kind == "result":
-            answer: Answer = value
-            # A refusal (or an answer that arrived whole) was never streamed: send its text now.
-            text = ("" if streamed else answer.text) + footer(answer)
-            if text:
-                yield chunk({"content": text})
-            yield chunk({}, "stop", citations=citations_json(answer), refused=answer.refused)
-            if include_usage:
-                data = {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage_json(answer, question, model),
-                }
-                yield sse.event(None, data)
-        elif kind == "error":
-            yield sse.event(None, {"error": {"message": error_message(value), "type": "server_error"}})
+    try:
+        async for data in sse.until(stopping, body()):
+            yield data
+    except sse.Stopping:
+        yield sse.event(None, {"error": {"message": sse.STOPPING, "type": "server_error"}})
     yield b"data: [DONE]\n\n"

@@ -8,9 +8,12 @@ are served, and each answer carries its own ``Usage``.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,6 +82,8 @@ class ServerState:
         self.layout = self.store.layout
         self._lock = threading.RLock()
         self._documents: OrderedDict[tuple[str, int, int], LoadedDocument] = OrderedDict()
+        #: Upload names handed out per index whose file may not be in place yet (its job is queued).
+        self._claimed: dict[str, set[str]] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -185,6 +190,31 @@ class ServerState:
         """Where uploaded files of ``index`` are kept: one folder per index, in the store."""
         return self.layout.uploads_dir(index)
 
+    def claim_upload_name(self, index: str, name: str, digest: str, *, replace: bool = False) -> str:
+        """The name an upload is stored under: ``name``, or ``name (2)``... when another file has it.
+
+        Two different files never share a name: an upload replaces the stored file of the
+        same name only when the client asks (``replace``), or when it is that same file
+        again (same content).  Names of uploads still waiting in a job count as taken.
+        """
+        folder = self.uploads_dir(index)
+        with self._lock:
+            claimed = self._claimed.setdefault(index, set())
+            for n in itertools.count(1):
+                candidate = numbered(name, n)
+                path = folder / candidate
+                on_disk = path.is_file()
+                if replace or (not on_disk and candidate not in claimed):
+                    claimed.add(candidate)
+                    return candidate
+                if on_disk and file_digest(path) == digest:
+                    return candidate
+        raise AssertionError("unreachable")
+
+    def release_upload_name(self, index: str, name: str) -> None:
+        with self._lock:
+            self._claimed.get(index, set()).discard(name)
+
     def is_uploaded(self, index: str, path: str) -> bool:
         folder = str(self.uploads_dir(index).resolve())
         return os.path.dirname(os.path.abspath(path)) == folder
@@ -219,6 +249,7 @@ class ServerState:
         self.engine(index).remove([doc.source])
         if doc.uploaded:
             Path(doc.source).unlink(missing_ok=True)
+            self.release_upload_name(index, Path(doc.source).name)
         return doc
 
     def document_file(self, index: str | None, doc_id: str) -> Path:
@@ -285,18 +316,45 @@ def _assemble(sections: Sequence[Any]) -> str:
     return "".join(chars)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+,-]+")
+# Path separators, characters Windows forbids in names, and control and bidi-override
+# characters (a name must read as what it is): each becomes "_".  Letters of every script stay.
+_UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]+')
+#: Longest stored name in UTF-8 bytes (file systems allow 255; room is left for " (N)").
+_NAME_BYTES = 200
 
 
 def safe_filename(name: str) -> str:
-    """An uploaded file's name made safe to keep: no folders, no hidden files, no odd characters."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE.sub("_", base).strip(" .")
+    """An uploaded file's name made safe to keep, in any script: NFC, no folders, no hidden
+    files, no separators or control characters (``отчёт.md`` stays ``отчёт.md``)."""
+    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE.sub("_", base).strip(" ._")
     stem, dot, ext = base.rpartition(".")
     if not dot:
         stem, ext = base, ""
-    stem = stem[:150] or "upload"
-    return f"{stem}.{ext[:16]}" if ext else stem
+    ext = ext[:16].strip()
+    stem = _clip(stem, _NAME_BYTES - len(ext.encode())).strip(" .") or "upload"
+    return f"{stem}.{ext}" if ext else stem
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def numbered(name: str, n: int) -> str:
+    """``report.md``, then ``report (2).md``, ``report (3).md``..."""
+    if n == 1:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem} ({n}).{ext}" if dot and stem else f"{name} ({n})"
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def citations_json(answer: Answer) -> list[dict[str, Any]]:
