@@ -25,12 +25,13 @@ from starlette.datastructures import UploadFile
 
 from rag import __version__
 from rag.answer.base import DeltaCallback
-from rag.errors import RagError
 from rag.ingest.loaders import kind_of
 from rag.results import Answer
 from rag.retrieve.search import Filters
 from rag.serve import sse
 from rag.serve.jobs import FileState, Job, Jobs
+from rag.serve.messages import public_message
+from rag.serve.sources import Sources
 from rag.serve.state import NotFound, ServerState, answer_json, hit_json, safe_filename, session_json
 from rag.store.index import validate_index_name
 
@@ -50,6 +51,11 @@ _DOWNLOAD = {
 }
 
 
+#: Longest question or query, in characters.  Past this a question is a document: the
+#: probe's 5 MB question cost 14.5 s of CPU, and no retrieval needs more than a few lines.
+MAX_QUESTION_CHARS = 8192
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -66,7 +72,7 @@ class FiltersIn(_Body):
 
 
 class SearchIn(_Body):
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     index: str | None = None
     k: int | None = Field(None, ge=1, le=1000)
     mode: Literal["dense", "keyword", "hybrid"] | None = None
@@ -74,7 +80,7 @@ class SearchIn(_Body):
 
 
 class AskIn(_Body):
-    question: str = Field(min_length=1)
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     index: str | None = None
     k: int | None = Field(None, ge=1, le=1000)
     llm: Literal["auto", "openai", "none"] | None = None
@@ -87,7 +93,7 @@ class SessionIn(_Body):
 
 
 class MessageIn(_Body):
-    question: str = Field(min_length=1)
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
 
 
 def _state(request: Request) -> ServerState:
@@ -130,10 +136,12 @@ def search(body: SearchIn, request: Request, response: Response) -> dict[str, An
     """Ranked chunks, as `rag search --json`."""
     filters = body.filters.to_filters() if body.filters else Filters()
     started = time.perf_counter()
-    hits = _state(request).search(body.index, body.query, k=body.k, mode=body.mode, filters=filters)
+    state = _state(request)
+    hits = state.search(body.index, body.query, k=body.k, mode=body.mode, filters=filters)
+    sources = state.sources(body.index)
     # The engine's share of the request, for clients and benchmarks that want to see HTTP's.
     response.headers["Server-Timing"] = f"engine;dur={1000 * (time.perf_counter() - started):.1f}"
-    return {"query": body.query, "results": [hit_json(h) for h in hits]}
+    return {"query": body.query, "results": [hit_json(h, sources) for h in hits]}
 
 
 @router.post("/ask", response_model=None)
@@ -147,36 +155,41 @@ async def ask(body: AskIn, request: Request) -> Response | dict[str, Any]:
     def work(on_delta: DeltaCallback | None) -> Answer:
         return state.ask(body.index, body.question, k=body.k, llm=body.llm, filters=filters, on_delta=on_delta)
 
-    return await _answer_response(request, work)
+    return await _answer_response(request, work, body.index)
 
 
-async def _answer_response(request: Request, work: Callable[[DeltaCallback | None], Answer]) -> Response | Any:
+async def _answer_response(
+    request: Request, work: Callable[[DeltaCallback | None], Answer], index: str | None
+) -> Response | Any:
+    sources = await run_in_threadpool(_state(request).sources, index)
     if not _wants_stream(request):
         answer = await run_in_threadpool(work, None)
-        return answer_json(answer)
+        return answer_json(answer, sources)
     heartbeat = request.app.state.config.heartbeat
     worker = sse.Worker(work)
-    events = _answer_events(worker, heartbeat, request.app.state.stopping)
+    events = _answer_events(worker, heartbeat, request.app.state.stopping, sources)
     return StreamingResponse(events, media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 
-async def _answer_events(worker: sse.Worker, heartbeat: float, stopping: asyncio.Event) -> AsyncIterator[bytes]:
+async def _answer_events(
+    worker: sse.Worker, heartbeat: float, stopping: asyncio.Event, sources: Sources
+) -> AsyncIterator[bytes]:
     yield sse.PING  # headers and a first byte now, so clients and proxies see the stream open
     try:
         async for kind, value in sse.until(stopping, worker.events(heartbeat)):
-            for chunk in _answer_event(kind, value):
+            for chunk in _answer_event(kind, value, sources):
                 yield chunk
     except sse.Stopping:
         yield sse.event("error", {"message": sse.STOPPING})
 
 
-def _answer_event(kind: str, value: Any) -> list[bytes]:
+def _answer_event(kind: str, value: Any, sources: Sources) -> list[bytes]:
     if kind == "ping":
         return [sse.PING]
     if kind == "delta":
         return [sse.event("token", {"text": piece}) for piece in sse.pieces(value)]
     if kind == "result":
-        data = answer_json(value)
+        data = answer_json(value, sources)
         return [
             sse.event("citations", {"citations": data["citations"]}),
             sse.event("done", {"refused": value.refused, "answer": data}),
@@ -185,9 +198,7 @@ def _answer_event(kind: str, value: Any) -> list[bytes]:
 
 
 def error_message(exc: BaseException) -> str:
-    if isinstance(exc, RagError):
-        return " ".join(str(exc).split())
-    return f"unexpected {type(exc).__name__}: see the server log"
+    return public_message(exc)
 
 
 # --- sessions ----------------------------------------------------------------------------
@@ -207,7 +218,9 @@ def create_session(body: SessionIn, request: Request) -> dict[str, Any]:
 
 @router.get("/sessions/{name}")
 def session(name: str, request: Request) -> dict[str, Any]:
-    return session_json(_state(request).session(name))
+    state = _state(request)
+    found = state.session(name)
+    return session_json(found, state.sources(found.info.index))
 
 
 @router.delete("/sessions/{name}", status_code=204)
@@ -220,12 +233,12 @@ def delete_session(name: str, request: Request) -> Response:
 async def session_message(name: str, body: MessageIn, request: Request) -> Response | dict[str, Any]:
     """Ask within a session (saved, shared with `rag chat --session NAME`); streamed like `ask`."""
     state = _state(request)
-    await run_in_threadpool(state.session, name)
+    found = await run_in_threadpool(state.session, name)
 
     def work(on_delta: DeltaCallback | None) -> Answer:
         return state.session_message(name, body.question, on_delta=on_delta)
 
-    return await _answer_response(request, work)
+    return await _answer_response(request, work, found.info.index)
 
 
 # --- documents ---------------------------------------------------------------------------

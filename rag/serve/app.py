@@ -37,6 +37,7 @@ from rag.errors import (
 from rag.serve.auth import authorised, needs_key
 from rag.serve.docs import add_docs
 from rag.serve.jobs import Jobs
+from rag.serve.messages import public_message
 from rag.serve.origins import HostPolicy
 from rag.serve.state import Conflict, NotFound, ServerState
 from rag.settings import Settings
@@ -261,10 +262,7 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
 
     @app.exception_handler(RagError)
     async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
-        status = status_for(exc)
-        if status >= 500 and not isinstance(exc, ConfigError):
-            log.error("%s: %s", type(exc).__name__, exc)
-        return _json_error(request.url.path, status, str(exc))
+        return _json_error(request.url.path, status_for(exc), public_message(exc))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -277,8 +275,8 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _json_error(request.url.path, 500, f"unexpected {type(exc).__name__}: see the server log")
+        log.error("unexpected error on %s %s", request.method, request.url.path)
+        return _json_error(request.url.path, 500, public_message(exc))
 
     app.include_router(api.router)
     app.include_router(openai_compat.router)

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -26,12 +26,15 @@ from rag import tokens
 from rag.answer.base import DeltaCallback
 from rag.results import Answer
 from rag.serve import sse
-from rag.serve.api import error_message
+from rag.serve.api import MAX_QUESTION_CHARS, error_message
+from rag.serve.sources import Sources
 from rag.serve.state import NotFound, ServerState, citations_json
 
 router = APIRouter(prefix="/v1")
 
 MODEL_PREFIX = "rag"
+#: Earlier turns a follow-up may carry, in characters (a long chat, not a pasted book).
+MAX_HISTORY_CHARS = 16 * MAX_QUESTION_CHARS
 # The footer we append, recognised again when a client sends our answer back as history.
 _FOOTER = re.compile(r"\n+Sources:\n(?:\[\d+\][^\n]*\n?)+\s*$")
 
@@ -111,10 +114,10 @@ class EmptyQuestion(Exception):
     pass
 
 
-def footer(answer: Answer) -> str:
-    if not answer.citations:
+def footer(citations: list[dict[str, Any]]) -> str:
+    if not citations:
         return ""
-    lines = [f"[{c.n}] {c.location}" for c in answer.citations]
+    lines = [f"[{c['n']}] {c['location']}" for c in citations]
     return "\n\nSources:\n" + "\n".join(lines)
 
 
@@ -138,16 +141,20 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
     try:
         question, history = split_history(body.messages)
     except EmptyQuestion:
-        from fastapi import HTTPException
-
         raise HTTPException(400, "messages: the last user message is empty") from None
+    if len(question) > MAX_QUESTION_CHARS:
+        raise HTTPException(422, f"messages: the last user message is over {MAX_QUESTION_CHARS} characters")
+    if sum(len(q) + len(a) for q, a in history) > MAX_HISTORY_CHARS:
+        raise HTTPException(422, f"messages: the conversation is over {MAX_HISTORY_CHARS} characters; start a new one")
     ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
 
     def work(on_delta: DeltaCallback | None) -> Answer:
         return state.converse(index, question, history, on_delta=on_delta)
 
+    sources = await run_in_threadpool(state.sources, index)
     if not body.stream:
         answer = await run_in_threadpool(work, None)
+        citations = citations_json(answer, sources)
         return {
             "id": ident,
             "object": "chat.completion",
@@ -156,19 +163,21 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": answer.text + footer(answer), "refusal": None},
+                    "message": {"role": "assistant", "content": answer.text + footer(citations), "refusal": None},
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
             ],
             "usage": usage_json(answer, question, body.model),
-            "citations": citations_json(answer),
+            "citations": citations,
             "refused": answer.refused,
         }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     worker = sse.Worker(work)
     heartbeat = request.app.state.config.heartbeat
-    stream = _stream(worker, heartbeat, request.app.state.stopping, ident, created, body.model, question, include_usage)
+    stream = _stream(
+        worker, heartbeat, request.app.state.stopping, sources, ident, created, body.model, question, include_usage
+    )
     return StreamingResponse(stream, media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 
@@ -176,6 +185,7 @@ async def _stream(
     worker: sse.Worker,
     heartbeat: float,
     stopping: asyncio.Event,
+    sources: Sources,
     ident: str,
     created: int,
     model: str,
@@ -205,11 +215,12 @@ async def _stream(
                     yield chunk({"content": piece})
             elif kind == "result":
                 answer: Answer = value
+                citations = citations_json(answer, sources)
                 # A refusal (or an answer that arrived whole) was never streamed: send its text now.
-                text = ("" if streamed else answer.text) + footer(answer)
+                text = ("" if streamed else answer.text) + footer(citations)
                 if text:
                     yield chunk({"content": text})
-                yield chunk({}, "stop", citations=citations_json(answer), refused=answer.refused)
+                yield chunk({}, "stop", citations=citations, refused=answer.refused)
                 if include_usage:
                     data = {
                         "id": ident,
