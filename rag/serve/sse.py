@@ -102,14 +102,12 @@ async def until(stopping: asyncio.Event, items: AsyncIterator[T]) -> AsyncIterat
     a stream that ends when the server starts stopping lets Ctrl-C finish at once.
     """
     stop = asyncio.ensure_future(stopping.wait())
+    step: asyncio.Future[T] | None = None
     try:
         while True:
             step = asyncio.ensure_future(anext(items))
             await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
             if not step.done():
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await step
                 raise Stopping
             try:
                 item = step.result()
@@ -117,7 +115,14 @@ async def until(stopping: asyncio.Event, items: AsyncIterator[T]) -> AsyncIterat
                 return
             yield item
     finally:
+        # Also when the client left (this generator cancelled): the pending step must end
+        # first, so that ``items`` can be closed and run its own clean-up (``Worker.events``
+        # tells the worker thread to stop generating).
         stop.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await step
         if isinstance(items, AsyncGenerator):
             await items.aclose()
 
