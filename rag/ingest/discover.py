@@ -4,12 +4,13 @@ Folders are walked recursively, following symlinks that stay inside the folder b
 walked, but never into a folder already seen, so links that loop cannot hang the walk.  A
 link whose target lies outside that folder (``secret.txt -> /etc/passwd``) is skipped and
 reported, unless ``follow_links``: whoever can write into an ingested folder must not be
-able to pull other files into the index (and so onto a server that serves it).  Hidden files and folders (a leading dot, or the
-hidden attribute on Windows), files over the size limit and files of types rag cannot
-read are skipped and reported; so is anything found that is not a regular file.  A file
-named on the command line is read even when hidden, and a folder named there is walked
-even when hidden.  Broken symlinks and unreadable folders are errors, reported one line
-each; a path on the command line that does not exist is a usage error.
+able to pull other files into the index (and so onto a server that serves it).  Hidden
+files and folders (a leading dot, or the hidden attribute on Windows), files over the
+size limit and files of types rag cannot read are skipped and reported; so is anything
+found that is not a regular file.  A file named on the command line is read even when
+hidden (or a link to anywhere), and a folder named there is walked even when hidden.
+Broken symlinks and unreadable folders are errors, reported one line each; a path on the
+command line that does not exist is a usage error.
 
 Glob patterns (``--include`` and ``--exclude``) are matched case-insensitively against a
 path relative to the folder being walked (for a file named on the command line: the path
