@@ -40,7 +40,7 @@ def serve_command(
             "--public-url",
             envvar="RAG_PUBLIC_URL",
             help="A URL clients reach this server at (a DNS name, a proxy); its host is answered besides "
-            "loopback and --host, others get 421 (repeatable) \\[default: RAG_PUBLIC_URL].",
+            "loopback and --host, others get 421 (repeatable).",
             show_default=False,
         ),
     ] = None,
