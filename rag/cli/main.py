@@ -107,6 +107,10 @@ def ingest(
     include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Keep files that are gone from disk.")] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option("--follow-links", help="Follow symlinks out of the folder too \\[default: RAG_FOLLOW_LINKS]."),
+    ] = False,
     embedder: Annotated[
         str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
     ] = None,
@@ -119,7 +123,8 @@ def ingest(
     """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
     if ocr is not None and ocr not in ("auto", "never", "always"):
         raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
-    engine = _engine(index, store, **({"ingest__ocr": ocr} if ocr else {}))
+    overrides = {"ingest__ocr": ocr, "ingest__follow_links": follow_links or None}
+    engine = _engine(index, store, **{k: v for k, v in overrides.items() if v is not None})
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
