@@ -16,16 +16,21 @@ from rich.markup import escape
 
 from rag import __version__
 from rag.cli.options import (
+    EmbedderOpt,
+    ExcludeOpt,
+    IncludeOpt,
     IndexOpt,
     JsonOpt,
     KOpt,
     LlmOpt,
     ModelOpt,
     ModeOpt,
+    OcrOpt,
     PagesFilter,
     PathFilter,
     StoreOpt,
     TypeFilter,
+    ocr_overrides,
 )
 from rag.cli.output import (
     CacheProgress,
@@ -103,22 +108,15 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to index (folders recursively).")],
     index: IndexOpt = None,
     store: StoreOpt = None,
-    include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Keep files that are gone from disk.")] = False,
-    embedder: Annotated[
-        str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
-    ] = None,
-    ocr: Annotated[
-        str | None,
-        typer.Option("--ocr", help="auto (scanned pages and images), never or always \\[default: RAG_OCR or auto]."),
-    ] = None,
+    embedder: EmbedderOpt = None,
+    ocr: OcrOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
-    if ocr is not None and ocr not in ("auto", "never", "always"):
-        raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
-    engine = _engine(index, store, **({"ingest__ocr": ocr} if ocr else {}))
+    engine = _engine(index, store, **ocr_overrides(ocr))
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
@@ -367,7 +365,7 @@ def _register_optional_commands() -> None:
     """Commands that live in their own modules."""
     import importlib
 
-    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve"):
+    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve", "rag.cli.watch"):
         try:
             importlib.import_module(module).register(app)
         except ModuleNotFoundError as exc:

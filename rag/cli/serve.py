@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,6 +37,10 @@ def serve_command(
     ] = 15.0,
     index: IndexOpt = None,
     store: StoreOpt = None,
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option("--watch", help="Keep the index in step with this folder, as rag watch does (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve the store over HTTP: a web page, a REST API and an OpenAI-compatible /v1."""
     from rag.serve.app import ServeConfig
@@ -53,5 +58,12 @@ def serve_command(
         cors_origins=list(cors_origin or []),
         max_upload_mb=settings.serve.max_upload_mb,
         heartbeat=heartbeat,
+        watch=[_folder(p) for p in watch or []],
     )
     serve(settings, config, host, port)
+
+
+def _folder(path: Path) -> Path:
+    if not path.expanduser().is_dir():
+        raise typer.BadParameter(f"not a folder: {path}", param_hint="--watch")
+    return path.expanduser().resolve()
