@@ -287,3 +287,19 @@ def test_serve_watch_serves_a_file_saved_a_moment_ago(tmp_path: Path) -> None:
 def test_serve_without_watch_lists_no_folders(offline_server: Any) -> None:
     with offline_server.server.client() as client:
         assert client.get("/api/v1/status").json()["watch"] == []
+
+
+def test_ctrl_c_mid_batch_says_so_and_exits_130(tmp_path: Path, isolated: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    watch = WatchProcess(tmp_path, str(docs), hold_after=1)
+    watch.wait_for("watching")
+    watch.armed.touch()
+    for i in range(20):
+        (docs / f"new{i:02d}.txt").write_text(_sentences(f"new{i}"), encoding="utf-8")
+    watch.wait_for("ingesting")
+    watch.wait_until(watch.held.exists)
+    watch.process.send_signal(signal.SIGINT)
+    _, err = watch.process.communicate(timeout=TIMEOUT)
+    assert watch.process.returncode == 130
+    assert err.strip().splitlines() == ["error: interrupted: what was stored is kept; run rag watch again to finish"]

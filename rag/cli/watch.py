@@ -122,7 +122,11 @@ class _Display:
 
     def event(self, event: Event) -> None:
         kind = event["event"]
-        self.busy = kind in ("catching up", "ingesting")
+        # Busy from the start of a write to its end: a Ctrl-C then cuts it short (exit 130).
+        if kind in ("catching up", "ingesting"):
+            self.busy = True
+        elif kind in ("catchup", "batch", "error"):
+            self.busy = False
         if kind == "catching up" and self.terminal:
             self._bar = IngestProgress(enabled=True).__enter__()
         elif kind == "catchup" and self._bar is not None:
