@@ -303,3 +303,18 @@ def test_ctrl_c_mid_batch_says_so_and_exits_130(tmp_path: Path, isolated: Path) 
     _, err = watch.process.communicate(timeout=TIMEOUT)
     assert watch.process.returncode == 130
     assert err.strip().splitlines() == ["error: interrupted: what was stored is kept; run rag watch again to finish"]
+
+
+def test_the_watch_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/watch.py", "--files", "40", "--burst", "8", "--saves", "2", "--idle", "0.2"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {line[:52].strip(): line[52:].split() for line in result.stdout.splitlines()[1:]}
+    assert rows["burst of 8 rewrites: batches"][0] == "1"
+    assert rows["burst of 8 renames: batches, embedded"][:2] == ["1,", "0"]
