@@ -321,7 +321,8 @@ class Watcher:
                     "network": self.networked,
                 }
             )
-            self._set("watching")
+            if not self._pending.changed:
+                self._set("watching")
             self._follow(notifier, stop)
         finally:
             notifier.close()
@@ -415,6 +416,13 @@ class Watcher:
         self._failures(report)
         self._emit({"event": "catchup", **report.to_dict()})
         self._recount()
+        if report.interrupted:
+            # A provider or the store failed part-way: the folders go in the first batch
+            # (what is stored by now is unchanged then, so that costs only the rest).
+            self._set("error", report.interrupted)
+            self._emit({"event": "error", "error": report.interrupted, "queued": len(self.roots)})
+            for root in self.roots:
+                self._pending.add(str(root), time.monotonic())
         return report
 
     # --- one batch ------------------------------------------------------------------------

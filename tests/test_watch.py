@@ -23,6 +23,7 @@ from rag.engine import Engine
 from rag.errors import UsageError
 from rag.watch import Watcher, network_filesystem
 from tests.conftest import FIXTURES, HashEmbedder
+from tests.openai_server import FakeOpenAI
 
 TIMEOUT = 60.0  # seconds; a loaded 2-core machine is slow, a passing test never waits this long
 
@@ -391,3 +392,30 @@ def test_polling_follows_changes_too(tmp_path: Path) -> None:
         _write(docs / "b.txt", _sentences("beta"))
         (docs / "a.txt").unlink()
         running.until(lambda: _indexed(engine) == {str((docs / "b.txt").resolve())})
+
+
+def test_a_provider_outage_is_retried_until_the_folders_are_indexed(tmp_path: Path, openai_env: FakeOpenAI) -> None:
+    docs = tmp_path / "docs"
+    for name in ("a", "b", "c"):
+        _write(docs / f"{name}.txt", _sentences(name))
+    openai_env.error_next(1, 500, message="upstream is down", path="/embeddings")
+    engine = Engine(embedding__embedder="openai")
+    running = Running(Watcher(engine, [docs]))
+    try:
+        # The catch-up fails part-way; the folder is tried again, and is then all there.
+        assert "upstream is down" in running.wait_for("error")["error"]
+        assert running.watcher.status()[0]["state"] == "error"
+        running.wait_for("batch")
+        assert _indexed(engine) == _on_disk(docs)
+        assert running.watcher.status()[0]["state"] == "watching"
+
+        mark = running.mark()
+        openai_env.error_next(1, 500, message="down again", path="/embeddings")
+        _write(docs / "d.txt", _sentences("delta"))
+        assert "down again" in running.wait_for("error", after=mark)["error"]
+        running.wait_for("batch", after=mark, where=lambda e: e["files"]["added"] == 1)
+        assert _indexed(engine) == _on_disk(docs)
+        assert running.watcher.status()[0]["last_error"] is not None  # the last error stays shown
+    finally:
+        running.stop()
+    _consistent(engine)
