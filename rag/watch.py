@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from rag.engine import Engine
 from rag.errors import RagError, UsageError
@@ -94,7 +94,6 @@ NETWORK_FILESYSTEMS = frozenset(
     }
 )
 
-T = TypeVar("T")
 Runner = Callable[[Callable[[], Any]], Any]
 Event = dict[str, Any]
 
