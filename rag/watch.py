@@ -275,6 +275,9 @@ class Watcher:
         self._failed: dict[str, tuple[str, str]] = {}
         #: (size, mtime) of files seen still being written, to tell when they stop.
         self._settling: dict[str, tuple[int, int]] = {}
+        #: The indexed files under the folders: read at catch-up, then kept by each batch
+        #: (reading the index's file list took 0.6 s a batch with 10,000 files).
+        self._indexed: set[str] = set()
         self._retry = RETRY
 
     # --- status ---------------------------------------------------------------------------
@@ -310,6 +313,9 @@ class Watcher:
         notifier = self._notifier()
         try:
             self.catch_up()
+            # Load the model now, not on the first save: that save took 1-2 s longer.
+            with contextlib.suppress(RagError):
+                self.engine.embedder().count_tokens(["warm up"])
             self._emit(
                 {
                     "event": "watching",
@@ -413,6 +419,7 @@ class Watcher:
 
         report: IngestReport = self._run(work)
         self._failures(report)
+        self._indexed = {d.source for d in self.engine.documents() if self._scope_of(d.source)}
         self._emit({"event": "catchup", **report.to_dict()})
         self._recount()
         if report.interrupted:
@@ -518,6 +525,9 @@ class Watcher:
         while ingest:
             try:
                 report = self.engine.ingest(ingest, prune=False, embedder=self.embedder, progress=self._progress())
+                # A file that failed keeps its earlier version, if it had one; a new one is not in.
+                refused = {p.path for p in (*report.failed, *report.skipped)}
+                self._indexed.update(str(p) for p in ingest if str(p) not in refused)
                 break
             except UsageError:
                 # A file deleted since it was planned (``discover`` refuses missing paths):
@@ -533,8 +543,7 @@ class Watcher:
         """Take out indexed files at or under the ``gone`` paths that are no longer on disk."""
         doomed_roots = set(gone)
         doomed = []
-        for document in self.engine.documents():
-            path = document.source
+        for path in self._indexed:
             parent = path
             while parent:
                 if parent in doomed_roots:
@@ -545,6 +554,7 @@ class Watcher:
                 parent = up if up != parent else ""
         for path in doomed:
             self._failed.pop(path, None)
+        self._indexed.difference_update(doomed)
         return self.engine.remove(doomed) if doomed else {}
 
     def _failures(self, report: IngestReport | None) -> None:
@@ -568,9 +578,9 @@ class Watcher:
 
     def _recount(self) -> None:
         counts = [0] * len(self.scopes)
-        for document in self.engine.documents():
+        for path in self._indexed:
             for i, scope in enumerate(self.scopes):
-                if document.source.startswith(scope.prefix):
+                if path.startswith(scope.prefix):
                     counts[i] += 1
                     break
         with self._lock:
