@@ -419,3 +419,20 @@ def test_a_provider_outage_is_retried_until_the_folders_are_indexed(tmp_path: Pa
     finally:
         running.stop()
     _consistent(engine)
+
+
+def test_a_file_with_a_fresh_mtime_waits_for_a_second_look(tmp_path: Path) -> None:
+    """An mtime newer than the quiet period (or from a skewed clock on a network drive)
+    means a writer may still be at it: the file is looked at again before it is read."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    engine = _engine()
+    with watching(engine, docs) as running:
+        mark = running.mark()
+        path = _write(docs / "copied.txt", _sentences("copied"))
+        ahead = time.time() + 3600
+        os.utime(path, (ahead, ahead))
+        waiting = running.wait_for("waiting", after=mark)
+        assert waiting["paths"] == [str(path.resolve())]
+        batch = running.wait_for("batch", after=mark)
+        assert batch["ingested"] == [str(path.resolve())]
