@@ -17,16 +17,22 @@ from rich.markup import escape
 
 from rag import __version__
 from rag.cli.options import (
+    EmbedderOpt,
+    ExcludeOpt,
+    FollowLinksOpt,
+    IncludeOpt,
     IndexOpt,
     JsonOpt,
     KOpt,
     LlmOpt,
     ModelOpt,
     ModeOpt,
+    OcrOpt,
     PagesFilter,
     PathFilter,
     StoreOpt,
     TypeFilter,
+    ocr_overrides,
 )
 from rag.cli.output import (
     CacheProgress,
@@ -104,27 +110,16 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to index (folders recursively).")],
     index: IndexOpt = None,
     store: StoreOpt = None,
-    include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Keep files that are gone from disk.")] = False,
-    follow_links: Annotated[
-        bool,
-        typer.Option("--follow-links", help="Follow symlinks out of the folder too \\[default: RAG_FOLLOW_LINKS]."),
-    ] = False,
-    embedder: Annotated[
-        str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
-    ] = None,
-    ocr: Annotated[
-        str | None,
-        typer.Option("--ocr", help="auto (scanned pages and images), never or always \\[default: RAG_OCR or auto]."),
-    ] = None,
+    follow_links: FollowLinksOpt = False,
+    embedder: EmbedderOpt = None,
+    ocr: OcrOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
-    if ocr is not None and ocr not in ("auto", "never", "always"):
-        raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
-    overrides = {"ingest__ocr": ocr, "ingest__follow_links": follow_links or None}
-    engine = _engine(index, store, **{k: v for k, v in overrides.items() if v is not None})
+    engine = _engine(index, store, **ocr_overrides(ocr), **({"ingest__follow_links": True} if follow_links else {}))
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
@@ -392,7 +387,7 @@ def _register_optional_commands() -> None:
     """Commands that live in their own modules."""
     import importlib
 
-    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve"):
+    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve", "rag.cli.watch"):
         try:
             importlib.import_module(module).register(app)
         except ModuleNotFoundError as exc:

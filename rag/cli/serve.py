@@ -55,6 +55,10 @@ def serve_command(
     ] = 15.0,
     index: IndexOpt = None,
     store: StoreOpt = None,
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option("--watch", help="Keep the index in step with this folder, as rag watch does (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve the store over HTTP: a web page, a REST API and an OpenAI-compatible /v1."""
     from rag.serve.app import ServeConfig
@@ -80,6 +84,7 @@ def serve_command(
         public_urls=[u for u in public_url or [] if u],
         max_upload_mb=settings.serve.max_upload_mb,
         heartbeat=heartbeat,
+        watch=[_folder(p) for p in watch or []],
     )
     serve(settings, config, host, port)
 
@@ -92,3 +97,9 @@ def read_key_file(path: Path) -> str:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError(f"cannot read the API key file {path}: {reason}") from None
     return text.splitlines()[0].strip() if text.strip() else ""
+
+
+def _folder(path: Path) -> Path:
+    if not path.expanduser().is_dir():
+        raise typer.BadParameter(f"not a folder: {path}", param_hint="--watch")
+    return path.expanduser().resolve()

@@ -64,6 +64,8 @@ class ServeConfig:
     max_upload_mb: float = 100.0
     #: Seconds between ``: ping`` comments on an idle stream.
     heartbeat: float = 15.0
+    #: Folders kept in step with the default index (``--watch``).
+    watch: list[Path] = field(default_factory=list)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -242,7 +244,15 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watching = None
+        if config.watch:
+            from rag.serve.watching import Watching
+
+            watching = Watching(state, jobs, config.watch, asyncio.get_running_loop())
+            state.watch_status = watching.status
         yield
+        if watching is not None:
+            watching.stop()
         jobs.close()
         state.close()
 

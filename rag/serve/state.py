@@ -85,6 +85,8 @@ class ServerState:
         self._digests: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
         #: Upload names handed out per index whose file may not be in place yet (its job is queued).
         self._claimed: dict[str, set[str]] = {}
+        #: The folders ``rag serve --watch`` follows, as ``/api/v1/status`` lists them.
+        self.watch_status: Callable[[], list[dict[str, Any]]] = list
 
     def close(self) -> None:
         self.store.close()
@@ -113,8 +115,9 @@ class ServerState:
             raise NotFound(str(exc)) from None
 
     def status(self) -> dict[str, Any]:
-        """What ``rag status --json`` prints."""
-        return {"store": self.layout.description, "indexes": [i.to_dict() for i in self.store.indexes()]}
+        """What ``rag status --json`` prints, and the folders watched."""
+        indexes = [i.to_dict() for i in self.store.indexes()]
+        return {"store": self.layout.description, "indexes": indexes, "watch": self.watch_status()}
 
     def models_loaded(self) -> int:
         """How many embedding models this server has loaded (one per embedder in use)."""
