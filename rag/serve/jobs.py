@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+
+try:
+    import fcntl
+except ImportError:  # Windows: a server never knows it is alone, and leaves uploads as they are
+    fcntl = None  # type: ignore[assignment]
 
 from rag.errors import RagError
 from rag.serve.state import ServerState
@@ -252,9 +256,10 @@ class Jobs:
         self._closing = threading.Event()
         # Held shared while this server runs: a server that gets it exclusively is alone.
         self._serving = _SharedFileLock(self.folder / "serving.lock")
+        # Exclusive while it tidies, so that a server starting meanwhile stages nothing yet.
         alone = self._serving.try_exclusive()
-        self._serving.share()
         self._resume(alone)
+        self._serving.share()
 
     def submit(self, index: str, files: list[FileState]) -> Job:
         job = Job(id=secrets.token_hex(8), index=index, files=files)
@@ -415,12 +420,26 @@ class Jobs:
                 if found is not None and found.state != "failed":
                     found.state, found.reason = "failed", problem.reason
                     job.emit("failed", {"file": found.name, "reason": problem.reason})
+        self._drop_failed_uploads(job)
         if report is not None and report.interrupted:
             for f in job.files:
                 if f.state not in ("failed", "stored", "unchanged"):
                     f.state, f.reason = "failed", report.interrupted
         failed = report is None or bool(report.interrupted) or all(f.state == "failed" for f in job.files)
         self._finish(job, "failed" if failed else "done", data)
+
+    def _drop_failed_uploads(self, job: Job) -> None:
+        """An uploaded file that could not be indexed goes, unless an earlier version of it
+        is indexed: every file under ``uploads/`` is one the index lists."""
+        failed = [f.path for f in job.files if f.state == "failed" and f.path is not None and f.path.exists()]
+        if failed:
+            try:
+                known = {d.source for d in self.state.documents(job.index)}
+            except RagError:  # the index was never created: nothing of it is listed
+                known = set()
+            for path in failed:
+                if str(path) not in known:
+                    path.unlink(missing_ok=True)
 
     def _finish(self, job: Job, state: str, report: dict[str, Any]) -> None:
         if state == "failed" and self._closing.is_set():
@@ -468,6 +487,8 @@ class _SharedFileLock:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def try_exclusive(self) -> bool:
+        if fcntl is None:
+            return False
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -475,7 +496,8 @@ class _SharedFileLock:
         return True
 
     def share(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
 
     def release(self) -> None:
         if self._fd >= 0:

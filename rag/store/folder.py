@@ -22,13 +22,17 @@ Threads of one process share one client; a reopen waits for the calls under way 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no shared locks there, so every holder takes the lock alone
+    fcntl = None  # type: ignore[assignment]
 
 _folders: dict[str, Folder] = {}
 _folders_lock = threading.Lock()
@@ -75,6 +79,12 @@ class _SharedLock:
 def _file_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
     """``flock`` on a descriptor of its own, so threads of one process exclude each other too;
     the kernel drops it when the holder dies, so a killed writer never leaves it held."""
+    if fcntl is None:
+        from filelock import FileLock
+
+        with FileLock(str(path), is_singleton=False):
+            yield
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
