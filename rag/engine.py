@@ -149,7 +149,9 @@ class Engine:
         """Rebuild this index's manifest and keyword index from its vectors: (files, chunks).
 
         For a manifest that cannot be read (``IndexDamagedError``), or one that disagrees
-        with the vectors.  Every file and chunk comes back; usage totals start from zero.
+        with the vectors.  Every file whose chunks are all there comes back; the chunks of
+        one that is incomplete (an ingest killed half way) are deleted, so the next ingest
+        indexes it again.  Usage totals start from zero.
         """
         index = self._index(repair=True)
         with index.write_lock(self.settings.store.lock_timeout):
