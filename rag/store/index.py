@@ -108,8 +108,8 @@ def _complete_versions(
     versions: Mapping[tuple[str, str, str], tuple[FileRecord, list[tuple[int, str]]]],
 ) -> list[tuple[FileRecord, list[str]]]:
     """Of each file's versions, the newest whose chunks are provably all there: as many as
-    its chunk count, at positions 0 to count - 1 (chunks written before rag 0.3 carry no
-    count: their positions must run from 0 without a gap)."""
+    its chunk count, at positions 0 to count - 1 (chunks written before the count was
+    stored carry none: their positions must run from 0 without a gap)."""
     best: dict[str, tuple[FileRecord, list[str]]] = {}
     for (path, _, _), (record, found) in versions.items():
         positions = {position for position, _ in found}
