@@ -208,3 +208,12 @@ def test_a_server_follows_a_cli_repair_and_drop_of_its_index(home: tuple[dict[st
             reply = client.post("/api/v1/search", json={"query": "volcanoes", "k": 5})
             assert reply.status_code == 404, reply.text
             assert "no index 'default'" in reply.json()["error"]
+
+
+def test_a_job_of_one_server_can_be_followed_to_its_end_through_another(home: tuple[dict[str, str], Path]) -> None:
+    env, _ = home
+    with rag_server(env, "--heartbeat", "0.5") as a, rag_server(env) as b:
+        job = _upload(b, {"bog-survey.md": _long_markdown(300)})
+        status = _finished(a, job)  # A reads the job from disk, and sees it end
+        assert status["state"] == "done" and [f["state"] for f in status["files"]] == ["stored"]
+        assert _found(a, "bog number 251 herons otters sluice gate", "keyword", "bog-survey.md")

@@ -170,8 +170,10 @@ class Job:
             return
         fresh = self.reload()
         if fresh is not None and fresh.state != "running":
-            self.files, self.resumed = fresh.files, fresh.resumed
-            Jobs._end(self, fresh.state, fresh.report or {})
+            with self._changed:
+                self.files, self.resumed = fresh.files, fresh.resumed
+                self.state, self.report = fresh.state, fresh.report
+            self.emit("done", _done(self))
 
     def _file(self, path: str) -> FileState | None:
         return next((f for f in self.files if f.path is not None and str(f.path) == path), None)
@@ -450,12 +452,6 @@ class Jobs:
             job.state, job.report = state, report
         self._save(job)
         self._let_go(job.id)
-        job.emit("done", _done(job))
-
-    @staticmethod
-    def _end(job: Job, state: str, report: dict[str, Any]) -> None:
-        with job._changed:
-            job.state, job.report = state, report
         job.emit("done", _done(job))
 
     def close(self) -> None:
