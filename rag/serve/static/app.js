@@ -487,11 +487,12 @@
       if (error.name === "AbortError") stoppedAnswer(view);
       else failAnswer(view, error.message);
     } finally {
-      if (state.controller === controller) state.controller = null;
       view.answer.classList.remove("streaming");
       view.answer.removeAttribute("aria-busy");
-      setBusy(false);
+      // Tidied before the next question may be sent, so that it cannot race the delete.
       if (session && session.created && !answered) await dropEmptySession(session.name);
+      if (state.controller === controller) state.controller = null;
+      setBusy(false);
       refreshSessions();
     }
   }
@@ -555,7 +556,7 @@
       ...spans.map((s) => ({ ...s, kind: "answer-span" })),
     ];
     const cuts = new Set([0, text.length]);
-    for (const r of [...markers, ...wrappers]) cuts.add(r.start).add(r.end);
+    for (const r of [...markers, ...wrappers, ...support]) cuts.add(r.start).add(r.end);
     const points = [...cuts].sort((a, b) => a - b);
     view.text.replaceChildren();
     for (let p = 0; p + 1 < points.length; p++) {

@@ -106,11 +106,12 @@ window.ragPassage = (() => {
       const said = (answer.text || "").slice(a, b).replace(/\[\d+\]/g, (m) => " ".repeat(m.length));
       const parts = sentences(said, 0, said.length);
       parts.forEach(([s, e], k) => {
-        const sentence = said.slice(s, e);
+        // Without the gap a removed [n] left before the full stop.
+        const sentence = said.slice(s, e).replace(/\s+([.,;:!?])/g, "$1");
         let hit = find(text, sentence, where[0], where[1]);
         // A written sentence: the one the marker is attached to is matched by its words.
         if (!hit && k === parts.length - 1) hit = closest(text, sentence, where);
-        if (!hit) return;
+        if (!hit || found.some(([x, y]) => x === hit[0] && y === hit[1])) return;
         found.push(hit);
         for (const span of answer.spans || []) {
           if (span.start < a + s || span.end > a + e) continue;
