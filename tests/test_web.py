@@ -426,8 +426,10 @@ def test_phone_width(browser: Browser, server: Server, tmp_path: Path) -> None:
         expect(page.locator("#source-text mark").first).to_be_in_viewport()
         # The source covers the messages, never the composer: the next question can be typed.
         expect(page.locator("#question")).to_be_in_viewport()
-        on_top = "(id) => { const r = document.getElementById(id).getBoundingClientRect();" \
+        on_top = (
+            "(id) => { const r = document.getElementById(id).getBoundingClientRect();"
             " return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2).id; }"
+        )
         assert page.evaluate(on_top, "question") == "question"
         assert page.evaluate(on_top, "send") == "send"
         side = page.locator("#side").bounding_box()
@@ -575,17 +577,40 @@ def test_key_is_asked_once(browser: Browser, keyed_server: Server, tmp_path: Pat
         original = opened.value
         original.wait_for_url(re.compile(r"^blob:"))
         expect(original.locator("body")).to_contain_text("<script>window.__rag_pwned")
-        original.close()
-        # Opened in a new tab by a middle click: still the file, never the API's 401.
-        link = page.locator("#source-open")
-        assert link.get_attribute("href") is None  # no address a tab could open without the key
-        with page.context.expect_page() as tab:
-            link.click(button="middle")
-        tab.value.wait_for_url(re.compile(r"^blob:"))
-        expect(tab.value.locator("body")).to_contain_text("<script>window.__rag_pwned")
-        tab.value.close()
         screenshot(page, tmp_path, "key-used")
         # The browser logs each 401 as a failed resource load; nothing else may be logged.
+        assert all("401" in e for e in watched.errors), watched.errors
+    finally:
+        page.context.close()
+
+
+def test_original_opens_in_a_new_tab_with_a_key(browser: Browser, keyed_server: Server, tmp_path: Path) -> None:
+    watched = watch(browser)
+    page = watched.page
+    try:
+        page.goto(keyed_server.url)
+        page.locator("#key-input").fill(KEY)
+        page.locator("#key-input").press("Enter")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        page.locator("#open-documents").click()
+        drop_files(page, "#dropzone", {SCRIPT_DOC: SCRIPT_TEXT.encode()})  # stored, or unchanged
+        expect(page.locator(f'#uploads li[data-file="{SCRIPT_DOC}"]')).to_have_class(re.compile(r"\bdone\b"))
+        ask(page, SCRIPT_QUESTION).locator(".answer-text .cite").first.click()
+        link = page.locator("#source-open")
+        expect(link).to_be_visible()
+        # A middle click (or the link's "open in new tab") would send no key: the page opens it.
+        with page.context.expect_page() as tab:
+            link.click(button="middle")
+        tab.value.wait_for_url(re.compile(r"^blob:"), timeout=20_000)
+        assert link.get_attribute("href") is None
+        expect(tab.value.locator("body")).to_contain_text("<script>window.__rag_pwned")
+        screenshot(tab.value, tmp_path, "original-in-tab")
+        tab.value.close()
+        # By keyboard too.
+        with page.context.expect_page() as tab:
+            link.press("Enter")
+        tab.value.wait_for_url(re.compile(r"^blob:"))
+        tab.value.close()
         assert all("401" in e for e in watched.errors), watched.errors
     finally:
         page.context.close()

@@ -108,7 +108,9 @@ def test_markdown_is_drawn_as_markdown_from_text_only(md: Watched, tmp_path: Pat
     expect(pane.locator("p em").first).to_have_text("second highest")
     expect(pane.locator("p code")).to_have_text("15 m")
     expect(pane.locator("ol > li")).to_have_count(2)
-    expect(pane.locator("ol ul > li")).to_have_text(["spring tides make the largest bores;", "neap tides make small ones."])
+    expect(pane.locator("ol ul > li")).to_have_text(
+        ["spring tides make the largest bores;", "neap tides make small ones."]
+    )
     expect(pane.locator("blockquote em")).to_have_text("nine miles")
     expect(pane.locator("table th")).to_have_text(["Town", "Bore height", "Best month"])
     expect(pane.locator("table tbody tr")).to_have_count(2)
@@ -298,4 +300,3 @@ def test_a_failed_first_question_leaves_no_empty_session(md: Watched, md_server:
     assert len(names) == 2 and all(re.fullmatch(r"severn-bore-first-described(-\d+)?", n) for n in names), names
     assert all(s["turns"] == 1 for s in sessions() if s["name"] in names)
     assert [e for e in md.errors if "ERR_CONNECTION_RESET" not in e] == []
-
