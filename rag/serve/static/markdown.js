@@ -334,6 +334,13 @@ window.ragMarkdown = (() => {
 
   const PUNCT = /[!-/:-@[-`{-~]/;
 
+  /** How many times vs[k] repeats from k (before end). */
+  function runLength(vs, k, end) {
+    let n = 1;
+    while (k + n < end && vs[k + n] === vs[k]) n += 1;
+    return n;
+  }
+
   function isSafeUrl(url) {
     try {
       const parsed = new URL(url);
@@ -359,11 +366,13 @@ window.ragMarkdown = (() => {
 
   /** The `]` that closes a bracket opened just before `from`; -1 if none. */
   function closingBracket(vs, from, end) {
+    const any = vs.indexOf("]", from);
+    if (any < 0 || any >= end) return -1; // (a long paragraph of lone "["s stays linear)
     let depth = 0;
     for (let k = from; k < end; k += 1) {
       if (vs[k] === "\\") k += 1;
       else if (vs[k] === "`") {
-        const run = /^`+/.exec(vs.slice(k))[0];
+        const run = "`".repeat(runLength(vs, k, end));
         const close = vs.indexOf(run, k + run.length);
         if (close >= 0 && close < end) k = close + run.length - 1;
       } else if (vs[k] === "[") depth += 1;
@@ -414,7 +423,7 @@ window.ragMarkdown = (() => {
         continue;
       }
       if (c === "`") {
-        const run = /^`+/.exec(vs.slice(k, b))[0];
+        const run = "`".repeat(runLength(vs, k, b));
         const close = vs.indexOf(run, k + run.length);
         if (close >= 0 && close + run.length <= b && vs[close + run.length] !== "`") {
           flush(k);
@@ -461,7 +470,7 @@ window.ragMarkdown = (() => {
         }
       }
       if (c === "<") {
-        const auto = /^<([a-z][a-z0-9+.-]{1,31}:[^\s<>]*)>/i.exec(vs.slice(k, b));
+        const auto = /^<([a-z][a-z0-9+.-]{1,31}:[^\s<>]{0,2000})>/i.exec(vs.slice(k, Math.min(b, k + 2048)));
         if (auto && isSafeUrl(auto[1])) {
           flush(k);
           const link = element("a");
@@ -476,7 +485,7 @@ window.ragMarkdown = (() => {
         }
       }
       if (c === "*" || c === "_" || c === "~") {
-        const run = new RegExp(`^\\${c}+`).exec(vs.slice(k, b))[0];
+        const run = c.repeat(runLength(vs, k, b));
         const intraword = c === "_" && k > a && /[\p{L}\p{N}]/u.test(vs[k - 1]);
         const opens = !intraword && k + run.length < b && !/\s/.test(vs[k + run.length]);
         if (opens && (c !== "~" || run.length === 2)) {
