@@ -912,7 +912,7 @@
     row.item.classList.add("failed");
     setStage(row, "failed");
     row.reason.textContent = reason;
-    row.reason.classList.remove("hidden");
+    row.reason.classList.remove("hidden", "renamed");
     row.progress.classList.add("hidden");
   }
 
@@ -951,10 +951,32 @@
     });
   }
 
+  /** The row of a file the job names: by the name it is stored under, else the name it was sent as. */
   function rowFor(rows, file) {
     if (!file) return null;
     const name = basename(file);
-    return rows.find((r) => r.name === file) || rows.find((r) => r.name === name) || null;
+    for (const key of [file, name]) {
+      const found = rows.find((r) => r.stored === key) || rows.find((r) => !r.stored && r.name === key);
+      if (found) return found;
+    }
+    return null;
+  }
+
+  /** The server's word on each file: the name it keeps it under (a taken name gets a suffix), or why not. */
+  function acceptedFiles(rows, files) {
+    files.forEach((file, i) => {
+      // The list follows the order of the upload; by name only if it does not line up.
+      const row = files.length === rows.length ? rows[i] : rowFor(rows, file.uploaded_as || file.name);
+      if (!row) return;
+      if (file.name && file.name !== row.name) {
+        row.stored = file.name;
+        row.item.dataset.stored = file.name;
+        row.reason.textContent = `stored as ${file.name}`;
+        row.reason.classList.add("renamed");
+        row.reason.classList.remove("hidden");
+      }
+      if (file.state === "failed") failRow(row, file.reason || "refused");
+    });
   }
 
   async function uploadFiles(fileList) {
@@ -977,11 +999,8 @@
       }
     }
     for (const row of rows) setStage(row, "queued", 30);
-    // The server may have refused some files outright (wrong type, too big).
-    for (const file of job.files || []) {
-      const row = rowFor(rows, file.name);
-      if (row && file.state === "failed") failRow(row, file.reason || "refused");
-    }
+    // The server may have renamed some, or refused them outright (wrong type, too big).
+    acceptedFiles(rows, Array.isArray(job.files) ? job.files : []);
     if (!job.job) {
       for (const row of rows) if (!row.finished) finishRow(row, "done");
       return;
