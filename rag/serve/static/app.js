@@ -612,7 +612,8 @@
         const where = c.page !== null && c.page !== undefined ? `${basename(c.source)}, page ${c.page}` : basename(c.source);
         // Attributed in the list when no sentence cited it itself.
         const cited = markers.some((m) => m.n === Number(c.n) && !inAttributed(m.start));
-        const added = support.some((s) => s.attributed && (s.citations || []).map(Number).includes(Number(c.n)));
+        const added =
+          c.attributed === true || support.some((s) => s.attributed && (s.citations || []).map(Number).includes(Number(c.n)));
         list.append(el("li", null, citeButton(c, context, added && !cited), ` ${where}`));
       }
       view.answer.append(list);
