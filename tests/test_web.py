@@ -488,7 +488,8 @@ def test_llm_answer_is_labelled_and_stop_cancels(
         answer = turn.locator(".answer")
         expect(answer.locator(".badge.llm")).to_be_visible()
         expect(answer.locator(".badge.extractive")).to_have_count(0)
-        expect(answer.locator(".answer-text .cite")).to_have_text(["[1]"])
+        # The model's own citation (rag may attribute the sentences it left uncited: drawn apart).
+        expect(answer.locator(".answer-text .cite:not(.attributed)")).to_have_text(["[1]"])
         expect(answer.locator(".usage")).to_contain_text("tokens")  # what the LLM call spent
         screenshot(page, tmp_path, "llm-answer")
 
