@@ -581,7 +581,7 @@
           for (const n of s.citations || []) {
             const c = byN.get(Number(n));
             if (c && !markers.some((m) => m.n === c.n && m.start >= s.start && m.start <= s.end)) {
-              view.text.append(citeButton(c, context, true));
+              view.text.append(" ", citeButton(c, context, true));
             }
           }
         }
