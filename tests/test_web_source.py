@@ -253,7 +253,7 @@ def test_watched_folders_show_their_state_and_last_error(md: Watched, md_server:
     page.reload()
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     chip = page.locator("#watch-status")
-    expect(chip).to_have_text("Watch: 1 error")
+    expect(chip.locator(".long")).to_have_text("Watch: 1 error")
     chip.click()
     items = page.locator("#watch-list li")
     expect(items).to_have_count(2)
@@ -263,6 +263,15 @@ def test_watched_folders_show_their_state_and_last_error(md: Watched, md_server:
     expect(items.nth(1).locator(".watch-info")).to_contain_text("2 queued")
     expect(items.nth(1).locator(".watch-error")).to_have_text("inbox/broken.pdf: not a PDF file")
     screenshot(page, tmp_path, "watch-status")
+    # A phone's top bar still fits, the chip shortened, with the Key button too.
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.evaluate("() => document.getElementById('key-button').classList.remove('hidden')")
+    expect(chip.locator(".short")).to_have_text("Watch ⚠")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    for button in ("#watch-status", "#open-documents", "#key-button"):
+        box = page.locator(button).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, button
+    screenshot(page, tmp_path, "watch-status-phone")
     assert md.errors == []
 
 

@@ -829,7 +829,9 @@
     const failed = watches.filter((w) => w.last_error).length;
     chip.classList.toggle("hidden", !watches.length);
     chip.classList.toggle("failed", failed > 0);
-    chip.textContent = failed ? `Watch: ${plural(failed, "error")}` : `Watching ${plural(watches.length, "folder")}`;
+    const long = failed ? `Watch: ${plural(failed, "error")}` : `Watching ${plural(watches.length, "folder")}`;
+    chip.replaceChildren(el("span", "long", long), el("span", "short", failed ? "Watch ⚠" : "Watch"));
+    chip.title = `${long}: folders this server keeps in step with the index`;
   }
 
   async function refreshDocuments() {
