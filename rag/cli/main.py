@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +42,7 @@ from rag.cli.output import (
 )
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
-from rag.results import display_path
+from rag.results import Unsupported, display_path
 from rag.retrieve.search import Filters
 from rag.settings import Settings, default_config_file
 from rag.store.store import IndexInfo
@@ -106,6 +107,10 @@ def ingest(
     include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Keep files that are gone from disk.")] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option("--follow-links", help="Follow symlinks out of the folder too \\[default: RAG_FOLLOW_LINKS]."),
+    ] = False,
     embedder: Annotated[
         str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
     ] = None,
@@ -118,7 +123,8 @@ def ingest(
     """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
     if ocr is not None and ocr not in ("auto", "never", "always"):
         raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
-    engine = _engine(index, store, **({"ingest__ocr": ocr} if ocr else {}))
+    overrides = {"ingest__ocr": ocr, "ingest__follow_links": follow_links or None}
+    engine = _engine(index, store, **{k: v for k, v in overrides.items() if v is not None})
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
@@ -147,9 +153,10 @@ def ingest(
 def _print_ingest_summary(report: Any) -> None:
     for problem in report.skipped:
         err.print(f"[dim]skipped {escape(display_path(problem.path))}: {escape(problem.reason)}[/]")
+    _print_unsupported(report.unsupported)
     d = report.to_dict()
     f, c = d["files"], d["chunks"]
-    unsupported = f" ({report.unsupported} of unsupported type)" if report.unsupported else ""
+    unsupported = f" ({len(report.unsupported)} of unsupported type)" if report.unsupported else ""
     out.print(
         f"[bold]{report.index}[/]: {f['added']} added, {f['updated']} updated, {f['unchanged']} unchanged, "
         f"{f['removed']} removed, {f['skipped']} skipped{unsupported}, {f['failed']} failed"
@@ -165,6 +172,24 @@ def _print_ingest_summary(report: Any) -> None:
         out.print(f"embedding: {tokens:,} tokens, {plural(requests, 'request')}{price}")
     if report.repaired:
         out.print(f"repaired {report.repaired} chunks left by an interrupted ingest")
+
+
+def _print_unsupported(files: list[Unsupported], shown: int = 5) -> None:
+    """Name each file of a type rag does not read; past ``shown``, count the rest by type.
+
+    One file of each type comes first, so that the lines shown name every type skipped.
+    """
+    ordered = sorted(files, key=lambda u: u.path)
+    firsts: dict[str, Unsupported] = {}
+    for u in ordered:
+        firsts.setdefault(u.type, u)
+    files = [*firsts.values(), *(u for u in ordered if firsts[u.type] is not u)]
+    for u in files[:shown]:
+        err.print(f"[dim]not read (unsupported type {escape(u.type)}): {escape(display_path(u.path))}[/]")
+    rest = Counter(u.type for u in files[shown:])
+    if rest:
+        types = ", ".join(f"{t} {n}" for t, n in rest.most_common())
+        err.print(f"[dim]... and {len(files) - shown} more of unsupported type ({escape(types)}; --json lists them)[/]")
 
 
 # --- search ---------------------------------------------------------------------------------
