@@ -25,6 +25,7 @@ from tests.test_web import (  # noqa: F401  (browser: a fixture, found by name)
     _store,
     ask,
     browser,
+    drop_files,
     expect,
     screenshot,
     watch,
@@ -309,3 +310,21 @@ def test_a_failed_first_question_leaves_no_empty_session(md: Watched, md_server:
     assert len(names) == 2 and all(re.fullmatch(r"severn-bore-first-described(-\d+)?", n) for n in names), names
     assert all(s["turns"] == 1 for s in sessions() if s["name"] in names)
     assert [e for e in md.errors if "ERR_CONNECTION_RESET" not in e] == []
+
+
+def test_an_upload_kept_under_another_name_says_so(md: Watched, md_server: Server, tmp_path: Path) -> None:
+    page = md.page
+    page.locator("#open-documents").click()
+    drop_files(page, "#dropzone", {"estuary.md": b"# Estuary\n\nThe Severn estuary is muddy.\n"})
+    first = page.locator('#uploads li[data-file="estuary.md"]')
+    expect(first).to_have_attribute("data-stage", "stored")
+    page.locator("#clear-uploads").click()
+    # Another file of the same name does not replace the first: the server keeps it as "estuary (2).md".
+    drop_files(page, "#dropzone", {"estuary.md": b"# Estuary\n\nThe Dee estuary is sandy.\n"})
+    second = page.locator('#uploads li[data-file="estuary.md"]')
+    expect(second).to_have_attribute("data-stage", "stored")
+    expect(second).to_have_attribute("data-stored", "estuary (2).md")
+    expect(second.locator(".upload-reason")).to_have_text("stored as estuary (2).md")
+    expect(page.locator("#document-list .document-name", has_text="estuary (2).md")).to_be_visible()
+    screenshot(page, tmp_path, "renamed-upload")
+    assert md.errors == []
