@@ -31,7 +31,7 @@ from rag.chat.sessions import (
 )
 from rag.engine import Engine, document_id
 from rag.errors import RagError, UsageError
-from rag.results import Answer, Hit, Hits, IngestReport, location
+from rag.results import HEADING_SEPARATOR, Answer, Hit, Hits, IngestReport, location
 from rag.retrieve.search import Filters, Mode
 from rag.serve.sources import Sources
 from rag.settings import Settings
@@ -323,12 +323,21 @@ class Conflict(RagError):
 
 
 def _assemble(chunks: Sequence[ChunkRecord]) -> str:
-    """Chunks placed at their offsets; gaps (Markdown headings between sections, spaces
-    between chunks that do not overlap) become spaces."""
+    """Chunks placed at their offsets.  Gaps become line breaks, so that Markdown keeps its
+    blocks apart; a Markdown section's heading (not in any chunk) is written back into the
+    gap before the section's first chunk, from the chunk's heading path."""
     size = max((c.end for c in chunks), default=0)
-    chars = [" "] * size
-    for c in chunks:
+    chars = ["\n"] * size
+    end, heading = 0, ""
+    for c in sorted(chunks, key=lambda c: c.start):
+        if c.kind == "markdown" and c.heading and c.heading != heading and c.start > end:
+            parts = c.heading.split(HEADING_SEPARATOR)
+            line = f"{'#' * min(len(parts), 6)} {parts[-1]}"
+            at = end + 2 if end else 0  # after the blank line that ends the text before it
+            if at + len(line) + 1 <= c.start:
+                chars[at : at + len(line)] = line
         chars[c.start : c.end] = c.text
+        end, heading = max(end, c.end), c.heading
     return "".join(chars)
 
 
