@@ -111,6 +111,21 @@ def test_a_symlink_to_a_file_outside_is_tracked_by_the_link_and_pruned_with_it(d
     assert (outside / "tides.txt").exists()  # rag never touches the user's files
 
 
+def test_a_file_indexed_through_an_outside_link_leaves_when_links_are_no_longer_followed(
+    docs: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "tides.txt").write_text("Spring tides follow the full and the new moon.\n", encoding="utf-8")
+    (docs / "tides-link.txt").symlink_to(outside / "tides.txt")
+    _engine(ingest__follow_links=True).ingest([docs])  # as every ingest did before links were refused
+    engine = _engine()
+    report = engine.ingest([docs])
+    assert report.removed == 1
+    assert all("tides" not in h.source for h in engine.search("spring tides full moon", k=10))
+    assert (docs / "tides-link.txt").is_symlink() and (outside / "tides.txt").exists()  # nothing of the user's touched
+
+
 def test_ingesting_a_subfolder_does_not_prune_the_rest(docs: Path) -> None:
     engine = _engine()
     engine.ingest([docs])

@@ -440,7 +440,10 @@ class Ingestor:
             self.index.settled_at_open = 0
             known = self.index.files()
             if prune:
-                self._prune(found.roots, known, found_files={str(p) for p in found.files}, report=report)
+                # A link out of the folder that an earlier ingest followed (before links were
+                # skipped by default) leaves the index too, though the link itself is still there.
+                refused = {str(s.path) for s in found.skipped if s.reason == "outside"}
+                self._prune(found.roots, known, {str(p) for p in found.files}, refused, report)
             self.progress.planned(len(found.files))
             window = _Window()
             # The first window is small so that embedding starts as soon as a few files are
@@ -493,12 +496,21 @@ class Ingestor:
     # --- planning -------------------------------------------------------------------------
 
     def _prune(
-        self, roots: Sequence[Path], known: dict[str, FileRecord], found_files: set[str], report: IngestReport
+        self,
+        roots: Sequence[Path],
+        known: dict[str, FileRecord],
+        found_files: set[str],
+        refused: set[str],
+        report: IngestReport,
     ) -> None:
-        """Remove files that are gone from a folder being ingested."""
+        """Remove files that are gone from a folder being ingested, or now refused (``refused``)."""
         for root in roots:
             prefix = str(root).rstrip(os.sep) + os.sep
-            gone = [p for p in known if p.startswith(prefix) and p not in found_files and not os.path.lexists(p)]
+            gone = [
+                p
+                for p in known
+                if p.startswith(prefix) and p not in found_files and (p in refused or not os.path.lexists(p))
+            ]
             for count in self.index.remove(gone).values():
                 report.removed += 1
                 report.chunks_removed += count
