@@ -17,7 +17,9 @@ from rag.answer.extractive import (
     content_words,
     coverage,
     negated,
+    segments,
     select,
+    specific_words,
     split_sentences,
 )
 from rag.embed import factory
@@ -70,6 +72,43 @@ def test_candidates_skip_headings_fragments_and_repeats() -> None:
     ]
     assert [s.text for s in candidates(hits)] == ["The river is long.", "Deltas are flat."]
     assert [s.hit_index for s in candidates(hits)] == [0, 1]
+
+
+def test_each_table_row_is_a_sentence_of_its_own() -> None:
+    text = "Costs were low. See the table.\nItem: Boat | Cost: 4,200 EUR\nItem: Gear | Cost: 1,150 EUR\nAll paid."
+    found = [(text[s:e], row) for s, e, row in segments(text)]
+    assert found == [
+        ("Costs were low.", False),
+        ("See the table.", False),
+        ("Item: Boat | Cost: 4,200 EUR", True),
+        ("Item: Gear | Cost: 1,150 EUR", True),
+        ("All paid.", False),
+    ]
+    rows = "# In millions of CHF\nZone: EUR | Sales: 9\nZone: AMS | Sales: 8"
+    sheet = Hit(1, 1.0, "c1", "t.xlsx", None, "Zones > rows 6-7", rows)
+    assert [s.text for s in candidates([sheet])] == ["Zone: EUR | Sales: 9", "Zone: AMS | Sales: 8"]  # not the title
+
+
+def test_rows_quoted_from_two_sheets_name_them() -> None:
+    hits = [
+        Hit(1, 1.0, "c1", "t.xlsx", None, "Cubes > rows 2-3", "Number: 13 | Cube: 2197"),
+        Hit(2, 0.9, "c2", "t.xlsx", None, "Squares > rows 2-3", "Number: 13 | Square: 169"),
+    ]
+    both = [scored(0, hits, "Number: 13 | Cube: 2197", 0.9), scored(1, hits, "Number: 13 | Square: 169", 0.8)]
+    text, _ = compose(both, hits)
+    assert text == "Cubes: Number: 13 | Cube: 2197 [1]\n\nSquares: Number: 13 | Square: 169 [2]"
+    assert compose(both[:1], hits)[0] == "Number: 13 | Cube: 2197 [1]"  # one sheet: the citation says it
+
+
+def test_specific_words_are_the_question_s_words_that_narrow_a_chunk_s_topic() -> None:
+    text = (
+        "Boots self-locking nuts are made with three spring styles. Boots self-locking nuts resist vibration. "
+        "Boots self-locking nuts keep their grip when hot. Wing-type nuts are made of anodized aluminum."
+    )
+    hits = [hit(1, text, source="boots_nuts.txt")]
+    words_of = {s: content_words(s.text) for s in candidates(hits)}
+    question = content_words("What are wing-type Boots self-locking nuts made of?")
+    assert specific_words(question, hits, words_of) == {0: {"wing", "made"}}
 
 
 def test_negation_and_answer_types() -> None:

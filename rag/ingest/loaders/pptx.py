@@ -1,8 +1,8 @@
 """PowerPoint (.pptx): one section per slide, the slide number as its page.
 
 Each slide gives its title (also its heading), the text of its other shapes in reading
-order (grouped shapes and tables included, tables one row per line), and its speaker
-notes after a "Notes:" line.  Hidden slides are read too: they are part of the deck.
+order (grouped shapes and tables included, a table one record per row: "Colour: Purple |
+Size: 2"), and its speaker notes after a "Notes:" line.  Hidden slides are read too: they are part of the deck.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders.container import open_zip
-from rag.ingest.loaders.layout import SectionWriter
+from rag.ingest.loaders.layout import SectionWriter, read_table, table_text
 
 
 def load_pptx(path: Path, data: bytes) -> LoadedDocument:
@@ -70,8 +70,9 @@ def _shapes(shapes: Any) -> Iterator[Any]:
 
 def _shape_text(shape: Any) -> list[str]:
     if getattr(shape, "has_table", False) and shape.has_table:
-        rows = [[" ".join(cell.text.split()) for cell in row.cells] for row in shape.table.rows]
-        return ["\n".join(" | ".join(row) for row in rows if any(row))]
+        rows = [(n, [" ".join(cell.text.split()) for cell in row.cells]) for n, row in enumerate(shape.table.rows, 1)]
+        table = read_table(rows)
+        return [table_text(table)] if table is not None else []
     if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
         return [shape.text_frame.text.strip()]
     return []
