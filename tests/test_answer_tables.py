@@ -1,4 +1,4 @@
-"""Tables as records, the right sentence, and qualifiers that name a document's own context:
+"""Tables as records, and qualifiers that name a document's own context:
 real files the tests build (openpyxl, csv, python-docx), asked with the real local model."""
 
 from __future__ import annotations
@@ -55,13 +55,6 @@ def _zones(path: Path) -> None:
 
 
 CORPUS_TEXT = {
-    # The question shares the topic ("Boots self-locking nuts") with every sentence, and its
-    # specific words ("wing-type", "made of") with one.
-    "nuts.txt": (
-        "Boots self-locking nuts are made with three different spring styles. Boots self-locking nuts are "
-        "used where vibration would loosen an ordinary nut. Boots self-locking nuts keep their grip at high "
-        "temperatures. Wing-type nuts are made of anodized aluminum alloy and are used on inspection plates."
-    ),
     "reopening.txt": (
         "The Harbour Library reopens on 2020.3.30. after the renovation of its reading rooms. "
         "Visitors must book a seat online before they come."
@@ -158,10 +151,3 @@ def test_a_qualifier_naming_the_document_s_own_context_is_answered(
 )
 def test_a_real_near_miss_is_still_declined(engine: Engine, question: str) -> None:
     assert engine.ask(question).refused
-
-
-@pytest.mark.slow
-def test_the_sentence_with_the_question_s_specific_words_beats_the_topic_sentences(engine: Engine) -> None:
-    answer = engine.ask("What are wing-type Boots self-locking nuts made of?")
-    assert not answer.refused, answer.text
-    assert answer.text.startswith("Wing-type nuts are made of anodized aluminum alloy"), answer.text

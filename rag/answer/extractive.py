@@ -5,9 +5,14 @@ No LLM, no key.  Each whole sentence of the retrieved chunks is scored (``score_
 - the cosine similarity of its embedding with the question's,
 - plus ``COVERAGE_WEIGHT`` times the share of the question's content words it contains
   (SQuAD v2's unanswerable questions are paraphrases that hinge on a word the text lacks),
+  each word weighed by how few of the retrieved sentences hold it (``specificity``): the
+  words every sentence shares name the topic, the rare ones what is asked about it;
 - minus ``ANSWER_TYPE_PENALTY`` when a "when" or "how many" question meets a sentence with
   no date or number in it;
 - a question with a negation may only be answered by a sentence with one.
+
+A table row ("Number: 13 | Square: 169", as the loaders write rows) is a sentence of its
+own (``segments``); rows quoted from several sheets are led by their sheet's name.
 
 The answer is the best sentence and up to two more within ``MARGIN`` of it, in document
 order within each source, each source cited; or a refusal when the best score is below
@@ -59,8 +64,6 @@ MAX_SENTENCES = 3
 MARGIN = 0.08
 #: Weight of the question's content words found in a sentence, added to its cosine.
 COVERAGE_WEIGHT = 0.3
-#: Weight of the share of the question's narrowing words (``specific_words``) a sentence holds.
-SPECIFIC_WEIGHT = 0.3
 #: Taken off a sentence that lacks what a "when" or "how many" question asks for (a date, a number).
 ANSWER_TYPE_PENALTY = 0.3
 # Sentence vectors kept between questions (a conversation re-reads the same chunks).
@@ -186,29 +189,15 @@ def specificity(question: set[str], sentences: Sequence[set[str]]) -> dict[str, 
     The words every retrieved sentence shares name the topic ("Boots self-locking nuts");
     the ones few sentences hold say what the question asks about it ("wing-type").  A word
     no sentence holds weighs the most: the sentences lack what the question hinges on.
+    (BM25's idf over the sentences at hand.  On SQuAD v2 part A it declines more of the
+    unanswerable questions at the same share answered with gold: 36.6% against 35.9% at
+    82.1% against 81.8%.  Rewarding the words that narrow a chunk's topic outright, by a
+    bonus or by a penalty for lacking them, quoted the gold sentence less: 81.3% answered
+    with gold at 34.3% declined, and 27.7% declined at 81.8%.)
     """
     n = len(sentences)
     df = {w: sum(w in s for s in sentences) for w in question}
     return {w: math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)) for w in question}
-
-
-def specific_words(question: set[str], hits: Sequence[Hit], words_of: dict[Sentence, set[str]]) -> dict[int, set[str]]:
-    """Per hit, the question's words that narrow its topic: held by some retrieved sentence,
-    but neither by most sentences of that hit's chunk nor by what titles it (its topic).
-
-    "What are wing-type Boots self-locking nuts made of?" of a chunk whose every sentence
-    names Boots self-locking nuts: "wing" and "made" say which sentence answers.
-    """
-    present = question & set().union(*words_of.values()) if words_of else set()
-    by_hit: dict[int, list[set[str]]] = {}
-    for sentence, words in words_of.items():
-        by_hit.setdefault(sentence.hit_index, []).append(words)
-    narrowing: dict[int, set[str]] = {}
-    for i, hit in enumerate(hits):
-        sets = by_hit.get(i, [])
-        topic = content_words(focus.context(hit)) | {w for w in present if sum(w in s for s in sets) * 2 > len(sets)}
-        narrowing[i] = present - topic
-    return narrowing
 
 
 # --- the answerer ---------------------------------------------------------------------------
@@ -254,7 +243,7 @@ def segments(text: str, *, rows: bool = False) -> list[tuple[int, int, bool]]:
     position = 0
     for line in text.split("\n"):
         end = position + len(line)
-        if line.strip() and (rows or CELL_SEPARATOR in line):
+        if any(c.isalnum() for c in line) and (rows or CELL_SEPARATOR in line):
             found += [(prose + s, prose + e, False) for s, e in split_sentences(text[prose:position])]
             found.append((position + len(line) - len(line.lstrip()), position + len(line.rstrip()), True))
             prose = end + 1
@@ -395,13 +384,9 @@ class ExtractiveAnswerer(Answerer):
         wanted = answer_pattern(question)
         words_of = {s: content_words(s.text) for s in sentences}
         weights = specificity(asked, list(words_of.values()))
-        narrowing = specific_words(asked, hits, words_of)
 
         def score(sentence: Sentence, cosine: float) -> float:
             words = COVERAGE_WEIGHT * coverage(asked, words_of[sentence], weights)
-            specific = narrowing[sentence.hit_index]
-            if specific:
-                words += SPECIFIC_WEIGHT * len(specific & words_of[sentence]) / len(specific)
             lacks = wanted is not None and not wanted.search(sentence.text)
             return cosine + words - ANSWER_TYPE_PENALTY * lacks
 

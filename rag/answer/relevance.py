@@ -54,7 +54,10 @@ MIN_SENTENCE_SCORE: dict[str, float] = {
     # 0.57 before the contrast check (rag.answer.contrast): each time re-set so that at least
     # 80% of SQuAD's answerable questions are still answered with gold, on all of part A and
     # on each half of its paragraphs (0.57 left the harder half at 79.3%).
-    "local:all-MiniLM-L6-v2": 0.55,
+    # 0.55 before coverage weighed the question's words by their rarity among the retrieved
+    # sentences (``extractive.specificity``): at 0.54 that answers 82.1% with gold (81.8%
+    # before) and declines 36.6% of the unanswerable questions (35.9%).
+    "local:all-MiniLM-L6-v2": 0.54,
 }
 DEFAULT_MIN_SENTENCE_SCORE = 0.5
 
