@@ -185,6 +185,43 @@ def test_a_word_table_with_a_title_row_and_merged_header_cells(tmp_path: Path) -
     ]
 
 
+def test_a_long_word_or_slide_table_is_cut_into_blocks_each_led_by_its_title(tmp_path: Path) -> None:
+    import docx
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    rows = [("Mussel counts, May 2024", ""), ("Transect", "Count")] + [(f"T-{n:02d}", str(n * 7)) for n in range(60)]
+    document = docx.Document()
+    document.add_heading("Counts", level=1)
+    table = document.add_table(rows=len(rows), cols=2)
+    table.cell(0, 0).merge(table.cell(0, 1))
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Counts"
+    shape = slide.shapes.add_table(len(rows), 2, Inches(1), Inches(1), Inches(6), Inches(6))
+    shape.table.cell(0, 0).merge(shape.table.cell(0, 1))
+    for r, cells in enumerate(rows):
+        for c, text in enumerate(cells):
+            if text:
+                table.cell(r, c).text = text
+                shape.table.cell(r, c).text = text
+    document.save(str(tmp_path / "counts.docx"))
+    deck.save(str(tmp_path / "counts.pptx"))
+    for name in ("counts.docx", "counts.pptx"):
+        blocks = [s for s in load(tmp_path / name).sections if "Transect: " in s.text]
+        assert len(blocks) > 2, name
+        for block in blocks:
+            lines = block.text.split("\n")
+            assert lines[0] == "# Mussel counts, May 2024"
+            assert all(line.startswith("Transect: T-") for line in lines[1:])
+        assert "Transect: T-42 | Count: 294" in "\n".join(b.text for b in blocks)
+
+
+def test_a_table_whose_first_row_holds_numbers_has_no_header(tmp_path: Path) -> None:
+    (tmp_path / "plain.csv").write_text("1,Anna,41\n2,Philip,36\n", encoding="utf-8")
+    assert load(tmp_path / "plain.csv").sections[0].text == "1 | Anna | 41\n2 | Philip | 36"
+
+
 def test_csv_dialect_is_sniffed_and_rows_are_line_numbers(tmp_path: Path) -> None:
     lines = ["city;population;note"] + [f"Town{i};{1000 + i};" for i in range(1, 80)]
     lines[50] = 'Évora;56596;"historic centre,\nUNESCO site"'

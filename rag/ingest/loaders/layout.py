@@ -84,10 +84,10 @@ def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
     """A table from rows ``(number, cells)``: title rows, a header of one or more rows, the body.
 
     Rows of a single cell above a wider one are its title.  The first row after them is the
-    header; a header cell spanning columns (followed by empty cells, as merged cells read)
-    means a second header row below it names those columns, when that row holds no numbers
-    but years:
-    "Q1 2023" over "Sales | Growth" gives "Q1 2023 Sales" and "Q1 2023 Growth".
+    header, unless it holds numbers other than years (then the table has none).  A header
+    cell spanning columns (followed by empty cells, as merged cells read) means the row
+    below it names those columns, when that row holds no numbers but years: "Q1 2023" over
+    "Sales | Growth" gives "Q1 2023 Sales" and "Q1 2023 Growth".
     """
     kept = [(n, trim_row(cells)) for n, cells in rows]
     kept = [(n, cells) for n, cells in kept if cells]
@@ -98,6 +98,8 @@ def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
     while widest > 1 and len(kept) > 1 and sum(1 for c in kept[0][1] if c) == 1:
         title.append(next(c for c in kept[0][1] if c))
         kept.pop(0)
+    if any(_NUMBER.match(c) and not _YEAR.match(c) for c in kept[0][1]):
+        return Table(title, [], kept)  # the first row holds numbers: data, no header
     header = [kept.pop(0)[1]]
     while (
         kept
