@@ -522,7 +522,7 @@ def main() -> None:
         ("as shipped", extractive, {}),
         ("no focus-term check", extractive, no_focus),
         ("no missing-share rule", focus, {"MAX_MISSING": 1.0}),
-        ("no contrast check", contrast, {"conflict": lambda question, sentences: None}),
+        ("no contrast check", contrast, {"conflict": lambda question, sentences, context="": None}),
         ("no word coverage", extractive, {"COVERAGE_WEIGHT": 0.0}),
         ("no negation rule", extractive, {"negated": lambda text: False}),
         ("no answer-type penalty", extractive, {"ANSWER_TYPE_PENALTY": 0.0}),

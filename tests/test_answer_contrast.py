@@ -132,6 +132,6 @@ def test_a_near_miss_is_declined_and_the_question_it_mimics_answered(
     assert declined.to_dict()["refused"] is True
 
     # The contrast check is what declines it: without it the same sentence would be quoted.
-    monkeypatch.setattr(contrast, "conflict", lambda question, sentences: None)
+    monkeypatch.setattr(contrast, "conflict", lambda question, sentences, context="": None)
     unchecked = engine.ask(near_miss)
     assert not unchecked.refused and expected in unchecked.text, unchecked.text

@@ -382,7 +382,10 @@ class ExtractiveAnswerer(Answerer):
         cosines = self.sentence_vectors(embedder, [s.text for s in sentences]) @ query
         asked = content_words(question)
         wanted = answer_pattern(question)
-        words_of = {s: content_words(s.text) for s in sentences}
+        # A sentence says what its document's titles say (its file's name, heading path, sheet,
+        # table title): "What does the Zen of Python say about errors?" of zen-of-python.txt.
+        titled = {i: content_words(focus.context(hit)) for i, hit in enumerate(hits)}
+        words_of = {s: content_words(s.text) | titled[s.hit_index] for s in sentences}
         weights = specificity(asked, list(words_of.values()))
 
         def score(sentence: Sentence, cosine: float) -> float:
