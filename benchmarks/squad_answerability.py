@@ -471,7 +471,7 @@ def main() -> None:
         row = evaluate(run, gate, threshold)
         mark = " **default**" if threshold == default else ""
         print(
-            f"| {threshold:.2f}{mark} | {row.answered_with_gold:.1%} | {row.declined_answerable:.1%} | "
+            f"| {threshold:.3g}{mark} | {row.answered_with_gold:.1%} | {row.declined_answerable:.1%} | "
             f"{row.declined_unanswerable:.1%} | {row.declined_offtopic:.1%} | {row.f1:.3f} | "
             f"{row.span_marked:.1%} | {row.span_f1:.3f} |"
         )

@@ -136,7 +136,7 @@ def _words(text: str) -> list[str]:
 def conflict(question: str, sentences: str, context: str = "") -> Reason | None:
     """Why ``sentences`` (the quoted text) cannot answer ``question``, or None when nothing says so.
 
-    ``context`` is what the sentences' documents say they are about (``focus.chunk_evidence``:
+    ``context`` is what the sentences' documents say they are about (``focus.context``:
     title, heading path, sheet, table titles): a year or version the question names there
     ("in January–June 2023", "since 1967" of a sheet "Since 67") is no conflict."""
     asked = _words(question.lower())

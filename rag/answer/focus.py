@@ -7,7 +7,8 @@ about the same thing), so the extractive answerer checks the question's terms in
 
 - ``terms``: the question's words less function words, each with a kind: an
   ``identifier`` (``PoolTimeout``, ``HTTP/3``, ``ARM64``, ``max_connections``), a
-  ``number`` (``1973``, ``231``), or a ``word``;
+  ``number`` (``1973``, ``231``), a ``date`` (a day and month, compared in any common
+  form: "March 30" = "30 March" = "2020.3.30." = "3월 30일"), or a ``word``;
 - ``Rarity``: how many chunks of the index hold a term (the keyword index's document
   frequencies), as BM25's inverse document frequency.  Rare terms say what a question is
   about; common ones ("year", "people") are how it is asked;
