@@ -220,6 +220,10 @@ def test_a_long_word_or_slide_table_is_cut_into_blocks_each_led_by_its_title(tmp
 def test_a_table_whose_first_row_holds_numbers_has_no_header(tmp_path: Path) -> None:
     (tmp_path / "plain.csv").write_text("1,Anna,41\n2,Philip,36\n", encoding="utf-8")
     assert load(tmp_path / "plain.csv").sections[0].text == "1 | Anna | 41\n2 | Philip | 36"
+    # A column of text above a table is no title to repeat in every chunk (three rows at most are).
+    notes = "".join(f"Note {n}\n" for n in range(5)) + "a,b\n1,2\n"
+    (tmp_path / "notes.csv").write_text(notes, encoding="utf-8")
+    assert not any(line.startswith("#") for s in load(tmp_path / "notes.csv").sections for line in s.text.split("\n"))
 
 
 def test_csv_dialect_is_sniffed_and_rows_are_line_numbers(tmp_path: Path) -> None:

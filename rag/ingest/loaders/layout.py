@@ -56,6 +56,8 @@ def cell_text(value: object) -> str:
 #: A table's title lines (a period, a unit: "In millions of CHF") start with this in chunk
 #: text: they say what every row is about, and the answerer quotes rows, not titles.
 TITLE_MARK = "# "
+#: Most rows of one cell above a table read as its title (repeated in every chunk of it).
+MAX_TITLE_ROWS = 3
 #: Most header rows read as one (a period over "Sales | Growth"); more is a body of text.
 MAX_HEADER_ROWS = 3
 _NUMBER = re.compile(r"^[-+(]?[$€£¥]?\d[\d,.' ]*%?\)?$")
@@ -94,10 +96,13 @@ def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
     if not kept:
         return None
     widest = max(sum(1 for c in cells if c) for _, cells in kept)
-    title: list[str] = []
-    while widest > 1 and len(kept) > 1 and sum(1 for c in kept[0][1] if c) == 1:
-        title.append(next(c for c in kept[0][1] if c))
-        kept.pop(0)
+    single = 0  # leading rows of one cell
+    while single < len(kept) - 1 and sum(1 for c in kept[single][1] if c) == 1:
+        single += 1
+    # A few of them above a wider table are its title; a column of text is no title.
+    titled = widest > 1 and single <= MAX_TITLE_ROWS
+    title = [next(c for c in cells if c) for _, cells in kept[:single]] if titled else []
+    kept = kept[len(title) :]
     if any(_NUMBER.match(c) and not _YEAR.match(c) for c in kept[0][1]):
         return Table(title, [], kept)  # the first row holds numbers: data, no header
     header = [kept.pop(0)[1]]
