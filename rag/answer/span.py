@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from rag.answer.focus import stem
-from rag.results import Span
+from rag.results import CELL_SEPARATOR, Span
 from rag.text import FUNCTION_WORDS
 
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
@@ -141,27 +141,27 @@ _COLUMNS_ASKED = [
 
 def record_span(question: str, row: str) -> Span | None:
     """The cell of a table row ("Number: 13 | Square: 169") under the column the question
-    names ("What is the square of 13?" marks 169); None when it names none, or when the
-    best-named column's value only repeats the question (the row's label).
+    names most ("What is the square of 13?" marks 169), skipping cells that only repeat the
+    question (the row's label); None when it names no column.
     """
     asked = {stem(w) for w in _words(question) - FUNCTION_WORDS}
     asked |= {name for asks, names in _COLUMNS_ASKED if asks.search(question) for name in names}
     best: tuple[int, Span] | None = None
     position = 0
-    for cell in row.split(" | "):
+    for cell in row.split(CELL_SEPARATOR):
         name, colon, value = cell.partition(": ")
         if colon and value.strip():
             named = len({stem(w) for w in _words(name)} & asked)
             start = position + len(name) + len(colon)
             if named and _new(value, _words(question)) and (best is None or named > best[0]):
                 best = (named, Span(start, start + len(value), value))
-        position += len(cell) + 3
+        position += len(cell) + len(CELL_SEPARATOR)
     return None if best is None else best[1]
 
 
 def answer_span(question: str, sentence: str) -> Span | None:
     """The part of ``sentence`` that answers ``question``, if one can be told apart."""
-    if " | " in sentence and ": " in sentence:
+    if CELL_SEPARATOR in sentence and ": " in sentence:
         return record_span(question, sentence)
     asked = _words(question)
     anchors = _anchors(asked, sentence)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rag.ingest.document import Section
-from rag.results import ROWS_PREFIX  # the heading entry that citations read as a row range
+from rag.results import CELL_SEPARATOR, ROWS_PREFIX  # what the answerer reads as a row, and its range
 
 #: Characters of rows per table block: under the local embedder's 200-token chunks, so a
 #: block is one chunk and its row range and header hold for the whole chunk.
@@ -79,7 +79,7 @@ class Table:
             for i, cell in enumerate(cells)
             if cell
         ]
-        return " | ".join(named)
+        return CELL_SEPARATOR.join(named)
 
 
 def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
@@ -147,7 +147,7 @@ def table_text(table: Table) -> str:
     """A whole table as text (for documents that keep a table inside a section): title lines, then records."""
     lines = [TITLE_MARK + t for t in table.title]
     if not table.rows:
-        return "\n".join([*lines, " | ".join(c for c in table.columns if c)])
+        return "\n".join([*lines, CELL_SEPARATOR.join(c for c in table.columns if c)])
     return "\n".join([*lines, *(table.record(cells) for _, cells in table.rows)])
 
 
