@@ -506,7 +506,7 @@ def main() -> None:
         for threshold in sorted({*THRESHOLDS, default}):
             removed_rate, kept_rate = scifact_row(sf, gate, threshold)
             mark = " **default**" if threshold == default else ""
-            print(f"| {threshold:.2f}{mark} | {removed_rate:.1%} | {kept_rate:.1%} |")
+            print(f"| {threshold:.3g}{mark} | {removed_rate:.1%} | {kept_rate:.1%} |")
 
     if args.no_ablation:
         return
