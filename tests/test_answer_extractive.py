@@ -111,6 +111,9 @@ def test_rows_quoted_from_two_sheets_name_them() -> None:
     text, _ = compose(both, hits)
     assert text == "Cubes: Number: 13 | Cube: 2197 [1]\n\nSquares: Number: 13 | Square: 169 [2]"
     assert compose(both[:1], hits)[0] == "Number: 13 | Cube: 2197 [1]"  # one sheet: the citation says it
+    table = [Hit(1, 1.0, "c1", "t.csv", None, "rows 2-4", "a: 1 | b: 2\na: 3 | b: 4\na: 5 | b: 6")]
+    rows = [scored(0, table, "a: 5 | b: 6", 0.9), scored(0, table, "a: 1 | b: 2", 0.88)]
+    assert compose(rows, table)[0] == "a: 1 | b: 2\na: 5 | b: 6 [1]"  # a row a line
 
 
 def test_negation_and_answer_types() -> None:

@@ -474,7 +474,8 @@ def compose(chosen: Sequence[Scored], hits: Sequence[Hit]) -> tuple[str, list[in
         quoted = sentences[0].text
         for previous, current in itertools.pairwise(sentences):
             gap = hits[i].text[previous.end : current.start]
-            quoted += (" " if not gap.strip() else " … ") + current.text
+            rows = CELL_SEPARATOR in previous.text and CELL_SEPARATOR in current.text
+            quoted += ("\n" if rows else " " if not gap.strip() else " … ") + current.text  # a row a line
         label = f"{sheets[i]}: " if named and sheets[i] else ""
         parts.append(f"{label}{quoted} [{i + 1}]")
     return "\n\n".join(parts), sorted(i + 1 for i in groups)
