@@ -381,9 +381,11 @@ class ExtractiveAnswerer(Answerer):
         wanted = answer_pattern(question)
         # A sentence says what its document's titles say (its file's name, heading path, sheet,
         # table title): "What does the Zen of Python say about errors?" of zen-of-python.txt.
+        # (Rarity is counted in the sentences themselves: a title's words are in all of them.)
         titled = {i: content_words(focus.context(hit)) for i, hit in enumerate(hits)}
-        words_of = {s: content_words(s.text) | titled[s.hit_index] for s in sentences}
-        weights = specificity(asked, list(words_of.values()))
+        own = {s: content_words(s.text) for s in sentences}
+        weights = specificity(asked, list(own.values()))
+        words_of = {s: words | titled[s.hit_index] for s, words in own.items()}
 
         def score(sentence: Sentence, cosine: float) -> float:
             words = COVERAGE_WEIGHT * coverage(asked, words_of[sentence], weights)
