@@ -136,6 +136,7 @@ class Engine:
             include=include,
             exclude=exclude,
             max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
+            follow_links=self.settings.ingest.follow_links,
         )
         index = self._index(create=True, repair=True)  # a damaged manifest is rebuilt first
         name = factory.choose(self.settings, index.embedder_name, index.name, embedder)

@@ -234,6 +234,17 @@ class FileProblem:
         return {"path": self.path, "error": self.reason}
 
 
+@dataclass(frozen=True)
+class Unsupported:
+    """A file skipped because rag does not read its type (``type`` is its extension)."""
+
+    path: str
+    type: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "type": self.type}
+
+
 @dataclass
 class IngestReport:
     """What an ingest did."""
@@ -246,7 +257,8 @@ class IngestReport:
     removed: int = 0
     skipped: list[FileProblem] = field(default_factory=list)
     failed: list[FileProblem] = field(default_factory=list)
-    unsupported: int = 0
+    #: Files of a type rag does not read, each named (they are not errors).
+    unsupported: list[Unsupported] = field(default_factory=list)
     chunks_added: int = 0
     chunks_removed: int = 0
     chunks_total: int = 0
@@ -276,7 +288,8 @@ class IngestReport:
             "chunks": {"added": self.chunks_added, "removed": self.chunks_removed, "total": self.chunks_total},
             "errors": [p.to_dict() for p in self.failed],
             "skipped": [p.to_dict() for p in self.skipped],
-            "unsupported": self.unsupported,
+            "unsupported": len(self.unsupported),
+            "unsupported_files": [u.to_dict() for u in self.unsupported],
             "embedded": self.embedded,
             "from_cache": self.from_cache,
             "repaired": self.repaired,

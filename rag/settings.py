@@ -186,6 +186,11 @@ class StoreSettings(_Section):
 
 
 class IngestSettings(_Section):
+    follow_links: bool = Field(
+        False,
+        description="Follow symlinks that lead out of an ingested folder (off: they are skipped and reported).",
+        json_schema_extra=_env("RAG_FOLLOW_LINKS"),
+    )
     max_file_mb: float = Field(
         100.0,
         gt=0,

@@ -31,7 +31,7 @@ def mixed(docs: Path) -> Path:
     shutil.copy(FIXTURES / "pdf" / "latex_two-column-lorem.pdf", docs / "paper.pdf")
     shutil.copytree(FIXTURES / "pdf" / "bad", docs / "bad")
     (docs / "binary.txt").write_bytes(b"\x00\xff" * 500)
-    (docs / "notes.odt").write_bytes(b"PK\x03\x04 not supported")
+    (docs / "notes.pages").write_bytes(b"PK\x03\x04 not supported")
     (docs / ".hidden.md").write_text("# secret\n", encoding="utf-8")
     return docs
 
@@ -50,7 +50,7 @@ def test_ingest_reports_bad_files_one_line_each_and_indexes_the_rest(mixed: Path
     assert report["files"]["failed"] == len(failed) == 7
     assert failed["encrypted_libreoffice-writer-password.pdf"] == "encrypted PDF (password required)"
     assert failed["binary.txt"] == "binary file, not text"
-    assert report["unsupported"] == 1 and report["files"]["skipped"] == 1  # .odt counted, hidden listed
+    assert report["unsupported"] == 1 and report["files"]["skipped"] == 1  # .pages counted, hidden listed
     # One line per failed file on stderr, naming it.
     lines = [line for line in result.stderr.splitlines() if line.startswith("failed")]
     assert len(lines) == 7 and all(any(name in line for name in failed) for line in lines)

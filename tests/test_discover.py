@@ -128,10 +128,47 @@ def test_links_to_files_and_folders_outside_are_tracked_by_the_link(tmp_path: Pa
     (tmp_path / "docs" / "b-link.md").symlink_to(tmp_path / "outside" / "b.md")
     (tmp_path / "docs" / "dir-link").symlink_to(tmp_path / "outside" / "dir")
     (tmp_path / "given.md").symlink_to(tmp_path / "outside" / "b.md")
-    found = discover([tmp_path / "given.md", tmp_path / "docs"], max_file_bytes=MB)
+    found = discover([tmp_path / "given.md", tmp_path / "docs"], max_file_bytes=MB, follow_links=True)
     # given.md is named first, so the file the other link also reaches is tracked by it.
     assert rel(tmp_path, found.files) == ["docs/a.md", "docs/dir-link/c.md", "given.md"]
     assert rel(tmp_path, found.given) == ["given.md"]
+
+
+def test_links_out_of_the_folder_are_skipped_unless_followed(tmp_path: Path) -> None:
+    touch(tmp_path, "docs/a.md", "docs/.kept/in.md", "docs/sub/b.md", "outside/secret.md", "outside/dir/c.md")
+    (tmp_path / "docs" / "passwd.md").symlink_to(tmp_path / "outside" / "secret.md")
+    (tmp_path / "docs" / "dir-link").symlink_to(tmp_path / "outside" / "dir")
+    (tmp_path / "docs" / "sub" / "up.md").symlink_to(Path("..") / ".." / "outside" / "secret.md")
+    (tmp_path / "docs" / "inside.md").symlink_to(Path(".kept") / "in.md")  # stays in: followed
+    (tmp_path / "given.md").symlink_to(tmp_path / "outside" / "secret.md")  # named: the user asked
+    found = discover([tmp_path / "docs", tmp_path / "given.md"], max_file_bytes=MB)
+    assert rel(tmp_path, found.files) == ["docs/a.md", "docs/inside.md", "docs/sub/b.md", "given.md"]
+    skipped = sorted((rel(tmp_path, [s.path])[0], s.reason, s.message) for s in found.skipped if s.reason != "hidden")
+    message = "link to outside the folder (--follow-links)"
+    assert skipped == [
+        ("docs/dir-link", "outside", message),
+        ("docs/passwd.md", "outside", message),
+        ("docs/sub/up.md", "outside", message),
+    ]
+    assert found.errors == []
+    followed = discover([tmp_path / "docs"], max_file_bytes=MB, follow_links=True)
+    assert rel(tmp_path, followed.files) == [
+        "docs/a.md",
+        "docs/dir-link/c.md",
+        "docs/inside.md",
+        "docs/passwd.md",
+        "docs/sub/b.md",
+    ]
+    assert [s.reason for s in followed.skipped] == ["hidden"]
+    followed = discover([tmp_path / "docs"], max_file_bytes=MB, follow_links=True)
+    assert rel(tmp_path, followed.files) == [
+        "docs/a.md",
+        "docs/dir-link/c.md",
+        "docs/inside.md",
+        "docs/passwd.md",
+        "docs/sub/b.md",
+    ]
+    assert [s.reason for s in followed.skipped] == ["hidden"]
 
 
 def test_symlink_loops_do_not_hang(tmp_path: Path) -> None:
@@ -172,13 +209,13 @@ def test_hidden_file_or_folder_named_explicitly_is_read(tmp_path: Path) -> None:
 
 
 def test_explicit_files_still_obey_type_size_and_globs(tmp_path: Path) -> None:
-    touch(tmp_path, "a.odt", "b.md", "c.md")
+    touch(tmp_path, "a.pages", "b.md", "c.md")
     touch(tmp_path, "big.md", size=2 * MB)
-    paths = [tmp_path / n for n in ("a.odt", "b.md", "c.md", "big.md")]
+    paths = [tmp_path / n for n in ("a.pages", "b.md", "c.md", "big.md")]
     found = discover(paths, exclude=["c.*"], max_file_bytes=MB)
     assert rel(tmp_path, found.files) == ["b.md"]
     assert sorted((s.path.name, s.reason) for s in found.skipped) == [
-        ("a.odt", "unsupported"),
+        ("a.pages", "unsupported"),
         ("big.md", "too_large"),
     ]
 

@@ -79,8 +79,8 @@ def test_status_and_type_filters_know_every_type(office: Path, cli: Cli) -> None
     assert types == {"csv": 1, "docx": 1, "eml": 1, "epub": 1, "pptx": 1, "rst": 1, "xlsx": 1}
     code, out, _ = cli("search", "launch", "--type", "pptx", "--json")
     assert code == 0 and {Path(h["source"]).name for h in json.loads(out)["results"]} == {"deck.pptx"}
-    code, _, err = cli("search", "launch", "--type", "odt")
-    assert code == 2 and "unknown file type 'odt'" in err
+    code, _, err = cli("search", "launch", "--type", "pages")
+    assert code == 2 and "unknown file type 'pages'" in err
 
 
 def test_bad_files_get_one_line_each_and_the_rest_is_indexed(
@@ -184,3 +184,30 @@ def test_questions_on_real_documents_cite_the_right_section_and_rows(tmp_path: P
     hits = json.loads(cli("search", "firearm background checks in Kansas", "--json", "-k", "3")[1])["results"]
     where = f"fbi-nics-firearm-checks-2015-11.xlsx:November 2015!rows {kansas}"
     assert any(location(h["source"], h["page"], h["heading"]).endswith(where) for h in hits)
+
+
+def test_unsupported_files_are_each_named_and_new_types_are_read(tmp_path: Path, cli: Cli) -> None:
+    from tests.test_loaders_formats import make_msg, make_odf, make_xlsm
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    make_xlsm(folder / "fleet.xlsm")
+    make_odf(folder / "minutes.odt", "<office:text><text:p>The crane costs nine thousand euros.</text:p></office:text>")
+    make_msg(folder / "crane.msg")
+    (folder / "budget.numbers").write_bytes(b"PK\x03\x04 an Apple Numbers file")
+    for i in range(7):
+        (folder / f"drawing{i}.odg").write_bytes(b"PK")
+    code, out, err = cli("ingest", str(folder))
+    assert code == 0, err
+    assert "3 added" in out and "(8 of unsupported type)" in out
+    named = [line for line in err.splitlines() if line.startswith("not read (unsupported type")]
+    # One of each type first, so that the five lines shown name both types.
+    assert len(named) == 5 and any("budget.numbers" in line and ".numbers" in line for line in named)
+    assert "... and 3 more of unsupported type (.odg 3; --json lists them)" in err
+    code, out, _ = cli("ingest", str(folder), "--json")
+    report = json.loads(out)
+    assert report["unsupported"] == 8 and report["files"]["unchanged"] == 3
+    listed = sorted((Path(u["path"]).name, u["type"]) for u in report["unsupported_files"])
+    assert listed == [("budget.numbers", ".numbers"), *((f"drawing{i}.odg", ".odg") for i in range(7))]
+    hits = json.loads(cli("search", "When does the crane arrive?", "--json", "-k", "1")[1])["results"]
+    assert hits[0]["source"].endswith("crane.msg")

@@ -155,7 +155,7 @@ def test_folder_with_a_text_name_is_reported(tmp_path: Path) -> None:
 
 
 def test_unsupported_extension_is_reported(tmp_path: Path) -> None:
-    assert failure(write(tmp_path / "a.odt", "x")) == "unsupported file type '.odt'"
+    assert failure(write(tmp_path / "a.pages", "x")) == "unsupported file type '.pages'"
     assert set(SUPPORTED_EXTENSIONS) >= {".txt", ".md", ".markdown", ".pdf", ".html", ".htm"}
 
 

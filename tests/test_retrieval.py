@@ -72,7 +72,7 @@ def test_filter_parsing_rejects_bad_input() -> None:
     with pytest.raises(UsageError):
         Filters.parse(pages="two")
     with pytest.raises(UsageError):
-        Filters.parse(types=["odt"])
+        Filters.parse(types=["pages"])
 
 
 def test_modes_differ_and_keyword_needs_no_embedder(engine: Engine) -> None:

@@ -148,7 +148,7 @@ def test_sessions_are_created_asked_listed_and_deleted(http: httpx.Client, offli
 # --- documents ---------------------------------------------------------------------------
 
 
-def test_upload_reports_each_stage_and_each_failure(http: httpx.Client, server: RunningServer) -> None:
+def test_upload_reports_each_stage_and_each_failure(http: httpx.Client, offline_server: OfflineServer) -> None:
     files = [
         ("files", ("glaciers.txt", b"Glaciers carve U-shaped valleys as they slowly move downhill.\n", "text/plain")),
         ("files", ("zen.pdf", PDF.read_bytes(), "application/pdf")),
@@ -190,8 +190,9 @@ def test_upload_reports_each_stage_and_each_failure(http: httpx.Client, server: 
 
     # Deleting an uploaded document removes its chunks and its stored file.
     glacier = next(d for d in docs if d["name"] == "glaciers.txt")
-    stored = Path(glacier["source"])
-    assert stored.is_file() and stored.parent.name == "uploads"
+    assert glacier["source"] == "glaciers.txt", "an upload is shown by its name, not the server's path"
+    stored = Path(offline_server.env["RAG_HOME"]) / "uploads" / "uploads" / "glaciers.txt"
+    assert stored.is_file()
     assert http.delete(f"/api/v1/documents/{glacier['id']}", params={"index": "uploads"}).status_code == 204
     assert not stored.exists()
     left = http.get("/api/v1/documents", params={"index": "uploads"}).json()["documents"]
@@ -224,7 +225,7 @@ def test_a_script_in_a_document_is_served_as_text(http: httpx.Client, offline_se
     assert response.headers["content-type"].startswith("text/plain")
     assert "sandbox" in response.headers["content-security-policy"]
     # `rag drop` removes the uploaded files with the index.
-    stored = Path(doc["source"])
+    stored = Path(offline_server.env["RAG_HOME"]) / "uploads" / "html" / doc["name"]
     assert stored.is_file()
     assert rag_cli(offline_server.env, "drop", "html", "--yes").returncode == 0
     assert not stored.parent.exists()

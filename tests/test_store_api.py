@@ -134,7 +134,7 @@ def test_a_new_file_type_is_one_loader_and_one_line(docs: Path, monkeypatch: pyt
 
     engine = Store().index("toys")
     report = engine.ingest(docs, embedder="hash")
-    assert report.added == 4 and report.unsupported == 0
+    assert report.added == 4 and report.unsupported == []
     hits = engine.search("parrots mimic speech", filters=Filters(types=("toy",)))
     assert [h.source for h in hits] == [str(docs / "parrots.toy")] and hits[0].text == "PARROTS CAN MIMIC HUMAN SPEECH"
     assert {d.kind for d in engine.documents()} == {"text", "markdown", "toy"}

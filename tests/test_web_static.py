@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 from importlib import resources
 
 STATIC = resources.files("rag.serve") / "static"
-PAGE_FILES = ("index.html", "app.css", "app.js")
+SCRIPTS = ("markdown.js", "passage.js", "app.js")
+PAGE_FILES = ("index.html", "app.css", *SCRIPTS)
 
 
 def read(name: str) -> str:
@@ -25,9 +26,10 @@ def test_the_page_ships_with_the_package() -> None:
 
 def test_document_text_never_becomes_html() -> None:
     # Everything from documents and answers goes in through textContent / createTextNode.
-    code = read("app.js")
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
-        assert sink not in code.replace("never innerHTML", ""), sink
+    for name in SCRIPTS:
+        code = read(name)
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in code.replace("never innerHTML", "").replace("never as HTML", ""), (name, sink)
 
 
 def test_nothing_is_loaded_from_elsewhere() -> None:
@@ -61,3 +63,20 @@ def test_page_fits_a_default_src_self_policy() -> None:
         for name in ("src", "href"):
             value = attrs.get(name) or ""
             assert not value.startswith(("http:", "https:", "//", "data:", "javascript:")), (tag, value)
+
+
+def test_every_script_is_loaded_in_order() -> None:
+    # app.js uses the other two: they come first (all deferred, so they run in this order).
+    parser = _Tags()
+    parser.feed(read("index.html"))
+    sources = [attrs.get("src") for tag, attrs in parser.tags if tag == "script"]
+    assert sources == list(SCRIPTS)
+    assert all(attrs.get("defer") is not None or "defer" in attrs for tag, attrs in parser.tags if tag == "script")
+
+
+def test_the_key_is_remembered_only_when_asked() -> None:
+    # "Remember on this device" puts the key in localStorage: it starts unticked.
+    parser = _Tags()
+    parser.feed(read("index.html"))
+    boxes = [attrs for tag, attrs in parser.tags if tag == "input" and attrs.get("id") == "key-remember"]
+    assert len(boxes) == 1 and "checked" not in boxes[0]

@@ -140,6 +140,8 @@ class SessionInfo:
     turns: int
     created: float
     updated: float
+    #: The first question, which says what the session is about ("" while it has none).
+    title: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +150,7 @@ class SessionInfo:
             "turns": self.turns,
             "created": self.created,
             "updated": self.updated,
+            "title": self.title,
         }
 
 
@@ -190,7 +193,8 @@ class SessionStore:
 
     def _infos(self, where: str, args: tuple[Any, ...]) -> list[SessionInfo]:
         sql = (
-            "SELECT s.name, s.index_name, COUNT(t.seq), s.created, s.updated FROM sessions s "
+            "SELECT s.name, s.index_name, COUNT(t.seq), s.created, s.updated, "
+            "COALESCE((SELECT question FROM turns WHERE session_id = s.id ORDER BY seq LIMIT 1), '') FROM sessions s "
             f"LEFT JOIN turns t ON t.session_id = s.id {where} GROUP BY s.id ORDER BY s.updated DESC, s.name"
         )
         rows = self._database.query(sql, args)

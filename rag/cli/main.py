@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,16 +17,22 @@ from rich.markup import escape
 
 from rag import __version__
 from rag.cli.options import (
+    EmbedderOpt,
+    ExcludeOpt,
+    FollowLinksOpt,
+    IncludeOpt,
     IndexOpt,
     JsonOpt,
     KOpt,
     LlmOpt,
     ModelOpt,
     ModeOpt,
+    OcrOpt,
     PagesFilter,
     PathFilter,
     StoreOpt,
     TypeFilter,
+    ocr_overrides,
 )
 from rag.cli.output import (
     CacheProgress,
@@ -41,7 +48,7 @@ from rag.cli.output import (
 )
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
-from rag.results import display_path
+from rag.results import Unsupported, display_path
 from rag.retrieve.search import Filters
 from rag.settings import Settings, default_config_file
 from rag.store.store import IndexInfo
@@ -103,22 +110,16 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to index (folders recursively).")],
     index: IndexOpt = None,
     store: StoreOpt = None,
-    include: Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")] = None,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")] = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Keep files that are gone from disk.")] = False,
-    embedder: Annotated[
-        str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
-    ] = None,
-    ocr: Annotated[
-        str | None,
-        typer.Option("--ocr", help="auto (scanned pages and images), never or always \\[default: RAG_OCR or auto]."),
-    ] = None,
+    follow_links: FollowLinksOpt = False,
+    embedder: EmbedderOpt = None,
+    ocr: OcrOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index files: unchanged ones are skipped, changed ones re-indexed, deleted ones removed."""
-    if ocr is not None and ocr not in ("auto", "never", "always"):
-        raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
-    engine = _engine(index, store, **({"ingest__ocr": ocr} if ocr else {}))
+    engine = _engine(index, store, **ocr_overrides(ocr), **({"ingest__follow_links": True} if follow_links else {}))
     with IngestProgress(enabled=not as_json) as progress:
         try:
             report = engine.ingest(
@@ -147,9 +148,10 @@ def ingest(
 def _print_ingest_summary(report: Any) -> None:
     for problem in report.skipped:
         err.print(f"[dim]skipped {escape(display_path(problem.path))}: {escape(problem.reason)}[/]")
+    _print_unsupported(report.unsupported)
     d = report.to_dict()
     f, c = d["files"], d["chunks"]
-    unsupported = f" ({report.unsupported} of unsupported type)" if report.unsupported else ""
+    unsupported = f" ({len(report.unsupported)} of unsupported type)" if report.unsupported else ""
     out.print(
         f"[bold]{report.index}[/]: {f['added']} added, {f['updated']} updated, {f['unchanged']} unchanged, "
         f"{f['removed']} removed, {f['skipped']} skipped{unsupported}, {f['failed']} failed"
@@ -165,6 +167,24 @@ def _print_ingest_summary(report: Any) -> None:
         out.print(f"embedding: {tokens:,} tokens, {plural(requests, 'request')}{price}")
     if report.repaired:
         out.print(f"repaired {report.repaired} chunks left by an interrupted ingest")
+
+
+def _print_unsupported(files: list[Unsupported], shown: int = 5) -> None:
+    """Name each file of a type rag does not read; past ``shown``, count the rest by type.
+
+    One file of each type comes first, so that the lines shown name every type skipped.
+    """
+    ordered = sorted(files, key=lambda u: u.path)
+    firsts: dict[str, Unsupported] = {}
+    for u in ordered:
+        firsts.setdefault(u.type, u)
+    files = [*firsts.values(), *(u for u in ordered if firsts[u.type] is not u)]
+    for u in files[:shown]:
+        err.print(f"[dim]not read (unsupported type {escape(u.type)}): {escape(display_path(u.path))}[/]")
+    rest = Counter(u.type for u in files[shown:])
+    if rest:
+        types = ", ".join(f"{t} {n}" for t, n in rest.most_common())
+        err.print(f"[dim]... and {len(files) - shown} more of unsupported type ({escape(types)}; --json lists them)[/]")
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -367,7 +387,7 @@ def _register_optional_commands() -> None:
     """Commands that live in their own modules."""
     import importlib
 
-    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve"):
+    for module in ("rag.cli.chat", "rag.cli.eval", "rag.cli.serve", "rag.cli.watch"):
         try:
             importlib.import_module(module).register(app)
         except ModuleNotFoundError as exc:

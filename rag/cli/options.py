@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,3 +25,25 @@ TypeFilter = Annotated[
 PagesFilter = Annotated[str | None, typer.Option("--pages", help="Only these pages: N, N-M, N- or -M.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="auto, openai, or none (extractive, offline).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Chat model \\[default: RAG_CHAT_MODEL].")]
+
+# What to read and how: `rag ingest`, `rag watch`.
+IncludeOpt = Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")]
+EmbedderOpt = Annotated[
+    str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
+]
+OcrOpt = Annotated[
+    str | None,
+    typer.Option("--ocr", help="auto (scanned pages and images), never or always \\[default: RAG_OCR or auto]."),
+]
+
+FollowLinksOpt = Annotated[
+    bool, typer.Option("--follow-links", help="Follow symlinks out of the folder too \\[default: RAG_FOLLOW_LINKS].")
+]
+
+
+def ocr_overrides(ocr: str | None) -> dict[str, Any]:
+    """The engine override ``--ocr`` asks for (none when not given)."""
+    if ocr is not None and ocr not in ("auto", "never", "always"):
+        raise typer.BadParameter("use auto, never or always", param_hint="--ocr")
+    return {"ingest__ocr": ocr} if ocr else {}

@@ -1,12 +1,16 @@
 """Find the files an ingest should read.
 
-Folders are walked recursively, following symlinks but never into a folder already seen,
-so links that loop cannot hang the walk.  Hidden files and folders (a leading dot, or the
-hidden attribute on Windows), files over the size limit and files of types rag cannot
-read are skipped and reported; so is anything found that is not a regular file.  A file
-named on the command line is read even when hidden, and a folder named there is walked
-even when hidden.  Broken symlinks and unreadable folders are errors, reported one line
-each; a path on the command line that does not exist is a usage error.
+Folders are walked recursively, following symlinks that stay inside the folder being
+walked, but never into a folder already seen, so links that loop cannot hang the walk.  A
+link whose target lies outside that folder (``secret.txt -> /etc/passwd``) is skipped and
+reported, unless ``follow_links``: whoever can write into an ingested folder must not be
+able to pull other files into the index (and so onto a server that serves it).  Hidden
+files and folders (a leading dot, or the hidden attribute on Windows), files over the
+size limit and files of types rag cannot read are skipped and reported; so is anything
+found that is not a regular file.  A file named on the command line is read even when
+hidden (or a link to anywhere), and a folder named there is walked even when hidden.
+Broken symlinks and unreadable folders are errors, reported one line each; a path on the
+command line that does not exist is a usage error.
 
 Glob patterns (``--include`` and ``--exclude``) are matched case-insensitively against a
 path relative to the folder being walked (for a file named on the command line: the path
@@ -37,7 +41,7 @@ from typing import Literal, NamedTuple
 from rag.errors import DocumentError, UsageError
 from rag.ingest.loaders import kind_of
 
-SkipReason = Literal["hidden", "too_large", "unsupported", "not_a_file"]
+SkipReason = Literal["hidden", "too_large", "unsupported", "not_a_file", "outside"]
 
 _FILE_ATTRIBUTE_HIDDEN = 2  # Windows
 
@@ -75,9 +79,14 @@ def discover(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     max_file_bytes: int,
+    follow_links: bool = False,
 ) -> Discovery:
-    """Every file under ``paths`` that ingest should read, and what was left out and why."""
+    """Every file under ``paths`` that ingest should read, and what was left out and why.
+
+    ``follow_links`` follows symlinks that lead out of the folder being walked too.
+    """
     walker = _Walker([compile_glob(p) for p in include], [compile_glob(p) for p in exclude], max_file_bytes)
+    walker.follow_links = follow_links
     arguments = [Path(p) for p in paths]
     for path in arguments:  # check them all before any work: a typo should cost nothing
         if not os.path.lexists(path):
@@ -94,6 +103,7 @@ def discover(
 class _Walker:
     def __init__(self, include: list[re.Pattern[str]], exclude: list[re.Pattern[str]], max_bytes: int) -> None:
         self.include, self.exclude, self.max_bytes = include, exclude, max_bytes
+        self.follow_links = False
         self.found = Discovery()
         self._seen_files: dict[tuple[int, int], Path] = {}  # (device, inode) -> the path tracked
         self._seen_dirs: set[tuple[int, int]] = set()
@@ -129,6 +139,9 @@ class _Walker:
                 if self._matches(self.exclude, name):
                     continue
                 dotted = entry.name.startswith(".")
+                if not dotted and not self.follow_links and entry.is_symlink() and not _inside(path, root):
+                    self.found.skipped.append(Skip(path, "outside", "link to outside the folder (--follow-links)"))
+                    continue
                 found = None if dotted else self._stat(path)
                 if dotted or (found and getattr(found, "st_file_attributes", 0) & _FILE_ATTRIBUTE_HIDDEN):
                     kind = "folder" if entry.is_dir() else "file"
@@ -212,6 +225,18 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
             i += 1
     prefix = "" if anchored else "(?:.*/)?"
     return re.compile(f"{prefix}{''.join(out)}(?:/.*)?", re.IGNORECASE | re.DOTALL)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True when ``path``, links resolved, is ``root`` (itself resolved) or under it.
+
+    A broken link counts as inside: ``_stat`` reports it as broken.
+    """
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return True
+    return target == root or target.is_relative_to(root)
 
 
 def _reason(exc: OSError, path: Path | None = None) -> str:

@@ -30,7 +30,7 @@ from rag.ingest.chunk import chunk_document
 from rag.ingest.discover import Discovery
 from rag.ingest.loaders import LoadOptions, file_type, load
 from rag.ingest.parse import Parsed, ParseLimits, ParsePool
-from rag.results import OCR_SUFFIX, FileProblem, IngestReport
+from rag.results import OCR_SUFFIX, FileProblem, IngestReport, Unsupported
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index
@@ -430,7 +430,9 @@ class Ingestor:
         started = time.perf_counter() if started is None else started
         report = IngestReport(index=self.index.name, embedder=self.embedder.name)
         report.skipped = [FileProblem(str(s.path), s.message) for s in found.skipped if not s.unsupported]
-        report.unsupported = sum(1 for s in found.skipped if s.unsupported)
+        report.unsupported = [
+            Unsupported(str(s.path), s.path.suffix.lower() or "no extension") for s in found.skipped if s.unsupported
+        ]
         report.failed = [FileProblem(e.path, e.reason) for e in found.errors]
 
         with self.index.write_lock(self.settings.store.lock_timeout):

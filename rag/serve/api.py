@@ -6,11 +6,14 @@ bytes, so a long answer or an ingest never stalls other clients.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,12 +25,13 @@ from starlette.datastructures import UploadFile
 
 from rag import __version__
 from rag.answer.base import DeltaCallback
-from rag.errors import RagError
 from rag.ingest.loaders import kind_of
 from rag.results import Answer
 from rag.retrieve.search import Filters
 from rag.serve import sse
 from rag.serve.jobs import FileState, Job, Jobs
+from rag.serve.messages import public_message
+from rag.serve.sources import Sources
 from rag.serve.state import NotFound, ServerState, answer_json, hit_json, safe_filename, session_json
 from rag.store.index import validate_index_name
 
@@ -47,6 +51,11 @@ _DOWNLOAD = {
 }
 
 
+#: Longest question or query, in characters.  Past this a question is a document: the
+#: probe's 5 MB question cost 14.5 s of CPU, and no retrieval needs more than a few lines.
+MAX_QUESTION_CHARS = 8192
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,7 +72,7 @@ class FiltersIn(_Body):
 
 
 class SearchIn(_Body):
-    query: str = Field(min_length=1)
+    query: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     index: str | None = None
     k: int | None = Field(None, ge=1, le=1000)
     mode: Literal["dense", "keyword", "hybrid"] | None = None
@@ -71,7 +80,7 @@ class SearchIn(_Body):
 
 
 class AskIn(_Body):
-    question: str = Field(min_length=1)
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     index: str | None = None
     k: int | None = Field(None, ge=1, le=1000)
     llm: Literal["auto", "openai", "none"] | None = None
@@ -84,7 +93,7 @@ class SessionIn(_Body):
 
 
 class MessageIn(_Body):
-    question: str = Field(min_length=1)
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
 
 
 def _state(request: Request) -> ServerState:
@@ -127,10 +136,12 @@ def search(body: SearchIn, request: Request, response: Response) -> dict[str, An
     """Ranked chunks, as `rag search --json`."""
     filters = body.filters.to_filters() if body.filters else Filters()
     started = time.perf_counter()
-    hits = _state(request).search(body.index, body.query, k=body.k, mode=body.mode, filters=filters)
+    state = _state(request)
+    hits = state.search(body.index, body.query, k=body.k, mode=body.mode, filters=filters)
+    sources = state.sources(body.index)
     # The engine's share of the request, for clients and benchmarks that want to see HTTP's.
     response.headers["Server-Timing"] = f"engine;dur={1000 * (time.perf_counter() - started):.1f}"
-    return {"query": body.query, "results": [hit_json(h) for h in hits]}
+    return {"query": body.query, "results": [hit_json(h, sources) for h in hits]}
 
 
 @router.post("/ask", response_model=None)
@@ -144,40 +155,50 @@ async def ask(body: AskIn, request: Request) -> Response | dict[str, Any]:
     def work(on_delta: DeltaCallback | None) -> Answer:
         return state.ask(body.index, body.question, k=body.k, llm=body.llm, filters=filters, on_delta=on_delta)
 
-    return await _answer_response(request, work)
+    return await _answer_response(request, work, body.index)
 
 
-async def _answer_response(request: Request, work: Callable[[DeltaCallback | None], Answer]) -> Response | Any:
+async def _answer_response(
+    request: Request, work: Callable[[DeltaCallback | None], Answer], index: str | None
+) -> Response | Any:
+    sources = await run_in_threadpool(_state(request).sources, index)
     if not _wants_stream(request):
         answer = await run_in_threadpool(work, None)
-        return answer_json(answer)
+        return answer_json(answer, sources)
     heartbeat = request.app.state.config.heartbeat
     worker = sse.Worker(work)
-    return StreamingResponse(
-        _answer_events(worker, heartbeat), media_type="text/event-stream", headers=sse.STREAM_HEADERS
-    )
+    events = _answer_events(worker, heartbeat, request.app.state.stopping, sources)
+    return StreamingResponse(events, media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 
-async def _answer_events(worker: sse.Worker, heartbeat: float) -> AsyncIterator[bytes]:
+async def _answer_events(
+    worker: sse.Worker, heartbeat: float, stopping: asyncio.Event, sources: Sources
+) -> AsyncIterator[bytes]:
     yield sse.PING  # headers and a first byte now, so clients and proxies see the stream open
-    async for kind, value in worker.events(heartbeat):
-        if kind == "ping":
-            yield sse.PING
-        elif kind == "delta":
-            for piece in sse.pieces(value):
-                yield sse.event("token", {"text": piece})
-        elif kind == "result":
-            data = answer_json(value)
-            yield sse.event("citations", {"citations": data["citations"]})
-            yield sse.event("done", {"refused": value.refused, "answer": data})
-        elif kind == "error":
-            yield sse.event("error", {"message": error_message(value)})
+    try:
+        async for kind, value in sse.until(stopping, worker.events(heartbeat)):
+            for chunk in _answer_event(kind, value, sources):
+                yield chunk
+    except sse.Stopping:
+        yield sse.event("error", {"message": sse.STOPPING})
+
+
+def _answer_event(kind: str, value: Any, sources: Sources) -> list[bytes]:
+    if kind == "ping":
+        return [sse.PING]
+    if kind == "delta":
+        return [sse.event("token", {"text": piece}) for piece in sse.pieces(value)]
+    if kind == "result":
+        data = answer_json(value, sources)
+        return [
+            sse.event("citations", {"citations": data["citations"]}),
+            sse.event("done", {"refused": value.refused, "answer": data}),
+        ]
+    return [sse.event("error", {"message": error_message(value)})]
 
 
 def error_message(exc: BaseException) -> str:
-    if isinstance(exc, RagError):
-        return " ".join(str(exc).split())
-    return f"unexpected {type(exc).__name__}: see the server log"
+    return public_message(exc)
 
 
 # --- sessions ----------------------------------------------------------------------------
@@ -197,7 +218,9 @@ def create_session(body: SessionIn, request: Request) -> dict[str, Any]:
 
 @router.get("/sessions/{name}")
 def session(name: str, request: Request) -> dict[str, Any]:
-    return session_json(_state(request).session(name))
+    state = _state(request)
+    found = state.session(name)
+    return session_json(found, state.sources(found.info.index))
 
 
 @router.delete("/sessions/{name}", status_code=204)
@@ -210,12 +233,12 @@ def delete_session(name: str, request: Request) -> Response:
 async def session_message(name: str, body: MessageIn, request: Request) -> Response | dict[str, Any]:
     """Ask within a session (saved, shared with `rag chat --session NAME`); streamed like `ask`."""
     state = _state(request)
-    await run_in_threadpool(state.session, name)
+    found = await run_in_threadpool(state.session, name)
 
     def work(on_delta: DeltaCallback | None) -> Answer:
         return state.session_message(name, body.question, on_delta=on_delta)
 
-    return await _answer_response(request, work)
+    return await _answer_response(request, work, found.info.index)
 
 
 # --- documents ---------------------------------------------------------------------------
@@ -228,39 +251,66 @@ def _jobs(request: Request) -> Jobs:
 
 @router.post("/documents", status_code=202)
 async def upload(request: Request, index: Annotated[str | None, Query()] = None) -> JSONResponse:
-    """Upload files (multipart field `files`, repeatable); they are ingested by a job."""
+    """Upload files (multipart field `files`, repeatable); they are ingested by a job.
+
+    A file whose name is taken by a different file is stored as `name (2).ext`, unless the
+    form field `replace` is `true`: then it replaces that file as its new version.
+    """
     state = _state(request)
     name = validate_index_name(index or state.default_index)
     form = await request.form(max_files=1000, max_fields=100)
-    uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
-    if not uploads:
-        return JSONResponse({"error": "no files: send them as multipart field 'files'"}, status_code=422)
-    files = await run_in_threadpool(_keep_uploads, state.uploads_dir(name), uploads)
-    await form.close()
+    try:
+        uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not uploads:
+            return JSONResponse({"error": "no files: send them as multipart field 'files'"}, status_code=422)
+        replace = str(form.get("replace", "")).strip().lower() in ("1", "true", "yes", "on")
+        kept = await run_in_threadpool(_keep_uploads, state, name, uploads, replace)
+    finally:
+        await form.close()
+    files = [f for f, _ in kept]
     job = _jobs(request).submit(name, files)
-    return JSONResponse({"job": job.id, "index": name, "files": [f.to_dict() for f in files]}, status_code=202)
+    shown = [{**f.to_dict(), **({"uploaded_as": given} if given != f.name else {})} for f, given in kept]
+    return JSONResponse({"job": job.id, "index": name, "files": shown}, status_code=202)
 
 
-def _keep_uploads(folder: Path, uploads: list[UploadFile]) -> list[FileState]:
+def _keep_uploads(
+    state: ServerState, index: str, uploads: list[UploadFile], replace: bool
+) -> list[tuple[FileState, str]]:
     """Stage each upload beside the index's folder; files rag cannot read are refused here.
 
     The job moves them into place when its turn in the index's queue comes, so an upload
-    and a delete of the same name apply in the order they were asked for.
+    and a delete of the same name apply in the order they were asked for.  Each file is
+    paired with the name the client gave.  The staging folder exists only while it holds
+    a file: a request whose files are all refused leaves nothing behind.
     """
+    folder = state.uploads_dir(index)
     staging = folder / ".incoming" / secrets.token_hex(8)
-    staging.mkdir(parents=True, exist_ok=True)
-    files = []
-    for upload in uploads:
-        name = safe_filename(upload.filename or "upload")
-        if kind_of(Path(name)) is None:
-            suffix = Path(name).suffix or name
-            files.append(FileState(name, None, "failed", f"unsupported file type '{suffix}'"))
-            continue
-        staged = staging / name
-        with staged.open("wb") as out:
-            shutil.copyfileobj(upload.file, out)
-        files.append(FileState(name, (folder / name).resolve(), staged=staged))
-    return files
+    kept: list[tuple[FileState, str]] = []
+    try:
+        for n, upload in enumerate(uploads):
+            given = upload.filename or "upload"
+            name = safe_filename(given)
+            if kind_of(Path(name)) is None:
+                suffix = Path(name).suffix or name
+                kept.append((FileState(name, None, "failed", f"unsupported file type '{suffix}'"), given))
+                continue
+            staging.mkdir(parents=True, exist_ok=True)
+            staged = staging / f"{n:05d}{Path(name).suffix}"  # two uploads may share a name
+            digest = hashlib.sha256()
+            with staged.open("wb") as out:
+                for block in iter(partial(upload.file.read, 1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+            stored = state.claim_upload_name(index, name, digest.hexdigest(), replace=replace)
+            kept.append((FileState(stored, (folder / stored).resolve(), staged=staged), given))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for f, _ in kept:
+            state.release_upload_name(index, f.name)
+        raise
+    if not any(f.staged for f, _ in kept):
+        shutil.rmtree(staging, ignore_errors=True)
+    return kept
 
 
 @router.get("/jobs/{job_id}")
@@ -278,16 +328,17 @@ async def job_events(job_id: str, request: Request) -> StreamingResponse:
     if found is None:
         raise NotFound(f"no job '{job_id}'")
     heartbeat = request.app.state.config.heartbeat
-    return StreamingResponse(_job_events(found, heartbeat), media_type="text/event-stream", headers=sse.STREAM_HEADERS)
+    events = _job_events(found, heartbeat, request.app.state.stopping)
+    return StreamingResponse(events, media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 
-async def _job_events(job: Job, heartbeat: float) -> AsyncIterator[bytes]:
+async def _job_events(job: Job, heartbeat: float, stopping: asyncio.Event) -> AsyncIterator[bytes]:
     yield sse.PING
-    async for item in job.follow(heartbeat):
-        if item is None:
-            yield sse.PING
-        else:
-            yield sse.event(*item)
+    try:
+        async for item in sse.until(stopping, job.follow(heartbeat)):
+            yield sse.PING if item is None else sse.event(*item)
+    except sse.Stopping:
+        yield sse.event("stopping", {"message": sse.STOPPING})
 
 
 @router.get("/documents")
@@ -321,7 +372,7 @@ def document_file(doc_id: str, request: Request, index: str | None = None) -> Fi
     media = _INLINE.get(suffix, "text/plain; charset=utf-8")
     response = FileResponse(path, media_type=media, filename=path.name, content_disposition_type="inline")
     if suffix not in _INLINE:
-        response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+        response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'none'"
     return response
 
 

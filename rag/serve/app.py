@@ -7,6 +7,7 @@ never a 500 for the client's own mistake).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -36,13 +37,18 @@ from rag.errors import (
 from rag.serve.auth import authorised, needs_key
 from rag.serve.docs import add_docs
 from rag.serve.jobs import Jobs
+from rag.serve.messages import public_message
+from rag.serve.origins import HostPolicy
 from rag.serve.state import Conflict, NotFound, ServerState
 from rag.settings import Settings
 
 log = logging.getLogger("rag.serve")
 
 STATIC = Path(__file__).parent / "static"
-CSP = "default-src 'self'; img-src 'self' data:; object-src 'self'; frame-src 'self'; base-uri 'none'"
+CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'self'; frame-src 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 @dataclass
@@ -51,9 +57,15 @@ class ServeConfig:
 
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
+    #: The address it listens on, and URLs it is reached at through a proxy or DNS name:
+    #: together with the loopback names, the only ``Host`` values it answers.
+    host: str = "127.0.0.1"
+    public_urls: list[str] = field(default_factory=list)
     max_upload_mb: float = 100.0
     #: Seconds between ``: ping`` comments on an idle stream.
     heartbeat: float = 15.0
+    #: Folders kept in step with the default index (``--watch``).
+    watch: list[Path] = field(default_factory=list)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -120,6 +132,7 @@ class Guard:
     def __init__(self, app: ASGIApp, config: ServeConfig) -> None:
         self.app = app
         self.config = config
+        self.hosts = HostPolicy(config.host, config.public_urls, config.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,6 +148,7 @@ class Guard:
                     (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
                 ):
                     if name not in names:
                         headers.append((name, value))
@@ -142,6 +156,11 @@ class Guard:
             await send(message)
 
         request_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        refusal = self._refusal(scope, request_headers)
+        if refusal is not None:
+            await _drain(receive, self.config.max_upload_bytes)
+            await _json_error(path, *refusal)(scope, receive, send_with_headers)
+            return
         if (
             self.config.api_key
             and scope.get("method") != "OPTIONS"
@@ -179,6 +198,20 @@ class Guard:
             await _drain(receive, limit)
             await self._too_large(scope, receive, send_with_headers)
 
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        """421 for a Host that is not ours (DNS rebinding), 403 for a cross-origin write."""
+        host = headers.get("host")
+        if not self.hosts.host_allowed(host):
+            shown = (host or "")[:80]
+            return 421, (
+                f"unknown Host '{shown}': this server answers to {self.hosts.describe()}; "
+                "add the name it is reached at with --public-url"
+            )
+        why = self.hosts.cross_origin(scope.get("method", "GET"), headers)
+        if why is not None:
+            return 403, f"{why}: only this server's own page (or --cors-origin) may change things"
+        return None
+
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body over the limit of {self.config.max_upload_mb:g} MB (--max-upload-mb)"
         await _json_error(scope["path"], 413, message)(scope, receive, send)
@@ -211,7 +244,15 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watching = None
+        if config.watch:
+            from rag.serve.watching import Watching
+
+            watching = Watching(state, jobs, config.watch, asyncio.get_running_loop())
+            state.watch_status = watching.status
         yield
+        if watching is not None:
+            watching.stop()
         jobs.close()
         state.close()
 
@@ -226,13 +267,12 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
     app.state.rag = state
     app.state.jobs = jobs
     app.state.config = config
+    #: Set when the server begins to stop: open streams end at once (``sse.until``).
+    app.state.stopping = asyncio.Event()
 
     @app.exception_handler(RagError)
     async def _rag_error(request: Request, exc: RagError) -> JSONResponse:
-        status = status_for(exc)
-        if status >= 500 and not isinstance(exc, ConfigError):
-            log.error("%s: %s", type(exc).__name__, exc)
-        return _json_error(request.url.path, status, str(exc))
+        return _json_error(request.url.path, status_for(exc), public_message(exc))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -245,8 +285,8 @@ def create_app(settings: Settings | None = None, config: ServeConfig | None = No
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _json_error(request.url.path, 500, f"unexpected {type(exc).__name__}: see the server log")
+        log.error("unexpected error on %s %s", request.method, request.url.path)
+        return _json_error(request.url.path, 500, public_message(exc))
 
     app.include_router(api.router)
     app.include_router(openai_compat.router)

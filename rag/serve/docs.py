@@ -50,5 +50,8 @@ def add_docs(app: FastAPI) -> None:
         hashes = " ".join(
             f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in _SCRIPT.findall(html)
         )
-        csp = f"default-src 'self'; script-src 'self' {hashes}; img-src 'self' data:; base-uri 'none'"
+        csp = (
+            f"default-src 'self'; script-src 'self' {hashes}; img-src 'self' data:; base-uri 'none'; "
+            "frame-ancestors 'none'"
+        )
         return HTMLResponse(html, headers={"Content-Security-Policy": csp})

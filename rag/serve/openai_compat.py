@@ -10,13 +10,14 @@ that read it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -25,12 +26,15 @@ from rag import tokens
 from rag.answer.base import DeltaCallback
 from rag.results import Answer
 from rag.serve import sse
-from rag.serve.api import error_message
+from rag.serve.api import MAX_QUESTION_CHARS, error_message
+from rag.serve.sources import Sources
 from rag.serve.state import NotFound, ServerState, citations_json
 
 router = APIRouter(prefix="/v1")
 
 MODEL_PREFIX = "rag"
+#: Earlier turns a follow-up may carry, in characters (a long chat, not a pasted book).
+MAX_HISTORY_CHARS = 16 * MAX_QUESTION_CHARS
 # The footer we append, recognised again when a client sends our answer back as history.
 _FOOTER = re.compile(r"\n+Sources:\n(?:\[\d+\][^\n]*\n?)+\s*$")
 
@@ -110,10 +114,10 @@ class EmptyQuestion(Exception):
     pass
 
 
-def footer(answer: Answer) -> str:
-    if not answer.citations:
+def footer(citations: list[dict[str, Any]]) -> str:
+    if not citations:
         return ""
-    lines = [f"[{c.n}] {c.location}" for c in answer.citations]
+    lines = [f"[{c['n']}] {c['location']}" for c in citations]
     return "\n\nSources:\n" + "\n".join(lines)
 
 
@@ -137,16 +141,20 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
     try:
         question, history = split_history(body.messages)
     except EmptyQuestion:
-        from fastapi import HTTPException
-
         raise HTTPException(400, "messages: the last user message is empty") from None
+    if len(question) > MAX_QUESTION_CHARS:
+        raise HTTPException(422, f"messages: the last user message is over {MAX_QUESTION_CHARS} characters")
+    if sum(len(q) + len(a) for q, a in history) > MAX_HISTORY_CHARS:
+        raise HTTPException(422, f"messages: the conversation is over {MAX_HISTORY_CHARS} characters; start a new one")
     ident, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
 
     def work(on_delta: DeltaCallback | None) -> Answer:
         return state.converse(index, question, history, on_delta=on_delta)
 
+    sources = await run_in_threadpool(state.sources, index)
     if not body.stream:
         answer = await run_in_threadpool(work, None)
+        citations = citations_json(answer, sources)
         return {
             "id": ident,
             "object": "chat.completion",
@@ -155,24 +163,34 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": answer.text + footer(answer), "refusal": None},
+                    "message": {"role": "assistant", "content": answer.text + footer(citations), "refusal": None},
                     "finish_reason": "stop",
                     "logprobs": None,
                 }
             ],
             "usage": usage_json(answer, question, body.model),
-            "citations": citations_json(answer),
+            "citations": citations,
             "refused": answer.refused,
         }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     worker = sse.Worker(work)
     heartbeat = request.app.state.config.heartbeat
-    stream = _stream(worker, heartbeat, ident, created, body.model, question, include_usage)
+    stream = _stream(
+        worker, heartbeat, request.app.state.stopping, sources, ident, created, body.model, question, include_usage
+    )
     return StreamingResponse(stream, media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 
 async def _stream(
-    worker: sse.Worker, heartbeat: float, ident: str, created: int, model: str, question: str, include_usage: bool
+    worker: sse.Worker,
+    heartbeat: float,
+    stopping: asyncio.Event,
+    sources: Sources,
+    ident: str,
+    created: int,
+    model: str,
+    question: str,
+    include_usage: bool,
 ) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -186,32 +204,40 @@ async def _stream(
         }
         return sse.event(None, data)
 
+    async def body() -> AsyncGenerator[bytes, None]:
+        streamed = False
+        async for kind, value in worker.events(heartbeat):
+            if kind == "ping":
+                yield sse.PING
+            elif kind == "delta":
+                streamed = True
+                for piece in sse.pieces(value):
+                    yield chunk({"content": piece})
+            elif kind == "result":
+                answer: Answer = value
+                citations = citations_json(answer, sources)
+                # A refusal (or an answer that arrived whole) was never streamed: send its text now.
+                text = ("" if streamed else answer.text) + footer(citations)
+                if text:
+                    yield chunk({"content": text})
+                yield chunk({}, "stop", citations=citations, refused=answer.refused)
+                if include_usage:
+                    data = {
+                        "id": ident,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage_json(answer, question, model),
+                    }
+                    yield sse.event(None, data)
+            elif kind == "error":
+                yield sse.event(None, {"error": {"message": error_message(value), "type": "server_error"}})
+
     yield chunk({"role": "assistant", "content": ""})
-    streamed = False
-    async for kind, value in worker.events(heartbeat):
-        if kind == "ping":
-            yield sse.PING
-        elif kind == "delta":
-            streamed = True
-            for piece in sse.pieces(value):
-                yield chunk({"content": piece})
-        elif kind == "result":
-            answer: Answer = value
-            # A refusal (or an answer that arrived whole) was never streamed: send its text now.
-            text = ("" if streamed else answer.text) + footer(answer)
-            if text:
-                yield chunk({"content": text})
-            yield chunk({}, "stop", citations=citations_json(answer), refused=answer.refused)
-            if include_usage:
-                data = {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage_json(answer, question, model),
-                }
-                yield sse.event(None, data)
-        elif kind == "error":
-            yield sse.event(None, {"error": {"message": error_message(value), "type": "server_error"}})
+    try:
+        async for data in sse.until(stopping, body()):
+            yield data
+    except sse.Stopping:
+        yield sse.event(None, {"error": {"message": sse.STOPPING, "type": "server_error"}})
     yield b"data: [DONE]\n\n"

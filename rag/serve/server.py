@@ -21,11 +21,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: Shortest API key accepted: a shorter one can be guessed, and a typo'd empty one locks everyone out.
+MIN_KEY_CHARS = 16
+
+
+def check_key(api_key: str | None) -> None:
+    """Refuse a key that is blank or short enough to guess."""
+    if api_key is not None and len(api_key.strip()) < MIN_KEY_CHARS:
+        raise UsageError(
+            f"API key too short: use at least {MIN_KEY_CHARS} characters, for example "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`"
+        )
+
+
 def check_exposure(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond this machine without a key."""
     if not is_loopback(host) and not api_key:
         raise UsageError(
-            f"refusing to listen on {host} without an API key: set RAG_API_KEY or pass --api-key "
+            f"refusing to listen on {host} without an API key: set RAG_API_KEY or pass --api-key-file "
             "(or keep the default --host 127.0.0.1)"
         )
 
@@ -52,6 +65,7 @@ def serve(settings: Settings, config: ServeConfig, host: str, port: int, *, log_
     """Serve until interrupted; prints the URL once the server accepts requests."""
     import uvicorn
 
+    check_key(config.api_key)
     check_exposure(host, config.api_key)
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
@@ -63,6 +77,12 @@ def serve(settings: Settings, config: ServeConfig, host: str, port: int, *, log_
             if self.started:
                 # The first line of output is the URL: scripts and tests wait for it.
                 print(f"rag serve: {url}  (docs at {url}/docs; Ctrl-C stops)", flush=True)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            # Open streams (answers, job events) end now with a last event, instead of
+            # holding shutdown up until uvicorn cancels them with a traceback.
+            app.state.stopping.set()
+            await super().shutdown(sockets)
 
     server = _Server(
         uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5, lifespan="on")

@@ -11,16 +11,21 @@ the model call (closing its HTTP stream), so generation stops instead of running
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from rag.answer.base import DeltaCallback
 
 #: Headers every stream carries: no caching, and no buffering by nginx.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 PING = b": ping\n\n"
+#: The last event of a stream cut short because the server is stopping.
+STOPPING = "the server is shutting down: ask again when it is back"
+
+T = TypeVar("T")
 
 
 class ClientGone(Exception):
@@ -88,3 +93,39 @@ class Worker:
                     return
         finally:
             self.cancelled.set()
+
+
+async def until(stopping: asyncio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items`` until they end or ``stopping`` is set, whichever comes first.
+
+    Uvicorn waits for open responses before it stops, then cancels them with a traceback;
+    a stream that ends when the server starts stopping lets Ctrl-C finish at once.
+    """
+    stop = asyncio.ensure_future(stopping.wait())
+    step: asyncio.Future[T] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(items))
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                raise Stopping
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        # Also when the client left (this generator cancelled): the pending step must end
+        # first, so that ``items`` can be closed and run its own clean-up (``Worker.events``
+        # tells the worker thread to stop generating).
+        stop.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await step
+        if isinstance(items, AsyncGenerator):
+            await items.aclose()
+
+
+class Stopping(Exception):
+    """Raised by ``until`` when the server began to stop before the stream ended."""

@@ -8,9 +8,11 @@ are served, and each answer carries its own ``Usage``.
 
 from __future__ import annotations
 
-import os
+import hashlib
+import itertools
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,16 +31,16 @@ from rag.chat.sessions import (
 )
 from rag.engine import Engine, document_id
 from rag.errors import RagError, UsageError
-from rag.ingest.document import LoadedDocument
-from rag.ingest.loaders import load
-from rag.results import Answer, Hit, Hits, IngestReport
+from rag.results import HEADING_SEPARATOR, Answer, Hit, Hits, IngestReport, location
 from rag.retrieve.search import Filters, Mode
+from rag.serve.sources import Sources
 from rag.settings import Settings
 from rag.store.index import validate_index_name
+from rag.store.records import ChunkRecord
 from rag.store.store import Store
 
-#: Loaded documents kept for ``documents/{id}/text`` (a PDF is parsed once, not per click).
-_LOADED_KEPT = 8
+#: File hashes kept for ``documents/{id}/file`` (a reader clicks through one file's citations).
+_DIGESTS_KEPT = 64
 
 
 class NotFound(RagError):
@@ -56,11 +58,13 @@ class DocumentInfo:
     chunks: int
     uploaded: bool
     ingested_at: float
+    #: ``source`` as clients see it (``rag.serve.sources``): never the server's absolute path.
+    shown: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "source": self.source,
+            "source": self.shown,
             "name": Path(self.source).name,
             "kind": self.kind,
             "pages": self.pages,
@@ -78,7 +82,11 @@ class ServerState:
         self.store = Store(settings=settings)
         self.layout = self.store.layout
         self._lock = threading.RLock()
-        self._documents: OrderedDict[tuple[str, int, int], LoadedDocument] = OrderedDict()
+        self._digests: OrderedDict[tuple[str, int, int, int], str] = OrderedDict()
+        #: Upload names handed out per index whose file may not be in place yet (its job is queued).
+        self._claimed: dict[str, set[str]] = {}
+        #: The folders ``rag serve --watch`` follows, as ``/api/v1/status`` lists them.
+        self.watch_status: Callable[[], list[dict[str, Any]]] = list
 
     def close(self) -> None:
         self.store.close()
@@ -107,8 +115,9 @@ class ServerState:
             raise NotFound(str(exc)) from None
 
     def status(self) -> dict[str, Any]:
-        """What ``rag status --json`` prints."""
-        return {"store": self.layout.description, "indexes": [i.to_dict() for i in self.store.indexes()]}
+        """What ``rag status --json`` prints, and the folders watched."""
+        indexes = [i.to_dict() for i in self.store.indexes()]
+        return {"store": self.layout.description, "indexes": indexes, "watch": self.watch_status()}
 
     def models_loaded(self) -> int:
         """How many embedding models this server has loaded (one per embedder in use)."""
@@ -185,12 +194,40 @@ class ServerState:
         """Where uploaded files of ``index`` are kept: one folder per index, in the store."""
         return self.layout.uploads_dir(index)
 
-    def is_uploaded(self, index: str, path: str) -> bool:
-        folder = str(self.uploads_dir(index).resolve())
-        return os.path.dirname(os.path.abspath(path)) == folder
+    def claim_upload_name(self, index: str, name: str, digest: str, *, replace: bool = False) -> str:
+        """The name an upload is stored under: ``name``, or ``name (2)``... when another file has it.
+
+        Two different files never share a name: an upload replaces the stored file of the
+        same name only when the client asks (``replace``), or when it is that same file
+        again (same content).  Names of uploads still waiting in a job count as taken.
+        """
+        folder = self.uploads_dir(index)
+        with self._lock:
+            claimed = self._claimed.setdefault(index, set())
+            for n in itertools.count(1):
+                candidate = numbered(name, n)
+                path = folder / candidate
+                on_disk = path.is_file()
+                if replace or (not on_disk and candidate not in claimed):
+                    claimed.add(candidate)
+                    return candidate
+                if on_disk and file_digest(path) == digest:
+                    return candidate
+        raise AssertionError("unreachable")
+
+    def release_upload_name(self, index: str, name: str) -> None:
+        with self._lock:
+            self._claimed.get(index, set()).discard(name)
+
+    def sources(self, index: str | None) -> Sources:
+        """How index ``index`` names its files to clients, and where it may serve them from."""
+        engine = self.engine(index)
+        return Sources.of((d.source for d in engine.documents()), self.uploads_dir(engine.index_name))
 
     def documents(self, index: str | None) -> list[DocumentInfo]:
         engine = self.engine(index)
+        docs = engine.documents()
+        sources = Sources.of((d.source for d in docs), self.uploads_dir(engine.index_name))
         return [
             DocumentInfo(
                 id=d.id,
@@ -198,10 +235,11 @@ class ServerState:
                 kind=d.kind,
                 pages=d.pages,
                 chunks=d.chunks,
-                uploaded=self.is_uploaded(engine.index_name, d.source),
+                uploaded=sources.uploaded(d.source),
                 ingested_at=d.ingested_at,
+                shown=sources.show(d.source),
             )
-            for d in engine.documents()
+            for d in docs
         ]
 
     def document(self, index: str | None, doc_id: str) -> DocumentInfo:
@@ -219,51 +257,59 @@ class ServerState:
         self.engine(index).remove([doc.source])
         if doc.uploaded:
             Path(doc.source).unlink(missing_ok=True)
+            self.release_upload_name(index, Path(doc.source).name)
         return doc
 
     def document_file(self, index: str | None, doc_id: str) -> Path:
-        """The original file of a document, if it is still where it was indexed from.
+        """The original file of a document, only while it is what was indexed.
 
-        Only a path the index itself records is ever served, and only a regular file:
-        the id is a hash, so no client text ever becomes part of a path.
+        The path is the one the index recorded (the id is a hash: no client text becomes
+        part of a path), and it is checked now, when serving: its real path must be inside
+        the index's folder or its uploads (a link swapped since the ingest is not followed
+        out), and its content must still hash to what was indexed (else ``Conflict``).
         """
-        doc = self.document(index, doc_id)
+        engine = self.engine(index)
+        doc = self.document(engine.index_name, doc_id)
         path = Path(doc.source)
-        if not path.is_file():
-            raise NotFound(f"the file of document '{doc_id}' is gone from {doc.source}")
+        if not path.is_file() or not self.sources(engine.index_name).servable(doc.source):
+            raise NotFound(f"the file of document '{doc_id}' ({doc.shown}) is not where it was indexed")
+        record = self.store.open_index(engine.index_name).file(doc.source)
+        if record is None or self._digest(path) != record.content_hash:
+            raise Conflict(f"{doc.shown} changed since it was indexed: ingest it again to open it")
         return path
 
-    def document_text(self, index: str | None, doc_id: str, page: int | None) -> dict[str, Any]:
-        """The loader's text of one page (or of the whole file when it has no pages).
+    def _digest(self, path: Path) -> str:
+        """The file's SHA-256, remembered while its size, time and inode stay the same."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        with self._lock:
+            found = self._digests.get(key)
+        if found is None:
+            found = file_digest(path)
+            with self._lock:
+                self._digests[key] = found
+                while len(self._digests) > _DIGESTS_KEPT:
+                    self._digests.popitem(last=False)
+        return found
 
-        Chunk ``start``/``end`` offsets index into exactly this string.
+    def document_text(self, index: str | None, doc_id: str, page: int | None) -> dict[str, Any]:
+        """The indexed text of one page (or of the whole file when it has no pages).
+
+        Built from the chunks the index holds, never by reading the file again: what is
+        shown is what was indexed, whatever the file (or a link) says now.  Chunk
+        ``start``/``end`` offsets index into exactly this string.
         """
-        doc = self.document(index, doc_id)
-        path = self.document_file(index, doc_id)
-        document = self._loaded(path)
-        paged = any(s.page is not None for s in document.sections)
+        engine = self.engine(index)
+        doc = self.document(engine.index_name, doc_id)
+        chunks = engine.chunks(doc.source)
+        paged = any(c.page is not None for c in chunks)
         if paged and page is None:
             page = 1
-        sections = [s for s in document.sections if s.page == page] if paged else document.sections
-        if paged and not sections:
-            raise NotFound(f"document '{doc_id}' has no text on page {page}")
-        return {"id": doc.id, "source": doc.source, "page": page if paged else None, "text": _assemble(sections)}
-
-    def _loaded(self, path: Path) -> LoadedDocument:
-        """The file as its loader reads it; the last few are kept, since a reader clicks through citations."""
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            found = self._documents.get(key)
-            if found is not None:
-                self._documents.move_to_end(key)
-                return found
-        document = load(path)
-        with self._lock:
-            self._documents[key] = document
-            while len(self._documents) > _LOADED_KEPT:
-                self._documents.popitem(last=False)
-        return document
+        if paged:
+            chunks = [c for c in chunks if c.page == page]
+            if not chunks:
+                raise NotFound(f"document '{doc_id}' has no text on page {page}")
+        return {"id": doc.id, "source": doc.shown, "page": page if paged else None, "text": _assemble(chunks)}
 
     # --- ingest ---------------------------------------------------------------------------
 
@@ -276,64 +322,130 @@ class Conflict(RagError):
     """The request clashes with what exists (HTTP 409)."""
 
 
-def _assemble(sections: Sequence[Any]) -> str:
-    """Sections placed at their offsets; gaps (Markdown headings between sections) become spaces."""
-    size = max((s.offset + len(s.text) for s in sections), default=0)
-    chars = [" "] * size
-    for s in sections:
-        chars[s.offset : s.offset + len(s.text)] = s.text
+def _assemble(chunks: Sequence[ChunkRecord]) -> str:
+    """Chunks placed at their offsets.  Gaps become line breaks, so that Markdown keeps its
+    blocks apart; a Markdown section's heading (not in any chunk) is written back into the
+    gap before the section's first chunk, from the chunk's heading path."""
+    size = max((c.end for c in chunks), default=0)
+    chars = ["\n"] * size
+    end, heading = 0, ""
+    for c in sorted(chunks, key=lambda c: c.start):
+        if c.kind == "markdown" and c.heading and c.heading != heading and c.start > end:
+            parts = c.heading.split(HEADING_SEPARATOR)
+            line = f"{'#' * min(len(parts), 6)} {parts[-1]}"
+            at = end + 2 if end else 0  # after the blank line that ends the text before it
+            if at + len(line) + 1 <= c.start:
+                chars[at : at + len(line)] = line
+        chars[c.start : c.end] = c.text
+        end, heading = max(end, c.end), c.heading
     return "".join(chars)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+,-]+")
+# Path separators, characters Windows forbids in names, and control and bidi-override
+# characters (a name must read as what it is): each becomes "_".  Letters of every script stay.
+_UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]+')
+#: Longest stored name in UTF-8 bytes (file systems allow 255; room is left for " (N)").
+_NAME_BYTES = 200
 
 
 def safe_filename(name: str) -> str:
-    """An uploaded file's name made safe to keep: no folders, no hidden files, no odd characters."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE.sub("_", base).strip(" .")
+    """An uploaded file's name made safe to keep, in any script: NFC, no folders, no hidden
+    files, no separators or control characters (``отчёт.md`` stays ``отчёт.md``)."""
+    base = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    base = _UNSAFE.sub("_", base).strip(" ._")
     stem, dot, ext = base.rpartition(".")
     if not dot:
         stem, ext = base, ""
-    stem = stem[:150] or "upload"
-    return f"{stem}.{ext[:16]}" if ext else stem
+    ext = ext[:16].strip()
+    stem = _clip(stem, _NAME_BYTES - len(ext.encode())).strip(" .") or "upload"
+    return f"{stem}.{ext}" if ext else stem
 
 
-def citations_json(answer: Answer) -> list[dict[str, Any]]:
-    """Citations with what a client needs to highlight the passage: span, text, document id."""
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def numbered(name: str, n: int) -> str:
+    """``report.md``, then ``report (2).md``, ``report (3).md``..."""
+    if n == 1:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem} ({n}).{ext}" if dot and stem else f"{name} ({n})"
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def citations_json(answer: Answer, sources: Sources) -> list[dict[str, Any]]:
+    """Citations with what a client needs to highlight the passage: span, text, document id.
+
+    ``source`` and ``location`` name the file as ``sources`` shows it (no server path);
+    two citations of one file that would read the same get their section or passage added.
+    """
     hits: dict[str, Hit] = {h.chunk_id: h for h in answer.context}
     out = []
     for c in answer.citations:
         hit = hits.get(c.chunk_id)
+        shown = sources.show(c.source)
         out.append(
             {
                 **c.to_dict(),
+                "source": shown,
+                "location": location(shown, c.page, c.heading),
                 "start": hit.start if hit else None,
                 "end": hit.end if hit else None,
                 "text": hit.text if hit else c.text,
                 "document_id": document_id(c.source),
             }
         )
+    _tell_apart(out)
     return out
 
 
-def answer_json(answer: Answer) -> dict[str, Any]:
+def _tell_apart(citations: list[dict[str, Any]]) -> None:
+    """Locations made distinct: the heading first (``notes.md § Costs``), then the passage number."""
+    for add in (_heading, _passage):
+        seen: dict[str, int] = {}
+        for c in citations:
+            seen[c["location"]] = seen.get(c["location"], 0) + 1
+        for c in citations:
+            if seen[c["location"]] > 1 and (extra := add(c)):
+                c["location"] += extra
+
+
+def _heading(citation: dict[str, Any]) -> str:
+    heading = citation.get("heading") or ""
+    return f" § {heading}" if heading and heading not in citation["location"] else ""
+
+
+def _passage(citation: dict[str, Any]) -> str:
+    position = str(citation.get("chunk_id", "")).rpartition("-")[2]
+    return f" (passage {int(position) + 1})" if position.isdigit() else ""
+
+
+def answer_json(answer: Answer, sources: Sources) -> dict[str, Any]:
     """``rag ask --json``'s shape, with citations a client can highlight."""
     data = answer.to_dict()
-    data["citations"] = citations_json(answer)
+    data["citations"] = citations_json(answer, sources)
     return data
 
 
-def hit_json(hit: Hit) -> dict[str, Any]:
-    return {**hit.to_dict(), "document_id": document_id(hit.source)}
+def hit_json(hit: Hit, sources: Sources) -> dict[str, Any]:
+    return {**hit.to_dict(), "source": sources.show(hit.source), "document_id": document_id(hit.source)}
 
 
-def session_json(session: Session) -> dict[str, Any]:
-    return {**session.info.to_dict(), "turns": [turn_json(t) for t in session.turns]}
+def session_json(session: Session, sources: Sources) -> dict[str, Any]:
+    return {**session.info.to_dict(), "turns": [turn_json(t, sources) for t in session.turns]}
 
 
-def turn_json(turn: ChatTurn) -> dict[str, Any]:
-    return {"question": turn.question, "answer": answer_json(turn.to_answer())}
+def turn_json(turn: ChatTurn, sources: Sources) -> dict[str, Any]:
+    return {"question": turn.question, "answer": answer_json(turn.to_answer(), sources)}
 
 
 Runner = Callable[[DeltaCallback], Answer]

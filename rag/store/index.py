@@ -511,10 +511,14 @@ class Index:
         if self._server is not None:
             generation = self._commit_generation(added=[], removed=self._manifest.live_ids_of(paths))
         removed: dict[str, int] = {}
+        stale: list[str] = []
         for path in paths:
             ids = self._manifest.forget_file(path)
-            self._delete(ids)
+            stale += ids
             removed[path] = len(ids)
+        # One delete for all: Chroma's and Tantivy's commit per call made it 70 ms a file
+        # (200 files 13.9 s); stale ids left by a crash meanwhile are settled by the next run.
+        self._delete(stale)
         if generation is not None:
             self._manifest.set_meta("generation", generation)
         return removed

@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from rag.errors import DocumentError
-from rag.ingest.document import LoadedDocument
+from rag.ingest.document import LoadedDocument, Section
 from rag.ingest.loaders.docx import load_docx
 from rag.ingest.loaders.eml import load_eml
 from rag.ingest.loaders.epub import load_epub
 from rag.ingest.loaders.html import load_html
 from rag.ingest.loaders.markdown import load_markdown
 from rag.ingest.loaders.markup import load_rst, load_tex
+from rag.ingest.loaders.msg import load_msg
 from rag.ingest.loaders.ocr import OcrMode, load_image_text
+from rag.ingest.loaders.odf import load_odf
 from rag.ingest.loaders.pdf import load_pdf
 from rag.ingest.loaders.pptx import load_pptx
 from rag.ingest.loaders.spreadsheet import load_csv, load_xlsx
 from rag.ingest.loaders.text import decode_text, load_text, read_bytes
+from rag.text import normalize_controls
 
 __all__ = [
     "FILE_TYPES",
@@ -82,13 +85,15 @@ def _pdf(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
 
 
 def _image(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
-    from rag.ingest.document import Section
-
     return LoadedDocument(path, "image", [Section(load_image_text(path, data, options.ocr).strip(), ocr=True)])
 
 
 def _eml(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     return load_eml(path, data, lambda p, d: load_bytes(p, d, options))
+
+
+def _msg(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+    return load_msg(path, data, lambda p, d: load_bytes(p, d, options))
 
 
 _TEXT = FileType("text", _plain(load_text), isolate=False)
@@ -106,10 +111,15 @@ FILE_TYPES: dict[str, FileType] = {
     ".docx": FileType("docx", _plain(load_docx), cites="section"),
     ".pptx": FileType("pptx", _plain(load_pptx), cites="slide"),
     ".xlsx": FileType("xlsx", _plain(load_xlsx), cites="rows"),
+    ".xlsm": FileType("xlsx", _plain(load_xlsx), cites="rows"),  # macros are not run, only cells read
+    ".odt": FileType("odt", _plain(load_odf), cites="section"),
+    ".ods": FileType("ods", _plain(load_odf), cites="rows"),
+    ".odp": FileType("odp", _plain(load_odf), cites="slide"),
     ".csv": FileType("csv", _plain(load_csv), cites="rows", isolate=False),
     ".tsv": FileType("csv", _plain(load_csv), cites="rows", isolate=False),
     ".epub": FileType("epub", _plain(load_epub), cites="section"),
     ".eml": FileType("eml", _eml, cites="section"),
+    ".msg": FileType("msg", _msg, cites="section"),
     ".rst": FileType("rst", _plain(load_rst), cites="section", isolate=False),
     ".tex": FileType("tex", _plain(load_tex), cites="section", isolate=False),
     ".json": FileType("json", _plain(load_text, "json"), isolate=False),
@@ -179,6 +189,20 @@ def load_bytes(path: Path, data: bytes, options: LoadOptions | None = None) -> L
     if not data or data.isspace():
         raise DocumentError(path, "empty file")
     document = found.read(path, data, options or LoadOptions())
+    document.sections = [s for s in map(_normalized, document.sections) if s.text]
     if not document.sections:
         raise DocumentError(path, "no visible text" if found.kind == "html" else "no text")
     return document
+
+
+def _normalized(section: Section) -> Section:
+    """The section without control characters (one place for every loader), still stripped.
+
+    Characters are only dropped or replaced one for one, so a section never grows: the
+    sections' offsets stay in order and never overlap.
+    """
+    text = normalize_controls(section.text)
+    if text == section.text:
+        return section
+    lead = len(text) - len(text.lstrip())
+    return replace(section, text=text.strip(), offset=section.offset + lead)

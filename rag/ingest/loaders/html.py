@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -57,7 +59,25 @@ _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)""", 
 _AS_CP1252 = frozenset({"ascii", "iso8859-1", "cp1252"})
 
 
-def load_html(path: Path, data: bytes) -> LoadedDocument:
+#: One heading of a heading path: its title and the offset where its text starts.
+Heading = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class VisibleText:
+    """A page's visible text, where its headings cut it, and where its anchors point."""
+
+    text: str
+    #: ``(offset, heading path)`` for each run of text under one heading, in order.
+    sections: list[tuple[int, tuple[Heading, ...]]]
+    #: ``id`` (or ``<a name>``) -> the offset in ``text`` of what follows that element's start.
+    anchors: dict[str, int]
+    title: str
+    saw_h1: bool
+    warning: str | None
+
+
+def visible_text(path: Path, data: bytes) -> VisibleText:
     decoded = decode_text(data, path, declared=_declared_charset(data))
     parser = _VisibleText()
     try:
@@ -66,15 +86,33 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
     except Exception as exc:  # html.parser has asserts on broken markup
         raise DocumentError(path, f"could not parse HTML ({type(exc).__name__})") from None
     text = "".join(parser.parts)
-    prefix = (parser.title,) if parser.title and not parser.saw_h1 else ()
-    starts = [start for start, _ in parser.sections] + [len(text)]
+    return VisibleText(text, parser.sections, parser.anchors, parser.title, parser.saw_h1, decoded.warning)
+
+
+def load_html(path: Path, data: bytes) -> LoadedDocument:
+    page = visible_text(path, data)
+    prefix = (page.title,) if page.title and not page.saw_h1 else ()
     sections = []
-    for (start, heading), end in zip(parser.sections, starts[1:], strict=True):
-        chunk = text[start:end]
+    for start, end, heading in cuts(page):
+        chunk = page.text[start:end]
         if chunk.strip():
             lead = len(chunk) - len(chunk.lstrip())
-            sections.append(Section(chunk.strip(), heading=prefix + heading, offset=start + lead))
-    return LoadedDocument(path, "html", sections, [decoded.warning] if decoded.warning else [])
+            titles = prefix + tuple(title for title, _ in heading)
+            sections.append(Section(chunk.strip(), heading=titles, offset=start + lead))
+    return LoadedDocument(path, "html", sections, [page.warning] if page.warning else [])
+
+
+def cuts(page: VisibleText, at: Iterable[int] = ()) -> list[tuple[int, int, tuple[Heading, ...]]]:
+    """``(start, end, heading path)`` of each section, also cut at the offsets ``at``."""
+    bounds = sorted({start for start, _ in page.sections} | {a for a in at if 0 < a < len(page.text)})
+    pieces = []
+    index = 0
+    for i, start in enumerate(bounds):
+        while index + 1 < len(page.sections) and page.sections[index + 1][0] <= start:
+            index += 1
+        end = bounds[i + 1] if i + 1 < len(bounds) else len(page.text)
+        pieces.append((start, end, page.sections[index][1]))
+    return pieces
 
 
 def _declared_charset(data: bytes) -> str | None:
@@ -93,7 +131,8 @@ class _VisibleText(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.length = 0
-        self.sections: list[tuple[int, tuple[str, ...]]] = [(0, ())]
+        self.sections: list[tuple[int, tuple[Heading, ...]]] = [(0, ())]
+        self.anchors: dict[str, int] = {}
         self.title = ""
         self.saw_h1 = False
         self._breaks = 0  # newlines owed before the next text
@@ -104,10 +143,14 @@ class _VisibleText(HTMLParser):
         self._heading_level = 0
         self._heading_start = -1  # offset of the heading's text, once it has some
         self._heading_part = 0  # index in parts of that text
-        self._stack: list[tuple[int, str]] = []
+        self._stack: list[tuple[int, Heading]] = []
         self._title_parts: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if not self._skip_tag:
+            for name, value in attrs:
+                if value and (name == "id" or (name == "name" and tag == "a")):
+                    self.anchors.setdefault(value, self.length)
         if self._skip_tag:
             if tag != self._skip_tag:
                 return
@@ -185,8 +228,8 @@ class _VisibleText(HTMLParser):
         self.saw_h1 = self.saw_h1 or level == 1
         while self._stack and self._stack[-1][0] >= level:
             self._stack.pop()
-        self._stack.append((level, title))
-        heading = tuple(t for _, t in self._stack)
+        self._stack.append((level, (title, start)))
+        heading = tuple(h for _, h in self._stack)
         if self.sections[-1][0] == start:
             self.sections[-1] = (start, heading)
         else:

@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument, Section
 from rag.ingest.loaders.ocr import (
+    GIBBERISH,
     INSTALL_HINT,
     PDFIUM_LOCK,
     OcrMode,
     OcrUnavailable,
-    ocr_image,
+    read_upright,
     render_pages,
     tesseract_path,
 )
+from rag.ingest.loaders.quality import looks_garbled, quality
 
 if TYPE_CHECKING:
     from pypdf import PageObject
@@ -68,16 +70,41 @@ def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
             warnings.append(f"page {number}: text extraction failed ({_short(exc)})")
             failed.append(number)
     blank = [n for n in range(1, len(pages) + 1) if n not in failed and not texts.get(n, "").strip()]
+    # A text layer that is gibberish (a scanner's OCR of an upside-down page, fonts
+    # without a character map) is read again by OCR; the better reading is kept.
+    garbled = [n for n in texts if looks_garbled(texts[n])] if ocr == "auto" else []
     scanned: set[int] = set()
-    if blank and ocr != "never":
-        scanned, note = _ocr_pages(path, data, blank, texts)
-        if note:
-            warnings.append(note)
+    gibberish: list[int] = []
+    if (blank or garbled) and ocr != "never" and tesseract_path() is not None:
+        read, turned, error = _ocr_pages(path, data, sorted(blank + garbled))
+        for n, text in read.items():
+            if looks_garbled(text):
+                gibberish += [n] if n in blank else []
+            elif n in blank or quality(text).score > quality(texts[n]).score:
+                texts[n] = text
+                scanned.add(n)
+        replaced = sorted(scanned & set(garbled))
+        turned = [n for n in turned if n in scanned]
+        notes = [
+            f"OCR read {_pages(sorted(scanned))}" if scanned else "",
+            f"{_pages(turned)} turned the right way up for OCR" if turned else "",
+            f"the text layer of {_pages(replaced)} was gibberish: OCR read instead" if replaced else "",
+            f"OCR failed on {error}" if error else "",
+        ]
+        warnings += [note for note in notes if note]
+    kept = [n for n in garbled if n not in scanned]
+    if kept:
+        why = INSTALL_HINT if tesseract_path() is None else "OCR read no better"
+        warnings.append(f"the text layer of {_pages(kept)} looks like gibberish ({why}): indexed as it is")
+    if gibberish:
+        warnings.append(f"OCR found only gibberish on {_pages(gibberish)}: not indexed")
     sections = [
         Section(texts[n], page=n, ocr=n in scanned) for n in range(1, len(pages) + 1) if texts.get(n, "").strip()
     ]
-    unread = [n for n in blank if n not in scanned]
+    unread = [n for n in blank if n not in scanned and n not in gibberish]
     if not sections:
+        if gibberish and not unread:
+            raise DocumentError(path, GIBBERISH)
         if unread and ocr == "never":
             raise DocumentError(path, "no extractable text (scanned PDF? OCR is off: --ocr never)")
         if unread and tesseract_path() is None:
@@ -94,25 +121,23 @@ def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
     return LoadedDocument(path, "pdf", sections, warnings)
 
 
-def _ocr_pages(path: Path, data: bytes, numbers: list[int], texts: dict[int, str]) -> tuple[set[int], str | None]:
-    """OCR these pages into ``texts``; the pages read, and a warning when some could not be."""
-    if tesseract_path() is None:
-        return set(), None
-    done: set[int] = set()
+def _ocr_pages(path: Path, data: bytes, numbers: list[int]) -> tuple[dict[int, str], list[int], str]:
+    """These pages read by OCR, each the right way up; the pages turned for that; the first error."""
+    read: dict[int, str] = {}
+    turned: list[int] = []
     errors: list[str] = []
+    angle = 0  # the turn the page before needed
     for number, image in render_pages(path, data, numbers).items():
         try:
-            text = clean_page_text(ocr_image(image))
+            raw, angle = read_upright(image, likely=angle)
         except (RuntimeError, OSError, OcrUnavailable) as exc:
             errors.append(f"page {number}: {_short(exc)}")
             continue
+        text = clean_page_text(raw)
         if text.strip():
-            texts[number] = text
-            done.add(number)
-    note = f"OCR read {_pages(sorted(done))}" if done else None
-    if errors:
-        note = "; ".join([*([note] if note else []), f"OCR failed on {errors[0]}"])
-    return done, note
+            read[number] = text
+            turned += [number] if angle else []
+    return read, turned, errors[0] if errors else ""
 
 
 def _pages(numbers: list[int]) -> str:

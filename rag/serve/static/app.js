@@ -67,6 +67,7 @@
     error.textContent = message || "";
     error.classList.toggle("hidden", !message);
     $("key-input").value = "";
+    $("key-remember").checked = Boolean(localStorage.getItem(KEY_NAME)); // off unless asked before
     state.keyPrompt = new Promise((resolve) => {
       const form = $("key-form");
       const onSubmit = (event) => {
@@ -270,24 +271,36 @@
     for (const session of sessions) {
       const turns = plural(session.turns, "question");
       const info = session.updated ? `${turns} · ${formatTime(session.updated)}` : turns;
-      const open = el("button", "session-open", el("span", "session-name", session.name), el("span", "session-info", info));
+      // Its first question says what it is about; the name is what `rag chat --session` takes.
+      const title = session.title || session.name;
+      const open = el("button", "session-open", el("span", "session-name", title), el("span", "session-info", info));
       open.type = "button";
-      open.title = `${session.name}: ${info}`;
+      open.title = `${title}\n${info} · rag chat --session ${session.name}`;
       open.addEventListener("click", () => {
         openSession(session.name);
-        $("sessions").classList.remove("open");
-        $("toggle-sessions").setAttribute("aria-expanded", "false");
+        closeDrawer();
       });
       const remove = el("button", "session-delete", "✕");
       remove.type = "button";
       remove.title = `Delete session ${session.name}`;
-      remove.setAttribute("aria-label", `Delete session ${session.name}`);
+      remove.setAttribute("aria-label", `Delete session ${title}`);
       remove.addEventListener("click", () => deleteSession(session.name));
       const item = el("li", session.name === state.session ? "current" : null, open, remove);
       item.dataset.session = session.name;
       list.append(item);
     }
     $("sessions-empty").classList.toggle("hidden", sessions.length > 0);
+  }
+
+  /** The sessions drawer of a phone-wide page, over a backdrop that closes it when tapped. */
+  function setDrawer(open) {
+    $("sessions").classList.toggle("open", open);
+    $("drawer-backdrop").classList.toggle("hidden", !open);
+    $("toggle-sessions").setAttribute("aria-expanded", String(open));
+  }
+
+  function closeDrawer() {
+    setDrawer(false);
   }
 
   function markCurrentSession() {
@@ -374,31 +387,62 @@
     $("stop").classList.toggle("hidden", !busy);
   }
 
-  /** A session name people can read and type (`rag chat --session NAME`): the question's first words. */
+  // Words that start questions but say nothing of their subject ("when did the ...").
+  const QUESTION_WORDS = new Set(
+    ("a an the what when where who whom whose which why how is are was were do does did can could would should " +
+      "will shall may might must has have had be been of to in on at for by with about i we you me my our your " +
+      "please tell explain describe give list show there it its this that these those and or").split(" "),
+  );
+
+  /** A session name people can read and type (`rag chat --session NAME`): the question's subject words. */
   function sessionName(question) {
-    const words = question.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, " ").trim().split(" ");
+    const words = question.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, " ").trim().split(" ").filter(Boolean);
+    const subject = words.filter((w) => !QUESTION_WORDS.has(w));
     let slug = "";
-    for (const word of words) {
-      if (!word || (slug + word).length > 40) break;
+    for (const word of subject.length ? subject : words) {
+      if ((slug + word).length > 40) break;
       slug = slug ? `${slug}-${word}` : word;
     }
-    const suffix = Math.floor(Math.random() * 0x10000).toString(16).padStart(4, "0");
-    return slug ? `${slug}-${suffix}` : null;
+    return slug || null;
   }
 
+  /** The session of this chat, created with the question's name (name-2, name-3... when taken). */
   async function ensureSession(question) {
-    if (state.session) return state.session;
+    if (state.session) return { name: state.session, created: false };
+    const base = sessionName(question);
+    let name = null;
+    if (base) {
+      // Names are shared by all indexes (and `rag chat`): pick a free one rather than collide.
+      const body = await apiJson("/sessions");
+      const taken = new Set((body.sessions || []).map((s) => s.name));
+      for (let n = 1; !name; n++) if (!taken.has(n === 1 ? base : `${base}-${n}`)) name = n === 1 ? base : `${base}-${n}`;
+    }
     let response;
     try {
-      response = await postJson("/sessions", { index: state.index, name: sessionName(question) });
+      response = await postJson("/sessions", name ? { index: state.index, name } : { index: state.index });
     } catch (error) {
       if (error.status !== 409 && error.status !== 422) throw error;
-      response = await postJson("/sessions", { index: state.index }); // let the server pick a name
+      response = await postJson("/sessions", { index: state.index }); // taken meanwhile: the server picks a name
     }
     const body = await response.json();
     state.session = body.name;
     localStorage.setItem(SESSION_PREFIX + state.index, body.name);
-    return body.name;
+    return { name: body.name, created: true };
+  }
+
+  /** A session this page created for a first question that got no answer is not kept empty. */
+  async function dropEmptySession(name) {
+    try {
+      const session = await apiJson(`/sessions/${encodeURIComponent(name)}`);
+      if ((session.turns || []).length) return;
+      await api(`/sessions/${encodeURIComponent(name)}`, { method: "DELETE" });
+    } catch (_) {
+      return; // gone already, or the server is down: nothing to tidy
+    }
+    if (state.session === name) {
+      state.session = null;
+      localStorage.removeItem(SESSION_PREFIX + state.index);
+    }
   }
 
   async function ask(question) {
@@ -410,8 +454,11 @@
     state.controller = controller;
     setBusy(true);
     let finished = false;
+    let answered = false;
+    let session = null;
     try {
-      const name = await ensureSession(question);
+      session = await ensureSession(question);
+      const name = session.name;
       const response = await postJson(
         `/sessions/${encodeURIComponent(name)}/messages`,
         { question },
@@ -423,9 +470,13 @@
           scrollToEnd();
         } else if (event === "citations") {
           view.citations = data.citations || [];
+          if (Array.isArray(data.support)) view.support = data.support;
         } else if (event === "done") {
-          finishAnswer(view, data.answer || { answer: view.stream.data, refused: data.refused }, view.citations);
+          const answer = data.answer || { answer: view.stream.data, refused: data.refused };
+          if (!answer.support && Array.isArray(data.support)) answer.support = data.support;
+          finishAnswer(view, answer, view.citations);
           finished = true;
+          answered = true;
         } else if (event === "error") {
           failAnswer(view, data.message || "The answer failed.");
           finished = true;
@@ -436,9 +487,11 @@
       if (error.name === "AbortError") stoppedAnswer(view);
       else failAnswer(view, error.message);
     } finally {
-      if (state.controller === controller) state.controller = null;
       view.answer.classList.remove("streaming");
       view.answer.removeAttribute("aria-busy");
+      // Tidied before the next question may be sent, so that it cannot race the delete.
+      if (session && session.created && !answered) await dropEmptySession(session.name);
+      if (state.controller === controller) state.controller = null;
       setBusy(false);
       refreshSessions();
     }
@@ -473,23 +526,67 @@
     return [...byN.values()].sort((a, b) => a.n - b.n);
   }
 
-  /** Replace the streamed text with the final answer: [n] become buttons, and a label says how it was made. */
+  /** Ranges of the answer with [start, end) inside the text, or none. */
+  function ranges(list, length) {
+    if (!Array.isArray(list)) return [];
+    return list.filter((r) => r && Number.isInteger(r.start) && Number.isInteger(r.end) && r.start >= 0 && r.end > r.start && r.end <= length);
+  }
+
+  /**
+   * Replace the streamed text with the final answer: [n] become buttons, the words that answer
+   * are bold (as the CLI prints them), and a sentence the support check found no support for
+   * in its sources is set apart; citations rag attributed (the model gave none) are marked.
+   */
   function finishAnswer(view, answer, eventCitations) {
     const refused = Boolean(answer.refused);
     const citations = refused ? [] : mergeCitations(answer.citations, eventCitations);
     view.citations = citations;
     const byN = new Map(citations.map((c) => [Number(c.n), c]));
     const text = typeof answer.answer === "string" ? answer.answer : answer.text || view.stream.data;
+    const spans = refused ? [] : ranges(answer.spans, text.length);
+    const support = refused ? [] : ranges(answer.support || view.support, text.length);
+    const context = { text, spans, support };
+    const inAttributed = (at) => support.some((s) => s.attributed && s.start <= at && at <= s.end);
+
+    const markers = [...text.matchAll(/\[(\d+)\]/g)]
+      .filter((m) => byN.has(Number(m[1])))
+      .map((m) => ({ start: m.index, end: m.index + m[0].length, n: Number(m[1]) }));
+    const wrappers = [
+      ...support.filter((s) => s.supported === false).map((s) => ({ ...s, kind: "unsupported" })),
+      ...spans.map((s) => ({ ...s, kind: "answer-span" })),
+    ];
+    const cuts = new Set([0, text.length]);
+    for (const r of [...markers, ...wrappers, ...support]) cuts.add(r.start).add(r.end);
+    const points = [...cuts].sort((a, b) => a - b);
     view.text.replaceChildren();
-    const pattern = /\[(\d+)\]/g;
-    let at = 0;
-    for (const match of text.matchAll(pattern)) {
-      const citation = byN.get(Number(match[1]));
-      if (!citation) continue;
-      view.text.append(document.createTextNode(text.slice(at, match.index)), citeButton(citation));
-      at = match.index + match[0].length;
+    for (let p = 0; p + 1 < points.length; p++) {
+      const [a, b] = [points[p], points[p + 1]];
+      const marker = markers.find((m) => m.start <= a && m.end > a);
+      if (marker) {
+        if (marker.start === a) {
+          view.text.append(citeButton(byN.get(marker.n), context, inAttributed(a)));
+        }
+        continue;
+      }
+      let node = document.createTextNode(text.slice(a, b));
+      for (const w of wrappers.filter((r) => r.start <= a && r.end >= b).sort((x, y) => (x.kind < y.kind ? -1 : 1))) {
+        const wrap = el(w.kind === "unsupported" ? "span" : "strong", w.kind, node);
+        if (w.kind === "unsupported") wrap.title = "not supported by the cited sources";
+        node = wrap;
+      }
+      view.text.append(node);
+      // An attributed sentence whose citation is not written in the text gets its button here.
+      for (const s of support) {
+        if (s.attributed && s.end === b) {
+          for (const n of s.citations || []) {
+            const c = byN.get(Number(n));
+            if (c && !markers.some((m) => m.n === c.n && m.start >= s.start && m.start <= s.end)) {
+              view.text.append(" ", citeButton(c, context, true));
+            }
+          }
+        }
+      }
     }
-    view.text.append(document.createTextNode(text.slice(at)));
 
     // "answerer" is "llm" or "extractive" (older servers and saved turns said "mode").
     const kind = answer.answerer || answer.mode || "";
@@ -513,23 +610,29 @@
       const list = el("ol", "sources");
       for (const c of citations) {
         const where = c.page !== null && c.page !== undefined ? `${basename(c.source)}, page ${c.page}` : basename(c.source);
-        list.append(el("li", null, citeButton(c), ` ${where}`));
+        // Attributed in the list when no sentence cited it itself.
+        const cited = markers.some((m) => m.n === Number(c.n) && !inAttributed(m.start));
+        const added =
+          c.attributed === true || support.some((s) => s.attributed && (s.citations || []).map(Number).includes(Number(c.n)));
+        list.append(el("li", null, citeButton(c, context, added && !cited), ` ${where}`));
       }
       view.answer.append(list);
     }
   }
 
-  function citeButton(citation) {
-    const button = el("button", "cite", `[${citation.n}]`);
+  /** A [n] button that opens the cited passage; `answer` is what it was cited from (text, spans, support). */
+  function citeButton(citation, answer, attributed = false) {
+    const button = el("button", attributed ? "cite attributed" : "cite", `[${citation.n}]`);
     button.type = "button";
     button.dataset.n = String(citation.n);
     const where = citation.page !== null && citation.page !== undefined ? ` page ${citation.page}` : "";
-    button.title = `${basename(citation.source)}${where}`;
-    button.setAttribute("aria-label", `Source ${citation.n}: ${basename(citation.source)}${where}`);
+    const note = attributed ? " (attributed by rag: the model cited nothing here)" : "";
+    button.title = `${basename(citation.source)}${where}${note}`;
+    button.setAttribute("aria-label", `Source ${citation.n}: ${basename(citation.source)}${where}${note}`);
     button.addEventListener("click", () => {
       for (const active of document.querySelectorAll(".cite.active")) active.classList.remove("active");
       button.classList.add("active");
-      openSource(citation);
+      openSource(citation, answer);
     });
     return button;
   }
@@ -543,7 +646,10 @@
     $("documents-view").classList.toggle("hidden", source);
     $("tab-source").setAttribute("aria-selected", String(source));
     $("tab-documents").setAttribute("aria-selected", String(!source));
-    if (!source) refreshDocuments();
+    if (!source) {
+      refreshDocuments();
+      refreshStatus();
+    }
   }
 
   function closeSide() {
@@ -582,7 +688,11 @@
     return null;
   }
 
-  async function openSource(citation) {
+  // Markdown files are drawn as Markdown (the loader's table of types names these two).
+  const MARKDOWN = /\.(md|markdown)$/i;
+
+  /** The cited page in the source pane, the passage marked: the sentence that answers, its bold words. */
+  async function openSource(citation, answer) {
     showSide("source");
     $("source-empty").classList.add("hidden");
     $("source").classList.remove("hidden");
@@ -593,9 +703,10 @@
     const note = $("source-note");
     note.classList.add("hidden");
     const box = $("source-text");
+    box.classList.remove("rendered");
     box.replaceChildren(document.createTextNode("Loading…"));
     const link = $("source-open");
-    link.removeAttribute("href");
+    setOriginal(link, null);
 
     let id;
     let body;
@@ -612,31 +723,52 @@
       return;
     }
     const fileUrl = `${API}/documents/${encodeURIComponent(id)}/file?${indexQuery()}${hasPage ? `#page=${citation.page}` : ""}`;
-    link.href = fileUrl;
-    link.dataset.page = hasPage ? String(citation.page) : "";
+    setOriginal(link, fileUrl);
     link.textContent = hasPage ? `Open the original at page ${citation.page}` : "Open the original";
 
     const text = typeof body.text === "string" ? body.text : "";
-    const span = locate(text, citation, body.offset);
-    if (span) {
-      const mark = el("mark", null, text.slice(span[0], span[1]));
-      box.replaceChildren(document.createTextNode(text.slice(0, span[0])), mark, document.createTextNode(text.slice(span[1])));
-      mark.scrollIntoView({ block: "center" });
+    const markdown = MARKDOWN.test(citation.source || "");
+    const rendered = markdown ? window.ragMarkdown.markdown(text) : window.ragMarkdown.plain(text);
+    const passage = locate(text, citation, body.offset);
+    window.ragMarkdown.highlight(rendered, window.ragPassage.marks(text, passage, answer, Number(citation.n)));
+    box.classList.toggle("rendered", markdown);
+    box.replaceChildren(rendered.root);
+    const target = box.querySelector("mark");
+    if (target) target.scrollIntoView({ block: "center" });
+    else if (citation.text) {
+      note.textContent = "The cited passage could not be found on this page; showing the whole page.";
+      note.classList.remove("hidden");
+    }
+  }
+
+  /**
+   * "Open the original": a plain link without a key.  With a key, a link (clicked, middle-clicked,
+   * or opened from its menu) would arrive without the header and show a 401: it has no address
+   * then, and the page fetches the file with the header and opens it as a blob.
+   */
+  function setOriginal(link, url) {
+    link.dataset.url = url || "";
+    link.classList.toggle("hidden", !url);
+    if (url && !storedKey()) {
+      link.href = url;
+      link.removeAttribute("role");
+      link.removeAttribute("tabindex");
     } else {
-      box.replaceChildren(document.createTextNode(text));
-      if (citation.text) {
-        note.textContent = "The cited passage could not be found on this page; showing the whole page.";
-        note.classList.remove("hidden");
-      }
+      link.removeAttribute("href");
+      link.setAttribute("role", "button");
+      link.tabIndex = 0;
     }
   }
 
   /** With a key, a plain link cannot authenticate: fetch the file and open it as a blob. */
   async function openOriginal(event) {
-    const link = event.currentTarget;
-    if (!storedKey() || !link.href) return;
+    const link = $("source-open");
+    if (event.type === "keydown" && event.key !== "Enter" && event.key !== " ") return;
+    if (event.type === "auxclick" && event.button !== 1) return;
+    if (link.href && !storedKey()) return; // a plain link does it
     event.preventDefault();
-    const [url, fragment] = link.href.split("#");
+    if (!link.dataset.url) return;
+    const [url, fragment] = link.dataset.url.split("#");
     const opened = window.open("", "_blank");
     try {
       const response = await api(url.slice(url.indexOf(API) + API.length));
@@ -651,6 +783,55 @@
       if (opened) opened.close();
       toast(`Could not open the file: ${error.message}`);
     }
+  }
+
+  // --- watched folders (`rag serve --watch`) ----------------------------------------------
+
+  // Seconds between looks at /status while folders are watched (a change shows within this).
+  const WATCH_POLL = 10;
+  let watchTimer = null;
+
+  /** The server's watched folders, from /status; servers without `watch` show nothing. */
+  async function refreshStatus() {
+    clearTimeout(watchTimer);
+    let body;
+    try {
+      body = await apiJson("/status");
+    } catch (_) {
+      return; // the status area is a courtesy: answers and uploads say their own errors
+    }
+    const watches = Array.isArray(body && body.watch) ? body.watch.filter((w) => w && typeof w === "object") : [];
+    renderWatch(watches);
+    if (watches.length) watchTimer = setTimeout(refreshStatus, WATCH_POLL * 1000);
+  }
+
+  function renderWatch(watches) {
+    const list = $("watch-list");
+    list.replaceChildren();
+    for (const w of watches) {
+      const stateName = String(w.state || "unknown");
+      const info = [
+        stateName,
+        Number.isInteger(w.files) ? plural(w.files, "file") : null,
+        Number.isInteger(w.queued) && w.queued > 0 ? `${w.queued} queued` : null,
+        typeof w.last_change === "number" ? `last change ${formatTime(w.last_change)}` : null,
+        w.index ? `index ${w.index}` : null,
+      ].filter(Boolean);
+      const path = el("div", "watch-path", String(w.path || ""));
+      path.title = String(w.path || "");
+      const item = el("li", w.last_error ? "watch failed" : "watch", path, el("div", "watch-info", info.join(" · ")));
+      item.dataset.state = stateName;
+      if (w.last_error) item.append(el("p", "watch-error", String(w.last_error)));
+      list.append(item);
+    }
+    $("watch-area").classList.toggle("hidden", !watches.length);
+    const chip = $("watch-status");
+    const failed = watches.filter((w) => w.last_error).length;
+    chip.classList.toggle("hidden", !watches.length);
+    chip.classList.toggle("failed", failed > 0);
+    const long = failed ? `Watch: ${plural(failed, "error")}` : `Watching ${plural(watches.length, "folder")}`;
+    chip.replaceChildren(el("span", "long", long), el("span", "short", failed ? "Watch ⚠" : "Watch"));
+    chip.title = `${long}: folders this server keeps in step with the index`;
   }
 
   async function refreshDocuments() {
@@ -734,7 +915,7 @@
     row.item.classList.add("failed");
     setStage(row, "failed");
     row.reason.textContent = reason;
-    row.reason.classList.remove("hidden");
+    row.reason.classList.remove("hidden", "renamed");
     row.progress.classList.add("hidden");
   }
 
@@ -773,10 +954,32 @@
     });
   }
 
+  /** The row of a file the job names: by the name it is stored under, else the name it was sent as. */
   function rowFor(rows, file) {
     if (!file) return null;
     const name = basename(file);
-    return rows.find((r) => r.name === file) || rows.find((r) => r.name === name) || null;
+    for (const key of [file, name]) {
+      const found = rows.find((r) => r.stored === key) || rows.find((r) => !r.stored && r.name === key);
+      if (found) return found;
+    }
+    return null;
+  }
+
+  /** The server's word on each file: the name it keeps it under (a taken name gets a suffix), or why not. */
+  function acceptedFiles(rows, files) {
+    files.forEach((file, i) => {
+      // The list follows the order of the upload; by name only if it does not line up.
+      const row = files.length === rows.length ? rows[i] : rowFor(rows, file.uploaded_as || file.name);
+      if (!row) return;
+      if (file.name && file.name !== row.name) {
+        row.stored = file.name;
+        row.item.dataset.stored = file.name;
+        row.reason.textContent = `stored as ${file.name}`;
+        row.reason.classList.add("renamed");
+        row.reason.classList.remove("hidden");
+      }
+      if (file.state === "failed") failRow(row, file.reason || "refused");
+    });
   }
 
   async function uploadFiles(fileList) {
@@ -799,11 +1002,8 @@
       }
     }
     for (const row of rows) setStage(row, "queued", 30);
-    // The server may have refused some files outright (wrong type, too big).
-    for (const file of job.files || []) {
-      const row = rowFor(rows, file.name);
-      if (row && file.state === "failed") failRow(row, file.reason || "refused");
-    }
+    // The server may have renamed some, or refused them outright (wrong type, too big).
+    acceptedFiles(rows, Array.isArray(job.files) ? job.files : []);
     if (!job.job) {
       for (const row of rows) if (!row.finished) finishRow(row, "done");
       return;
@@ -935,14 +1135,15 @@
     document.addEventListener("keydown", (event) => {
       if (event.key !== "Escape" || document.querySelector("dialog[open]")) return;
       if (state.controller) stopAnswer();
-      else if ($("sessions").classList.contains("open")) $("toggle-sessions").click();
+      else if ($("sessions").classList.contains("open")) closeDrawer();
       else if (!$("side").classList.contains("hidden")) closeSide();
     });
-    $("new-session").addEventListener("click", () => newChat());
-    $("toggle-sessions").addEventListener("click", () => {
-      const open = $("sessions").classList.toggle("open");
-      $("toggle-sessions").setAttribute("aria-expanded", String(open));
+    $("new-session").addEventListener("click", () => {
+      newChat();
+      closeDrawer();
     });
+    $("toggle-sessions").addEventListener("click", () => setDrawer(!$("sessions").classList.contains("open")));
+    $("drawer-backdrop").addEventListener("click", closeDrawer);
     $("index-select").addEventListener("change", (event) => {
       if (event.target.value === NEW_INDEX) newIndex();
       else switchIndex(event.target.value);
@@ -960,10 +1161,11 @@
       if (shown) closeSide();
       else showSide("documents");
     });
+    $("watch-status").addEventListener("click", () => showSide("documents"));
     $("tab-source").addEventListener("click", () => showSide("source"));
     $("tab-documents").addEventListener("click", () => showSide("documents"));
     $("close-side").addEventListener("click", closeSide);
-    $("source-open").addEventListener("click", openOriginal);
+    for (const type of ["click", "auxclick", "keydown"]) $("source-open").addEventListener(type, openOriginal);
     $("key-button").addEventListener("click", () => askForKey(""));
     $("clear-uploads").addEventListener("click", clearFinishedUploads);
     if (storedKey()) $("key-button").classList.remove("hidden");
@@ -979,6 +1181,7 @@
       return;
     }
     await switchIndex(state.index);
+    await refreshStatus();
     document.body.dataset.ready = "true";
   }
 
