@@ -471,7 +471,7 @@ def main() -> None:
         row = evaluate(run, gate, threshold)
         mark = " **default**" if threshold == default else ""
         print(
-            f"| {threshold:.2f}{mark} | {row.answered_with_gold:.1%} | {row.declined_answerable:.1%} | "
+            f"| {threshold:.3g}{mark} | {row.answered_with_gold:.1%} | {row.declined_answerable:.1%} | "
             f"{row.declined_unanswerable:.1%} | {row.declined_offtopic:.1%} | {row.f1:.3f} | "
             f"{row.span_marked:.1%} | {row.span_f1:.3f} |"
         )
@@ -506,7 +506,7 @@ def main() -> None:
         for threshold in sorted({*THRESHOLDS, default}):
             removed_rate, kept_rate = scifact_row(sf, gate, threshold)
             mark = " **default**" if threshold == default else ""
-            print(f"| {threshold:.2f}{mark} | {removed_rate:.1%} | {kept_rate:.1%} |")
+            print(f"| {threshold:.3g}{mark} | {removed_rate:.1%} | {kept_rate:.1%} |")
 
     if args.no_ablation:
         return
@@ -522,7 +522,7 @@ def main() -> None:
         ("as shipped", extractive, {}),
         ("no focus-term check", extractive, no_focus),
         ("no missing-share rule", focus, {"MAX_MISSING": 1.0}),
-        ("no contrast check", contrast, {"conflict": lambda question, sentences: None}),
+        ("no contrast check", contrast, {"conflict": lambda question, sentences, context="": None}),
         ("no word coverage", extractive, {"COVERAGE_WEIGHT": 0.0}),
         ("no negation rule", extractive, {"negated": lambda text: False}),
         ("no answer-type penalty", extractive, {"ANSWER_TYPE_PENALTY": 0.0}),

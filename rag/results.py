@@ -13,6 +13,8 @@ from rag.usage import Usage
 # for a row range; repeated here so that results import nothing heavy.
 HEADING_SEPARATOR = " > "
 ROWS_PREFIX = "rows "
+# Between the cells of a table row as loaders write it ("Number: 13 | Square: 169").
+CELL_SEPARATOR = " | "
 # Appended to a chunk's kind when its text came from OCR (a scanned page, an image).
 OCR_SUFFIX = "+ocr"
 

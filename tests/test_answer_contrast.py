@@ -49,6 +49,24 @@ def test_no_conflict_where_the_sentence_answers(question: str, sentence: str) ->
     assert contrast.conflict(question, sentence) is None
 
 
+@pytest.mark.parametrize(
+    ("question", "sentence", "context"),
+    [
+        # The year or period is the table's title, the sheet's name or the heading's.
+        ("What were sales of Zone EUR in January–June 2023?", "Zone: Zone EUR | Sales: 9342", "January–June 2023"),
+        ("How many titles have the Rovers won since 1967?", "Club: Rovers | Titles: 12", "Since 67\n1967 2067"),
+        ("What was decided after the Q4 planning meeting?", "Hiring was paused.", "Q4 planning meeting > Decisions"),
+    ],
+)
+def test_a_year_or_version_the_document_s_titles_name_is_no_conflict(
+    question: str, sentence: str, context: str
+) -> None:
+    assert contrast.conflict(question, sentence) == "identifier"  # the sentence alone lacks it
+    assert contrast.conflict(question, sentence, context) is None
+    near = question.replace("2023", "2021").replace("1967", "1971").replace("Q4", "Q3")
+    assert contrast.conflict(near, sentence, context) == "identifier"  # a real near miss
+
+
 # --- a real index -----------------------------------------------------------------------------
 
 CORPUS = {
@@ -114,6 +132,6 @@ def test_a_near_miss_is_declined_and_the_question_it_mimics_answered(
     assert declined.to_dict()["refused"] is True
 
     # The contrast check is what declines it: without it the same sentence would be quoted.
-    monkeypatch.setattr(contrast, "conflict", lambda question, sentences: None)
+    monkeypatch.setattr(contrast, "conflict", lambda question, sentences, context="": None)
     unchecked = engine.ask(near_miss)
     assert not unchecked.refused and expected in unchecked.text, unchecked.text

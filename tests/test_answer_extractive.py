@@ -17,7 +17,9 @@ from rag.answer.extractive import (
     content_words,
     coverage,
     negated,
+    segments,
     select,
+    specificity,
     split_sentences,
 )
 from rag.embed import factory
@@ -63,6 +65,19 @@ def test_content_words_drop_stopwords_and_stem() -> None:
     assert coverage(question, content_words("The Danes conquered England.")) == pytest.approx(2 / 3)
 
 
+def test_coverage_weighs_the_words_few_retrieved_sentences_share_most() -> None:
+    # Every sentence names the topic; one says what the question asks about it.
+    topic = [f"Boots self-locking nuts are used in case {n}." for n in range(8)]
+    retrieved = [*topic, "Wing-type nuts are made of aluminum.", "Springs are made of steel."]
+    words = [content_words(s) for s in retrieved]
+    question = content_words("What are wing-type Boots self-locking nuts made of?")
+    weights = specificity(question, words)
+    assert weights["wing"] > weights["made"] > weights["boot"]
+    on_topic, specific = words[0], words[8]
+    assert coverage(question, on_topic) > coverage(question, specific)  # counted alike, the topic wins
+    assert coverage(question, specific, weights) > coverage(question, on_topic, weights)
+
+
 def test_candidates_skip_headings_fragments_and_repeats() -> None:
     hits = [
         hit(1, "of the river, which floods. The river is long. It ends in a delta at the sea, where"),
@@ -70,6 +85,35 @@ def test_candidates_skip_headings_fragments_and_repeats() -> None:
     ]
     assert [s.text for s in candidates(hits)] == ["The river is long.", "Deltas are flat."]
     assert [s.hit_index for s in candidates(hits)] == [0, 1]
+
+
+def test_each_table_row_is_a_sentence_of_its_own() -> None:
+    text = "Costs were low. See the table.\nItem: Boat | Cost: 4,200 EUR\nItem: Gear | Cost: 1,150 EUR\nAll paid."
+    found = [(text[s:e], row) for s, e, row in segments(text)]
+    assert found == [
+        ("Costs were low.", False),
+        ("See the table.", False),
+        ("Item: Boat | Cost: 4,200 EUR", True),
+        ("Item: Gear | Cost: 1,150 EUR", True),
+        ("All paid.", False),
+    ]
+    rows = "# In millions of CHF\nZone: EUR | Sales: 9\nZone: AMS | Sales: 8"
+    sheet = Hit(1, 1.0, "c1", "t.xlsx", None, "Zones > rows 6-7", rows)
+    assert [s.text for s in candidates([sheet])] == ["Zone: EUR | Sales: 9", "Zone: AMS | Sales: 8"]  # not the title
+
+
+def test_rows_quoted_from_two_sheets_name_them() -> None:
+    hits = [
+        Hit(1, 1.0, "c1", "t.xlsx", None, "Cubes > rows 2-3", "Number: 13 | Cube: 2197"),
+        Hit(2, 0.9, "c2", "t.xlsx", None, "Squares > rows 2-3", "Number: 13 | Square: 169"),
+    ]
+    both = [scored(0, hits, "Number: 13 | Cube: 2197", 0.9), scored(1, hits, "Number: 13 | Square: 169", 0.8)]
+    text, _ = compose(both, hits)
+    assert text == "Cubes: Number: 13 | Cube: 2197 [1]\n\nSquares: Number: 13 | Square: 169 [2]"
+    assert compose(both[:1], hits)[0] == "Number: 13 | Cube: 2197 [1]"  # one sheet: the citation says it
+    table = [Hit(1, 1.0, "c1", "t.csv", None, "rows 2-4", "a: 1 | b: 2\na: 3 | b: 4\na: 5 | b: 6")]
+    rows = [scored(0, table, "a: 5 | b: 6", 0.9), scored(0, table, "a: 1 | b: 2", 0.88)]
+    assert compose(rows, table)[0] == "a: 1 | b: 2\na: 5 | b: 6 [1]"  # a row a line
 
 
 def test_negation_and_answer_types() -> None:

@@ -60,6 +60,34 @@ def test_evidence_matches_words_loosely_and_identifiers_exactly() -> None:
     assert [numbers.has(t) for t in focus.terms("10 1230 HTTP/2 HTTP/3 11")] == [True, True, True, False, False]
 
 
+@pytest.mark.parametrize(
+    ("question", "text", "found"),
+    [
+        ("What opens on 3월 30일?", "The library reopens on 2020.3.30. after works.", True),
+        ("What opens on March 30?", "The library reopens on 2020.3.30. after works.", True),
+        ("What opens on 30 March 2020?", "Opening: 2020-03-30", True),
+        ("What opens on the 30th of March?", "It opens on 3/30/2021.", True),
+        ("What opens on March 30, 2020?", "It opened on 30 March 2019.", False),  # another year
+        ("What opens on March 31?", "The library reopens on 2020.3.30. after works.", False),
+        ("What opens on 3월 30일?", "It opens on 30 March.", True),
+    ],
+)
+def test_dates_compare_in_their_common_forms(question: str, text: str, found: bool) -> None:
+    dates = [t for t in focus.terms(question) if t.kind == "date"]
+    assert len(dates) == 1
+    assert focus.Evidence(text).has(dates[0]) is found
+
+
+def test_context_is_titles_heading_and_file_name_with_the_years_they_abbreviate() -> None:
+    table = Hit(1, 1.0, "c", "/d/club_results.xlsx", None, "Since 67 > rows 2-5", "# FY '23\nClub: Rovers | Titles: 12")
+    context = focus.context(table)
+    assert "club results" in context and "Since 67" in context and "FY '23" in context
+    assert {"1967", "2023"} <= set(context.split())
+    assert "Rovers" not in context  # a row is no title
+    evidence = focus.Evidence(focus.chunk_evidence(table))
+    assert all(evidence.has(t) for t in focus.terms("Rovers since 1967"))
+
+
 def test_check_weighs_missing_terms_by_rarity() -> None:
     counts = {"river": 40, "Rhine": 2, "length": 10, "Danube": 0}
     rarity = focus.Rarity(lambda phrases: {p: counts.get(p, 5) for p in phrases}, chunks=50)
@@ -156,6 +184,26 @@ def test_answer_span_on_hand_checked_cases(question: str, sentence: str, span: s
     found = answer_span(question, sentence)
     assert found is not None and found.text == span
     assert sentence[found.start : found.end] == span
+
+
+@pytest.mark.parametrize(
+    ("question", "row", "cell"),
+    [
+        ("What is the square of 13?", "Number: 13 | Square: 169", "169"),
+        ("Which colour is in Column 2 of the row starting with Purple?", "Column 1: Purple | Column 2: Green", "Green"),
+        ("How many leaves do berries have?", "Plant: Berries | Leaves: 50 | Roots: 3", "50"),
+        ("How old is Philip Gent?", "Id: 2 | First name: Philip | Last name: Gent | Age: 36", "36"),
+        ("What were Zone EUR sales in 2023?", "Zone: Zone EUR | Sales 2023: 9342 | Sales 2022: 9113", "9342"),
+        ("Who scored for Rovers?", "Club: Rovers | Scorer name: Ann Lee | Goals: 3", "Ann Lee"),
+    ],
+)
+def test_a_table_row_is_marked_in_the_cell_of_the_column_asked(question: str, row: str, cell: str) -> None:
+    found = answer_span(question, row)
+    assert found is not None and found.text == cell and row[found.start : found.end] == cell
+
+
+def test_no_cell_is_marked_when_the_question_names_no_column() -> None:
+    assert answer_span("Tell me about Rovers.", "Club: Rovers | Titles: 12") is None
 
 
 @pytest.mark.parametrize(

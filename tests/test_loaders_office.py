@@ -100,7 +100,7 @@ def test_pptx_slides_are_pages_with_titles_bodies_notes_and_tables(tmp_path: Pat
     assert launch.page == 2 and launch.heading == ("Product launch",)
     assert launch.text.startswith("Product launch\n\n")
     assert "Notes: Mention that the backup supplier is in Porto." in section_with(doc, "Porto").text
-    assert "Hydrology | 17" in section_with(doc, "Hydrology").text
+    assert "Team: Hydrology | People: 17" in section_with(doc, "Hydrology").text
     assert location(str(tmp_path / "deck.pptx"), 2, "Product launch").endswith("deck.pptx:slide 2")
 
 
@@ -112,8 +112,8 @@ def test_xlsx_blocks_of_rows_repeat_the_header_and_know_their_rows(tmp_path: Pat
     assert doc.kind == "xlsx"
     stations = [s for s in doc.sections if s.heading[0] == "Stations"]
     assert len(stations) > 1
-    for s in stations:
-        assert s.text.startswith("Station | River | Flow (m3/s) | Measured\n")
+    for s in stations:  # every row is a record naming its columns
+        assert all(line.startswith("Station: ST-") and "| Flow (m3/s): " in line for line in s.text.split("\n"))
     ranges = [s.heading[1] for s in stations]
     assert ranges[0].startswith("rows 2-")
     assert ranges[-1].endswith("-61")
@@ -129,6 +129,103 @@ def test_xlsx_blocks_of_rows_repeat_the_header_and_know_their_rows(tmp_path: Pat
     assert_offsets(doc)
 
 
+def test_xlsx_title_rows_and_a_two_row_header_travel_with_every_block(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Zones"
+    sheet.append(["Half-year results by zone, January–June 2023"])
+    sheet.append(["In millions of CHF"])
+    sheet.append([])
+    sheet.append(["", "Sales", None, "Organic growth", None])
+    sheet.append(["Zone", "2023", "2022", "2023", "2022"])
+    for i in range(60):
+        sheet.append([f"Zone {i:02d}", 9000 + i, 8000 + i, f"{i / 10:.1f}%", "1.0%"])
+    sheet.merge_cells("B4:C4")
+    sheet.merge_cells("D4:E4")
+    book.save(str(tmp_path / "zones.xlsx"))
+    doc = load(tmp_path / "zones.xlsx")
+    assert len(doc.sections) > 1
+    for section in doc.sections:
+        lines = section.text.split("\n")
+        assert lines[:2] == ["# Half-year results by zone, January–June 2023", "# In millions of CHF"]
+        assert all(line.startswith("Zone: Zone ") for line in lines[2:])
+    row = section_with(doc, "Zone 07")
+    record = "Zone: Zone 07 | Sales 2023: 9007 | Sales 2022: 8007 | Organic growth 2023: 0.7%"
+    assert record in row.text
+    first = doc.sections[0].heading
+    assert first[0] == "Zones" and first[1].startswith("rows 6-")  # the first row below the header
+    assert_offsets(doc)
+
+
+def test_a_word_table_with_a_title_row_and_merged_header_cells(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Survey results.")
+    table = document.add_table(rows=5, cols=3)
+    title = table.cell(0, 0).merge(table.cell(0, 2))
+    title.text = "Mussels per transect, May 2024"
+    table.cell(1, 0).text = "Site"
+    counts = table.cell(1, 1).merge(table.cell(1, 2))
+    counts.text = "Count"
+    for c, text in enumerate(["", "North", "South"]):
+        table.cell(2, c).text = text
+    for r, cells in enumerate([("Berries bank", "50", "12"), ("Leaves bank", "7", "30")], start=3):
+        for c, text in enumerate(cells):
+            table.cell(r, c).text = text
+    document.save(str(tmp_path / "survey.docx"))
+    text = load(tmp_path / "survey.docx").sections[0].text
+    assert text.split("\n")[2:] == [
+        "# Mussels per transect, May 2024",
+        "Site: Berries bank | Count North: 50 | Count South: 12",
+        "Site: Leaves bank | Count North: 7 | Count South: 30",
+    ]
+
+
+def test_a_long_word_or_slide_table_is_cut_into_blocks_each_led_by_its_title(tmp_path: Path) -> None:
+    import docx
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    rows = [("Mussel counts, May 2024", ""), ("Transect", "Count")] + [(f"T-{n:02d}", str(n * 7)) for n in range(60)]
+    document = docx.Document()
+    document.add_heading("Counts", level=1)
+    table = document.add_table(rows=len(rows), cols=2)
+    table.cell(0, 0).merge(table.cell(0, 1))
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Counts"
+    shape = slide.shapes.add_table(len(rows), 2, Inches(1), Inches(1), Inches(6), Inches(6))
+    shape.table.cell(0, 0).merge(shape.table.cell(0, 1))
+    for r, cells in enumerate(rows):
+        for c, text in enumerate(cells):
+            if text:
+                table.cell(r, c).text = text
+                shape.table.cell(r, c).text = text
+    document.save(str(tmp_path / "counts.docx"))
+    deck.save(str(tmp_path / "counts.pptx"))
+    for name in ("counts.docx", "counts.pptx"):
+        blocks = [s for s in load(tmp_path / name).sections if "Transect: " in s.text]
+        assert len(blocks) > 2, name
+        for block in blocks:
+            lines = block.text.split("\n")
+            assert lines[0] == "# Mussel counts, May 2024"
+            assert all(line.startswith("Transect: T-") for line in lines[1:])
+        assert "Transect: T-42 | Count: 294" in "\n".join(b.text for b in blocks)
+
+
+def test_a_table_whose_first_row_holds_numbers_has_no_header(tmp_path: Path) -> None:
+    (tmp_path / "plain.csv").write_text("1,Anna,41\n2,Philip,36\n", encoding="utf-8")
+    assert load(tmp_path / "plain.csv").sections[0].text == "1 | Anna | 41\n2 | Philip | 36"
+    # A column of text above a table is no title to repeat in every chunk (three rows at most are).
+    notes = "".join(f"Note {n}\n" for n in range(5)) + "a,b\n1,2\n"
+    (tmp_path / "notes.csv").write_text(notes, encoding="utf-8")
+    assert not any(line.startswith("#") for s in load(tmp_path / "notes.csv").sections for line in s.text.split("\n"))
+
+
 def test_csv_dialect_is_sniffed_and_rows_are_line_numbers(tmp_path: Path) -> None:
     lines = ["city;population;note"] + [f"Town{i};{1000 + i};" for i in range(1, 80)]
     lines[50] = 'Évora;56596;"historic centre,\nUNESCO site"'
@@ -136,8 +233,8 @@ def test_csv_dialect_is_sniffed_and_rows_are_line_numbers(tmp_path: Path) -> Non
     doc = load(tmp_path / "towns.csv")
     assert doc.kind == "csv"
     evora = section_with(doc, "Évora")
-    assert "Évora | 56596 | historic centre, UNESCO site" in evora.text
-    assert evora.text.startswith("city | population | note\n")
+    assert "city: Évora | population: 56596 | note: historic centre, UNESCO site" in evora.text
+    assert evora.text.startswith("city: Town")
     first, last = (int(n) for n in evora.heading[0].removeprefix("rows ").split("-"))
     assert first <= 51 <= last
     assert location(str(tmp_path / "towns.csv"), None, evora.heading[0]).endswith(f"towns.csv:rows {first}-{last}")
@@ -145,14 +242,14 @@ def test_csv_dialect_is_sniffed_and_rows_are_line_numbers(tmp_path: Path) -> Non
 
 def test_tsv_is_tab_separated(tmp_path: Path) -> None:
     (tmp_path / "t.tsv").write_text("a\tb\n1,5\t2\n", encoding="utf-8")
-    assert load(tmp_path / "t.tsv").sections[0].text == "a | b\n1,5 | 2"
+    assert load(tmp_path / "t.tsv").sections[0].text == "a: 1,5 | b: 2"
 
 
 def test_csv_with_mixed_encodings_is_read_line_by_line_with_a_warning(tmp_path: Path) -> None:
     data = b"name,city\n" + "José,Lisboa\n".encode("cp1252") + "Zoë,Köln\n".encode()
     (tmp_path / "mixed.csv").write_bytes(data)
     doc = load(tmp_path / "mixed.csv")
-    assert "José | Lisboa" in doc.sections[0].text and "Zoë | Köln" in doc.sections[0].text
+    assert "name: José | city: Lisboa" in doc.sections[0].text and "name: Zoë | city: Köln" in doc.sections[0].text
     assert doc.warnings == ["mixed encodings: 1 line(s) read as cp1252, 1 as UTF-8"]
 
 

@@ -14,9 +14,9 @@ question with the quoted sentences themselves, and names the first of:
   "official", "non-tropical" against "tropical", "disestablish" against "establish");
 - ``number``: a number word of the question missing from the sentences ("four layers"),
   unless it counts what is asked for ("What two areas ...");
-- ``identifier``: a version or year of the question missing from the sentences
-  (``HTTP/3``, ``1970``), though their chunk may have it: the sentence is about another
-  year or version.  Names are not checked: the sentence may say "he" or "the mission".
+- ``identifier``: a version or year of the question missing from the sentences and from
+  what titles them (``HTTP/3``, ``1970``), though their chunk may have it: the sentence is
+  about another year or version.  Names are not checked: the sentence may say "he" or "the mission".
 
 ``negated`` (any "not", "never", "n't") is here too: the extractive answerer lets only a
 negated sentence answer a negated question.
@@ -133,8 +133,12 @@ def _words(text: str) -> list[str]:
     return [p for w in _WORD.findall(text) for p in (w, *(w.split("-") if "-" in w else ()))]
 
 
-def conflict(question: str, sentences: str) -> Reason | None:
-    """Why ``sentences`` (the quoted text) cannot answer ``question``, or None when nothing says so."""
+def conflict(question: str, sentences: str, context: str = "") -> Reason | None:
+    """Why ``sentences`` (the quoted text) cannot answer ``question``, or None when nothing says so.
+
+    ``context`` is what the sentences' documents say they are about (``focus.context``:
+    title, heading path, sheet, table titles): a year or version the question names there
+    ("in January–June 2023", "since 1967" of a sheet "Since 67") is no conflict."""
     asked = _words(question.lower())
     said = set(_words(sentences.lower()))
     lower = {w for w in _words(sentences) if w.islower()}  # "North Sea" is a name, not a direction
@@ -148,7 +152,7 @@ def conflict(question: str, sentences: str) -> Reason | None:
         counts_answer = word in _CARDINALS and n > 0 and asked[n - 1] in _COUNTS_ANSWER
         if (word in _CARDINALS or word in _ORDINALS) and word not in said and not counts_answer:
             return "number"
-    evidence = focus.Evidence(sentences)
+    evidence = focus.Evidence(f"{sentences}\n{context}")
     if any(not evidence.has(t) for t in focus.terms(question) if _pinned(t)):
         return "identifier"
     return None

@@ -7,7 +7,8 @@ about the same thing), so the extractive answerer checks the question's terms in
 
 - ``terms``: the question's words less function words, each with a kind: an
   ``identifier`` (``PoolTimeout``, ``HTTP/3``, ``ARM64``, ``max_connections``), a
-  ``number`` (``1973``, ``231``), or a ``word``;
+  ``number`` (``1973``, ``231``), a ``date`` (a day and month, compared in any common
+  form: "March 30" = "30 March" = "2020.3.30." = "3월 30일"), or a ``word``;
 - ``Rarity``: how many chunks of the index hold a term (the keyword index's document
   frequencies), as BM25's inverse document frequency.  Rare terms say what a question is
   about; common ones ("year", "people") are how it is asked;
@@ -31,7 +32,7 @@ from typing import Literal
 from rag.results import Hit
 from rag.text import FUNCTION_WORDS
 
-Kind = Literal["identifier", "number", "word"]
+Kind = Literal["identifier", "number", "date", "word"]
 
 # Words that say how a question asks, not what it is about.
 _QUESTION_WORDS = FUNCTION_WORDS | frozenset(
@@ -55,8 +56,53 @@ class Term:
 
     @property
     def key(self) -> str:
-        """How the term is compared: lower case, crudely stemmed for words."""
+        """How the term is compared: lower case, crudely stemmed for words; "2020-3-30"
+        (or "-3-30" without a year) for dates."""
+        if self.kind == "date":
+            year, month, day = min(dates(self.text), key=lambda date: date[1:])
+            return f"{year or ''}-{month}-{day}"
         return stem(self.text.lower()) if self.kind == "word" else _normal(self.text)
+
+
+# --- dates in their common forms ------------------------------------------------------------
+
+_MONTH_NAMES = "January February March April May June July August September October November December".split()
+_MONTH = {name: n for n, full in enumerate(_MONTH_NAMES, 1) for name in (full, full[:3])} | {"Sept": 9}
+_MONTHS = "|".join(sorted(_MONTH, key=len, reverse=True))  # capitalised only: "may" is mostly a verb
+_ORDINAL = "(?:st|nd|rd|th)?"
+#: The forms a date is written in: "2020.3.30.", "2020-03-30", "3월 30일", "2020年3月30日",
+#: "March 30, 2020", "30 March", "the 30th of March", "30/3/2020" (day and month both ways).
+_DATE_FORMS = [
+    re.compile(r"\b(?P<y>\d{4})\s?[./-]\s?(?P<m>\d{1,2})\s?[./-]\s?(?P<d>\d{1,2})(?!\d)\.?"),
+    re.compile(r"(?:(?P<y>\d{4})\s*[년年]\s*)?(?<!\d)(?P<m>\d{1,2})\s*[월月]\s*(?P<d>\d{1,2})\s*[일日]"),
+    re.compile(rf"\b(?P<mn>{_MONTHS})\.?\s+(?P<d>\d{{1,2}}){_ORDINAL}\b(?:,?\s+(?P<y>\d{{4}})\b)?"),
+    re.compile(rf"\b(?P<d>\d{{1,2}}){_ORDINAL}\s+(?:of\s+)?(?P<mn>{_MONTHS})\b\.?(?:,?\s+(?P<y>\d{{4}})\b)?"),
+    re.compile(r"\b(?P<a>\d{1,2})[/.](?P<b>\d{1,2})[/.](?P<y>\d{4})\b"),
+]
+
+
+def _date_matches(text: str) -> list[tuple[re.Match[str], list[tuple[int | None, int, int]]]]:
+    """Each date written in ``text`` with what it may mean: (year or None, month, day)."""
+    found = []
+    for form in _DATE_FORMS:
+        for match in form.finditer(text):
+            group = match.groupdict()
+            year = int(group["y"]) if group.get("y") else None
+            if group.get("a"):  # 3/30/2020 or 30/3/2020
+                a, b = int(group["a"]), int(group["b"])
+                meanings = [(year, a, b), (year, b, a)]
+            else:
+                month = _MONTH[group["mn"]] if group.get("mn") else int(group["m"])
+                meanings = [(year, month, int(group["d"]))]
+            valid = [(y, m, d) for y, m, d in meanings if 1 <= m <= 12 and 1 <= d <= 31]
+            if valid:
+                found.append((match, valid))
+    return found
+
+
+def dates(text: str) -> set[tuple[int | None, int, int]]:
+    """The dates ``text`` writes, in any of the common forms, as (year or None, month, day)."""
+    return {meaning for _, meanings in _date_matches(text) for meaning in meanings}
 
 
 def _normal(token: str) -> str:
@@ -95,8 +141,14 @@ def kind_of(token: str) -> Kind:
 
 
 def terms(question: str) -> list[Term]:
-    """The question's focus terms, in order, without repeats."""
+    """The question's focus terms without repeats: its dates, then its other terms in order."""
     found: dict[str, Term] = {}
+    for match, _ in sorted(_date_matches(question), key=lambda m: m[0].start()):
+        if question[match.start() : match.end()] != match.group(0):
+            continue  # part of a date already taken ("March 30, 2020" holds "30")
+        term = Term(match.group(0).strip().rstrip("."), "date")
+        found.setdefault(term.key, term)
+        question = question[: match.start()] + " " * (match.end() - match.start()) + question[match.end() :]
     previous = ""
     for token in _TOKEN.findall(question):
         token = token.rstrip(".")
@@ -116,15 +168,29 @@ def terms(question: str) -> list[Term]:
 
 
 def chunk_evidence(hit: Hit) -> str:
-    """A chunk's text with what titles it: its heading path and its file's name.
+    """A chunk's text with what titles it (``context``)."""
+    return f"{context(hit)}\n{hit.text}"
+
+
+def context(hit: Hit) -> str:
+    """What a chunk is about as its document says it, not its sentences: the file's name, the
+    heading path (a document's title, sections, a sheet's name), a table's title lines, and
+    the years those abbreviate.
 
     Questions name a document by its title ("What does the Zen of Python say about
     errors?"), which its pages may never repeat: the title is often only the file name.
+    Titles shorten years ("Since 67", "FY '23") where a question says "since 1967".
     """
     name = _NAME_PARTS.sub(" ", PurePath(hit.source).stem)
-    return f"{name}\n{hit.heading}\n{hit.text}"
+    titles = "\n".join(
+        [name, hit.heading, *(line.removeprefix("#").strip() for line in hit.text.split("\n") if line.startswith("#"))]
+    )
+    years = [f"{century}{yy}" for yy in _SHORT_YEAR.findall(titles) for century in ("19", "20")]
+    return f"{titles}\n{' '.join(years)}"
 
 
+# A two-digit number standing alone in a title, perhaps after an apostrophe: a year.
+_SHORT_YEAR = re.compile(r"(?<![\w.,/-])['’]?(\d{2})(?![\w.,/%-])")
 _NAME_PARTS = re.compile(r"[_\-.]+")
 
 
@@ -140,8 +206,12 @@ class Evidence:
         self.stems = {stem(w) for w in words}
         # Prefixes let "conquest" meet "conquer", "Norman" meet "Normandy"'s ... (5 letters).
         self.prefixes = {w[:_PREFIX] for w in words if len(w) >= _PREFIX}
+        self.dates = dates(text)
 
     def has(self, term: Term) -> bool:
+        if term.kind == "date":  # the same day, in whatever form; a year only if both give one
+            year, month, day = (int(p) if p else None for p in term.key.split("-"))
+            return any((m, d) == (month, day) and (None in (y, year) or y == year) for y, m, d in self.dates)
         if term.kind != "word":
             return term.key in self.exact
         key = term.key

@@ -14,6 +14,9 @@ sentences of SQuAD v2 part A that took span F1 from 0.547 to 0.633 and the share
 wholly wrong marks from 36% to 27%, alike on both halves of its paragraphs: for "How many
 men were in Robert's army?" the first number was the year 1081, the nearest is 30,000.)
 
+A table row ("Number: 13 | Square: 169") is marked in the cell under the column the
+question names (``record_span``), never in another row.
+
 When nothing fits, there is no span (the whole sentence stands); a wrong bold is worse
 than none.  benchmarks/squad_answerability.py reports how often the span matches SQuAD's
 gold answer.
@@ -25,7 +28,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from rag.answer.focus import stem
-from rag.results import Span
+from rag.results import CELL_SEPARATOR, Span
 from rag.text import FUNCTION_WORDS
 
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
@@ -126,8 +129,40 @@ def _names(sentence: str) -> Iterable[re.Match[str]]:
             yield match
 
 
+# The columns a question asks for without naming them ("How old is ..." asks the "Age").
+_COLUMNS_ASKED = [
+    (re.compile(r"\bhow old\b", re.I), ("age",)),
+    (re.compile(r"^\W*when\b", re.I), ("date", "year", "time", "day", "when")),
+    (re.compile(r"^\W*where\b", re.I), ("city", "place", "location", "address", "country", "where")),
+    (re.compile(r"^\W*(?:who|whom|whose)\b", re.I), ("name", "person", "who")),
+    (re.compile(r"\bhow much\b", re.I), ("price", "cost", "amount", "total", "value")),
+]
+
+
+def record_span(question: str, row: str) -> Span | None:
+    """The cell of a table row ("Number: 13 | Square: 169") under the column the question
+    names most ("What is the square of 13?" marks 169), skipping cells that only repeat the
+    question (the row's label); None when it names no column.
+    """
+    asked = {stem(w) for w in _words(question) - FUNCTION_WORDS}
+    asked |= {name for asks, names in _COLUMNS_ASKED if asks.search(question) for name in names}
+    best: tuple[int, Span] | None = None
+    position = 0
+    for cell in row.split(CELL_SEPARATOR):
+        name, colon, value = cell.partition(": ")
+        if colon and value.strip():
+            named = len({stem(w) for w in _words(name)} & asked)
+            start = position + len(name) + len(colon)
+            if named and _new(value, _words(question)) and (best is None or named > best[0]):
+                best = (named, Span(start, start + len(value), value))
+        position += len(cell) + len(CELL_SEPARATOR)
+    return None if best is None else best[1]
+
+
 def answer_span(question: str, sentence: str) -> Span | None:
     """The part of ``sentence`` that answers ``question``, if one can be told apart."""
+    if CELL_SEPARATOR in sentence and ": " in sentence:
+        return record_span(question, sentence)
     asked = _words(question)
     anchors = _anchors(asked, sentence)
     span: Span | None = None

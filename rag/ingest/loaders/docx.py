@@ -5,7 +5,9 @@ Title or Heading N (or carrying an outline level) starts a section and extends t
 path.  Word records where its last layout broke pages (``w:lastRenderedPageBreak``); when a
 file has those, pages are counted from them, else from explicit page breaks, else pages are
 unknown (None) rather than guessed.  A table becomes one line per row, each cell prefixed
-with its column's header ("Region: North | Cases: 12"), so any run of rows keeps its meaning.
+with its column's header ("Region: North | Cases: 12"), so any run of rows keeps its meaning
+(``rag.ingest.loaders.layout.read_table``: title rows and merged header rows included); a
+long table becomes sections of its own, blocks of rows each led by the table's title.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders.container import open_zip
-from rag.ingest.loaders.layout import SectionWriter
+from rag.ingest.loaders.layout import TABLE_BLOCK_CHARS, SectionWriter, Table, read_table, row_blocks, table_text
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _HEADING_STYLE = re.compile(r"heading\s*(\d)", re.IGNORECASE)
@@ -81,9 +83,21 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
                 parts.append(text.strip())
             page += after
         else:
+            table = _table(element)
+            if table is None:
+                continue
+            text = table_text(table)
+            if len(text) > TABLE_BLOCK_CHARS:
+                # A long table is cut into blocks of rows, each led by the table's title, so
+                # that no chunk of it loses what its numbers are about.
+                flush()
+                body_parts = 0
+                for block in row_blocks(table):
+                    writer.add(block.text, page=page if paged else None, heading=tuple(t for _, t in stack))
+                continue
             if not parts:
                 section_page = page
-            parts.append(_table_text(element))
+            parts.append(text)
             body_parts += 1
     flush()
     return LoadedDocument(path, "docx", writer.sections)
@@ -147,27 +161,18 @@ def _heading_level(p: Any, style_names: dict[str, str]) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _table_text(tbl: Any) -> str:
-    rows: list[list[str]] = []
-    for tr in tbl.iter(f"{_W}tr"):
+def _table(tbl: Any) -> Table | None:
+    rows: list[tuple[int, list[str]]] = []
+    for number, tr in enumerate(tbl.iter(f"{_W}tr"), start=1):
         cells = []
         for tc in tr.iter(f"{_W}tc"):
             text = " ".join(" ".join(_paragraph_text(p).split()) for p in tc.iter(f"{_W}p"))
             cells.append(text.strip())
-        if any(cells):
-            rows.append(cells)
-    if not rows:
-        return ""
-    header, body = rows[0], rows[1:]
-    if not body:
-        return " | ".join(header)
-    lines = []
-    for row in body:
-        pairs = [
-            f"{header[i]}: {cell}" if i < len(header) and header[i] else cell for i, cell in enumerate(row) if cell
-        ]
-        lines.append(" | ".join(pairs))
-    return "\n".join(lines)
+            span = tc.find(f"{_W}tcPr/{_W}gridSpan")  # a merged cell: its columns stay apart
+            if span is not None and (value := span.get(f"{_W}val", "")).isdigit():
+                cells += [""] * (int(value) - 1)
+        rows.append((number, cells))
+    return read_table(rows)
 
 
 def _short(exc: BaseException) -> str:

@@ -2,18 +2,21 @@
 
 Such files have no text of their own to point into, so the extracted text is defined as
 the sections' texts joined by blank lines, and ``SectionWriter`` keeps offsets in it.
-Tables become blocks of rows, each block repeating the header so that a chunk read on
-its own still says what its columns mean.
+Tables become records ("Number: 13 | Square: 169"), in blocks of rows each led by the
+table's title lines, so that a chunk read on its own still says what its columns mean and
+what the table is about (``read_table``, ``row_blocks``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rag.ingest.document import Section
-from rag.results import ROWS_PREFIX  # the heading entry that citations read as a row range
+from rag.results import CELL_SEPARATOR, ROWS_PREFIX  # what the answerer reads as a row, and its range
 
 #: Characters of rows per table block: under the local embedder's 200-token chunks, so a
 #: block is one chunk and its row range and header hold for the whole chunk.
@@ -50,6 +53,104 @@ def cell_text(value: object) -> str:
     return " ".join(str(value).split())
 
 
+#: A table's title lines (a period, a unit: "In millions of CHF") start with this in chunk
+#: text: they say what every row is about, and the answerer quotes rows, not titles.
+TITLE_MARK = "# "
+#: Most rows of one cell above a table read as its title (repeated in every chunk of it).
+MAX_TITLE_ROWS = 3
+#: Most header rows read as one (a period over "Sales | Growth"); more is a body of text.
+MAX_HEADER_ROWS = 3
+_NUMBER = re.compile(r"^[-+(]?[$€£¥]?\d[\d,.' ]*%?\)?$")
+_YEAR = re.compile(r"^(?:19|20)\d\d$")  # years name columns ("Sales" over "2023 | 2022")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as read: the lines above its header, its column names, and its rows."""
+
+    title: list[str]
+    columns: list[str]
+    rows: list[tuple[int, list[str]]]  # (row number as the file counts it, cells)
+
+    def record(self, cells: Sequence[str]) -> str:
+        """A row as "Column: value | ...": a cell under no name stands bare, empty cells are left out."""
+        named = [
+            f"{self.columns[i]}: {cell}" if i < len(self.columns) and self.columns[i] else cell
+            for i, cell in enumerate(cells)
+            if cell
+        ]
+        return CELL_SEPARATOR.join(named)
+
+
+def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
+    """A table from rows ``(number, cells)``: title rows, a header of one or more rows, the body.
+
+    Rows of a single cell above a wider one are its title.  The first row after them is the
+    header, unless it holds numbers other than years (then the table has none).  A header
+    cell spanning columns (followed by empty cells, as merged cells read) means the row
+    below it names those columns, when that row holds no numbers but years: "Q1 2023" over
+    "Sales | Growth" gives "Q1 2023 Sales" and "Q1 2023 Growth".
+    """
+    kept = [(n, trim_row(cells)) for n, cells in rows]
+    kept = [(n, cells) for n, cells in kept if cells]
+    if not kept:
+        return None
+    widest = max(sum(1 for c in cells if c) for _, cells in kept)
+    single = 0  # leading rows of one cell
+    while single < len(kept) - 1 and sum(1 for c in kept[single][1] if c) == 1:
+        single += 1
+    # A few of them above a wider table are its title; a column of text is no title.
+    titled = widest > 1 and single <= MAX_TITLE_ROWS
+    title = [next(c for c in cells if c) for _, cells in kept[:single]] if titled else []
+    kept = kept[len(title) :]
+    if any(_NUMBER.match(c) and not _YEAR.match(c) for c in kept[0][1]):
+        return Table(title, [], kept)  # the first row holds numbers: data, no header
+    header = [kept.pop(0)[1]]
+    while (
+        kept
+        and len(header) < MAX_HEADER_ROWS
+        and _spans(header[-1], max(len(cells) for _, cells in kept))
+        and not any(_NUMBER.match(c) and not _YEAR.match(c) for c in kept[0][1])
+        and sum(1 for c in kept[0][1] if c) > 1
+    ):
+        header.append(kept.pop(0)[1])
+    return Table(title, _column_names(header), kept)
+
+
+def _spans(cells: Sequence[str], width: int) -> bool:
+    """True when a named cell is followed by an empty one, or by the end of a row narrower than
+    the table: a merged cell over several columns."""
+    padded = [*cells, *[""] * (width - len(cells))]
+    return any(a and not b for a, b in itertools.pairwise(padded))
+
+
+def _column_names(header: Sequence[Sequence[str]]) -> list[str]:
+    """Each column's name: its header cells top to bottom, a merged cell's name carried right."""
+    width = max(len(row) for row in header)
+    names: list[list[str]] = [[] for _ in range(width)]
+    for depth, row in enumerate(header):
+        carried = ""
+        for i in range(width):
+            cell = row[i] if i < len(row) else ""
+            if cell:
+                carried = cell
+            elif depth == len(header) - 1 or not carried:
+                continue  # the last header row names its own cells only
+            else:
+                cell = carried
+            if cell not in names[i]:
+                names[i].append(cell)
+    return [" ".join(parts) for parts in names]
+
+
+def table_text(table: Table) -> str:
+    """A whole table as text (for documents that keep a table inside a section): title lines, then records."""
+    lines = [TITLE_MARK + t for t in table.title]
+    if not table.rows:
+        return "\n".join([*lines, CELL_SEPARATOR.join(c for c in table.columns if c)])
+    return "\n".join([*lines, *(table.record(cells) for _, cells in table.rows)])
+
+
 @dataclass(frozen=True)
 class RowBlock:
     first: int  # row numbers as the file counts them (1-based, the header included)
@@ -61,23 +162,21 @@ class RowBlock:
         return f"{ROWS_PREFIX}{self.first}-{self.last}" if self.last != self.first else f"{ROWS_PREFIX}{self.first}"
 
 
-def row_blocks(
-    header: Sequence[str], rows: Iterable[tuple[int, Sequence[str]]], budget: int = TABLE_BLOCK_CHARS
-) -> Iterator[RowBlock]:
-    """Rows ``(number, cells)`` in blocks of about ``budget`` characters, each led by the header.
+def row_blocks(table: Table, budget: int = TABLE_BLOCK_CHARS) -> Iterator[RowBlock]:
+    """The table's rows as records in blocks of about ``budget`` characters, each led by its title.
 
-    The header counts against the budget, so a wide table gets blocks of one row: a
-    block must fit one chunk, or the chunks after its first would lose the header.
+    Every row names its columns, and the title counts against the budget, so a block read
+    on its own (one chunk) still says what its numbers mean and what period they cover.
     """
-    head = " | ".join(header)
-    budget = max(budget - len(head), 0)
+    head = [TITLE_MARK + t for t in table.title]
+    budget = max(budget - sum(len(t) + 1 for t in head), 0)
     lines: list[str] = []
     first = last = 0
     size = 0
-    for number, cells in rows:
-        line = " | ".join(cells)
+    for number, cells in table.rows:
+        line = table.record(cells)
         if lines and size + len(line) > budget:
-            yield RowBlock(first, last, "\n".join([head, *lines]))
+            yield RowBlock(first, last, "\n".join([*head, *lines]))
             lines, size = [], 0
         if not lines:
             first = number
@@ -85,7 +184,7 @@ def row_blocks(
         last = number
         size += len(line) + 1
     if lines:
-        yield RowBlock(first, last, "\n".join([head, *lines]))
+        yield RowBlock(first, last, "\n".join([*head, *lines]))
 
 
 def trim_row(cells: Sequence[str]) -> list[str]:

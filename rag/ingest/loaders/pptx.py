@@ -1,8 +1,10 @@
 """PowerPoint (.pptx): one section per slide, the slide number as its page.
 
 Each slide gives its title (also its heading), the text of its other shapes in reading
-order (grouped shapes and tables included, tables one row per line), and its speaker
-notes after a "Notes:" line.  Hidden slides are read too: they are part of the deck.
+order (grouped shapes and tables included, a table one record per row: "Colour: Purple |
+Size: 2"), and its speaker notes after a "Notes:" line.  A long table follows as sections
+of its own on the same slide, blocks of rows each led by the table's title.  Hidden
+slides are read too: they are part of the deck.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders.container import open_zip
-from rag.ingest.loaders.layout import SectionWriter
+from rag.ingest.loaders.layout import TABLE_BLOCK_CHARS, SectionWriter, Table, read_table, row_blocks, table_text
 
 
 def load_pptx(path: Path, data: bytes) -> LoadedDocument:
@@ -33,29 +35,42 @@ def load_pptx(path: Path, data: bytes) -> LoadedDocument:
     warnings: list[str] = []
     for number, slide in enumerate(slides, start=1):
         try:
-            title, text = _slide_text(slide)
+            title, text, tables = _slide_text(slide)
         except MemoryError:  # the parse worker reports it as out of memory
             raise
         except Exception as exc:  # one bad slide must not lose the others
             warnings.append(f"slide {number}: could not be read ({_short(exc)})")
             continue
         writer.add(text, page=number, heading=(title,) if title else ())
+        for table in tables:  # long ones, in blocks of rows each led by the table's title
+            for block in row_blocks(table):
+                writer.add(block.text, page=number, heading=(title,) if title else ())
     return LoadedDocument(path, "pptx", writer.sections, warnings)
 
 
-def _slide_text(slide: Any) -> tuple[str, str]:
+def _slide_text(slide: Any) -> tuple[str, str, list[Table]]:
+    """The slide's title, its text, and its tables too long to stay in that text."""
     title_shape = slide.shapes.title
     title = " ".join(title_shape.text_frame.text.split()) if title_shape is not None else ""
     parts = [title] if title else []
+    long: list[Table] = []
     for shape in _shapes(slide.shapes):
         if title_shape is not None and shape.shape_id == title_shape.shape_id:
+            continue
+        if getattr(shape, "has_table", False) and shape.has_table:
+            rows = [(n, [" ".join(c.text.split()) for c in row.cells]) for n, row in enumerate(shape.table.rows, 1)]
+            table = read_table(rows)
+            if table is not None and len(text := table_text(table)) > TABLE_BLOCK_CHARS:
+                long.append(table)
+            elif table is not None:
+                parts.append(text)
             continue
         parts.extend(_shape_text(shape))
     if slide.has_notes_slide:
         notes = slide.notes_slide.notes_text_frame
         if notes is not None and notes.text.strip():
             parts.append("Notes: " + notes.text.strip())
-    return title, "\n\n".join(p for p in parts if p.strip())
+    return title, "\n\n".join(p for p in parts if p.strip()), long
 
 
 def _shapes(shapes: Any) -> Iterator[Any]:
@@ -69,9 +84,6 @@ def _shapes(shapes: Any) -> Iterator[Any]:
 
 
 def _shape_text(shape: Any) -> list[str]:
-    if getattr(shape, "has_table", False) and shape.has_table:
-        rows = [[" ".join(cell.text.split()) for cell in row.cells] for row in shape.table.rows]
-        return ["\n".join(" | ".join(row) for row in rows if any(row))]
     if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
         return [shape.text_frame.text.strip()]
     return []

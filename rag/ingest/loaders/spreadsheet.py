@@ -1,23 +1,24 @@
 """Tables: Excel (.xlsx, read-only openpyxl) and delimited text (.csv, .tsv).
 
-Each sheet's first non-empty row is its header.  The rows below it are cut into blocks
-(``rag.ingest.loaders.layout.row_blocks``) that each start with the header, and each
-block's heading path is ``(sheet, "rows 2-40")`` with the row numbers a person sees in
-Excel or a text editor, so a citation reads ``table.xlsx:Sheet1!rows 2-40``.  Formulas are
-read as the values Excel last saved.
+Each sheet is read as a table (``rag.ingest.loaders.layout.read_table``): title rows, a
+header of one or more rows, then rows quoted as records ("Number: 13 | Square: 169"), cut
+into blocks that each start with the title (``row_blocks``).  Each block's heading path is
+``(sheet, "rows 2-40")`` with the row numbers a person sees in Excel or a text editor, so
+a citation reads ``table.xlsx:Sheet1!rows 2-40``.  Formulas are read as the values Excel
+last saved.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders.container import open_zip
-from rag.ingest.loaders.layout import SectionWriter, cell_text, row_blocks, trim_row
+from rag.ingest.loaders.layout import SectionWriter, cell_text, read_table, row_blocks, table_text
 from rag.ingest.loaders.text import decode_lines
 
 # CSV fields can be long (a pasted paragraph); the csv module's default limit is 128 KB.
@@ -70,33 +71,20 @@ def load_csv(path: Path, data: bytes) -> LoadedDocument:
     except csv.Error as exc:
         raise DocumentError(path, f"malformed CSV at line {reader.line_num}: {exc}") from None
     writer = SectionWriter()
-    _add_table(writer, None, iter(rows))
+    _add_table(writer, None, rows)
     return LoadedDocument(path, "csv", writer.sections, warnings)
 
 
-def _add_table(writer: SectionWriter, sheet: str | None, rows: Iterator[tuple[int, Sequence[str]]]) -> None:
-    header: list[str] | None = None
-    body: list[tuple[int, list[str]]] = []
-    for number, cells in rows:
-        trimmed = trim_row(cells)
-        if not trimmed:
-            continue
-        if header is None:
-            header = trimmed
-        else:
-            body.append((number, trimmed))
-    if header is None:
+def _add_table(writer: SectionWriter, sheet: str | None, rows: Iterable[tuple[int, Sequence[str]]]) -> None:
+    table = read_table(rows)
+    if table is None:
         return
     prefix = (sheet,) if sheet else ()
-    if not body:  # a header alone is still text someone may look for
-        writer.add(" | ".join(header), heading=(*prefix, "rows 1"))
+    if not table.rows:  # a header alone is still text someone may look for
+        writer.add(table_text(table), heading=(*prefix, "rows 1"))
         return
-    for block in row_blocks(header, _iterable(body)):
+    for block in row_blocks(table):
         writer.add(block.text, heading=(*prefix, block.label))
-
-
-def _iterable(rows: list[tuple[int, list[str]]]) -> Iterable[tuple[int, Sequence[str]]]:
-    return iter(rows)
 
 
 def _dialect(text: str, *, tab: bool) -> type[csv.Dialect] | csv.Dialect:
