@@ -138,11 +138,17 @@ class Engine:
             max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
         )
         index = self._index(create=True, repair=True)  # a damaged manifest is rebuilt first
+        first = index.embedder_name is None
         name = factory.choose(self.settings, index.embedder_name, index.name, embedder)
         model = self.embedder(name)
         index.bind_embedder(model.name, model.dimension)
         ingestor = Ingestor(index, model, self.settings, self.store.embedding_cache(), progress)
-        return ingestor.run(found, prune=prune, started=started)
+        try:
+            return ingestor.run(found, prune=prune, started=started)
+        finally:
+            if first:  # a first ingest that stored nothing leaves the choice open
+                with index.write_lock(self.settings.store.lock_timeout):
+                    index.unbind_embedder()
 
     def repair(self) -> tuple[int, int]:
         """Rebuild this index's manifest and keyword index from its vectors: (files, chunks).

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from rag.embed.quantize import INT8_SUFFIX, KEEP_FP32, SCALE_SUFFIX, quantized
+
 HIDDEN, HEADS, LAYERS, EPS = 384, 12, 6, 1e-12
 OUT = Path(__file__).with_name("all-MiniLM-L6-v2.onnx")
+OUT_INT8 = Path(__file__).with_name("all-MiniLM-L6-v2-int8.onnx")
 
 
-def build(safetensors: Path) -> onnx.ModelProto:
+def build(safetensors: Path, int8: bool = False, keep: Collection[str] = KEEP_FP32) -> onnx.ModelProto:
     with safetensors.open("rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(size))
@@ -68,7 +72,23 @@ def build(safetensors: Path) -> onnx.ModelProto:
         nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
+    def computed(name: str, dtype: int, dims: list[int]) -> str:
+        # Filled at load time by rag.embed.local (quantized from the safetensors weights).
+        tensor = TensorProto(name=name, data_type=dtype, dims=dims)
+        tensor.data_location = TensorProto.EXTERNAL
+        tensor.external_data.add(key="location", value="quantized-at-load")
+        initializers.append(tensor)
+        return name
+
     def linear(x: str, prefix: str) -> str:
+        if int8 and quantized(prefix + ".weight", keep):
+            out_dim, in_dim = header[prefix + ".weight"]["shape"]
+            q = computed(prefix + ".weight" + INT8_SUFFIX, TensorProto.INT8, [in_dim, out_dim])
+            scale = computed(prefix + ".weight" + SCALE_SUFFIX, TensorProto.FLOAT, [out_dim])
+            out = f"t{len(nodes)}"
+            inputs = [x, q, scale, "", weight(prefix + ".bias")]
+            nodes.append(helper.make_node("DynamicQuantizeMatMul", inputs, [out], domain="com.microsoft"))
+            return out
         w = op("Transpose", weight(prefix + ".weight"), perm=[1, 0])  # folded at load
         return op("Add", op("MatMul", x, w), weight(prefix + ".bias"))
 
@@ -85,8 +105,8 @@ def build(safetensors: Path) -> onnx.ModelProto:
     x = layer_norm(x, "embeddings.LayerNorm")
 
     mask_f = op("Cast", mask, to=TensorProto.FLOAT)
-    keep = op("Unsqueeze", mask_f, const([1, 2], np.int64))
-    attn_bias = op("Mul", op("Sub", const(1.0), keep), const(-10000.0))  # batch x 1 x 1 x seq
+    keep_mask = op("Unsqueeze", mask_f, const([1, 2], np.int64))
+    attn_bias = op("Mul", op("Sub", const(1.0), keep_mask), const(-10000.0))  # batch x 1 x 1 x seq
     head_dim = HIDDEN // HEADS
     split_heads, merge_heads = const([0, 0, HEADS, head_dim], np.int64), const([0, 0, HIDDEN], np.int64)
     for i in range(LAYERS):
@@ -113,12 +133,14 @@ def build(safetensors: Path) -> onnx.ModelProto:
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", HIDDEN])],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="rag")
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("com.microsoft", 1)] if int8 else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="rag")
     model.ir_version = 8  # readable by onnxruntime >= 1.17
     return model
 
 
 if __name__ == "__main__":
-    data = build(Path(sys.argv[1])).SerializeToString()
-    OUT.write_bytes(data)
-    print(f"wrote {OUT} ({len(data)} bytes)")
+    for path, int8 in ((OUT, False), (OUT_INT8, True)):
+        data = build(Path(sys.argv[1]), int8).SerializeToString()
+        path.write_bytes(data)
+        print(f"wrote {path} ({len(data)} bytes)")
