@@ -19,6 +19,7 @@ from rag.embed.local import NAMES, LocalEmbedder
 from rag.engine import Engine
 from rag.errors import EmbedderMismatchError
 from rag.settings import Settings
+from tests.chroma_server import chroma_run
 from tests.openai_server import FakeOpenAI
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.npz"
@@ -173,3 +174,21 @@ def test_a_failed_first_ingest_does_not_pin_its_embedder_and_counts_its_failures
         assert engine.store.open_index(engine.index_name).embedder_name is None
         report = engine.ingest(docs)  # auto chooses again, now the local model
         assert report.ok and report.added == 2 and report.embedder.startswith("local:")
+
+
+@pytest.mark.server
+def test_a_chroma_server_client_on_another_machine_searches_in_the_index_precision(
+    monkeypatch: pytest.MonkeyPatch, isolated: Path, tmp_path: Path
+) -> None:
+    docs = _docs(tmp_path / "docs")
+    (tmp_path / "chroma").mkdir()
+    with chroma_run(tmp_path / "chroma") as url:
+        monkeypatch.setenv("RAG_CHROMA_URL", url)
+        _cpu(monkeypatch, True)
+        with Engine(store=tmp_path / "machine-a") as engine:
+            assert engine.ingest(docs).ok and engine.embedder_name() == INT8
+        _cpu(monkeypatch, False)  # a second machine: its own cache folder, a CPU without VNNI
+        with Engine(store=tmp_path / "machine-b") as engine:
+            assert engine.embedder_name() == INT8
+            assert engine.search("an active volcano in Sicily", k=1)[0].source.endswith("volcanoes.txt")
+            assert engine.store.embedders_loaded() == [INT8]
