@@ -219,7 +219,7 @@ def measure(
 
 def table(results: list[dict[str, Any]]) -> str:
     head = ("corpus", "files", "chunks", "tokens", "rag", "model floor", "ratio", "target", "CPU ratio")
-    head += ("fp32 floor", "vs fp32 floor", "target", "files/s", "peak RSS")
+    head += ("fp32 floor", "vs fp32 floor", "target", "CPU vs fp32", "files/s", "peak RSS")
     rows = [head]
     for r in results:
         floor, ingest = r["floor"], r["ingest"]
@@ -237,6 +237,7 @@ def table(results: list[dict[str, Any]]) -> str:
                 f"{r['floor_fp32']['seconds']:.1f} s",
                 f"{ingest['seconds'] / r['floor_fp32']['seconds']:.3f}x",
                 f"<= {TARGETS_FP32[r['corpus']]:.2f}x" if r["corpus"] in TARGETS_FP32 else "-",
+                f"{ingest['cpu'] / r['floor_fp32']['cpu']:.3f}x",
                 f"{ingest['files'] / ingest['seconds']:,.1f}",
                 f"{ingest['peak_rss_mb']:,.0f} MB",
             )
