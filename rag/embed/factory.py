@@ -110,7 +110,7 @@ def choose(settings: Settings, recorded: str | None, index: str, requested: str 
         return wanted
     name, why = auto(settings)
     if settings.openai.configured and not name.startswith("openai:"):
-        log.warning("embedder: %s", why)  # once a process: auto() asks the server once
+        log.warning("embedder: %s", why)  # the server is asked once a process; this is said per choice
     return name
 
 
