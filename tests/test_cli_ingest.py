@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.embed.local import NAMES
+from rag.embed.quantize import default_precision
 from tests.conftest import FIXTURES, rag_on_terminal
+
+LOCAL = NAMES[default_precision()[0]]
 
 
 def rag(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -45,7 +49,7 @@ def test_ingest_reports_bad_files_one_line_each_and_indexes_the_rest(mixed: Path
     assert set(report["files"]) == {"added", "updated", "unchanged", "removed", "skipped", "failed"}
     assert set(report["chunks"]) == {"added", "removed", "total"}
     assert report["files"]["added"] == 4  # 3 text/markdown files and paper.pdf
-    assert report["embedder"] == "local:all-MiniLM-L6-v2"
+    assert report["embedder"] == LOCAL  # int8 or fp32 as this CPU chooses
     failed = {Path(e["path"]).name: e["error"] for e in report["errors"]}
     assert report["files"]["failed"] == len(failed) == 7
     assert failed["encrypted_libreoffice-writer-password.pdf"] == "encrypted PDF (password required)"
@@ -95,7 +99,7 @@ def test_search_json_and_status(docs: Path) -> None:
     status = json.loads(rag("status", "--json").stdout)
     (info,) = status["indexes"]
     assert info["name"] == "notes" and info["files"] == 3 and info["chunks"] >= 3
-    assert info["embedder"] == "local:all-MiniLM-L6-v2" and info["size_bytes"] > 0 and info["last_ingest"]
+    assert info["embedder"] == LOCAL and info["size_bytes"] > 0 and info["last_ingest"]
 
 
 def test_config_masks_the_key_and_names_sources(tmp_path: Path) -> None:

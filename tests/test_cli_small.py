@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from rag.embed import factory
+from rag.embed.local import NAMES
+from rag.embed.quantize import default_precision
 from rag.errors import UsageError
 from rag.settings import Settings
 from tests.conftest import Cli, HashEmbedder
@@ -32,7 +34,7 @@ def test_a_bare_embedding_model_name_is_an_openai_model_when_openai_is_configure
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     settings = Settings.load()
     assert factory.normalize("text-embedding-3-small", settings) == "openai:text-embedding-3-small"
-    assert factory.normalize("local", settings) == "local:all-MiniLM-L6-v2"
+    assert factory.normalize("local", settings) == NAMES[default_precision()[0]]
 
 
 def test_a_provider_whose_model_name_claims_another_provider_is_refused(

@@ -173,13 +173,16 @@ def test_unexpected_model_files_are_refused(monkeypatch: pytest.MonkeyPatch) -> 
         LocalEmbedder().embed_query("x")
 
 
-def test_vendored_graph_is_what_the_generator_writes() -> None:
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_vendored_graph_is_what_the_generator_writes(precision: str) -> None:
     pytest.importorskip("onnx")
-    spec = importlib.util.spec_from_file_location("build_minilm_graph", local.GRAPH.with_name("build_minilm_graph.py"))
+    graph = local.GRAPHS[precision]
+    spec = importlib.util.spec_from_file_location("build_minilm_graph", graph.with_name("build_minilm_graph.py"))
     assert spec is not None and spec.loader is not None
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
-    assert builder.build(model_file("model.safetensors")).SerializeToString() == local.GRAPH.read_bytes()
+    built = builder.build(model_file("model.safetensors"), int8=precision == "int8")
+    assert built.SerializeToString() == graph.read_bytes()
 
 
 def test_batches_are_planned_to_pad_least() -> None:

@@ -25,6 +25,8 @@ def _env(fake_openai: FakeOpenAI, **extra: str) -> dict[str, str]:
         "RAG_EMBED_BATCH_SIZE": "4",
         "RAG_EMBED_CONCURRENCY": "2",
         "RAG_OPENAI_MAX_RETRIES": "0",
+        # Named, so that the counts below hold no request of auto's check that the server embeds.
+        "RAG_EMBEDDER": "openai",
         **extra,
     }
 

@@ -95,9 +95,9 @@ def test_three_indexes_in_one_store_load_the_local_model_once(tmp_path: Path, mo
     loads: list[bool] = []
     original = local._open
 
-    def counting() -> Any:  # reads the weights and builds the ONNX session
+    def counting(precision: str) -> Any:  # reads the weights and builds the ONNX session
         loads.append(True)
-        return original()
+        return original(precision)
 
     monkeypatch.setattr(local, "_open", counting)
     store = Store()

@@ -46,6 +46,7 @@ from rag.cli.output import (
     print_answer,
     print_json,
 )
+from rag.embed import factory
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.results import Unsupported, display_path
@@ -340,13 +341,18 @@ def config(as_json: JsonOpt = False) -> None:
         "config_file_exists": config_file.is_file(),
         "dotenv": Path(".env").is_file(),
     }
+    try:
+        embedder, why = factory.explain(settings)
+    except RagError as exc:  # a configured server that cannot be reached
+        embedder, why = settings.embedding.embedder, str(exc)
     if as_json:
-        print_json({**files, "settings": rows})
+        print_json({**files, "embedder": {"name": embedder, "why": why}, "settings": rows})
         return
     out.print(
         f"[dim]config file: {escape(str(config_file))}{'' if files['config_file_exists'] else ' (none)'}"
         f"; .env here: {'yes' if files['dotenv'] else 'no'}[/]"
     )
+    out.print(f"embedder for new indexes: [bold]{escape(embedder)}[/] [dim]← {escape(why)}[/]")
     width = max(len(r["name"]) for r in rows)
     for row in rows:
         value = "[dim]not set[/]" if row["value"] is None else escape(str(row["value"]))

@@ -30,7 +30,8 @@ ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Chat model 
 IncludeOpt = Annotated[list[str] | None, typer.Option("--include", help="Only files matching this glob.")]
 ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Skip files matching this glob.")]
 EmbedderOpt = Annotated[
-    str | None, typer.Option("--embedder", help="local, openai or openai:MODEL (new indexes only).")
+    str | None,
+    typer.Option("--embedder", help="local, local:int8, local:fp32, openai or openai:MODEL (new indexes only)."),
 ]
 OcrOpt = Annotated[
     str | None,

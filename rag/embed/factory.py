@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from rag.embed.base import Embedder
 from rag.errors import EmbedderMismatchError, UsageError
 from rag.settings import Settings
 
+log = logging.getLogger(__name__)
+
 #: Builds an embedder from a model name ("" for the provider's default) and settings.
 Constructor = Callable[[str, Settings], Embedder]
 
 
 def _local(model: str, settings: Settings) -> Embedder:
-    from rag.embed.local import LocalEmbedder
+    from rag.embed.local import NAMES, LocalEmbedder
+    from rag.embed.quantize import default_precision
 
-    embedder = LocalEmbedder(threads=settings.embedding.threads)
-    if model and not embedder.name.endswith(f":{model}"):
-        raise UsageError(f"this rag ships the local embedder {embedder.name}, not local:{model}")
-    return embedder
+    # local:int8 / local:fp32 pick a precision; the full names are what an index records.
+    by_model = {**{name.partition(":")[2]: p for p, name in NAMES.items()}, **{p: p for p in NAMES}}
+    precision = by_model.get(model) if model else default_precision()[0]
+    if precision is None:
+        shipped = ", ".join(NAMES.values())
+        raise UsageError(f"this rag ships the local embedders {shipped} (local:int8, local:fp32), not local:{model}")
+    return LocalEmbedder(threads=settings.embedding.threads, precision=precision)
 
 
 def _openai(model: str, settings: Settings) -> Embedder:
@@ -64,7 +71,7 @@ def normalize(spec: str, settings: Settings) -> str:
     provider, _, model = qualified(spec, settings).partition(":")
     if provider.lower() == "openai":
         return f"openai:{model or settings.embedding.openai_model}"
-    if model:
+    if model and provider.lower() != "local":  # local:int8 is recorded by its full name
         return f"{provider.lower()}:{model}"
     name = create(spec, settings).name  # the provider's default model; construction is cheap
     if not name.lower().startswith(f"{provider.lower()}:"):
@@ -92,6 +99,8 @@ def choose(settings: Settings, recorded: str | None, index: str, requested: str 
         and (recorded or "openai:").startswith("openai:")
     ):
         explicit = "openai"
+    if explicit and recorded and explicit.strip().lower() == "local" and recorded.startswith("local:"):
+        return recorded  # `local` names no precision: the index's own is kept
     wanted = normalize(explicit, settings) if explicit else None
     if recorded:
         if wanted and wanted != recorded:
@@ -99,4 +108,40 @@ def choose(settings: Settings, recorded: str | None, index: str, requested: str 
         return recorded
     if wanted:
         return wanted
-    return normalize("openai" if settings.openai.configured else "local", settings)
+    name, why = auto(settings)
+    if settings.openai.configured and not name.startswith("openai:"):
+        log.warning("embedder: %s", why)  # the server is asked once a process; this is said per choice
+    return name
+
+
+def auto(settings: Settings) -> tuple[str, str]:
+    """What ``auto`` gives a new index, and why: OpenAI when a key or a server that embeds
+    is configured, else the local model, in int8 on a CPU with int8 dot products."""
+    if settings.openai.configured:
+        name = normalize("openai", settings)
+        from rag.embed.openai import embeddings_unavailable
+
+        problem = embeddings_unavailable(settings, name.partition(":")[2])
+        if problem is None:
+            return name, "OPENAI_API_KEY or OPENAI_BASE_URL is set"
+        return normalize("local", settings), f"{problem}, so the local model, {_precision_why()}"
+    return normalize("local", settings), f"no OpenAI key or base URL, so the local model, {_precision_why()}"
+
+
+def _precision_why() -> str:
+    from rag.embed.quantize import default_precision
+
+    precision, why = default_precision()
+    return f"{precision} as {why}"
+
+
+def explain(settings: Settings) -> tuple[str, str]:
+    """The embedder a new index gets with these settings, and why (for ``rag config``)."""
+    requested = settings.embedding.embedder.strip()
+    if requested.lower() == "auto" or not settings.sources.get("embedding.embedder"):
+        return auto(settings)
+    source = settings.sources["embedding.embedder"]
+    name = normalize(requested, settings)
+    if requested.lower() == "local":
+        return name, f"embedding.embedder is local ({source}), {_precision_why()}"
+    return name, f"embedding.embedder is {requested} ({source})"

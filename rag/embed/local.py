@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.embed.base import Embedder, Vectors
+from rag.embed.quantize import int8_tensors
 from rag.errors import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -35,7 +36,11 @@ SHA256 = {
     "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
 }
-GRAPH = Path(__file__).resolve().parent.parent / "data" / "all-MiniLM-L6-v2.onnx"
+_DATA = Path(__file__).resolve().parent.parent / "data"
+#: The graph per precision (rag/data/build_minilm_graph.py writes both, without weights).
+GRAPHS = {"fp32": _DATA / "all-MiniLM-L6-v2.onnx", "int8": _DATA / "all-MiniLM-L6-v2-int8.onnx"}
+#: The name an index records per precision: an fp32 index keeps the name it always had.
+NAMES = {"fp32": "local:all-MiniLM-L6-v2", "int8": "local:all-MiniLM-L6-v2-int8"}
 #: sentence-transformers' max_seq_length for this model, [CLS] and [SEP] included.
 MODEL_MAX_TOKENS = 256
 
@@ -52,9 +57,9 @@ def model_file(name: str) -> Path:
 
 
 class LocalEmbedder(Embedder):
-    """all-MiniLM-L6-v2 (384 dimensions), loaded on first use."""
+    """all-MiniLM-L6-v2 (384 dimensions) in fp32 or int8, loaded on first use."""
 
-    name = "local:all-MiniLM-L6-v2"
+    name = NAMES["fp32"]
     dimension = 384
     max_input_tokens = MODEL_MAX_TOKENS - 2
     default_chunk_tokens = 200
@@ -69,7 +74,9 @@ class LocalEmbedder(Embedder):
     #: is embedded, so embedding it need not tokenize it again (a window's worth is kept).
     remembered = 4096
 
-    def __init__(self, threads: int = 0) -> None:
+    def __init__(self, threads: int = 0, precision: str = "fp32") -> None:
+        self.precision = precision
+        self.name = NAMES[precision]
         # One batch per core, each run on one thread, rather than every core on one batch:
         # a run's threads meet at a barrier after every operator, so when the chunker or
         # Chroma takes a core the other core waits too.  With a Python thread using 30% of
@@ -127,7 +134,7 @@ class LocalEmbedder(Embedder):
         if model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = _open()
+                    self._model = _open(self.precision)
                 model = self._model
         return model
 
@@ -139,7 +146,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _open() -> tuple[Tokenizer, Any]:
+def _open(precision: str) -> tuple[Tokenizer, Any]:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -160,13 +167,12 @@ def _open() -> tuple[Tokenizer, Any]:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    names, values = [], []
-    for name, array in _safetensors(weights).items():
-        if not name.startswith("pooler."):  # sentence-transformers mean-pools; the graph has no pooler
-            names.append(name)
-            values.append(ort.OrtValue.ortvalue_from_numpy(array))
-    options.add_external_initializers(names, values)  # copied into the session
-    session = ort.InferenceSession(GRAPH.read_bytes(), options, providers=["CPUExecutionProvider"])
+    tensors = {k: v for k, v in _safetensors(weights).items() if not k.startswith("pooler.")}  # ST mean-pools
+    if precision == "int8":
+        tensors = int8_tensors(tensors)
+    values = [ort.OrtValue.ortvalue_from_numpy(array) for array in tensors.values()]
+    options.add_external_initializers(list(tensors), values)  # copied into the session
+    session = ort.InferenceSession(GRAPHS[precision].read_bytes(), options, providers=["CPUExecutionProvider"])
     return tokenizer, session
 
 

@@ -176,3 +176,44 @@ def _decode(response: Any, expected: int) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return matrix / norms
+
+
+#: Answers of ``embeddings_unavailable``, by server and model: each is asked once a process.
+_PROBED: dict[tuple[str, str], str | None] = {}
+_PROBED_LOCK = threading.Lock()
+#: Statuses that say the server has no embeddings (llama.cpp's server without embeddings
+#: answers 500; others 404, 405 or 501).  401, 403 and 429 are the user's key or quota, and
+#: are raised like any other error: falling back on them would hide a real mistake.
+_NOT_EMBEDDING = frozenset({400, 404, 405, 422, 500, 501, 502, 503})
+
+
+def embeddings_unavailable(settings: Settings, model: str) -> str | None:
+    """None when the configured compatible server (``OPENAI_BASE_URL``) serves ``model``'s
+    embeddings; else why not, in a few words.  One request, no retries, 10 s at most.
+
+    OpenAI's own API is not asked: it embeds.  A server that cannot be reached raises
+    ``ProviderError`` (that is not a chat-only server, and the local model would pin the index).
+    """
+    if not settings.openai.base_url:
+        return None
+    key = (settings.openai.base_url, model)
+    with _PROBED_LOCK:
+        if key in _PROBED:
+            return _PROBED[key]
+        openai = require_openai()
+        client = make_client(settings.openai, timeout=min(settings.openai.timeout, 10.0), max_retries=0)
+        try:
+            with translate_errors(settings.openai, model=model):
+                try:
+                    _decode(client.embeddings.create(model=model, input=[_PROBE_TEXT], encoding_format="float"), 1)
+                    answer = None
+                except openai.APIStatusError as exc:
+                    if exc.status_code not in _NOT_EMBEDDING:
+                        raise
+                    answer = f"{display_host(settings.openai)} does not serve embeddings (HTTP {exc.status_code})"
+                except ProviderError as exc:  # an answer that holds no vectors
+                    answer = f"{display_host(settings.openai)} does not serve embeddings ({exc})"
+        finally:
+            client.close()
+        _PROBED[key] = answer
+        return answer

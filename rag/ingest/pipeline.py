@@ -426,6 +426,9 @@ class Ingestor:
         self.spent = Usage()
         #: Seconds spent parsing files (summed over workers; for benchmarks).
         self.parse_seconds = 0.0
+        #: Files handed to the embedder, and files committed (for the failures of a run cut short).
+        self._handed: list[str] = []
+        self._stored: set[str] = set()
 
     def run(self, found: Discovery, *, prune: bool = True, started: float | None = None) -> IngestReport:
         """Index what ``discover`` found; ``started`` is when the caller began (for the report's time)."""
@@ -481,8 +484,13 @@ class Ingestor:
             except (ProviderError, StoreError) as exc:
                 # Everything committed so far stays; cached vectors make the re-run cheap.
                 embedding.stop()
-                self._committed(writer.abandon(), report)
+                stored = self._committed(writer.abandon(), report)
                 report.interrupted = str(exc)
+                # The files chunked and not stored failed, with the error: a first ingest
+                # against a server that does not embed said "0 added ... 0 failed".
+                for path in dict.fromkeys([*self._handed, *(f.record.path for f in window.files)]):
+                    if path not in stored:
+                        report.failed.append(FileProblem(path, f"not stored: {exc}"))
             except BaseException:
                 embedding.stop()
                 writer.abandon()
@@ -624,9 +632,11 @@ class Ingestor:
         if window.files:
             self.index.stage([c for f in window.files for c in f.chunks])
             embedding.submit(window)
+            self._handed.extend(f.record.path for f in window.files)
 
-    def _committed(self, windows: list[tuple[list[_Pending], int]], report: IngestReport) -> None:
-        """Count committed windows in the report and tell progress their files are done."""
+    def _committed(self, windows: list[tuple[list[_Pending], int]], report: IngestReport) -> set[str]:
+        """Count committed windows in the report and tell progress their files are done;
+        returns every file committed so far."""
         for files, removed in windows:
             report.chunks_removed += removed
             for pending in files:
@@ -636,6 +646,8 @@ class Ingestor:
                     report.updated += 1
                 report.chunks_added += len(pending.chunks)
                 self.progress.file_done(pending.record.path)
+                self._stored.add(pending.record.path)
+        return self._stored
 
     def _spend(self, usage: Usage) -> None:
         self.spent += usage

@@ -309,6 +309,17 @@ class Index:
         if not self._vectors.exists():
             self._vectors.create({"rag_embedder": name, "rag_dimension": dimension})
 
+    def unbind_embedder(self) -> bool:
+        """Forget the embedder of an index that stores nothing yet, so that a first ingest
+        that failed (a server that does not embed) does not pin it.  True if forgotten."""
+        if self.embedder_name is None or self.file_count() or (self._vectors.exists() and self._vectors.count()):
+            return False
+        self._manifest.set_meta("embedder", None)
+        self._manifest.set_meta("dimension", None)
+        if self._vectors.exists():
+            self._vectors.drop()
+        return True
+
     # --- reading --------------------------------------------------------------------------
 
     def files(self) -> dict[str, FileRecord]:
