@@ -30,7 +30,7 @@ def test_json_has_the_documented_shape(indexed: Path, cli: Cli) -> None:
     assert data["question"] == QUESTION and data["refused"] is False and data["model"] == "extractive"
     assert "Etna" in data["answer"]
     citation = data["citations"][0]
-    assert set(citation) == {"n", "source", "page", "chunk_id", "score", "heading", "location"}
+    assert set(citation) == {"n", "source", "page", "chunk_id", "score", "heading", "location", "attributed"}
     assert citation["source"].endswith("volcanoes.txt") and f"[{citation['n']}]" in data["answer"]
     assert "context" not in data
 

@@ -40,7 +40,7 @@ class Entry:
 def _llm(parts: Parts) -> Answerer:
     from rag.answer.llm import LLMAnswerer
 
-    return LLMAnswerer(parts.settings, model=parts.model, min_relevance=parts.min_relevance)
+    return LLMAnswerer(parts.settings, model=parts.model, min_relevance=parts.min_relevance, embedder=parts.embedder)
 
 
 def _extractive(parts: Parts) -> Answerer:
