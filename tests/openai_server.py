@@ -555,7 +555,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.response_formats is not None and wanted != "text" and wanted not in fake.response_formats:
             taken = " or ".join(repr(t) for t in ["text", *sorted(fake.response_formats)])
             message = f"response_format.type: Input should be {taken}"
-            self._json(record, fake.format_status, _error_body(message, "invalid_request_error", None, "response_format"))
+            self._json(
+                record, fake.format_status, _error_body(message, "invalid_request_error", None, "response_format")
+            )
             return
         messages = body.get("messages") or []
         prompt_tokens = _chat_prompt_tokens(messages, model)

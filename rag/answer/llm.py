@@ -225,37 +225,47 @@ class LLMAnswerer(Answerer):
         if response_format is not None:
             options["response_format"] = response_format
             if probe:
+                received: list[str] = []
+
+                def tee(delta: str) -> None:
+                    received.append(delta)
+                    if on_delta is not None:
+                        on_delta(delta)
+
                 try:
-                    return self._call(self.client.with_options(max_retries=0), options, on_delta, stream=stream)
+                    return self._call(self.client.with_options(max_retries=0), options, tee, stream=stream)
                 except Exception as exc:
                     if _refuses_format(exc, self.settings):
                         raise _Refused from None
-        return self._call(self.client, options, on_delta, stream=stream)
+                    if received or to_rag_error(exc, self.settings.openai) is None:
+                        with translate_errors(self.settings.openai, model=self.model):
+                            raise
+                    # Anything else before a word arrived: asked again, with the usual retries.
+        with translate_errors(self.settings.openai, model=self.model):
+            return self._call(self.client, options, on_delta, stream=stream)
 
     def _call(
         self, client: openai.OpenAI, options: dict[str, Any], on_delta: DeltaCallback | None, *, stream: bool
     ) -> tuple[str, Any]:
-        with translate_errors(self.settings.openai, model=self.model):
-            if not stream:
-                response = client.chat.completions.create(**options)
-                text = (response.choices[0].message.content or "") if response.choices else ""
-                if on_delta is not None:
-                    on_delta(text)
-                return text, response.usage
-            parts: list[str] = []
-            reported = None
-            with client.chat.completions.create(
-                **options, stream=True, stream_options={"include_usage": True}
-            ) as events:
-                for event in events:
-                    if event.usage is not None:
-                        reported = event.usage
-                    delta = event.choices[0].delta.content if event.choices else None
-                    if delta:
-                        parts.append(delta)
-                        if on_delta is not None:
-                            on_delta(delta)
-            return "".join(parts), reported
+        """One request, its errors as the SDK raised them."""
+        if not stream:
+            response = client.chat.completions.create(**options)
+            text = (response.choices[0].message.content or "") if response.choices else ""
+            if on_delta is not None:
+                on_delta(text)
+            return text, response.usage
+        parts: list[str] = []
+        reported = None
+        with client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True}) as events:
+            for event in events:
+                if event.usage is not None:
+                    reported = event.usage
+                delta = event.choices[0].delta.content if event.choices else None
+                if delta:
+                    parts.append(delta)
+                    if on_delta is not None:
+                        on_delta(delta)
+        return "".join(parts), reported
 
     def _usage(self, messages: list[dict[str, str]], reply: str, reported: Any) -> Usage:
         """Usage of one call; counted locally when the server sent none."""

@@ -31,8 +31,9 @@ from rag.results import Hit, Support
 MIN_COVERAGE = 0.5
 
 # A sentence ends at . ! ? (with any closing quote and the citations after it) before
-# whitespace, or at a line break; a list item is a sentence of its own.
-_END = re.compile(r"[.!?]+[\"'”’)]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)|\n+")
+# whitespace and a word that is not lower case ("e.g. this" goes on), or at a line break;
+# a list item is a sentence of its own.
+_END = re.compile(r"[.!?]+[\"'”’)]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s*$|[ \t]+(?![a-z])|\n)|\n+")
 _CAPITALISED = re.compile(r"[A-Z][\w'’-]*")
 
 
