@@ -43,6 +43,18 @@ def _llm(parts: Parts) -> Answerer:
     return LLMAnswerer(parts.settings, model=parts.model, min_relevance=parts.min_relevance, embedder=parts.embedder)
 
 
+def _local(parts: Parts) -> Answerer:
+    from rag.answer.local_llm import LocalAnswerer
+
+    return LocalAnswerer(parts.settings, min_relevance=parts.min_relevance, embedder=parts.embedder)
+
+
+def _local_unavailable(settings: Settings) -> str | None:
+    from rag.answer.local_llm import unavailable
+
+    return unavailable(settings)
+
+
 def _extractive(parts: Parts) -> Answerer:
     from rag.answer.extractive import ExtractiveAnswerer
 
@@ -57,6 +69,7 @@ def _needs_openai(settings: Settings) -> str | None:
 
 _ENTRIES: dict[str, Entry] = {
     "openai": Entry(_llm, _needs_openai),
+    "local": Entry(_local, _local_unavailable),
     "extractive": Entry(_extractive, lambda settings: None),
 }
 #: Other names for an entry (``--llm none``: no LLM).
