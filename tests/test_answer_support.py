@@ -3,10 +3,16 @@ numbers, names and identifiers that no source holds."""
 
 from __future__ import annotations
 
+import io
+import re
+
 import pytest
+from rich.console import Console
 
 from rag import prompts
 from rag.answer import support
+from rag.cli import output
+from rag.results import Answer
 from tests.openai_server import FakeOpenAI
 from tests.test_answer_llm import hit, make_answerer
 
@@ -86,3 +92,31 @@ def test_the_answer_json_carries_support_with_offsets(openai_env: FakeOpenAI) ->
         ("The crisis began in October 1973 [1].", True),
         ("Baran named it in 1961 [2].", False),
     ]
+
+
+def _printed(monkeypatch: pytest.MonkeyPatch, answer: Answer, *, terminal: bool, streamed: str = "") -> str:
+    console = Console(
+        file=io.StringIO(), force_terminal=terminal, width=300, color_system="standard" if terminal else None
+    )
+    monkeypatch.setattr(output, "out", console)
+    output.print_answer(answer, streamed=streamed)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+def test_the_terminal_shows_unsupported_sentences_apart_and_pipes_plain_text(
+    openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai_env.reply("The crisis began in October 1973 [1]. Baran named it in 1961 [2]. OAPEC proclaimed it.")
+    answer = make_answerer().answer("When did the oil crisis begin?", CONTEXT)
+    on_terminal = _printed(monkeypatch, answer, terminal=True)
+    assert "\x1b[2m" in on_terminal  # dim
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", on_terminal)
+    assert f"Baran named it in 1961 [2].{output.UNSUPPORTED_MARK}" in plain
+    assert "The crisis began in October 1973 [1]. Baran" in plain  # a backed sentence is left alone
+    assert "OAPEC proclaimed it. [1]" in plain  # the attributed source, after its sentence
+    assert "[1] docs/oil.md (matched by rag" not in plain  # cited by the model too: not labelled
+    piped = _printed(monkeypatch, answer, terminal=False)
+    assert piped.startswith(answer.text + "\n") and output.UNSUPPORTED_MARK not in piped and "\x1b" not in piped
+    streamed = _printed(monkeypatch, answer, terminal=True, streamed=answer.text)
+    assert "no source backs:" in re.sub(r"\x1b\[[0-9;]*m", "", streamed)

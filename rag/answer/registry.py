@@ -104,6 +104,26 @@ def resolve(settings: Settings, llm: str) -> str:
     return choice
 
 
+def describe(settings: Settings) -> dict[str, str]:
+    """What ``rag ask`` answers with under these settings, for ``rag status`` and ``rag config``:
+    ``llm`` (the answerer, or why the one asked for cannot run), ``model``, and ``local_model``
+    (what ``--llm local`` would serve)."""
+    from rag.answer.local_llm import describe as local_model
+    from rag.errors import RagError
+    from rag.openai_client import display_url
+
+    found = {"local_model": local_model(settings)}
+    try:
+        name = resolve(settings, settings.llm.llm)
+    except RagError as exc:
+        return {"llm": settings.llm.llm, "model": str(exc), **found}
+    if name == "openai":
+        model = f"{settings.llm.chat_model} at {display_url(settings.openai)}"
+    else:
+        model = found["local_model"] if name == "local" else "none: quotes the documents"
+    return {"llm": name, "model": model, **found}
+
+
 def create(name: str, parts: Parts) -> Answerer:
     """Build the answerer ``name`` (as returned by ``resolve``)."""
     return _ENTRIES[name].build(parts)
