@@ -6,7 +6,8 @@
 Two question sets, asked through ``Engine.ask`` with rag's own prompts:
 
 - ``data``: the 20 questions about the bundled ``data/`` of benchmarks/llm_prompts.py (15 the
-  documents answer, with hand-checked gold answers, and 5 they do not);
+  documents answer, with hand-checked gold answers, and 5 they do not; ``--data-limit N``
+  asks the first N answerable and a third as many unanswerable);
 - ``squad``: ``--limit`` answerable and ``--limit`` unanswerable SQuAD v2 questions on the
   Normans article of part A (../shared/data), a fixed random sample.
 
@@ -108,9 +109,9 @@ def answerers(spec: str) -> list[Answerer]:
         if item == "extractive":
             found.append(Answerer("extractive", {"llm__llm": "none"}))
         elif item == "local":
-            for model in MODELS:
-                if model.installed():
-                    found.append(Answerer(model.name, {"llm__llm": "local", "_model": model}))
+            for packaged in MODELS:
+                if packaged.installed():
+                    found.append(Answerer(packaged.name, {"llm__llm": "local", "_model": packaged}))
         elif item.startswith("local:"):
             path = Path(item[len("local:") :])
             found.append(Answerer(path.stem, {"llm__llm": "local", "llm__local_model": path}))
@@ -141,8 +142,10 @@ def engine_for(store: Path, index: str, answerer: Answerer, args: argparse.Names
         yield engine
 
 
-def question_sets(store: Path, limit: int) -> dict[str, tuple[list[Path], list[Question]]]:
-    sets: dict[str, tuple[list[Path], list[Question]]] = {"data": ([DATA], QUESTIONS)}
+def question_sets(store: Path, limit: int, data_limit: int) -> dict[str, tuple[list[Path], list[Question]]]:
+    answerable = [q for q in QUESTIONS if q.answerable][:data_limit]
+    unanswerable = [q for q in QUESTIONS if not q.answerable][: max(1, (data_limit + 2) // 3)]
+    sets: dict[str, tuple[list[Path], list[Question]]] = {"data": ([DATA], answerable + unanswerable)}
     if limit:
         paragraphs, questions = squad_subset(limit)
         folder = store / "squad-normans"
@@ -158,6 +161,9 @@ def main() -> None:
     parser.add_argument("--answerers", default="extractive,local")
     parser.add_argument("--limit", type=int, default=10, help="SQuAD questions of each kind (0: skip SQuAD)")
     parser.add_argument("--sets", default="data,squad")
+    parser.add_argument(
+        "--data-limit", type=int, default=15, help="data/ answerable questions (and a third as many unanswerable)"
+    )
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--store", type=Path, help="store folder to reuse (default: a temporary one)")
@@ -179,7 +185,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store or Path(tmp)
         os.environ["RAG_HOME"] = str(store)
-        sets = {k: v for k, v in question_sets(store, args.limit).items() if k in args.sets.split(",")}
+        sets = {k: v for k, v in question_sets(store, args.limit, args.data_limit).items() if k in args.sets.split(",")}
         for name, (folders, _) in sets.items():
             with Engine(index=name, store=store, embedding__embedder="local") as engine:
                 engine.ingest(folders, embedder="local")

@@ -103,6 +103,11 @@ def engine(store: Path, server: llama_server.LlamaServer, monkeypatch: pytest.Mo
     monkeypatch.setenv("RAG_TOP_K", "3")
     monkeypatch.setenv("RAG_OPENAI_MAX_RETRIES", "0")
     monkeypatch.setenv("RAG_OPENAI_TIMEOUT", "300")
+    # The base model writes `{"sentences": []}` when made to write JSON, so these tests take
+    # the [n] marker path (as for a server that refuses structured output); the JSON path
+    # is the next-to-last test's and --llm local's.
+    modes = {f"{server.base_url.rstrip('/')} {server.model}": "markers"}
+    (store / MODES_FILE).write_text(json.dumps(modes), encoding="utf-8")
     with Engine(index="sample", store=store) as engine:
         yield engine
 
@@ -208,7 +213,7 @@ def test_streamed_answers_are_what_the_model_said(engine: Engine, replies: list[
     asked = [a.question for a, _ in answers]
     assert set(ANSWERABLE) <= set(asked), "the relevance gate declined an answerable question"
     assert any(len(pieces) > 1 for pieces in replies), "no reply was streamed in more than one piece"
-    assert any(not a.refused and len(a.text) > 1 for a, _ in answers), "every answer was a refusal"
+    assert any(not a.refused and len(a.text) > 1 for a, _ in answers), f"every answer was a refusal: {answers}"
     motto = next((a, raw) for a, raw in answers if a.question == MOTTO)
     assert is_sentinel_reply(motto[1]) and motto[0].refused, f"the sentinel reply was not a refusal: {motto[1]!r}"
 
@@ -228,8 +233,14 @@ def test_follow_up_is_rewritten_by_the_model(engine: Engine, replies: list[list[
         check_answer(second, "".join(replies[-1]), None, requests=2)
 
 
-def test_the_server_refuses_json_schema_and_takes_json_object(engine: Engine, store: Path) -> None:
-    engine.ask(ANSWERABLE[0])
+def test_the_server_refuses_json_schema_and_takes_json_object(
+    engine: Engine, store: Path, replies: list[list[str]]
+) -> None:
+    (store / MODES_FILE).unlink()
+    answer = engine.ask(ANSWERABLE[0])
+    raw = "".join(replies[-1])
+    assert raw.lstrip().startswith("{"), f"not asked for JSON: {raw!r}"
+    check_answer(answer, raw, None)
     modes = json.loads((store / MODES_FILE).read_text(encoding="utf-8"))
     assert list(modes.values()) == ["json_object"]
 
