@@ -85,7 +85,7 @@ def test_empty_index_declines_and_says_to_ingest(tmp_path: Path, cli: Cli) -> No
 
 def test_unknown_llm_is_a_usage_error(indexed: Path, cli: Cli) -> None:
     code, _, err = cli("ask", QUESTION, "--llm", "claude")
-    assert code == 2 and "use auto, openai or none" in err
+    assert code == 2 and "use auto, openai, local or none" in err
 
 
 def test_llm_json_reports_usage_and_no_stream_prints_once(
