@@ -23,7 +23,8 @@ OpenAI-compatible server as ``http://HOST:PORT/v1#MODEL``.  Per answerer and set
 - p50 s: median seconds per answer (retrieval excluded); tokens/s: completion tokens per
   second of answering (prompt reading included, which dominates on 2 cores).
 
-``--out`` writes every answer as JSON lines (with its support verdicts) for checking by hand.
+``--out`` writes every answer as JSON lines (with its support verdicts and the model's raw
+reply) for checking by hand.
 Timings depend on load: the load average is printed with them.
 """
 
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from rag.answer.citations import CITATION
 from rag.answer.local_llm import MODELS
 from rag.engine import Engine
 from rag.results import Answer
+from tests.llama_server import recorded_replies
 
 
 @dataclass
@@ -182,8 +184,8 @@ def main() -> None:
     llm_prompts.SQUAD = args.squad
     chosen = answerers(args.answerers)
     out = args.out.open("w", encoding="utf-8") if args.out else None
-    with tempfile.TemporaryDirectory() as tmp:
-        store = args.store or Path(tmp)
+    with ExitStack() as stack:
+        store = args.store or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         os.environ["RAG_HOME"] = str(store)
         sets = {k: v for k, v in question_sets(store, args.limit, args.data_limit).items() if k in args.sets.split(",")}
         for name, (folders, _) in sets.items():
@@ -195,17 +197,20 @@ def main() -> None:
             "| p50 s | tokens/s |"
         )
         print("| --- " * 9 + "|")
+        replies = stack.enter_context(recorded_replies())
         for answerer in chosen:
             for name, (_, questions) in sets.items():
                 row = Row()
                 with engine_for(store, name, answerer, args) as engine:
                     for q in questions:
+                        before = len(replies)
                         started = time.perf_counter()
                         answer = engine.ask(q.text)
                         answer.seconds = answer.seconds or time.perf_counter() - started
                         row.add(q, answer)
                         if out is not None:
-                            record = {"set": name, "answerer": answerer.name, "gold": list(q.gold)}
+                            raw = "".join(replies[-1]) if len(replies) > before else None
+                            record = {"set": name, "answerer": answerer.name, "gold": list(q.gold), "raw": raw}
                             out.write(json.dumps({**record, **answer.to_dict()}) + "\n")
                             out.flush()
                 print(f"| {name} | {answerer.name} | " + " | ".join(row.cells()) + " |", flush=True)
