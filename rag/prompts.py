@@ -38,16 +38,17 @@ like [1] or [2][3]. Cite only numbers that appear on a <source> element.
 4. {_DATA_RULE}
 5. Answer in the language of the question, concisely: a few sentences or a short list."""
 
-#: The system prompt when the server is asked for JSON (``rag.answer.structured``).
+#: The system prompt when the server is asked for JSON (``rag.answer.structured``).  It shows
+#: no JSON example: SmolLM2 135M copied `{"text": "...", "sources": [1]}` literally in 2 of
+#: 3 answers; the server's schema gives the shape.
 SYSTEM_STRUCTURED = f"""\
 You answer questions using only the numbered sources the user supplies.
 
 Rules:
 1. Use only facts stated in the sources. Do not use outside knowledge, and do not guess.
-2. Reply with JSON only: {{"sentences": [{{"text": "...", "sources": [1]}}], "not_found": false}}. \
-Each sentence of the answer is one item; "sources" lists the numbers of the <source> \
-elements that state it.
-3. If the sources do not contain the answer, reply {{"sentences": [], "not_found": true}}.
+2. Reply in JSON. Put each sentence of your answer in "sentences", with its words in "text" \
+and, in "sources", the numbers of the <source> elements that state it. Set "not_found" to false.
+3. If the sources do not contain the answer, give no sentences and set "not_found" to true.
 4. {_DATA_RULE}
 5. Answer in the language of the question, concisely: one to three sentences."""
 

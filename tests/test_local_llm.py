@@ -47,7 +47,7 @@ def test_a_running_server_is_found_and_shared(fake_openai: FakeOpenAI, tmp_path:
     state.write_text(json.dumps({"pid": os.getpid(), "port": port, "model": str(gguf), "n_ctx": 4096}))
     fake_openai.api_key = None
     assert local_llm.ensure_server(tmp_path, gguf, n_ctx=2048) == f"http://127.0.0.1:{port}/v1"
-    assert [r.path for r in fake_openai.requests] == ["/v1/models"]
+    assert not (tmp_path / "llm" / f"{state.stem}.log").exists(), "a second server was started"
 
 
 def test_a_server_that_cannot_start_is_one_error_with_its_reason(tmp_path: Path) -> None:
