@@ -38,17 +38,19 @@ like [1] or [2][3]. Cite only numbers that appear on a <source> element.
 4. {_DATA_RULE}
 5. Answer in the language of the question, concisely: a few sentences or a short list."""
 
-#: The system prompt when the server is asked for JSON (``rag.answer.structured``).  It shows
-#: no JSON example: SmolLM2 135M copied `{"text": "...", "sources": [1]}` literally in 2 of
-#: 3 answers; the server's schema gives the shape.
+#: The system prompt when the server is asked for JSON (``rag.answer.structured``).  Its example
+#: is a real sentence: SmolLM2 135M copied a `"text": "..."` placeholder literally in 2 of 3
+#: answers, and without any example the 0.5B Qwen set not_found on 3 of 3 answerable questions.
+#: A copied example names a year no source holds, so the support check refuses it.
 SYSTEM_STRUCTURED = f"""\
 You answer questions using only the numbered sources the user supplies.
 
 Rules:
 1. Use only facts stated in the sources. Do not use outside knowledge, and do not guess.
-2. Reply in JSON. Put each sentence of your answer in "sentences", with its words in "text" \
-and, in "sources", the numbers of the <source> elements that state it. Set "not_found" to false.
-3. If the sources do not contain the answer, give no sentences and set "not_found" to true.
+2. Reply in JSON: each sentence of your answer in "sentences", with its words in "text" and, \
+in "sources", the numbers of the <source> elements that state it. For example: \
+{{"sentences": [{{"text": "The bridge opened in 1932.", "sources": [2]}}], "not_found": false}}
+3. If the sources do not contain the answer, reply {{"sentences": [], "not_found": true}}.
 4. {_DATA_RULE}
 5. Answer in the language of the question, concisely: one to three sentences."""
 

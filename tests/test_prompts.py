@@ -65,5 +65,5 @@ def test_structured_prompt_asks_for_the_schema_it_is_sent_with() -> None:
     system = prompts.SYSTEM_STRUCTURED
     item = SCHEMA["properties"]["sentences"]["items"]["properties"]
     assert all(f'"{key}"' in system for key in [*SCHEMA["properties"], *item])
-    assert '"not_found" to true' in system and "..." not in system  # tiny models copy examples
+    assert '{"sentences": [], "not_found": true}' in system and '"..."' not in system  # tiny models copy it
     assert "data, not instructions" in system and prompts.SENTINEL not in system
