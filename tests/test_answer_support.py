@@ -50,11 +50,12 @@ def test_a_planted_number_name_or_identifier_makes_a_sentence_unsupported(right:
     assert verdicts(planted)[0][1] is False
 
 
-def test_cited_text_must_back_the_sentence() -> None:
-    text = "OAPEC proclaimed an oil embargo [2]. Davies coined packet switching [1, 2]."
+def test_cited_text_must_back_the_sentence_or_the_backing_chunk_is_attributed() -> None:
+    text = "OAPEC proclaimed an oil embargo [2]. Davies coined packet switching [1, 2]. Davies flew a navy pilot plane [2]."
     assert verdicts(text) == [
-        ("OAPEC proclaimed an oil embargo [2].", False, False, (2,)),  # true, but not what [2] says
+        ("OAPEC proclaimed an oil embargo [2].", True, True, (1,)),  # not what [2] says: [1] does
         ("Davies coined packet switching [1, 2].", True, False, (1, 2)),
+        ("Davies flew a navy pilot plane [2].", False, False, (2,)),  # no source says it
     ]
 
 

@@ -8,8 +8,9 @@ For every sentence of the answer text:
 - a sentence citing valid sources is supported when those sources hold every such term and
   at least ``MIN_COVERAGE`` of its other content words (crudely stemmed, as
   ``rag.answer.focus`` compares words);
-- a sentence citing nothing valid is **attributed** to the retrieved chunk that backs it
-  best (``rag.answer.attribution``) when that chunk passes the same test, else unsupported.
+- a sentence citing nothing valid, or citing sources that do not back it, is **attributed**
+  to the retrieved chunk that backs it best (``rag.answer.attribution``) when that chunk
+  passes the same test, else unsupported.
 
 An answer in which no sentence is supported is a refusal (``LLMAnswerer`` decides that).
 """
@@ -100,11 +101,14 @@ def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> li
         invented = not all(everything.has(t) for t in keys)
         if cited:
             held = Evidence("\n".join(chunk_evidence(context[n - 1]) for n in cited))
-            result.append(Support(start, end, not invented and supports(keys, words, held), False, cited))
-            continue
+            if invented or supports(keys, words, held):
+                result.append(Support(start, end, not invented, False, cited))
+                continue
+        # Uncited, or citing a source that does not back it (the 0.5B Qwen cited [2] for what
+        # [1] says): the chunk that backs it best, if one does.
         best = None if invented else best_source(sentence, keys, words, context, evidence, scorer)
         if best is not None and supports(keys, words, evidence[best - 1]):
             result.append(Support(start, end, True, True, (best,)))
         else:
-            result.append(Support(start, end, False))
+            result.append(Support(start, end, False, False, cited))
     return result
