@@ -211,7 +211,7 @@ def main() -> None:
                         if out is not None:
                             raw = "".join(replies[-1]) if len(replies) > before else None
                             record = {"set": name, "answerer": answerer.name, "gold": list(q.gold), "raw": raw}
-                            out.write(json.dumps({**record, **answer.to_dict(include_context=True)}) + "\n")
+                            out.write(json.dumps({**answer.to_dict(include_context=True), **record}) + "\n")
                             out.flush()
                 print(f"| {name} | {answerer.name} | " + " | ".join(row.cells()) + " |", flush=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
