@@ -215,7 +215,9 @@ def test_streamed_answers_are_what_the_model_said(engine: Engine, replies: list[
     assert any(len(pieces) > 1 for pieces in replies), "no reply was streamed in more than one piece"
     assert any(not a.refused and len(a.text) > 1 for a, _ in answers), f"every answer was a refusal: {answers}"
     motto = next((a, raw) for a, raw in answers if a.question == MOTTO)
-    assert is_sentinel_reply(motto[1]) and motto[0].refused, f"the sentinel reply was not a refusal: {motto[1]!r}"
+    # The model copies the sentinel, bare or in a sentence ("The motto ... is NOT_IN_DOCUMENTS.",
+    # seen once in three runs): either way, citing nothing, it is a refusal.
+    assert prompts.SENTINEL in motto[1] and motto[0].refused, f"the sentinel reply was not a refusal: {motto[1]!r}"
 
 
 def test_follow_up_is_rewritten_by_the_model(engine: Engine, replies: list[list[str]]) -> None:
