@@ -51,7 +51,8 @@ def test_a_planted_number_name_or_identifier_makes_a_sentence_unsupported(right:
 
 
 def test_cited_text_must_back_the_sentence_or_the_backing_chunk_is_attributed() -> None:
-    text = "OAPEC proclaimed an oil embargo [2]. Davies coined packet switching [1, 2]. Davies flew a navy pilot plane [2]."
+    text = "OAPEC proclaimed an oil embargo [2]. Davies coined packet switching [1, 2]. "
+    text += "Davies flew a navy pilot plane [2]."
     assert verdicts(text) == [
         ("OAPEC proclaimed an oil embargo [2].", True, True, (1,)),  # not what [2] says: [1] does
         ("Davies coined packet switching [1, 2].", True, False, (1, 2)),
