@@ -125,6 +125,8 @@ class Citation:
     score: float
     text: str = ""
     heading: str = ""
+    #: rag matched an uncited sentence to this source; the model did not cite it.
+    attributed: bool = False
 
     @property
     def location(self) -> str:
@@ -139,6 +141,31 @@ class Citation:
             "score": round(self.score, 6),
             "heading": self.heading,
             "location": self.location,
+            "attributed": self.attributed,
+        }
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether one sentence of an answer (``text[start:end]``) is backed by the sources it cites.
+
+    ``attributed``: the model cited nothing valid, and rag matched the sentence to
+    ``citations`` itself.
+    """
+
+    start: int
+    end: int
+    supported: bool
+    attributed: bool = False
+    citations: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "supported": self.supported,
+            "attributed": self.attributed,
+            "citations": list(self.citations),
         }
 
 
@@ -174,6 +201,8 @@ class Answer:
     seconds: float | None = None
     #: The words that answer, within ``text`` (extractive answers mark them when they can).
     spans: list[Span] = field(default_factory=list)
+    #: Each sentence of a generated answer and whether its sources back it (``rag.answer.support``).
+    support: list[Support] = field(default_factory=list)
 
     def to_dict(self, *, include_context: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -187,6 +216,7 @@ class Answer:
             "seconds": self.seconds,
             "removed_citations": self.removed_citations,
             "spans": [s.to_dict() for s in self.spans],
+            "support": [s.to_dict() for s in self.support],
         }
         if self.rewritten_question is not None:
             data["rewritten_question"] = self.rewritten_question

@@ -126,8 +126,14 @@ class LLMSettings(_Section):
     # A plain string: answerers are registered in rag.answer.registry, which checks the name.
     llm: str = Field(
         "auto",
-        description="Answerer: `openai` (any compatible server), `none` (extractive, offline), or `auto`.",
+        description="Answerer: `openai` (any compatible server), `local` (a GGUF model through llama.cpp), "
+        "`none` (extractive, offline), or `auto`.",
         json_schema_extra=_env("RAG_LLM"),
+    )
+    local_model: Path | None = Field(
+        None,
+        description="GGUF model file that `--llm local` serves (default: the best installed model package).",
+        json_schema_extra=_env("RAG_LOCAL_MODEL"),
     )
     chat_model: str = Field(
         "gpt-4o-mini", description="Chat model that writes answers.", json_schema_extra=_env("RAG_CHAT_MODEL")

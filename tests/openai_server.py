@@ -9,6 +9,8 @@ It speaks enough of the API for the real ``openai`` SDK to talk to it over a soc
   300,000 tokens per request) enforced with OpenAI-shaped 400 errors;
 - ``POST /v1/chat/completions``: scripted replies, plain or streamed as SSE in small
   deltas, with the final usage chunk when ``stream_options.include_usage`` is set;
+  ``response_formats`` says which ``response_format`` types it takes (others are refused,
+  with HTTP 500 as llama-cpp-python's server refuses ``json_schema``);
 - ``POST /v1/moderations``: flags inputs containing a word given to ``flag(word, category)``;
 - ``GET /v1/models``.
 
@@ -173,6 +175,13 @@ class FakeOpenAI:
         self.accept_base64 = True
         #: Chat prompts longer than this (in tokens) get 400 context_length_exceeded.
         self.chat_context_window: int | None = None
+        #: The ``response_format`` types chat takes (replies are sent as queued, whatever the
+        #: format); a request asking for another is refused with ``format_status``.  None
+        #: takes any (and ignores it, as servers that predate structured output do).
+        self.response_formats: set[str] | None = None
+        #: 500 as llama-cpp-python's server answers ``json_schema``; 400 as OpenAI answers
+        #: a format it does not know.
+        self.format_status = 500
         self.replies: deque[str | Reply] = deque()
         #: Words that get a moderation input flagged, with the category they flag.
         self.flagged_words: dict[str, str] = {}
@@ -541,6 +550,14 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model"))
         if model not in fake.chat_models:
             self._model_not_found(record, model)
+            return
+        wanted = (body.get("response_format") or {}).get("type", "text")
+        if fake.response_formats is not None and wanted != "text" and wanted not in fake.response_formats:
+            taken = " or ".join(repr(t) for t in ["text", *sorted(fake.response_formats)])
+            message = f"response_format.type: Input should be {taken}"
+            self._json(
+                record, fake.format_status, _error_body(message, "invalid_request_error", None, "response_format")
+            )
             return
         messages = body.get("messages") or []
         prompt_tokens = _chat_prompt_tokens(messages, model)

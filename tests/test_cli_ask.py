@@ -30,7 +30,7 @@ def test_json_has_the_documented_shape(indexed: Path, cli: Cli) -> None:
     assert data["question"] == QUESTION and data["refused"] is False and data["model"] == "extractive"
     assert "Etna" in data["answer"]
     citation = data["citations"][0]
-    assert set(citation) == {"n", "source", "page", "chunk_id", "score", "heading", "location"}
+    assert set(citation) == {"n", "source", "page", "chunk_id", "score", "heading", "location", "attributed"}
     assert citation["source"].endswith("volcanoes.txt") and f"[{citation['n']}]" in data["answer"]
     assert "context" not in data
 
@@ -85,7 +85,7 @@ def test_empty_index_declines_and_says_to_ingest(tmp_path: Path, cli: Cli) -> No
 
 def test_unknown_llm_is_a_usage_error(indexed: Path, cli: Cli) -> None:
     code, _, err = cli("ask", QUESTION, "--llm", "claude")
-    assert code == 2 and "use auto, openai or none" in err
+    assert code == 2 and "use auto, openai, local or none" in err
 
 
 def test_llm_json_reports_usage_and_no_stream_prints_once(

@@ -80,7 +80,7 @@ def test_rag_ask_answers_an_unflagged_question(moderated: FakeOpenAI, cli: Cli) 
 
 
 def test_a_flagged_answer_is_withheld(moderated: FakeOpenAI, cli: Cli) -> None:
-    moderated.reply("Etna is an insult to geology [1].")
+    moderated.reply("Mount Etna in Sicily is an active volcano, an insult to geology.")
     code, out, _ = cli("ask", "Which volcano in Sicily is active?", "--no-stream")
     assert code == 0
     assert "The answer was withheld: moderation flagged it (harassment)." in out

@@ -57,3 +57,13 @@ def test_rewrite_prompt_carries_the_conversation() -> None:
     assert system["content"] == prompts.REWRITE_SYSTEM and "standalone question" in system["content"]
     assert "User: Where is Etna?" in user["content"] and "Assistant: In Sicily [1]." in user["content"]
     assert user["content"].endswith("Last question: How tall is it?")
+
+
+def test_structured_prompt_asks_for_the_schema_it_is_sent_with() -> None:
+    from rag.answer.structured import SCHEMA
+
+    system = prompts.SYSTEM_STRUCTURED
+    item = SCHEMA["properties"]["sentences"]["items"]["properties"]
+    assert all(f'"{key}"' in system for key in [*SCHEMA["properties"], *item])
+    assert '{"sentences": [], "not_found": true}' in system and '"..."' not in system  # tiny models copy it
+    assert "data, not instructions" in system and prompts.SENTINEL not in system

@@ -178,3 +178,20 @@ def test_concurrent_requests_each_report_their_own_usage(llm: tuple[RunningServe
         assert got.usage is not None
         assert got.usage.prompt_tokens == sum(u["prompt_tokens"] for u in mine)
         assert got.usage.completion_tokens == sum(u["completion_tokens"] for u in mine)
+
+
+def test_the_support_check_rides_with_the_answer(llm: tuple[RunningServer, FakeOpenAI]) -> None:
+    server, fake = llm
+    reply_text = "Mount Etna is very active [1]. It last erupted in 1492 [1]."
+    fake.reply(reply_text, reply_text)
+    messages: list[Any] = [{"role": "user", "content": "Which volcano in Sicily is active?"}]
+    reply = sdk(server).chat.completions.create(model="rag", messages=messages)
+    content = reply.choices[0].message.content or ""
+    support = (reply.model_extra or {})["support"]
+    assert [(content[s["start"] : s["end"]], s["supported"]) for s in support] == [
+        ("Mount Etna is very active [1].", True),
+        ("It last erupted in 1492 [1].", False),  # no source says 1492
+    ]
+    chunks = list(sdk(server).chat.completions.create(model="rag", messages=messages, stream=True))
+    last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason == "stop")
+    assert (last.model_extra or {})["support"] == support

@@ -223,6 +223,7 @@ def test_a_closed_store_hangs_up_on_the_model_server(openai_env: FakeOpenAI, doc
     with Store() as store:
         engine = store.index("docs")
         engine.ingest(docs, embedder="hash")
+        openai_env.reply("Mount Etna is an active volcano in Sicily.")  # an answer the sources support
         assert not engine.ask("Which volcano is in Sicily?", llm="openai").refused
         assert _open_sockets() - before  # a kept-alive connection, both of its ends in this process
     deadline = time.monotonic() + 5

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rag import prompts, tokens
+from rag.answer import support
+from rag.answer.attribution import cosine_scorer
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.budget import fit_history, history_budget
-from rag.answer.citations import CitationFilter, citations_for
+from rag.answer.citations import CitationFilter, citation, citations_for
 from rag.answer.context import Context, build_context, message_tokens
 from rag.answer.focus import Rarity
-from rag.errors import ContextLengthError
-from rag.openai_client import LazyClient, translate_errors
+from rag.answer.structured import MODES, Mode, ModeMemory, StructuredReply, response_format
+from rag.embed.base import Embedder
+from rag.errors import ContextLengthError, ProviderError
+from rag.openai_client import LazyClient, base_url, to_rag_error, translate_errors
 from rag.results import Answer, Hit
 from rag.settings import Settings
 from rag.usage import Usage
@@ -21,6 +26,8 @@ from rag.usage import Usage
 if TYPE_CHECKING:
     import openai
 
+#: What response format each server takes (``rag.answer.structured.ModeMemory``), in RAG_HOME.
+MODES_FILE = "llm-modes.json"
 # A rewritten question is one short line; more means the model started answering.
 _REWRITE_MAX_TOKENS = 200
 # o-series and gpt-5 models accept no temperature but their default.
@@ -39,10 +46,25 @@ class LLMAnswerer(Answerer):
     streams = True
     rewrites_followups = True
 
-    def __init__(self, settings: Settings, *, model: str | None = None, min_relevance: float) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model: str | None = None,
+        min_relevance: float,
+        embedder: Callable[[], Embedder] | None = None,
+    ) -> None:
         super().__init__(settings, min_relevance=min_relevance)
         self.model = model or settings.llm.chat_model
         self._client = LazyClient(settings.openai)
+        #: The local embedder that helps attribute uncited sentences (loaded when one needs it).
+        self._embedder = embedder
+        #: Which response format the server takes, per (base URL, model), kept in RAG_HOME.
+        self.modes = ModeMemory(settings.store.home / MODES_FILE)
+
+    def base_url(self) -> str:
+        """Where requests go (part of the key of what response format works)."""
+        return base_url(self.settings.openai)
 
     @property
     def client(self) -> openai.OpenAI:
@@ -62,61 +84,100 @@ class LLMAnswerer(Answerer):
         on_delta: DeltaCallback | None,
         rarity: Rarity | None = None,  # the model judges relevance itself
     ) -> Answer:
-        context, messages = self.prompt(question, hits, history)
+        url = self.base_url()
+        remembered = self.modes.get(url, self.model)
+        mode = remembered or MODES[0]
+        while True:
+            context, messages = self.prompt(question, hits, history, structured=mode != "markers")
+            try:
+                return self._reply(question, context, messages, mode, on_delta, probe=remembered is None)
+            except _Refused:
+                # The server refused this response_format: nothing was shown; try the next.
+                mode = MODES[MODES.index(mode) + 1]
+                self.modes.set(url, self.model, mode)
+                remembered = None if mode != "markers" else mode
+
+    def _reply(
+        self,
+        question: str,
+        context: Context,
+        messages: list[dict[str, str]],
+        mode: Mode,
+        on_delta: DeltaCallback | None,
+        *,
+        probe: bool,
+    ) -> Answer:
+        """One model call in ``mode``, its reply checked: citations, sentinel, support."""
+        reply = StructuredReply() if mode != "markers" else None
         check = CitationFilter(len(context.sources), prompts.SENTINEL)
 
         def emit(delta: str) -> None:
-            shown = check.feed(delta)
+            shown = check.feed(reply.feed(delta) if reply is not None else delta)
             if shown and on_delta is not None:
                 on_delta(shown)
 
-        raw, reported = self._complete(messages, emit, stream=on_delta is not None)
-        tail = check.finish()
+        raw, reported = self._complete(
+            messages, emit, stream=on_delta is not None, response_format=response_format(mode), probe=probe
+        )
+        if probe and mode != "markers":
+            self.modes.set(self.base_url(), self.model, mode)
+        tail = check.feed(reply.finish()) if reply is not None else ""
+        tail += check.finish()
         if tail and on_delta is not None:
             on_delta(tail)
         usage = self._usage(messages, raw, reported)
         citations = citations_for(check.text, context.sources)
-        # Small models often say why before the sentinel ("I can't find it. NOT_IN_DOCUMENTS"):
-        # with nothing cited, that is a refusal too.  With citations it is an answer with a gap.
-        if check.refused or (check.sentinel_inside and not citations):
+        # Small models often say why before the sentinel ("I can't find it. NOT_IN_DOCUMENTS"),
+        # or fill in sentences and set not_found: with nothing cited, that is a refusal too.
+        # With citations it is an answer with a gap.
+        not_found = reply is not None and bool(reply.not_found)
+        if check.refused or ((check.sentinel_inside or not_found) and not citations) or not check.text.strip():
             return self.declined(question, prompts.REFUSAL, context.sources, usage)
+        scorer = cosine_scorer(self._embedder, [h.text for h in context.sources]) if self._embedder else None
+        sentences = support.check(check.text, context.sources, scorer)
+        if not any(s.supported for s in sentences):
+            return self.declined(question, prompts.REFUSAL, context.sources, usage)
+        attributed = {n for s in sentences if s.attributed for n in s.citations} - {c.n for c in citations}
+        citations += [replace(citation(n, context.sources[n - 1]), attributed=True) for n in attributed]
         return Answer(
             question=question,
             text=check.text,
             refused=False,
-            citations=citations,
+            citations=sorted(citations, key=lambda c: c.n),
             model=self.model,
             answerer=self.kind,
             usage=usage,
             context=context.sources,
             removed_citations=check.removed,
+            support=sentences,
         )
 
     def prompt(
-        self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = ()
+        self, question: str, hits: Sequence[Hit], history: Sequence[Turn] = (), *, structured: bool = False
     ) -> tuple[Context, list[dict[str, str]]]:
-        """The sources that fit and the chat messages for ``question``."""
+        """The sources that fit and the chat messages for ``question`` (asking for JSON when ``structured``)."""
+        system = prompts.SYSTEM_STRUCTURED if structured else prompts.SYSTEM
         window = self.settings.llm.context_window or tokens.context_window(self.model)
         reserve = self.settings.llm.max_answer_tokens
-        fixed = message_tokens(self._messages(question, [], []), self.model)
+        fixed = message_tokens(self._messages(system, question, [], []), self.model)
         # Old turns give way to sources, which keep at least half the room.
         turns = fit_history(
             history,
             history_budget(window=window, answer_reserve=reserve, fixed_tokens=fixed, sources_tokens=0),
             self.model,
         )
-        budget = window - reserve - message_tokens(self._messages(question, [], turns), self.model)
+        budget = window - reserve - message_tokens(self._messages(system, question, [], turns), self.model)
         context = build_context(hits, model=self.model, budget=budget)
         if not context.sources:
             raise ContextLengthError(
                 f"the question leaves no room for sources in {self.model}'s context window of {window} tokens"
                 " (set RAG_CONTEXT_WINDOW if the model has a larger one)"
             )
-        return context, self._messages(question, context.blocks, turns)
+        return context, self._messages(system, question, context.blocks, turns)
 
     @staticmethod
-    def _messages(question: str, blocks: list[str], history: Sequence[Turn]) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": prompts.SYSTEM}]
+    def _messages(system: str, question: str, blocks: list[str], history: Sequence[Turn]) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": system}]
         for turn in history:
             messages.append({"role": "user", "content": turn.question})
             messages.append({"role": "assistant", "content": turn.answer})
@@ -141,8 +202,15 @@ class LLMAnswerer(Answerer):
         *,
         stream: bool,
         max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        probe: bool = False,
     ) -> tuple[str, Any]:
-        """The reply text and the usage object the server reported (None if it sent none)."""
+        """The reply text and the usage object the server reported (None if it sent none).
+
+        ``probe``: the server may refuse ``response_format``; it is asked once, without
+        retries (llama-cpp-python answers 500, which would be retried for 12-16 s), and a
+        refusal raises ``_Refused``.  Any other failure is asked again as usual.
+        """
         # OpenAI's newer models accept only max_completion_tokens; many compatible servers
         # know only max_tokens.
         limit_name = "max_tokens" if self.settings.openai.base_url else "max_completion_tokens"
@@ -154,27 +222,50 @@ class LLMAnswerer(Answerer):
         if not _REASONING_MODEL.match(self.model.rsplit("/", 1)[-1]):
             # o-series and gpt-5 models reject any temperature but their default.
             options["temperature"] = self.settings.llm.temperature
+        if response_format is not None:
+            options["response_format"] = response_format
+            if probe:
+                received: list[str] = []
+
+                def tee(delta: str) -> None:
+                    received.append(delta)
+                    if on_delta is not None:
+                        on_delta(delta)
+
+                try:
+                    return self._call(self.client.with_options(max_retries=0), options, tee, stream=stream)
+                except Exception as exc:
+                    if _refuses_format(exc, self.settings):
+                        raise _Refused from None
+                    if received or to_rag_error(exc, self.settings.openai) is None:
+                        with translate_errors(self.settings.openai, model=self.model):
+                            raise
+                    # Anything else before a word arrived: asked again, with the usual retries.
         with translate_errors(self.settings.openai, model=self.model):
-            if not stream:
-                response = self.client.chat.completions.create(**options)
-                text = (response.choices[0].message.content or "") if response.choices else ""
-                if on_delta is not None:
-                    on_delta(text)
-                return text, response.usage
-            parts: list[str] = []
-            reported = None
-            with self.client.chat.completions.create(
-                **options, stream=True, stream_options={"include_usage": True}
-            ) as events:
-                for event in events:
-                    if event.usage is not None:
-                        reported = event.usage
-                    delta = event.choices[0].delta.content if event.choices else None
-                    if delta:
-                        parts.append(delta)
-                        if on_delta is not None:
-                            on_delta(delta)
-            return "".join(parts), reported
+            return self._call(self.client, options, on_delta, stream=stream)
+
+    def _call(
+        self, client: openai.OpenAI, options: dict[str, Any], on_delta: DeltaCallback | None, *, stream: bool
+    ) -> tuple[str, Any]:
+        """One request, its errors as the SDK raised them."""
+        if not stream:
+            response = client.chat.completions.create(**options)
+            text = (response.choices[0].message.content or "") if response.choices else ""
+            if on_delta is not None:
+                on_delta(text)
+            return text, response.usage
+        parts: list[str] = []
+        reported = None
+        with client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True}) as events:
+            for event in events:
+                if event.usage is not None:
+                    reported = event.usage
+                delta = event.choices[0].delta.content if event.choices else None
+                if delta:
+                    parts.append(delta)
+                    if on_delta is not None:
+                        on_delta(delta)
+        return "".join(parts), reported
 
     def _usage(self, messages: list[dict[str, str]], reply: str, reported: Any) -> Usage:
         """Usage of one call; counted locally when the server sent none."""
@@ -189,3 +280,17 @@ class LLMAnswerer(Answerer):
             completion_tokens=completion,
             estimated=reported is None,
         )
+
+
+class _Refused(Exception):
+    """The server refused the ``response_format`` it was asked for."""
+
+
+def _refuses_format(exc: Exception, settings: Settings) -> bool:
+    """True when ``exc`` is a server turning down a request format (not a key, model, size or rate problem)."""
+    error = to_rag_error(exc, settings.openai)
+    status = getattr(exc, "status_code", None)
+    if error is None or type(error) is not ProviderError or status is None:
+        return False
+    # 400/422: "unknown field"; 500/501: llama-cpp-python's validation error.  429 and 503 pass.
+    return int(status) in (400, 422, 500, 501)

@@ -40,7 +40,19 @@ class Entry:
 def _llm(parts: Parts) -> Answerer:
     from rag.answer.llm import LLMAnswerer
 
-    return LLMAnswerer(parts.settings, model=parts.model, min_relevance=parts.min_relevance)
+    return LLMAnswerer(parts.settings, model=parts.model, min_relevance=parts.min_relevance, embedder=parts.embedder)
+
+
+def _local(parts: Parts) -> Answerer:
+    from rag.answer.local_llm import LocalAnswerer
+
+    return LocalAnswerer(parts.settings, min_relevance=parts.min_relevance, embedder=parts.embedder)
+
+
+def _local_unavailable(settings: Settings) -> str | None:
+    from rag.answer.local_llm import unavailable
+
+    return unavailable(settings)
 
 
 def _extractive(parts: Parts) -> Answerer:
@@ -57,6 +69,7 @@ def _needs_openai(settings: Settings) -> str | None:
 
 _ENTRIES: dict[str, Entry] = {
     "openai": Entry(_llm, _needs_openai),
+    "local": Entry(_local, _local_unavailable),
     "extractive": Entry(_extractive, lambda settings: None),
 }
 #: Other names for an entry (``--llm none``: no LLM).
@@ -89,6 +102,26 @@ def resolve(settings: Settings, llm: str) -> str:
     if reason is not None:
         raise ConfigError(reason)
     return choice
+
+
+def describe(settings: Settings) -> dict[str, str]:
+    """What ``rag ask`` answers with under these settings, for ``rag status`` and ``rag config``:
+    ``llm`` (the answerer, or why the one asked for cannot run), ``model``, and ``local_model``
+    (what ``--llm local`` would serve)."""
+    from rag.answer.local_llm import describe as local_model
+    from rag.errors import RagError
+    from rag.openai_client import display_url
+
+    found = {"local_model": local_model(settings)}
+    try:
+        name = resolve(settings, settings.llm.llm)
+    except RagError as exc:
+        return {"llm": settings.llm.llm, "model": str(exc), **found}
+    if name == "openai":
+        model = f"{settings.llm.chat_model} at {display_url(settings.openai)}"
+    else:
+        model = found["local_model"] if name == "local" else "none: quotes the documents"
+    return {"llm": name, "model": model, **found}
 
 
 def create(name: str, parts: Parts) -> Answerer:

@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from rag import __version__
+from rag.answer import registry
 from rag.cli.options import (
     EmbedderOpt,
     ExcludeOpt,
@@ -288,10 +289,12 @@ def status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List the indexes in the store: embedder, files, chunks, size, last ingest, usage."""
     engine = _engine(None, store)
     infos = engine.indexes()
+    answers = registry.describe(engine.settings)
     if as_json:
-        print_json({"store": engine.layout.description, "indexes": [i.to_dict() for i in infos]})
+        print_json({"store": engine.layout.description, "answerer": answers, "indexes": [i.to_dict() for i in infos]})
     else:
         out.print(f"store: {escape(engine.layout.description)}")
+        out.print(f"answers: {escape(answers['llm'])}: {escape(answers['model'])}")
         if not infos:
             out.print("no indexes yet: run `rag ingest PATH`")
         for info in infos:
@@ -345,9 +348,14 @@ def config(as_json: JsonOpt = False) -> None:
         embedder, why = factory.explain(settings)
     except RagError as exc:  # a configured server that cannot be reached
         embedder, why = settings.embedding.embedder, str(exc)
+    answers = registry.describe(settings)
     if as_json:
-        print_json({**files, "embedder": {"name": embedder, "why": why}, "settings": rows})
+        print_json({**files, "embedder": {"name": embedder, "why": why}, "answerer": answers, "settings": rows})
         return
+    out.print(
+        f"[dim]answers: {escape(answers['llm'])}: {escape(answers['model'])}; --llm local: "
+        f"{escape(answers['local_model'])}[/]"
+    )
     out.print(
         f"[dim]config file: {escape(str(config_file))}{'' if files['config_file_exists'] else ' (none)'}"
         f"; .env here: {'yes' if files['dotenv'] else 'no'}[/]"

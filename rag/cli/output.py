@@ -144,6 +144,32 @@ def marked(answer: Answer) -> str:
     return "".join(parts)
 
 
+#: After a sentence no source backs, on a terminal (it is shown dim as well).
+UNSUPPORTED_MARK = " ⚠ unsupported"
+
+
+def checked(answer: Answer) -> str:
+    """The answer as rich markup with what the support check found, on a terminal: sentences
+    no source backs dim and marked, and the sources rag attributed after their sentence, dim.
+    Piped, the text is left as it is."""
+    if not answer.support or not out.is_terminal:
+        return marked(answer)
+    parts, last = [], 0
+    for sentence in answer.support:
+        parts.append(escape(answer.text[last : sentence.start]))
+        text = escape(answer.text[sentence.start : sentence.end])
+        if not sentence.supported:
+            parts.append(f"[dim]{text}[/][dim yellow]{UNSUPPORTED_MARK}[/]")
+        elif sentence.attributed:
+            numbers = ", ".join(map(str, sentence.citations))
+            parts.append(f"{text}[dim] {escape(f'[{numbers}]')}[/]")
+        else:
+            parts.append(text)
+        last = sentence.end
+    parts.append(escape(answer.text[last:]))
+    return "".join(parts)
+
+
 def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False, label: bool = True) -> None:
     """The answer (unless already streamed), its sources, notes, and the context.
 
@@ -152,17 +178,24 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
     if not streamed:
         if label and answer.answerer == "extractive":
             out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
-        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else marked(answer))
+        out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else checked(answer))
     elif streamed.strip() != answer.text.strip():
-        # Answerers emit only final text, so this is a safety net: reprint the final one.
+        # Answerers emit only final text, so this is a safety net: reprint the final one
+        # (a refusal after the support check found no sentence backed).
         sys.stdout.write("\n")
         out.print(escape(answer.text))
     else:
         sys.stdout.write("\n")
+        if out.is_terminal:  # the streamed words cannot be restyled: the verdicts go below them
+            for sentence in answer.support:
+                if not sentence.supported:
+                    quoted = escape(answer.text[sentence.start : sentence.end])
+                    out.print(f"[dim yellow]⚠ no source backs:[/] [dim]{quoted}[/]")
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
-            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]")
+            note = " [dim](matched by rag: the model cited nothing here)[/]" if c.attributed else ""
+            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]{note}")
     if answer.removed_citations:
         removed = answer.removed_citations
         out.print(f"[dim]({removed} citation(s) to sources that were not supplied were removed)[/]")

@@ -171,6 +171,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
             "usage": usage_json(answer, question, body.model),
             "citations": citations,
             "refused": answer.refused,
+            "support": [s.to_dict() for s in answer.support],
         }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     worker = sse.Worker(work)
@@ -217,10 +218,14 @@ async def _stream(
                 answer: Answer = value
                 citations = citations_json(answer, sources)
                 # A refusal (or an answer that arrived whole) was never streamed: send its text now.
+                # A refusal after streamed words (no sentence of them backed) says so below them.
                 text = ("" if streamed else answer.text) + footer(citations)
+                if streamed and answer.refused:
+                    text = f"\n\n{answer.text}"
                 if text:
                     yield chunk({"content": text})
-                yield chunk({}, "stop", citations=citations, refused=answer.refused)
+                support = [s.to_dict() for s in answer.support]
+                yield chunk({}, "stop", citations=citations, refused=answer.refused, support=support)
                 if include_usage:
                     data = {
                         "id": ident,

@@ -1,0 +1,221 @@
+"""How well each answerer answers, cites and declines: extractive, local models, any server.
+
+    python benchmarks/answers.py [--answerers extractive,local,local:FILE.gguf,URL#MODEL]
+                                 [--limit 10] [--max-tokens 160] [--out answers.jsonl]
+
+Two question sets, asked through ``Engine.ask`` with rag's own prompts:
+
+- ``data``: the 20 questions about the bundled ``data/`` of benchmarks/llm_prompts.py (15 the
+  documents answer, with hand-checked gold answers, and 5 they do not; ``--data-limit N``
+  asks the first N answerable and a third as many unanswerable);
+- ``squad``: ``--limit`` answerable and ``--limit`` unanswerable SQuAD v2 questions on the
+  Normans article of part A (../shared/data), a fixed random sample.
+
+Answerers: ``extractive``; ``local`` (each installed model of ``rag.answer.local_llm.MODELS``,
+or ``local:PATH`` for a GGUF), served by ``--llm local``'s own llama.cpp server; or an
+OpenAI-compatible server as ``http://HOST:PORT/v1#MODEL``.  Per answerer and set:
+
+- gold in text: answerable questions answered with a gold answer in the answer's text;
+- citation precision: of the answers that cite, those where a cited chunk holds a gold answer;
+- cited: answers (not refusals) to answerable questions that cite at all;
+- declined: unanswerable questions refused;
+- unsupported/answer: sentences the support check found unsupported, per answer;
+- p50 s: median seconds per answer (retrieval excluded); tokens/s: completion tokens per
+  second of answering (prompt reading included, which dominates on 2 cores).
+
+``--out`` writes every answer as JSON lines (with its support verdicts and the model's raw
+reply) for checking by hand.
+Timings depend on load: the load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import llm_prompts
+from benchmarks.llm_prompts import DATA, QUESTIONS, Question, contains, squad_subset
+from rag.answer.citations import CITATION
+from rag.answer.local_llm import MODELS
+from rag.engine import Engine
+from rag.results import Answer
+from tests.llama_server import recorded_replies
+
+
+@dataclass
+class Row:
+    answerable: int = 0
+    unanswerable: int = 0
+    gold_in_text: int = 0
+    citing: int = 0
+    precise: int = 0
+    answered: int = 0
+    declined: int = 0
+    unsupported: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    tokens: int = 0
+
+    def add(self, q: Question, answer: Answer) -> None:
+        self.seconds.append(answer.seconds or 0.0)
+        self.tokens += answer.usage.completion_tokens
+        if not answer.refused:
+            self.unsupported.append(sum(not s.supported for s in answer.support))
+        if not q.answerable:
+            self.unanswerable += 1
+            self.declined += answer.refused
+            return
+        self.answerable += 1
+        if answer.refused:
+            return
+        self.answered += 1
+        self.gold_in_text += contains(CITATION.sub("", answer.text), q.gold)
+        if answer.citations:
+            self.citing += 1
+            self.precise += any(contains(c.text, q.gold) for c in answer.citations)
+
+    def cells(self) -> list[str]:
+        per_answer = f"{statistics.mean(self.unsupported):.2f}" if self.unsupported else "-"
+        seconds = sum(self.seconds)
+        return [
+            f"{self.gold_in_text}/{self.answerable}",
+            f"{self.precise}/{self.citing}",
+            f"{self.citing}/{self.answered}",
+            f"{self.declined}/{self.unanswerable}",
+            per_answer,
+            f"{statistics.median(self.seconds):.1f}" if self.seconds else "-",
+            f"{self.tokens / seconds:.1f}" if self.tokens and seconds else "-",
+        ]
+
+
+@dataclass(frozen=True)
+class Answerer:
+    name: str
+    options: dict[str, Any]
+
+
+def answerers(spec: str) -> list[Answerer]:
+    found = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item == "extractive":
+            found.append(Answerer("extractive", {"llm__llm": "none"}))
+        elif item == "local":
+            for packaged in MODELS:
+                if packaged.installed():
+                    found.append(Answerer(packaged.name, {"llm__llm": "local", "_model": packaged}))
+        elif item.startswith("local:"):
+            path = Path(item[len("local:") :])
+            found.append(Answerer(path.stem, {"llm__llm": "local", "llm__local_model": path}))
+        elif "#" in item:
+            url, model = item.split("#", 1)
+            found.append(
+                Answerer(f"{model} at {url}", {"llm__llm": "openai", "openai__base_url": url, "llm__chat_model": model})
+            )
+        else:
+            sys.exit(f"answers: unknown answerer {item!r}")
+    return found
+
+
+@contextmanager
+def engine_for(store: Path, index: str, answerer: Answerer, args: argparse.Namespace) -> Iterator[Engine]:
+    options = {k: v for k, v in answerer.options.items() if not k.startswith("_")}
+    if "_model" in answerer.options:
+        options["llm__local_model"] = answerer.options["_model"].path(store)
+    with Engine(
+        index=index,
+        store=store,
+        embedding__embedder="local",
+        retrieval__k=args.top_k,
+        llm__max_answer_tokens=args.max_tokens,
+        openai__timeout=600.0,
+        **options,
+    ) as engine:
+        yield engine
+
+
+def question_sets(store: Path, limit: int, data_limit: int) -> dict[str, tuple[list[Path], list[Question]]]:
+    answerable = [q for q in QUESTIONS if q.answerable][:data_limit]
+    unanswerable = [q for q in QUESTIONS if not q.answerable][: max(1, (data_limit + 2) // 3)]
+    sets: dict[str, tuple[list[Path], list[Question]]] = {"data": ([DATA], answerable + unanswerable)}
+    if limit:
+        paragraphs, questions = squad_subset(limit)
+        folder = store / "squad-normans"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(paragraphs):
+            (folder / f"p{i:03}.txt").write_text(text, encoding="utf-8")
+        sets["squad"] = ([folder], questions)
+    return sets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answerers", default="extractive,local")
+    parser.add_argument("--limit", type=int, default=10, help="SQuAD questions of each kind (0: skip SQuAD)")
+    parser.add_argument("--sets", default="data,squad")
+    parser.add_argument(
+        "--data-limit", type=int, default=15, help="data/ answerable questions (and a third as many unanswerable)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--store", type=Path, help="store folder to reuse (default: a temporary one)")
+    parser.add_argument("--out", type=Path, help="write every answer here, as JSON lines")
+    # ../shared next to the checkout, or next to the folder of worktrees.
+    shared = next(
+        (
+            p
+            for p in (llm_prompts.SQUAD, DATA.parents[2] / llm_prompts.SQUAD.relative_to(DATA.parents[1]))
+            if p.is_file()
+        ),
+        llm_prompts.SQUAD,
+    )
+    parser.add_argument("--squad", type=Path, default=shared, help="SQuAD v2 dev JSON (part A)")
+    args = parser.parse_args()
+    llm_prompts.SQUAD = args.squad
+    chosen = answerers(args.answerers)
+    out = args.out.open("w", encoding="utf-8") if args.out else None
+    with ExitStack() as stack:
+        store = args.store or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        os.environ["RAG_HOME"] = str(store)
+        sets = {k: v for k, v in question_sets(store, args.limit, args.data_limit).items() if k in args.sets.split(",")}
+        for name, (folders, _) in sets.items():
+            with Engine(index=name, store=store, embedding__embedder="local") as engine:
+                engine.ingest(folders, embedder="local")
+        print(f"load average at the start: {os.getloadavg()[0]:.1f}")
+        print(
+            "| set | answerer | gold in text | citation precision | cited | declined | unsupported/answer "
+            "| p50 s | tokens/s |"
+        )
+        print("| --- " * 9 + "|")
+        replies = stack.enter_context(recorded_replies())
+        for answerer in chosen:
+            for name, (_, questions) in sets.items():
+                row = Row()
+                with engine_for(store, name, answerer, args) as engine:
+                    for q in questions:
+                        before = len(replies)
+                        started = time.perf_counter()
+                        answer = engine.ask(q.text)
+                        answer.seconds = answer.seconds or time.perf_counter() - started
+                        row.add(q, answer)
+                        if out is not None:
+                            raw = "".join(replies[-1]) if len(replies) > before else None
+                            record = {"set": name, "answerer": answerer.name, "gold": list(q.gold), "raw": raw}
+                            out.write(json.dumps({**answer.to_dict(include_context=True), **record}) + "\n")
+                            out.flush()
+                print(f"| {name} | {answerer.name} | " + " | ".join(row.cells()) + " |", flush=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
