@@ -92,11 +92,11 @@ def test_eight_conversations_on_one_store_are_billed_only_their_own_tokens(
 def test_three_indexes_in_one_store_load_the_local_model_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.embed import local
 
-    loads: list[bool] = []
+    loads: list[str] = []
     original = local._open
 
     def counting(precision: str) -> Any:  # reads the weights and builds the ONNX session
-        loads.append(True)
+        loads.append(precision)
         return original(precision)
 
     monkeypatch.setattr(local, "_open", counting)
@@ -110,7 +110,9 @@ def test_three_indexes_in_one_store_load_the_local_model_once(tmp_path: Path, mo
         engine = store.index(name)
         assert engine.search("river floods")[0].source.endswith(f"{name}.txt")
         assert not engine.ask("When does the river flood?", llm="none").refused
-    assert len(loads) == 1
+    # Once per precision: on a VNNI CPU the indexes embed in int8 and the extractive answerer
+    # scores sentences with the fp32 model (engine.py), so two loads; never one per index.
+    assert sorted(loads) == sorted(set(loads)) and 1 <= len(loads) <= 2
     store.close()
 
 
