@@ -8,7 +8,6 @@ are served, and each answer carries its own ``Usage``.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 import threading
@@ -31,6 +30,7 @@ from rag.chat.sessions import (
 )
 from rag.engine import Engine, document_id
 from rag.errors import RagError, UsageError
+from rag.ingest.pipeline import file_hash
 from rag.results import HEADING_SEPARATOR, Answer, Hit, Hits, IngestReport, location
 from rag.retrieve.search import Filters, Mode
 from rag.serve.sources import Sources
@@ -211,7 +211,7 @@ class ServerState:
                 if replace or (not on_disk and candidate not in claimed):
                     claimed.add(candidate)
                     return candidate
-                if on_disk and file_digest(path) == digest:
+                if on_disk and file_hash(path) == digest:
                     return candidate
         raise AssertionError("unreachable")
 
@@ -285,7 +285,7 @@ class ServerState:
         with self._lock:
             found = self._digests.get(key)
         if found is None:
-            found = file_digest(path)
+            found = file_hash(path)
             with self._lock:
                 self._digests[key] = found
                 while len(self._digests) > _DIGESTS_KEPT:
@@ -372,14 +372,6 @@ def numbered(name: str, n: int) -> str:
         return name
     stem, dot, ext = name.rpartition(".")
     return f"{stem} ({n}).{ext}" if dot and stem else f"{name} ({n})"
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def citations_json(answer: Answer, sources: Sources) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -50,10 +50,28 @@ def load_eml(path: Path, data: bytes, load_bytes: Callable[[Path, bytes], Loaded
 
     writer = SectionWriter()
     writer.add("\n".join(header_lines) + ("\n\n" + body if body else ""), heading=(heading,))
-    for name, part in attachments:
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes) or not payload.strip():
-            continue
+    payloads = [(name, part.get_payload(decode=True)) for name, part in attachments]
+    add_attachments(
+        writer, path, heading, [(n, p) for n, p in payloads if isinstance(p, bytes) and p.strip()], load_bytes, warnings
+    )
+    if defects:
+        warnings.append(f"MIME defects: {', '.join(sorted(set(defects)))}")
+    return LoadedDocument(path, "eml", writer.sections, warnings)
+
+
+def add_attachments(
+    writer: SectionWriter,
+    path: Path,
+    heading: str,
+    attachments: Iterable[tuple[str, bytes]],
+    load_bytes: Callable[[Path, bytes], LoadedDocument],
+    warnings: list[str],
+) -> None:
+    """Each attachment's sections under ``heading > attachment: NAME`` (.eml and .msg alike).
+
+    One that cannot be read is a warning; one of a type rag does not read is only named.
+    """
+    for name, payload in attachments:
         try:
             attached = load_bytes(Path(f"{path}/{name}"), payload)
         except DocumentError as exc:
@@ -62,9 +80,6 @@ def load_eml(path: Path, data: bytes, load_bytes: Callable[[Path, bytes], Loaded
             continue
         for section in attached.sections:
             writer.add(section.text, page=section.page, heading=(heading, f"attachment: {name}", *section.heading))
-    if defects:
-        warnings.append(f"MIME defects: {', '.join(sorted(set(defects)))}")
-    return LoadedDocument(path, "eml", writer.sections, warnings)
 
 
 def _header(message: EmailMessage, name: str) -> str:

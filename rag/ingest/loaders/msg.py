@@ -20,6 +20,7 @@ from typing import Any
 
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
+from rag.ingest.loaders.eml import add_attachments
 from rag.ingest.loaders.html import load_html
 from rag.ingest.loaders.layout import SectionWriter
 
@@ -79,20 +80,9 @@ def _read(path: Path, ole: Any, load_bytes: Callable[[Path, bytes], LoadedDocume
         raise DocumentError(path, "mail without a readable body")
     writer = SectionWriter()
     writer.add("\n".join(lines) + ("\n\n" + body.strip() if body.strip() else ""), heading=(heading,))
-    for attachment, attached_name in zip(attachments, names, strict=True):
-        payload = attachment.raw(_ATTACH_DATA)
-        if not payload:
-            continue  # an embedded message or an OLE object: named above, not read
-        try:
-            attached = load_bytes(Path(f"{path}/{attached_name}"), payload)
-        except DocumentError as exc:
-            if "unsupported file type" not in exc.reason:
-                warnings.append(f"attachment {attached_name}: {exc.reason}")
-            continue
-        for section in attached.sections:
-            writer.add(
-                section.text, page=section.page, heading=(heading, f"attachment: {attached_name}", *section.heading)
-            )
+    # An attachment with no data is an embedded message or an OLE object: named above, not read.
+    payloads = [(name, a.raw(_ATTACH_DATA)) for a, name in zip(attachments, names, strict=True)]
+    add_attachments(writer, path, heading, [(n, p) for n, p in payloads if p], load_bytes, warnings)
     return LoadedDocument(path, "msg", writer.sections, warnings)
 
 
