@@ -17,20 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
-    )
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="browser tests need playwright (pip install -e '.[test]')"
-)
+from tests.serve_process import rag_cli, rag_server, serve_env, write_docs
 
-from playwright.sync_api import Response  # noqa: E402
-
-from tests.serve_process import rag_cli, rag_server, serve_env, write_docs  # noqa: E402
+# The browser is test_web.py's (Debian's Chromium through Playwright): importing it skips
+# this module, saying why, where either is missing.
+from tests.test_web import browser  # noqa: F401  (a fixture, found by name)
 
 pytestmark = pytest.mark.slow
+
+from playwright.sync_api import Browser, Response  # noqa: E402
 
 ATTACK = """<!doctype html>
 <html><head><title>cat pictures</title></head><body>
@@ -65,28 +60,28 @@ def attacker(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
-def test_a_page_on_another_origin_can_neither_upload_nor_frame(tmp_path: Path, attacker: tuple[str, Path]) -> None:
+def test_a_page_on_another_origin_can_neither_upload_nor_frame(
+    tmp_path: Path,
+    attacker: tuple[str, Path],
+    browser: Browser,  # noqa: F811
+) -> None:
     env = serve_env(tmp_path / "home", RAG_LLM="none")
     assert rag_cli(env, "ingest", str(write_docs(tmp_path / "docs"))).returncode == 0
     origin, site = attacker
     with rag_server(env) as server:
         (site / "index.html").write_text(ATTACK.format(rag=server.url), encoding="utf-8")
         uploads: list[Response] = []
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
-            )
-            try:
-                page = browser.new_page()
-                page.on("response", lambda r: uploads.append(r) if r.url.endswith("/api/v1/documents") else None)
-                page.goto(origin + "/index.html")
-                page.wait_for_function("document.title === 'sent'", timeout=60_000)
-                page.wait_for_load_state("load")
-                framed = page.frame_locator("#framed")
-                assert framed.locator("#question").count() == 0, "the server's page loaded inside another site"
-                page.screenshot(path=str(tmp_path / "attack.png"))
-            finally:
-                browser.close()
+        page = browser.new_page()
+        try:
+            page.on("response", lambda r: uploads.append(r) if r.url.endswith("/api/v1/documents") else None)
+            page.goto(origin + "/index.html")
+            page.wait_for_function("document.title === 'sent'", timeout=60_000)
+            page.wait_for_load_state("load")
+            framed = page.frame_locator("#framed")
+            assert framed.locator("#question").count() == 0, "the server's page loaded inside another site"
+            page.screenshot(path=str(tmp_path / "attack.png"))
+        finally:
+            page.close()
         assert [r.status for r in uploads] == [403], "the cross-origin upload reached the server"
         # Nothing was stored, and nothing queued: the walrus memo is nowhere.
         with server.client() as http:
