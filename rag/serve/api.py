@@ -25,7 +25,7 @@ from starlette.datastructures import UploadFile
 
 from rag import __version__
 from rag.answer.base import DeltaCallback
-from rag.ingest.loaders import kind_of
+from rag.filetypes import kind_of
 from rag.results import Answer
 from rag.retrieve.search import Filters
 from rag.serve import sse
