@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag import prompts, tokens
+from rag.answer import followups
 from rag.answer.base import DeltaCallback, Turn
 from rag.answer.budget import fit_history, history_budget
-from rag.chat import followups
 from rag.chat.sessions import ChatTurn, SessionStore, new_session_name, validate_session_name
 from rag.errors import UsageError
 from rag.results import Answer, _md_escape
