@@ -30,6 +30,7 @@ from rag.chat.sessions import (
 )
 from rag.engine import Engine, document_id
 from rag.errors import RagError, UsageError
+from rag.home import Store
 from rag.ingest.pipeline import file_hash
 from rag.results import HEADING_SEPARATOR, Answer, Hit, Hits, IngestReport, location
 from rag.retrieve.search import Filters, Mode
@@ -37,7 +38,6 @@ from rag.serve.sources import Sources
 from rag.settings import Settings
 from rag.store.index import validate_index_name
 from rag.store.records import ChunkRecord
-from rag.store.store import Store
 
 #: File hashes kept for ``documents/{id}/file`` (a reader clicks through one file's citations).
 _DIGESTS_KEPT = 64
