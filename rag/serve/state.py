@@ -100,6 +100,10 @@ class ServerState:
     def index_names(self) -> list[str]:
         return self.store.index_names()
 
+    def index_name(self, name: str | None = None) -> str:
+        """``name``, or the default index, checked: ``UsageError`` when no index may be called that."""
+        return validate_index_name(name or self.default_index)
+
     def engine(self, name: str | None = None, *, create: bool = False) -> Engine:
         """The engine for index ``name``; ``NotFound`` unless it exists (or ``create``)."""
         name = self._valid_index(name or self.default_index)
