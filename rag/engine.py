@@ -42,7 +42,11 @@ __all__ = ["AnswerStream", "Engine", "IndexInfo", "Resources", "document_id"]
 
 
 class Resources(Protocol):
-    """What an engine uses of the store it belongs to (``rag.home.Store`` is the one)."""
+    """What an engine, and whoever holds ``engine.store``, uses of the store it belongs to.
+
+    ``rag.home.Store`` is the one there is; mypy checks that it fits (``rag.home`` sets
+    ``open_store`` to it).
+    """
 
     settings: Settings
     layout: StoreLayout
