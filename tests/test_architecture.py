@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -46,39 +47,64 @@ def _module_name(path: Path, package: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(package: Path) -> Imports:
-    """Which units each unit imports, counting every import statement in its source."""
-    found: Imports = defaultdict(dict)
-    known = units(package)
+def import_statements(package: Path) -> Iterator[tuple[str, str, int, bool]]:
+    """(module, what it imports, line, whether under ``TYPE_CHECKING``) for every import of a
+    ``rag`` name anywhere in the package's modules: ``from rag import x`` gives ``rag.x``."""
     for path in sorted(package.rglob("*.py")):
         if path.parent != package and not (path.parent / "__init__.py").is_file():
             continue  # scripts (rag/data), not part of the package
         module = _module_name(path, package)
-        unit = module.split(".")[1] if "." in module else None
-        if unit is None:
-            continue  # rag/__init__.py: the public face re-exports from every floor
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative: from the module's package, up ``level - 1``
-                    package_parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-                    package_parts = package_parts[: len(package_parts) - node.level + 1]
-                    base = ".".join([*package_parts, *([base] if base else [])])
-                targets = [f"{base}.{alias.name}" for alias in node.names] if base == "rag" else [base]
+                    parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+                    parts = parts[: len(parts) - node.level + 1]
+                    base = ".".join([*parts, *([base] if base else [])])
+                targets = [f"{base}.{alias.name}" for alias in node.names]
             else:
                 continue
             for target in targets:
-                parts = target.split(".")
-                if parts[0] != "rag" or len(parts) < 2:
-                    continue
-                other = parts[1] if parts[1] in known else None
-                if other is None and parts[1] in FACE_NAMES:
-                    continue
-                where = f"{module} imports {target} (line {node.lineno})"
-                found[unit].setdefault(other or "rag", where)
+                if target.split(".")[0] == "rag":
+                    yield module, target, node.lineno, id(node) in typing_only
+
+
+def imports(package: Path) -> Imports:
+    """Which units each unit imports, counting every import statement in its source."""
+    found: Imports = defaultdict(dict)
+    known = units(package)
+    for module, target, line, _ in import_statements(package):
+        if "." not in module:
+            continue  # rag/__init__.py: the public face re-exports from every floor
+        unit, name = module.split(".")[1], target.split(".")[1]
+        if name in FACE_NAMES:
+            continue
+        found[unit].setdefault(name if name in known else "rag", f"{module} imports {target} (line {line})")
     return found
+
+
+def module_circles(package: Path) -> list[list[str]]:
+    """Modules that import each other, round a circle of any length: what Python runs when
+    they are imported (imports inside functions count, those under ``TYPE_CHECKING`` not)."""
+    modules = {_module_name(p, package) for p in package.rglob("*.py")}
+    edges: dict[str, set[str]] = defaultdict(set)
+    for module, target, _, typing_only in import_statements(package):
+        while target not in modules:  # ``rag.results.Hit`` is the module ``rag.results``
+            target = target.rpartition(".")[0]
+        if not typing_only and target != module:
+            edges[module].add(target)
+    reach = {m: _reachable(edges, m) for m in modules}
+    circles = {tuple(sorted(m for m in reach[start] if start in reach[m])) for start in modules}
+    return sorted(list(c) for c in circles if len(c) > 1)
 
 
 def floor_errors(floors: list[set[str]], found: Imports, known: set[str]) -> list[str]:
@@ -102,7 +128,7 @@ def floor_errors(floors: list[set[str]], found: Imports, known: set[str]) -> lis
     return errors
 
 
-def _reachable(found: Imports, start: str) -> set[str]:
+def _reachable(found: Mapping[str, Iterable[str]], start: str) -> set[str]:
     seen, todo = {start}, [start]
     while todo:
         for other in found.get(todo.pop(), {}):
@@ -122,6 +148,10 @@ def test_the_readme_lists_the_floors() -> None:
 def test_every_import_stays_on_its_floor_or_below() -> None:
     floors = readme_floors((ROOT / "README.md").read_text(encoding="utf-8"))
     assert floor_errors(floors, imports(PACKAGE), units(PACKAGE)) == []
+
+
+def test_no_modules_import_each_other() -> None:
+    assert module_circles(PACKAGE) == []
 
 
 def test_the_store_holds_persistence_only() -> None:
@@ -176,7 +206,19 @@ def test_a_circle_within_a_floor_fails_and_a_missing_unit_is_named(tmp_path: Pat
     errors = floor_errors(floors, imports(package), units(package))
     assert [e for e in errors if "circle" in e] == [
         "rag.results imports rag.usage (line 1): and usage leads back to results, a circle",
-        "rag.usage imports rag.results (line 1): and results leads back to usage, a circle",
+        "rag.usage imports rag.results.Hit (line 1): and results leads back to usage, a circle",
     ]
     assert "rag/watch is on no floor: add it to README's list" in errors
     assert not any("engine" in e for e in errors)
+
+
+def test_a_circle_of_modules_fails_unless_one_side_is_for_type_checking(tmp_path: Path) -> None:
+    package = _package(
+        tmp_path,
+        {"results.py": "def location():\n    from rag.ingest.loaders import file_type\n",
+         "ingest/__init__.py": "", "ingest/loaders/__init__.py": "from rag.ingest.loaders.layout import ROWS\n",
+         "ingest/loaders/layout.py": "from rag.results import location\n",
+         "engine.py": "from rag.home import Store\n",
+         "home.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from rag.engine import Engine\n"},
+    )  # fmt: skip
+    assert module_circles(package) == [["rag.ingest.loaders", "rag.ingest.loaders.layout", "rag.results"]]
