@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from rag.filetypes import FILE_TYPES
+from rag.ingest.loaders import reader
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rag"
 # ``from rag import __version__`` reads the package's version, set before it imports anything.
@@ -158,6 +161,11 @@ def test_the_store_holds_persistence_only() -> None:
     found = imports(PACKAGE)
     assert not set(found["store"]) & {"engine", "home", "answer", "chat", "moderation", "serve", "cli"}
     assert set(found["results"]) <= {"filetypes", "usage"}  # importing the results imports no parser
+
+
+def test_every_file_type_names_a_reader_the_loaders_have() -> None:
+    """The table at the bottom names its readers as text: each name must lead to one."""
+    assert all(callable(reader(t.reader)) for t in FILE_TYPES.values())
 
 
 # --- the checker catches what it should (on small packages it builds itself) --------------
