@@ -23,10 +23,10 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 from rag.answer.base import Turn
 from rag.engine import AnswerStream, Engine, IndexInfo
 from rag.errors import RagError
+from rag.home import Store
 from rag.results import Answer, Citation, Document, FileProblem, Hit, Hits, IngestReport
 from rag.retrieve.search import Filters
 from rag.settings import Settings
-from rag.store.store import Store
 from rag.usage import Usage
 
 __all__ = [

@@ -1,4 +1,10 @@
-"""``Engine``: ingest, search, ask and chat over one index of a ``Store``."""
+"""``Engine``: ingest, search, ask and chat over one index of a ``Store``.
+
+The engine sees its store as ``Resources``: what it uses of the shared models, answerers
+and open indexes.  ``rag.home.Store``, the composition root above, is the one that exists;
+it sets ``open_store`` so that ``Engine(store="folder")`` can open one without this module
+importing what builds engines.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,9 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.focus import Rarity
@@ -22,16 +28,46 @@ from rag.ingest.pipeline import Ingestor, Progress
 from rag.results import Answer, Document, Hits, IngestReport
 from rag.retrieve.search import Filters, Mode, Retriever
 from rag.settings import Settings
-from rag.store.index import Index, StoreLayout, validate_index_name
+from rag.store.cache import EmbeddingCache
+from rag.store.index import Index, StoreLayout, SyncProgress, validate_index_name
 from rag.store.records import ChunkRecord
-from rag.store.store import IndexInfo, Store
+from rag.store.store import IndexInfo
 from rag.usage import Usage
 
 if TYPE_CHECKING:
     from rag.chat.conversation import Conversation
     from rag.moderation import Moderator
 
-__all__ = ["AnswerStream", "Engine", "IndexInfo", "document_id"]
+__all__ = ["AnswerStream", "Engine", "IndexInfo", "Resources", "document_id"]
+
+
+class Resources(Protocol):
+    """What an engine, and whoever holds ``engine.store``, uses of the store it belongs to.
+
+    ``rag.home.Store`` is the one there is; mypy checks that it fits (``rag.home`` sets
+    ``open_store`` to it).
+    """
+
+    settings: Settings
+    layout: StoreLayout
+    sync_progress: SyncProgress | None
+
+    def open_index(self, name: str, *, create: bool = False, repair: bool = False) -> Index: ...
+    def forget_index(self, name: str) -> None: ...
+    def indexes(self) -> list[IndexInfo]: ...
+    def embedding_cache(self) -> EmbeddingCache: ...
+    def embedder(self, name: str) -> Embedder: ...
+    def embedders_loaded(self) -> list[str]: ...
+    def answerer(
+        self, name: str, *, model: str, min_relevance: float, embedder: str, build: Callable[[], Answerer]
+    ) -> Answerer: ...
+    def moderator(self) -> Moderator: ...
+    def close(self) -> None: ...
+
+
+#: Opens the store an engine makes for itself, ``(home, settings, **overrides)``: set by
+#: ``rag.home`` (imported with ``rag``), which sits above this module.
+open_store: Callable[..., Resources] | None = None
 
 
 def document_id(path: str) -> str:
@@ -55,18 +91,20 @@ class Engine:
     def __init__(
         self,
         index: str | None = None,
-        store: Store | str | Path | None = None,
+        store: Resources | str | Path | None = None,
         settings: Settings | None = None,
         **overrides: Any,
     ) -> None:
-        if isinstance(store, Store):
+        if store is not None and not isinstance(store, (str, Path)):
             if settings is not None:
                 raise UsageError("give settings to the Store, not to an Engine of that store")
-            self.store = store
+            self.store: Resources = store
             self._owns_store = False
             settings = store.settings.with_options(**overrides) if overrides else store.settings
         else:
-            self.store = Store(store, settings, **overrides)
+            if open_store is None:  # only while ``rag`` itself is being imported
+                raise RuntimeError("import rag before making an Engine")
+            self.store = open_store(store, settings, **overrides)
             self._owns_store = True
             settings = self.store.settings
         self.settings = settings

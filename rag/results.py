@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rag.filetypes import file_type
 from rag.usage import Usage
 
 # The manifest's separator of heading-path entries, and the entry ``row_blocks`` writes
@@ -35,8 +36,6 @@ def location(source: str, page: int | None, heading: str = "") -> str:
     ``data.csv:rows 2-40``, ``report.docx:Findings > Costs (page 4)``; just the path
     for files with nothing finer (plain text, Markdown, HTML).
     """
-    from rag.ingest.loaders import file_type  # here: results are imported by modules loaders import
-
     where = display_path(source)
     found = file_type(source)
     cites = found.cites if found else "page"

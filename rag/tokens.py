@@ -5,7 +5,7 @@ network, so rag ships the two tables it needs (``rag/data/*.tiktoken.gz``, see
 ``rag/data/SOURCE.md``) and builds ``tiktoken.Encoding`` objects from them.
 
 Nothing here raises because a table is missing or damaged: counting then falls back to
-``rag.embed.base.estimate_tokens``, which over-estimates, and logs one warning.
+``estimate_tokens``, which over-estimates, and logs one warning.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from rag.embed.base import estimate_tokens
-
 if TYPE_CHECKING:
     from tiktoken import Encoding
 
@@ -35,6 +33,16 @@ _FIM_PREFIX = "<|fim_prefix|>"
 _FIM_MIDDLE = "<|fim_middle|>"
 _FIM_SUFFIX = "<|fim_suffix|>"
 _ENDOFPROMPT = "<|endofprompt|>"
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high token estimate for when no tokenizer is available.
+
+    English averages about 4 characters per BPE token; word-piece tokenizers split
+    numbers and rare words finely, so assume 3 and add one per whitespace-separated word
+    of punctuation-heavy text.
+    """
+    return len(text) // 3 + text.count(" ") // 4 + 1
 
 
 @dataclass(frozen=True)

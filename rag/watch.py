@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 from rag.engine import Engine
 from rag.errors import RagError, UsageError
-from rag.ingest.discover import compile_glob, discover
-from rag.ingest.loaders import kind_of
+from rag.filetypes import kind_of
+from rag.globs import compile_glob
+from rag.ingest.discover import discover
 from rag.ingest.pipeline import Progress, file_hash
 from rag.results import IngestReport
 

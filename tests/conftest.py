@@ -21,8 +21,8 @@ import pytest
 
 from rag.embed import factory
 from rag.embed.base import Embedder
+from rag.home import Store
 from rag.settings import Settings
-from rag.store.store import Store
 from tests.openai_server import FakeOpenAI, openai_server
 from tests.sample_docs import write_sample_docs
 from tests.serve_process import offline_server  # noqa: F401  (a fixture: a real `rag serve` per module)

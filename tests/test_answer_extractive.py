@@ -24,9 +24,9 @@ from rag.answer.extractive import (
 )
 from rag.embed import factory
 from rag.engine import Engine
+from rag.home import Store
 from rag.results import Hit
 from rag.settings import Settings
-from rag.store.store import Store
 from tests.conftest import HashEmbedder
 from tests.sample_docs import offline_engine
 

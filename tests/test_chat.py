@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from rag import Engine, prompts, tokens
-from rag.answer import budget
+from rag.answer import budget, followups
 from rag.answer.base import Turn
-from rag.chat import followups
 from rag.chat.conversation import Conversation
 from rag.chat.sessions import ChatTurn, SessionStore, new_session_name, validate_session_name
 from rag.errors import UsageError

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.embed.base import estimate_tokens
 from rag.ingest.chunk import CountTokens, chunk_document
 from rag.ingest.document import ChunkDraft, LoadedDocument, Section
 from rag.ingest.loaders import load
-from rag.tokens import count_tokens_batch
+from rag.tokens import count_tokens_batch, estimate_tokens
 
 PDF = Path(__file__).parent / "fixtures" / "pdf"
 

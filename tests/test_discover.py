@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag.errors import UsageError
-from rag.ingest.discover import compile_glob, discover
+from rag.globs import compile_glob
+from rag.ingest.discover import discover
 
 MB = 1024 * 1024
 

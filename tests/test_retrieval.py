@@ -15,7 +15,7 @@ import pytest
 
 from rag.engine import Engine
 from rag.errors import UsageError
-from rag.eval.beir import load_squad
+from rag.eval.beir import load_beir, load_squad
 from rag.eval.runner import eval_index, score
 from rag.retrieve.fusion import mmr, normalized_scores, reciprocal_rank
 from rag.retrieve.search import MODES, Filters, Mode, Retriever
@@ -138,6 +138,19 @@ def test_hybrid_is_at_least_as_good_as_the_better_single_mode(settings: Settings
 
 
 # --- rag eval --------------------------------------------------------------------------------
+
+
+def test_a_temporary_eval_index_uses_the_users_embedding_cache(settings: Settings, isolated: Path) -> None:
+    """Each eval indexes into a store of its own, embedding only what no eval embedded before."""
+    dataset = load_beir(FIXTURES / "beir-mini")
+    with eval_index(dataset, settings, embedder="hash") as first:
+        chunks = len(first.chunk_docs)
+        assert first.report.embedded == chunks > 0 and not first.kept
+    with eval_index(dataset, settings, embedder="hash") as second:
+        assert second.report.embedded == 0 and second.report.from_cache == chunks
+        assert score(second, dataset, "dense").metrics["ndcg@10"] > 0
+    assert (isolated / "cache" / "embeddings.db").is_file()
+    assert not (isolated / "indexes").exists()  # the index itself was temporary
 
 
 def test_eval_json_shape(cli: Cli, isolated: Path) -> None:

@@ -16,8 +16,9 @@ import pytest
 
 from rag import Document, Filters, RagError, Store, Usage
 from rag.chat.sessions import SessionNotFoundError
+from rag.filetypes import FILE_TYPES, FileType, kinds
 from rag.ingest.document import LoadedDocument, Section
-from rag.ingest.loaders import FILE_TYPES, FileType, LoadOptions, kinds
+from rag.ingest.loaders import LoadOptions
 from rag.store.manifest import Manifest
 from tests.conftest import FIXTURES
 from tests.openai_server import FakeOpenAI
@@ -132,7 +133,7 @@ def test_a_new_file_type_is_one_loader_and_one_line(docs: Path, monkeypatch: pyt
     (docs / "parrots.toy").write_text("parrots can mimic human speech\n")
     assert "toy" not in kinds()
 
-    monkeypatch.setitem(FILE_TYPES, ".toy", FileType("toy", load_toy, isolate=False))  # the one line
+    monkeypatch.setitem(FILE_TYPES, ".toy", FileType("toy", f"{__name__}:load_toy", isolate=False))  # the one line
 
     engine = Store().index("toys")
     report = engine.ingest(docs, embedder="hash")

@@ -14,7 +14,7 @@ import tiktoken
 import tiktoken.load
 
 from rag import tokens
-from rag.embed.base import estimate_tokens
+from rag.tokens import estimate_tokens
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from rag.answer import contrast, focus, relevance
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
 from rag.answer.contrast import negated
+from rag.answer.followups import expand_query, is_follow_up
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
 from rag.results import CELL_SEPARATOR, HEADING_SEPARATOR, ROWS_PREFIX, Answer, Hit, Span
@@ -406,8 +407,6 @@ class ExtractiveAnswerer(Answerer):
         outweigh the user's few ("and when did it open?").  The better of the two keeps a
         sentence that fits either; leaving out what was just said keeps the description out.
         """
-        from rag.chat.followups import expand_query, is_follow_up
-
         if not is_follow_up(question):
             return scored
         said = history[-1].answer

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rag import prompts, tokens
+from rag.answer import followups
 from rag.answer.base import DeltaCallback, Turn
 from rag.answer.budget import fit_history, history_budget
-from rag.chat import followups
 from rag.chat.sessions import ChatTurn, SessionStore, new_session_name, validate_session_name
 from rag.errors import UsageError
 from rag.results import Answer, _md_escape
@@ -26,7 +26,10 @@ from rag.usage import Usage
 
 if TYPE_CHECKING:
     from rag.answer.base import Answerer
-    from rag.engine import Engine
+    from rag.embed.base import Embedder
+    from rag.retrieve.search import Filters, Mode
+    from rag.settings import Settings
+    from rag.store.index import StoreLayout
 
 #: Most tokens of history sent with a question, even when the model's window holds more:
 #: long histories cost on every question and seldom help retrieval-grounded answers.
@@ -40,6 +43,33 @@ _FRAMING_TOKENS = 3 + 3 * 3
 REWRITE_TURNS = 6
 #: Options ``ask`` passes on to ``Engine.ask``.
 ASK_OPTIONS = frozenset({"k", "filters", "mode"})
+
+
+class Asker(Protocol):
+    """What a conversation uses of its ``Engine``: chat sits below the engine, which makes conversations."""
+
+    settings: Settings
+    index_name: str
+
+    @property
+    def layout(self) -> StoreLayout: ...
+    def answerer(self, llm: str | None = None, model: str | None = None) -> Answerer: ...
+    def require_index(self) -> None: ...
+    def embedder(self, name: str | None = None) -> Embedder: ...
+    def record_usage(self, usage: Usage, kind: str = "chat") -> None: ...
+    def ask(
+        self,
+        question: str,
+        *,
+        k: int | None = None,
+        filters: Filters | None = None,
+        mode: Mode | None = None,
+        llm: str | None = None,
+        model: str | None = None,
+        history: Sequence[Turn] = (),
+        on_delta: DeltaCallback | None = None,
+        search_query: str | None = None,
+    ) -> Answer: ...
 
 
 class Conversation:
@@ -59,7 +89,7 @@ class Conversation:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Asker,
         session: str | None = None,
         *,
         llm: str | None = None,

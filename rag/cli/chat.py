@@ -24,8 +24,8 @@ from rag.cli.options import IndexOpt, JsonOpt, KOpt, LlmOpt, ModelOpt, StoreOpt
 from rag.cli.output import err, error, human_time, out, print_answer, print_json
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
+from rag.home import Store
 from rag.results import Answer
-from rag.store.store import Store
 
 SessionOpt = Annotated[
     str | None, typer.Option("--session", "-s", help="Resume or create this named session \\[default: a new one].")

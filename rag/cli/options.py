@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rag.ingest.loaders import kinds
+from rag.filetypes import kinds
 
 # Help texts use "\[" because rich would read "[default: ...]" as markup and drop it.
 IndexOpt = Annotated[str | None, typer.Option("--index", "-i", help="Index name \\[default: RAG_INDEX or 'default'].")]

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from rag.tokens import estimate_tokens
 from rag.usage import Usage
 
 Vectors = np.ndarray
@@ -66,16 +67,6 @@ class Embedder(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} dim={self.dimension}>"
-
-
-def estimate_tokens(text: str) -> int:
-    """A deliberately high token estimate for when no tokenizer is available.
-
-    English averages about 4 characters per BPE token; word-piece tokenizers split
-    numbers and rare words finely, so assume 3 and add one per whitespace-separated word
-    of punctuation-heavy text.
-    """
-    return len(text) // 3 + text.count(" ") // 4 + 1
 
 
 def plan_batches(token_counts: Sequence[int], batch_size: int, max_batch_tokens: int = 0) -> list[list[int]]:

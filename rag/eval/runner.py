@@ -27,12 +27,11 @@ from rag.embed.base import Embedder
 from rag.errors import UsageError
 from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate
-from rag.ingest.discover import discover
-from rag.ingest.pipeline import Ingestor, Progress
+from rag.home import Store
+from rag.ingest.pipeline import Progress
 from rag.results import IngestReport
 from rag.retrieve.search import Mode, Retriever
 from rag.settings import Settings
-from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout
 
 #: Documents ranked per query: enough for Recall@100.
@@ -108,7 +107,6 @@ def eval_index(
     embedded once per embedder however many evals run.
     """
     layout = StoreLayout.from_settings(settings)
-    cache = EmbeddingCache(layout.cache_path)
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         if index_name is None:
             # A unique name, as on a Chroma server other evals may be running.
@@ -118,26 +116,21 @@ def eval_index(
             # A fixed folder keeps file paths, hence chunk ids, stable between runs.
             store_settings, name = settings, index_name
             docs = layout.eval_dir(index_name) / dataset.name
-        index = Index.open(store_settings, name, create=True)
-        model: Embedder | None = None
-        try:
-            paths = write_corpus(dataset, docs)
-            if any(p not in paths for p in index.files()):
-                raise UsageError(f"index '{name}' holds files not in {dataset.name}: use another --index")
-            model = factory.create(factory.choose(store_settings, index.embedder_name, name, embedder), settings)
-            index.bind_embedder(model.name, model.dimension)
-            found = discover([docs], max_file_bytes=int(store_settings.ingest.max_file_mb * 1024 * 1024))
-            report = Ingestor(index, model, store_settings, cache, progress).run(found)
-            chunk_docs = {c.id: paths[c.path] for batch in index.iter_chunks() for c in batch}
-            yield EvalIndex(index, model, chunk_docs, report, kept=index_name is not None)
-        finally:
-            if model is not None:
-                model.close()
-            if index_name is None:
-                index.drop()  # a temporary collection must not outlive the eval on a server
-            else:
-                index.close()
-            cache.close()
+        # Ingested as ``rag ingest`` does it, through the engine.
+        with Store(settings=store_settings, cache_path=layout.cache_path) as store:
+            engine = store.index(name)
+            index = store.open_index(name, create=True)
+            try:
+                paths = write_corpus(dataset, docs)
+                if any(p not in paths for p in index.files()):
+                    raise UsageError(f"index '{name}' holds files not in {dataset.name}: use another --index")
+                report = engine.ingest([docs], embedder=embedder, progress=progress)
+                model = engine.embedder(factory.choose(store.settings, index.embedder_name, name, embedder))
+                chunk_docs = {c.id: paths[c.path] for batch in index.iter_chunks() for c in batch}
+                yield EvalIndex(index, model, chunk_docs, report, kept=index_name is not None)
+            finally:
+                if index_name is None:
+                    engine.drop()  # a temporary collection must not outlive the eval on a server
 
 
 def rank_documents(

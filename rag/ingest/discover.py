@@ -12,19 +12,9 @@ hidden (or a link to anywhere), and a folder named there is walked even when hid
 Broken symlinks and unreadable folders are errors, reported one line each; a path on the
 command line that does not exist is a usage error.
 
-Glob patterns (``--include`` and ``--exclude``) are matched case-insensitively against a
-path relative to the folder being walked (for a file named on the command line: the path
-as given), like ``.gitignore``:
-
-- ``*`` and ``?`` match within one path component, ``**`` across components, and
-  ``[abc]``/``[!abc]`` one character from (not from) a set;
-- a pattern matches at any depth unless it starts with ``/``: ``*.md`` matches
-  ``notes/a.md``, ``drafts/**`` matches ``2024/drafts/b.md``, ``/drafts/**`` only the
-  ``drafts`` folder at the top;
-- a pattern that matches a folder matches everything in it: ``--exclude drafts``.
-
-A file is kept when it matches some include pattern (or none is given) and no exclude
-pattern.  Files left out by a pattern are not reported: the user asked for that.
+Glob patterns (``--include`` and ``--exclude``) are read as ``rag.globs`` says.  A file
+is kept when it matches some include pattern (or none is given) and no exclude pattern.
+Files left out by a pattern are not reported: the user asked for that.
 """
 
 from __future__ import annotations
@@ -39,7 +29,8 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from rag.errors import DocumentError, UsageError
-from rag.ingest.loaders import kind_of
+from rag.filetypes import kind_of
+from rag.globs import compile_glob
 
 SkipReason = Literal["hidden", "too_large", "unsupported", "not_a_file", "outside"]
 
@@ -194,37 +185,6 @@ class _Walker:
     @staticmethod
     def _matches(patterns: list[re.Pattern[str]], name: str) -> bool:
         return any(p.fullmatch(name) for p in patterns)
-
-
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    """A regular expression for one ``--include``/``--exclude`` pattern (see module doc)."""
-    anchored = pattern.startswith("/")
-    body = pattern.strip("/")
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        if body.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif body.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif body[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif body[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif body[i] == "[" and (close := body.find("]", i + 2)) > 0:
-            negate = body[i + 1] in "!^"
-            members = body[i + 1 + negate : close].replace("\\", "\\\\")
-            out.append(f"[{'^' if negate else ''}{members}]")
-            i = close + 1
-        else:
-            out.append(re.escape(body[i]))
-            i += 1
-    prefix = "" if anchored else "(?:.*/)?"
-    return re.compile(f"{prefix}{''.join(out)}(?:/.*)?", re.IGNORECASE | re.DOTALL)
 
 
 def _inside(path: Path, root: Path) -> bool:

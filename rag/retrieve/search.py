@@ -11,8 +11,8 @@ import numpy as np
 
 from rag.embed.base import Embedder
 from rag.errors import UsageError
-from rag.ingest.discover import compile_glob
-from rag.ingest.loaders import kind_named, type_names
+from rag.filetypes import kind_named, type_names
+from rag.globs import compile_glob
 from rag.results import OCR_SUFFIX, Hit, Hits
 from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
 from rag.store.index import Index

@@ -25,7 +25,7 @@ from starlette.datastructures import UploadFile
 
 from rag import __version__
 from rag.answer.base import DeltaCallback
-from rag.ingest.loaders import kind_of
+from rag.filetypes import kind_of
 from rag.results import Answer
 from rag.retrieve.search import Filters
 from rag.serve import sse
@@ -33,7 +33,6 @@ from rag.serve.jobs import FileState, Job, Jobs
 from rag.serve.messages import public_message
 from rag.serve.sources import Sources
 from rag.serve.state import NotFound, ServerState, answer_json, hit_json, safe_filename, session_json
-from rag.store.index import validate_index_name
 
 router = APIRouter(prefix="/api/v1")
 
@@ -257,7 +256,7 @@ async def upload(request: Request, index: Annotated[str | None, Query()] = None)
     form field `replace` is `true`: then it replaces that file as its new version.
     """
     state = _state(request)
-    name = validate_index_name(index or state.default_index)
+    name = state.index_name(index)
     form = await request.form(max_files=1000, max_fields=100)
     try:
         uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]

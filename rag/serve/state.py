@@ -30,6 +30,7 @@ from rag.chat.sessions import (
 )
 from rag.engine import Engine, document_id
 from rag.errors import RagError, UsageError
+from rag.home import Store
 from rag.ingest.pipeline import file_hash
 from rag.results import HEADING_SEPARATOR, Answer, Hit, Hits, IngestReport, location
 from rag.retrieve.search import Filters, Mode
@@ -37,7 +38,6 @@ from rag.serve.sources import Sources
 from rag.settings import Settings
 from rag.store.index import validate_index_name
 from rag.store.records import ChunkRecord
-from rag.store.store import Store
 
 #: File hashes kept for ``documents/{id}/file`` (a reader clicks through one file's citations).
 _DIGESTS_KEPT = 64
@@ -99,6 +99,10 @@ class ServerState:
 
     def index_names(self) -> list[str]:
         return self.store.index_names()
+
+    def index_name(self, name: str | None = None) -> str:
+        """``name``, or the default index, checked: ``UsageError`` when no index may be called that."""
+        return validate_index_name(name or self.default_index)
 
     def engine(self, name: str | None = None, *, create: bool = False) -> Engine:
         """The engine for index ``name``; ``NotFound`` unless it exists (or ``create``)."""

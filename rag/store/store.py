@@ -1,31 +1,22 @@
-"""``Store``: one ``RAG_HOME``, shared by every index, engine and thread that uses it.
+"""The indexes of one ``RAG_HOME``, each open once, and the embedding cache they share.
 
-The store owns what is expensive or must be single: embedders (a local model is loaded
-once, however many indexes use it), answerers, the embedding cache, and one open ``Index``
-per index name.  ``store.index(name)`` gives an ``Engine`` for one index; engines are
-cheap and any number of threads may use them, and the store, at once.
+Persistence only: the models, answerers and chat sessions that engines share, and the
+engines themselves, belong to ``rag.home.Store`` above, which builds on this.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rag.embed import factory
-from rag.embed.base import Embedder
 from rag.errors import StoreError
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout, SyncProgress, server_index_names, validate_index_name
 
-if TYPE_CHECKING:
-    from rag.answer.base import Answerer
-    from rag.chat.sessions import Sessions
-    from rag.engine import Engine
-    from rag.moderation import Moderator
+__all__ = ["IndexInfo", "OpenIndexes"]
 
 
 @dataclass(frozen=True)
@@ -61,44 +52,23 @@ class IndexInfo:
         }
 
 
-class Store:
-    """Every index under one home folder, with the models they share.
+class OpenIndexes:
+    """One open ``Index`` per name under one home folder, and the embedding cache.
 
-    >>> store = Store("/tmp/rag-demo")                     # doctest: +SKIP
-    >>> notes, papers = store.index("notes"), store.index("papers")   # doctest: +SKIP
-
-    ``settings`` defaults to ``Settings.load()`` (config file, ``.env``, environment);
-    keyword ``overrides`` use ``section__field`` names, e.g. ``retrieval__k=8``.
+    Any number of threads may use it at once.  ``cache_path`` puts the embedding cache
+    elsewhere than the home's (a temporary eval store shares the user's).
     """
 
-    def __init__(self, home: str | Path | None = None, settings: Settings | None = None, **overrides: Any) -> None:
-        settings = settings or Settings.load()
-        if home is not None:
-            overrides["store__home"] = Path(home).expanduser()
-        if overrides:
-            settings = settings.with_options(**overrides)
+    def __init__(self, settings: Settings, *, cache_path: Path | None = None) -> None:
         self.settings = settings
         self.layout = StoreLayout.from_settings(settings)
         self._lock = threading.RLock()
         self._indexes: dict[str, Index] = {}
         self._retired: list[Index] = []
-        self._embedders: dict[str, Embedder] = {}
-        self._answerers: dict[tuple[Any, ...], Answerer] = {}
         self._cache: EmbeddingCache | None = None
+        self._cache_path = cache_path or self.layout.cache_path
         #: Shown progress while an index's local cache is built from a Chroma server.
         self.sync_progress: SyncProgress | None = None
-        self._moderator: Moderator | None = None
-
-    def __repr__(self) -> str:
-        return f"Store({str(self.layout.home)!r})"
-
-    # --- indexes --------------------------------------------------------------------------
-
-    def index(self, name: str | None = None, **overrides: Any) -> Engine:
-        """An ``Engine`` for index ``name`` (``RAG_INDEX`` or ``default`` when None)."""
-        from rag.engine import Engine
-
-        return Engine(index=name, store=self, **overrides)
 
     def index_names(self) -> list[str]:
         """The indexes in this store, by name: on a Chroma server, those this machine has not
@@ -157,82 +127,20 @@ class Store:
             infos.append(info)
         return infos
 
-    # --- shared models --------------------------------------------------------------------
-
-    def embedder(self, name: str) -> Embedder:
-        """The embedder called ``name`` (``provider:model``), loaded once for the whole store."""
-        with self._lock:
-            embedder = self._embedders.get(name)
-            if embedder is None:
-                embedder = factory.create(name, self.settings)
-                self._embedders[name] = embedder
-                # A provider's default (``local``) and its full name share one instance.
-                self._embedders.setdefault(embedder.name, embedder)
-            return embedder
-
-    def embedders_loaded(self) -> list[str]:
-        """The embedding models this store has loaded, each once, by name."""
-        with self._lock:
-            return sorted({e.name for e in self._embedders.values()})
-
-    def answerer(
-        self, name: str, *, model: str, min_relevance: float, embedder: str, build: Callable[[], Answerer]
-    ) -> Answerer:
-        """The answerer ``name`` for these parameters, built once by ``build`` and then shared."""
-        key = (name, model, min_relevance, embedder)
-        with self._lock:
-            answerer = self._answerers.get(key)
-            if answerer is None:
-                answerer = self._answerers[key] = build()
-            return answerer
-
     def embedding_cache(self) -> EmbeddingCache:
         """Vectors already computed, shared by every index (keyed by embedder and text)."""
         with self._lock:
             if self._cache is None:
-                self._cache = EmbeddingCache(self.layout.cache_path)
+                self._cache = EmbeddingCache(self._cache_path)
             return self._cache
 
-    def moderator(self) -> Moderator:
-        """The moderation check (``RAG_MODERATION``), one client for the whole store."""
-        from rag.moderation import Moderator
-
-        with self._lock:
-            if self._moderator is None:
-                self._moderator = Moderator(self.settings)
-            return self._moderator
-
-    # --- sessions -------------------------------------------------------------------------
-
-    def sessions(self) -> Sessions:
-        """The saved chat sessions: list, read and delete them."""
-        from rag.chat.sessions import Sessions
-
-        return Sessions(self.layout.sessions_path)
-
-    # --- lifetime -------------------------------------------------------------------------
-
     def close(self) -> None:
-        """Release models, connections and files."""
+        """Close every index and the cache."""
         with self._lock:
             for index in [*self._indexes.values(), *self._retired]:
                 index.close()
+            self._indexes.clear()
             self._retired.clear()
-            for embedder in {id(e): e for e in self._embedders.values()}.values():
-                embedder.close()
-            for answerer in self._answerers.values():
-                answerer.close()
-            if self._moderator is not None:
-                self._moderator.close()
             if self._cache is not None:
                 self._cache.close()
-            self._indexes.clear()
-            self._embedders.clear()
-            self._answerers.clear()
-            self._cache = None
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+                self._cache = None

@@ -1,20 +1,22 @@
-"""Read a file into sections of text, by its extension: the one table of file types.
+"""Read a file into sections of text, by its extension (the table is ``rag.filetypes``).
 
 ``load`` either returns a document with at least one non-blank section or raises
 ``DocumentError`` with a one-line reason; it never lets a parser's own exception out.
-Adding a file type is one loader module and one line in ``FILE_TYPES``; discovery,
-``--type`` filters, ``rag status`` and citations all read this table.
+Each ``read_*`` here is a reader that ``rag.filetypes.FILE_TYPES`` names: the same
+signature for every type, whatever its parser needs.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 from rag.errors import DocumentError
+from rag.filetypes import FILE_TYPES, SUPPORTED_EXTENSIONS, FileType, file_type, kind_named, kind_of, kinds
 from rag.ingest.document import LoadedDocument, Section
 from rag.ingest.loaders.docx import load_docx
 from rag.ingest.loaders.eml import load_eml
@@ -36,6 +38,7 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "FileType",
     "LoadOptions",
+    "Reader",
     "decode_text",
     "file_type",
     "kind_named",
@@ -43,10 +46,8 @@ __all__ = [
     "kinds",
     "load",
     "load_bytes",
+    "reader",
 ]
-
-#: How a citation points into a file of this type (see ``rag.results.location``).
-Locator = Literal["page", "slide", "rows", "section"]
 
 
 @dataclass(frozen=True)
@@ -59,17 +60,6 @@ class LoadOptions:
 Reader = Callable[[Path, bytes, LoadOptions], LoadedDocument]
 
 
-@dataclass(frozen=True)
-class FileType:
-    kind: str
-    read: Reader
-    #: How citations locate a chunk: by page (or just the file), slide, sheet and rows, or heading.
-    cites: Locator = "page"
-    #: Parsed in a worker process with time and memory limits: binary formats, C parsers,
-    #: decompression.  Plain-text formats are parsed in-process (no worker start-up cost).
-    isolate: bool = True
-
-
 def _plain(function: Callable[[Path, bytes], LoadedDocument], kind: str | None = None) -> Reader:
     def read(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
         document = function(path, data)
@@ -80,98 +70,44 @@ def _plain(function: Callable[[Path, bytes], LoadedDocument], kind: str | None =
     return read
 
 
-def _pdf(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+def read_pdf(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     return load_pdf(path, data, options.ocr)
 
 
-def _image(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+def read_image(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     return LoadedDocument(path, "image", [Section(load_image_text(path, data, options.ocr).strip(), ocr=True)])
 
 
-def _eml(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+def read_eml(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     return load_eml(path, data, lambda p, d: load_bytes(p, d, options))
 
 
-def _msg(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
+def read_msg(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     return load_msg(path, data, lambda p, d: load_bytes(p, d, options))
 
 
-_TEXT = FileType("text", _plain(load_text), isolate=False)
-_CODE = FileType("code", _plain(load_text, "code"), isolate=False)
-_IMAGE = FileType("image", _image)
-
-#: Lower-case extension -> how to read it.
-FILE_TYPES: dict[str, FileType] = {
-    ".txt": _TEXT,
-    ".md": FileType("markdown", _plain(load_markdown), isolate=False),
-    ".markdown": FileType("markdown", _plain(load_markdown), isolate=False),
-    ".pdf": FileType("pdf", _pdf),
-    ".html": FileType("html", _plain(load_html), isolate=False),
-    ".htm": FileType("html", _plain(load_html), isolate=False),
-    ".docx": FileType("docx", _plain(load_docx), cites="section"),
-    ".pptx": FileType("pptx", _plain(load_pptx), cites="slide"),
-    ".xlsx": FileType("xlsx", _plain(load_xlsx), cites="rows"),
-    ".xlsm": FileType("xlsx", _plain(load_xlsx), cites="rows"),  # macros are not run, only cells read
-    ".odt": FileType("odt", _plain(load_odf), cites="section"),
-    ".ods": FileType("ods", _plain(load_odf), cites="rows"),
-    ".odp": FileType("odp", _plain(load_odf), cites="slide"),
-    ".csv": FileType("csv", _plain(load_csv), cites="rows", isolate=False),
-    ".tsv": FileType("csv", _plain(load_csv), cites="rows", isolate=False),
-    ".epub": FileType("epub", _plain(load_epub), cites="section"),
-    ".eml": FileType("eml", _eml, cites="section"),
-    ".msg": FileType("msg", _msg, cites="section"),
-    ".rst": FileType("rst", _plain(load_rst), cites="section", isolate=False),
-    ".tex": FileType("tex", _plain(load_tex), cites="section", isolate=False),
-    ".json": FileType("json", _plain(load_text, "json"), isolate=False),
-    ".yaml": FileType("yaml", _plain(load_text, "yaml"), isolate=False),
-    ".yml": FileType("yaml", _plain(load_text, "yaml"), isolate=False),
-    ".png": _IMAGE,
-    ".jpg": _IMAGE,
-    ".jpeg": _IMAGE,
-    ".tif": _IMAGE,
-    ".tiff": _IMAGE,
-    **dict.fromkeys(
-        (".py", ".js", ".ts", ".tsx", ".jsx", ".java", ".c", ".h", ".cpp", ".hpp", ".cc", ".cs", ".go", ".rs",
-         ".rb", ".php", ".swift", ".kt", ".scala", ".sh", ".sql", ".r", ".lua", ".pl"),
-        _CODE,
-    ),
-}  # fmt: skip
-
-#: Lower-case extension -> ``LoadedDocument.kind``.
-SUPPORTED_EXTENSIONS: dict[str, str] = {ext: t.kind for ext, t in FILE_TYPES.items()}
+read_text = _plain(load_text)
+read_code = _plain(load_text, "code")
+read_json = _plain(load_text, "json")
+read_yaml = _plain(load_text, "yaml")
+read_markdown = _plain(load_markdown)
+read_html = _plain(load_html)
+read_docx = _plain(load_docx)
+read_pptx = _plain(load_pptx)
+read_xlsx = _plain(load_xlsx)
+read_odf = _plain(load_odf)
+read_csv = _plain(load_csv)
+read_epub = _plain(load_epub)
+read_rst = _plain(load_rst)
+read_tex = _plain(load_tex)
 
 
-def file_type(path: Path | str) -> FileType | None:
-    """How to read this file, by its name; None when rag cannot read it."""
-    # ``Path(path).suffix`` without building a Path: this runs several times per file.
-    name = os.path.basename(path)
-    dot = name.rfind(".")
-    return FILE_TYPES.get(name[dot:].lower()) if 0 < dot < len(name) - 1 else None
-
-
-def kind_of(path: Path) -> str | None:
-    """The document kind for this file name, or None when rag cannot read it."""
-    found = file_type(path)
-    return found.kind if found else None
-
-
-def kind_named(name: str) -> str | None:
-    """The kind a ``--type`` value means: a kind (``markdown``) or an extension (``md``, ``.py``)."""
-    name = name.lower().strip()
-    if name in {t.kind for t in FILE_TYPES.values()}:
-        return name
-    found = FILE_TYPES.get("." + name.lstrip("."))
-    return found.kind if found else None
-
-
-def kinds() -> list[str]:
-    """Every document kind rag reads (``--type`` help)."""
-    return sorted({t.kind for t in FILE_TYPES.values()})
-
-
-def type_names() -> list[str]:
-    """Every ``--type`` value, for help and error messages."""
-    return sorted({ext.lstrip(".") for ext in FILE_TYPES} | {t.kind for t in FILE_TYPES.values()})
+@functools.cache
+def reader(name: str) -> Reader:
+    """The reader a ``FileType`` names: ``read_pdf`` (here) or ``module:function``."""
+    module, _, function = name.rpartition(":")
+    found: Reader = getattr(importlib.import_module(module) if module else sys.modules[__name__], function)
+    return found
 
 
 def load(path: Path, options: LoadOptions | None = None) -> LoadedDocument:
@@ -188,7 +124,7 @@ def load_bytes(path: Path, data: bytes, options: LoadOptions | None = None) -> L
         raise DocumentError(path, f"unsupported file type '{path.suffix or path.name}'")
     if not data or data.isspace():
         raise DocumentError(path, "empty file")
-    document = found.read(path, data, options or LoadOptions())
+    document = reader(found.reader)(path, data, options or LoadOptions())
     document.sections = [s for s in map(_normalized, document.sections) if s.text]
     if not document.sections:
         raise DocumentError(path, "no visible text" if found.kind == "html" else "no text")

@@ -17,6 +17,7 @@ from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders.container import open_zip, read_member
 from rag.ingest.loaders.layout import SectionWriter, trim_row
+from rag.ingest.loaders.spreadsheet import add_table
 
 _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 _TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
@@ -42,10 +43,8 @@ def load_odf(path: Path, data: bytes) -> LoadedDocument:
         if part.tag == f"{_OFFICE}text":
             _text_document(part, writer)
         elif part.tag == f"{_OFFICE}spreadsheet":
-            from rag.ingest.loaders.spreadsheet import _add_table  # the Excel table path, shared
-
             for sheet in part.iter(f"{_TABLE}table"):
-                _add_table(writer, sheet.get(f"{_TABLE}name") or None, _sheet_rows(sheet))
+                add_table(writer, sheet.get(f"{_TABLE}name") or None, _sheet_rows(sheet))
         elif part.tag == f"{_OFFICE}presentation":
             for number, page in enumerate(part.iter(f"{_DRAW}page"), start=1):
                 title, text = _slide(page)

@@ -44,7 +44,7 @@ def load_xlsx(path: Path, data: bytes) -> LoadedDocument:
                     (number, [cell_text(v) for v in values])
                     for number, values in enumerate(sheet.iter_rows(values_only=True), start=sheet.min_row or 1)
                 )
-                _add_table(writer, sheet.title, rows)
+                add_table(writer, sheet.title, rows)
             except MemoryError:  # the parse worker reports it as out of memory
                 raise
             except Exception as exc:  # one bad sheet must not lose the others
@@ -71,11 +71,12 @@ def load_csv(path: Path, data: bytes) -> LoadedDocument:
     except csv.Error as exc:
         raise DocumentError(path, f"malformed CSV at line {reader.line_num}: {exc}") from None
     writer = SectionWriter()
-    _add_table(writer, None, rows)
+    add_table(writer, None, rows)
     return LoadedDocument(path, "csv", writer.sections, warnings)
 
 
-def _add_table(writer: SectionWriter, sheet: str | None, rows: Iterable[tuple[int, Sequence[str]]]) -> None:
+def add_table(writer: SectionWriter, sheet: str | None, rows: Iterable[tuple[int, Sequence[str]]]) -> None:
+    """Write a sheet's rows as row-range sections (Excel, CSV and OpenDocument sheets share it)."""
     table = read_table(rows)
     if table is None:
         return
