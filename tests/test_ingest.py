@@ -29,7 +29,7 @@ def _engine(**overrides) -> Engine:
 
 def _consistent(engine: Engine) -> tuple[int, int]:
     """Chroma, the keyword index and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
-    index = engine._index()
+    index = engine.open_index()
     chroma_ids = index.vector_ids()
     assert chroma_ids == index.live_ids()
     assert index.keyword_ids() == chroma_ids  # no ghost hits, no missing chunks
@@ -429,7 +429,7 @@ def test_interrupted_ingest_is_repaired_without_reembedding(
     assert files == 40
     assert chunks == report.chunks_total
     # Every document's chunks are there exactly once.
-    index = engine._index()
+    index = engine.open_index()
     for i in range(40):
         path = str((folder / f"doc{i:03d}.txt").resolve())
         positions = [c.position for c in index.chunks_of(path)]
@@ -458,7 +458,7 @@ def test_a_vector_write_that_fails_stops_the_run_and_the_next_run_repairs_it(
     report = engine.ingest([folder])
     assert report.interrupted == "Chroma at test: disk full"
     assert report.added == 0 and report.chunks_total == 0  # the window's files never went live
-    assert engine._index().file_count() == 0
+    assert engine.open_index().file_count() == 0
 
     monkeypatch.setattr(Index, "write_vectors", real_write)
     paid_for = engine.store.embedding_cache().count()

@@ -164,7 +164,7 @@ def test_kill_9_mid_batch_then_a_restart_leaves_the_index_matching_the_folder(tm
     assert caught["repaired"] > 0, "the killed batch left nothing to settle: it was not mid-batch"
     assert caught["errors"] == []
 
-    index = engine._index()
+    index = engine.open_index()
     on_disk = {str(p) for p in docs.resolve().iterdir()}
     assert {d.source for d in engine.documents()} == on_disk
     assert index.vector_ids() == index.live_ids() == index.keyword_ids()
