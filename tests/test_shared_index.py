@@ -136,10 +136,16 @@ def _server_ids(url: str) -> set[str]:
     return set(collection.get(include=[])["ids"])
 
 
+@pytest.fixture(autouse=True)
+def fast_machines() -> Iterator[None]:
+    """Machines (``_machine``) in this process read the writers' vectors under their "slow" name, without the delay."""
+    with factory.register("slow", lambda model, settings: HashEmbedder(provider="slow")):
+        yield
+
+
 def _machine(url: str, home: Path, monkeypatch: pytest.MonkeyPatch, lock_timeout: float = 10) -> Engine:
     """A machine that reads (and writes) the writers' index: same vectors, under their "slow" name."""
     monkeypatch.setenv("RAG_HOME", str(home))
-    monkeypatch.setitem(factory._PROVIDERS, "slow", lambda model, settings: HashEmbedder(provider="slow"))
     return Engine(index="team", embedding__embedder="slow", store__chroma_url=url, store__lock_timeout=lock_timeout)
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = ["Ranked", "normalized_scores", "reciprocal_rank"]
+
 Ranked = list[tuple[str, float]]
 
 

@@ -20,6 +20,8 @@ from rag.retrieve.stages import Candidates, Stage
 from rag.store.index import Index
 from rag.usage import Usage
 
+__all__ = ["MODES", "Filters", "Mode", "Retriever"]
+
 Mode = Literal["dense", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
 
