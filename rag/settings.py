@@ -257,8 +257,8 @@ class RetrievalSettings(_Section):
         description="MMR trade-off: 1 is pure relevance, 0 pure diversity.",
         json_schema_extra=_env("RAG_MMR_LAMBDA"),
     )
-    rerank: str = Field(
-        "",
+    rerank: str | None = Field(
+        None,
         description="Stages that reorder the candidates before the top k are kept, in order, comma-separated:"
         " `mmr`, or a `module:function` of your own (see rag/retrieve/stages.py).",
         json_schema_extra=_env("RAG_RERANK"),

@@ -130,3 +130,12 @@ def test_the_server_passes_search_ask_and_v1_through_the_stage(tmp_path: Path, s
         "Who pollinates flowers?",
     ]
     assert records[0]["k"] == 2 and records[0]["candidates"] > 2 and len(hits) == 2
+
+
+def test_rerank_lists_stages_in_order_and_the_mmr_switch_adds_or_drops_mmr(settings: Settings) -> None:
+    listed = settings.with_options(retrieval__rerank="reverse_stage:build, mmr")
+    assert stages.chosen(listed) == ["reverse_stage:build", "mmr"]
+    assert stages.chosen(listed, mmr=False) == ["reverse_stage:build"]
+    assert stages.chosen(settings.with_options(retrieval__mmr=True)) == ["mmr"]
+    assert stages.chosen(settings.with_options(retrieval__mmr=True), mmr=False) == []
+    assert stages.chosen(settings) == [] and stages.build(settings) == []

@@ -72,7 +72,7 @@ def names() -> list[str]:
 
 def chosen(settings: Settings, mmr: bool | None = None) -> list[str]:
     """The stage names ``RAG_RERANK`` lists, in order; ``RAG_MMR`` (or ``mmr``) adds or drops ``mmr``."""
-    listed = [n.strip() for n in settings.retrieval.rerank.split(",") if n.strip()]
+    listed = [n.strip() for n in (settings.retrieval.rerank or "").split(",") if n.strip()]
     use_mmr = settings.retrieval.mmr if mmr is None else mmr
     if use_mmr and "mmr" not in listed:
         listed.append("mmr")
