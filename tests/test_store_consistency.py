@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from rag import Engine
 from rag.embed import factory
@@ -77,13 +78,13 @@ def test_repair_restores_only_files_whose_chunks_are_all_there(tmp_path: Path) -
     _consistent(engine)
 
 
-def test_opening_an_index_settles_what_a_killed_ingest_left(tmp_path: Path) -> None:
+def test_opening_an_index_settles_what_a_killed_ingest_left(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     folder = _many_docs(tmp_path / "many")
     ingest = SlowIngest(folder, tmp_path / "signals", pause_after=10)
     ingest.wait_until_paused()
     ingest.process.send_signal(signal.SIGKILL)
     ingest.process.wait(timeout=60)
-    factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
+    request.addfinalizer(factory.register("slow", lambda model, settings: HashEmbedder(provider="slow")).undo)
     engine = _engine(embedding__embedder="slow")
     index = engine.open_index()  # no ingest: opening is enough
     assert index._manifest.unsettled_count() == 0
