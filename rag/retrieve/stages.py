@@ -23,7 +23,7 @@ from rag.settings import Settings
 from rag.store.index import Index
 from rag.tables import Registration, add
 
-__all__ = ["Builder", "Candidates", "Stage", "build", "names", "register"]
+__all__ = ["Builder", "Candidates", "Stage", "build", "chosen", "register"]
 
 
 @dataclass
@@ -64,10 +64,6 @@ _STAGES: dict[str, str | Builder] = {
 def register(name: str, builder: Builder) -> Registration[str | Builder]:
     """Add a stage that ``RAG_RERANK`` can name; ``.undo()`` removes it again."""
     return add(_STAGES, name, builder)
-
-
-def names() -> list[str]:
-    return list(_STAGES)
 
 
 def chosen(settings: Settings, mmr: bool | None = None) -> list[str]:
