@@ -225,7 +225,7 @@ def check_store(home: Path) -> dict[str, int]:
 
     engine = Engine(store=home)
     try:
-        index = engine._index()
+        index = engine.open_index()
         live = index.live_ids()
         orphans = len(index.vector_ids() - live) + len(index.keyword_ids() - live)
         partial = 0

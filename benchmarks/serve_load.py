@@ -255,7 +255,7 @@ def chroma_check(home: Path, index: str) -> dict[str, int]:
 
     settings = Settings.load({"store.home": home}, environ={}, config_file=Path(os.devnull), dotenv=None)
     with Engine(index=index, settings=settings) as engine:
-        idx = engine._index()
+        idx = engine.open_index()
         live, in_chroma = idx.live_ids(), idx.vector_ids()
         # A file's chunk at one position must exist once: two would mean a version stored twice.
         places = [(c.path, c.position) for batch in idx.iter_chunks() for c in batch]

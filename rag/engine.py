@@ -26,6 +26,7 @@ from rag.errors import IndexNotFoundError, UsageError
 from rag.ingest.discover import discover
 from rag.ingest.pipeline import Ingestor, Progress
 from rag.results import Answer, Document, Hits, IngestReport
+from rag.retrieve import stages
 from rag.retrieve.search import Filters, Mode, Retriever
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
@@ -119,8 +120,12 @@ class Engine:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _index(self, *, create: bool = False, repair: bool = False) -> Index:
+    def open_index(self, *, create: bool = False, repair: bool = False) -> Index:
+        """The open ``Index`` under this engine (manifest, vectors, keyword index), for tools
+        and tests that look below the engine; a missing one is an ``IndexNotFoundError``."""
         return self.store.open_index(self.index_name, create=create, repair=repair)
+
+    _index = open_index
 
     def embedder_name(self) -> str:
         """The embedder this index uses (or will use, before its first ingest)."""
@@ -266,13 +271,8 @@ class Engine:
         if index.chunk_count() == 0:
             return Hits()
         retrieval = self.settings.retrieval
-        hits = Retriever(index, self.embedder()).search(
-            query,
-            k or retrieval.k,
-            mode=mode or retrieval.mode,
-            filters=filters,
-            use_mmr=retrieval.mmr if mmr is None else mmr,
-            mmr_lambda=retrieval.mmr_lambda,
+        hits = Retriever(index, self.embedder(), stages.build(self.settings, mmr)).search(
+            query, k or retrieval.k, mode=mode or retrieval.mode, filters=filters
         )
         self.record_usage(hits.usage, kind="embedding")
         return hits

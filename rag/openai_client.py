@@ -35,6 +35,21 @@ from rag.settings import OpenAISettings
 if TYPE_CHECKING:
     import openai
 
+__all__ = [
+    "OPENAI_BASE_URL",
+    "PLACEHOLDER_KEY",
+    "LazyClient",
+    "base_url",
+    "client_options",
+    "display_host",
+    "display_url",
+    "make_async_client",
+    "make_client",
+    "require_openai",
+    "to_rag_error",
+    "translate_errors",
+]
+
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 # Compatible servers (Ollama, llama.cpp, vLLM, LM Studio) accept any key, but the SDK

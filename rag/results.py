@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.filetypes import file_type
+from rag.text import md_cell
 from rag.usage import Usage
 
 # The manifest's separator of heading-path entries, and the entry ``row_blocks`` writes
@@ -48,10 +49,6 @@ def location(source: str, page: int | None, heading: str = "") -> str:
     if cites == "section" and parts:
         return f"{where}:{heading}" + (f" (page {page})" if page is not None else "")
     return f"{where}:{page}" if page is not None else where
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 @dataclass(frozen=True)
@@ -108,8 +105,8 @@ class Hits(list[Hit]):
             return "*No results.*"
         lines = ["| # | score | source | text |", "|---|---|---|---|"]
         for hit in self:
-            snippet = _md_escape(" ".join(hit.text.split())[:160])
-            lines.append(f"| {hit.rank} | {hit.score:.3f} | `{_md_escape(hit.location)}` | {snippet} |")
+            snippet = md_cell(" ".join(hit.text.split())[:160])
+            lines.append(f"| {hit.rank} | {hit.score:.3f} | `{md_cell(hit.location)}` | {snippet} |")
         return "\n".join(lines)
 
 
@@ -247,7 +244,7 @@ class Answer:
             for c in self.citations:
                 link = Path(c.source).as_uri() if Path(c.source).is_absolute() else c.source
                 page = f"#page={c.page}" if c.page is not None else ""
-                rows.append(f"| [{c.n}] | [{_md_escape(c.location)}]({link}{page}) | {c.score:.3f} |")
+                rows.append(f"| [{c.n}] | [{md_cell(c.location)}]({link}{page}) | {c.score:.3f} |")
             body += "\n\n" + "\n".join(rows)
         return body
 

@@ -257,6 +257,12 @@ class RetrievalSettings(_Section):
         description="MMR trade-off: 1 is pure relevance, 0 pure diversity.",
         json_schema_extra=_env("RAG_MMR_LAMBDA"),
     )
+    rerank: str | None = Field(
+        None,
+        description="Stages that reorder the candidates before the top k are kept, in order, comma-separated:"
+        " `mmr`, or a `module:function` of your own (see rag/retrieve/stages.py).",
+        json_schema_extra=_env("RAG_RERANK"),
+    )
     min_score: float | None = Field(
         None,
         description="Relevance below which `ask` declines (unset: the embedder's calibrated default).",

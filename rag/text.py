@@ -32,3 +32,8 @@ _CONTROLS = str.maketrans({**_DROPPED, **_LINE_BREAKS})
 def normalize_controls(text: str) -> str:
     """``text`` without control characters and invisible marks (see ``_CONTROLS``)."""
     return text.translate(_CONTROLS)
+
+
+def md_cell(text: str) -> str:
+    """``text`` safe inside a Markdown table cell: pipes escaped, on one line."""
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -138,9 +138,9 @@ class ApiEmbedder(HashEmbedder):
     runs_locally = False
 
 
-def test_sentences_are_scored_locally_when_the_index_uses_an_api_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(factory._PROVIDERS, "api", lambda model, settings: ApiEmbedder(model, provider="api"))
-    monkeypatch.setitem(factory._PROVIDERS, "local", lambda model, settings: HashEmbedder(model, provider="local"))
+def test_sentences_are_scored_locally_when_the_index_uses_an_api_embedder(request: pytest.FixtureRequest) -> None:
+    request.addfinalizer(factory.register("api", lambda model, settings: ApiEmbedder(model, provider="api")).undo)
+    request.addfinalizer(factory.register("local", lambda model, settings: HashEmbedder(model, provider="local")).undo)
     store = Store()
     api = store.index("paid", embedding__embedder="api").answerer("none")
     own = store.index("free", embedding__embedder="hash").answerer("none")

@@ -399,3 +399,52 @@ def test_cli_llm_openai_without_a_key_is_a_config_error(
 ) -> None:
     code, _, err = cli("ask", "Where is Mount Etna?", "--llm", "openai")
     assert code == 2 and err.count("\n") == 1 and "OPENAI_API_KEY" in err
+
+
+# --- the backend --------------------------------------------------------------------------------
+
+
+class ScriptedChat:
+    """A ``ChatBackend`` of another kind: replies from a script, and keeps what it was sent."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.sent: list[list[dict[str, str]]] = []
+        self.closed = False
+
+    def base_url(self) -> str:
+        return "scripted:"
+
+    def complete(
+        self,
+        messages: list[dict[str, str]],
+        on_delta: Any,
+        *,
+        stream: bool,
+        max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        probe: bool = False,
+    ) -> tuple[str, Any]:
+        self.sent.append(messages)
+        if on_delta is not None:
+            on_delta(self.reply)
+        return self.reply, None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_backend_of_another_kind_gets_the_prompt_and_its_reply_is_checked_the_same() -> None:
+    settings = make_settings()
+    backend = ScriptedChat("Etna is in Sicily [1]. Bees have a queen [7].")
+    answerer = LLMAnswerer(settings, min_relevance=relevance.min_relevance(settings, None), backend=backend)
+    answer = answerer.answer("Where is Etna?", HITS)
+    (messages,) = backend.sent
+    assert messages[0]["content"] == prompts.SYSTEM_STRUCTURED
+    assert messages[-1]["content"].rstrip().endswith("Question: Where is Etna?")
+    # The citation check is the answerer's, whatever the backend: [7] names no source.
+    assert answer.citations[0].n == 1 and not answer.citations[0].attributed
+    assert 7 not in {c.n for c in answer.citations} and "[7]" not in answer.text
+    assert answer.usage.estimated  # the backend reported no usage: counted locally
+    answerer.close()
+    assert backend.closed

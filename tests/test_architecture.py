@@ -160,7 +160,7 @@ def test_no_modules_import_each_other() -> None:
 def test_the_store_holds_persistence_only() -> None:
     found = imports(PACKAGE)
     assert not set(found["store"]) & {"engine", "home", "answer", "chat", "moderation", "serve", "cli"}
-    assert set(found["results"]) <= {"filetypes", "usage"}  # importing the results imports no parser
+    assert set(found["results"]) <= {"filetypes", "text", "usage"}  # importing the results imports no parser
 
 
 def test_every_file_type_names_a_reader_the_loaders_have() -> None:

@@ -37,15 +37,16 @@ def test_a_bare_embedding_model_name_is_an_openai_model_when_openai_is_configure
     assert factory.normalize("local", settings) == NAMES[default_precision()[0]]
 
 
-def test_a_provider_whose_model_name_claims_another_provider_is_refused(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_provider_whose_model_name_claims_another_provider_is_refused(settings: Settings) -> None:
     # Recorded as "hash:v1", the index would be reopened with the hash provider's class.
-    monkeypatch.setitem(factory._PROVIDERS, "impostor", lambda model, settings: HashEmbedder(provider="hash"))
-    with pytest.raises(UsageError, match="must start with 'impostor:'"):
+    impostor = factory.register("impostor", lambda model, settings: HashEmbedder(provider="hash"))
+    with impostor, pytest.raises(UsageError, match="must start with 'impostor:'"):
         factory.normalize("impostor", settings)
-    monkeypatch.setitem(factory._PROVIDERS, "honest", lambda model, settings: HashEmbedder(provider="honest"))
-    assert factory.normalize("honest", settings) == "honest:v1"
+    with factory.register("honest", lambda model, settings: HashEmbedder(provider="honest")):
+        assert factory.normalize("honest", settings) == "honest:v1"
+    # Undone: the names are unknown again.
+    with pytest.raises(UsageError, match="unknown embedder 'honest'"):
+        factory.create("honest", settings)
 
 
 def test_a_bare_embedding_model_name_without_openai_says_how_to_name_it(settings: Settings) -> None:

@@ -29,7 +29,7 @@ def _engine(**overrides) -> Engine:
 
 def _consistent(engine: Engine) -> tuple[int, int]:
     """Chroma, the keyword index and the manifest hold exactly the same chunk ids; returns (chunks, files)."""
-    index = engine._index()
+    index = engine.open_index()
     chroma_ids = index.vector_ids()
     assert chroma_ids == index.live_ids()
     assert index.keyword_ids() == chroma_ids  # no ghost hits, no missing chunks
@@ -184,8 +184,8 @@ def test_changing_the_chunk_size_rechunks_everything(docs: Path) -> None:
     assert _consistent(engine)[1] == 3
 
 
-def test_an_index_refuses_a_different_embedder(docs: Path) -> None:
-    factory.register("hash2", lambda model, settings: HashEmbedder(provider="hash2"))
+def test_an_index_refuses_a_different_embedder(docs: Path, request: pytest.FixtureRequest) -> None:
+    request.addfinalizer(factory.register("hash2", lambda model, settings: HashEmbedder(provider="hash2")).undo)
     engine = _engine()
     engine.ingest([docs])
     with pytest.raises(EmbedderMismatchError, match="built with embedder 'hash:v1', not 'hash2:v1'"):
@@ -194,7 +194,9 @@ def test_an_index_refuses_a_different_embedder(docs: Path) -> None:
     assert Engine().ingest([docs]).unchanged == 3
 
 
-def test_the_next_window_is_chunked_while_the_model_embeds_this_one(tmp_path: Path) -> None:
+def test_the_next_window_is_chunked_while_the_model_embeds_this_one(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The model must not wait at each window boundary for the next files to be chunked."""
     import threading
 
@@ -220,7 +222,7 @@ def test_the_next_window_is_chunked_while_the_model_embeds_this_one(tmp_path: Pa
             return super().embed_batch(texts)
 
     watching = Watching()
-    factory.register("watching", lambda model, settings: watching)
+    request.addfinalizer(factory.register("watching", lambda model, settings: watching).undo)
     folder = _many_docs(tmp_path / "many")
     report = Engine(embedding__embedder="watching").ingest([folder])
     assert (report.added, report.failed, report.interrupted) == (40, [], None)
@@ -229,7 +231,7 @@ def test_the_next_window_is_chunked_while_the_model_embeds_this_one(tmp_path: Pa
     assert _consistent(Engine(embedding__embedder="watching")) == (report.chunks_total, 40)
 
 
-def test_the_next_window_starts_while_this_ones_last_batch_runs(tmp_path: Path) -> None:
+def test_the_next_window_starts_while_this_ones_last_batch_runs(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """At a window's end the free core takes the next window's first batch, and a text in
     both windows, still being embedded, is embedded once and stored for both files."""
     import threading
@@ -252,7 +254,7 @@ def test_the_next_window_starts_while_this_ones_last_batch_runs(tmp_path: Path) 
             return super().embed_batch(texts)
 
     embedder = SideBySide()
-    factory.register("sidebyside", lambda model, settings: embedder)
+    request.addfinalizer(factory.register("sidebyside", lambda model, settings: embedder).undo)
     folder = tmp_path / "docs"
     folder.mkdir()
     for i in range(63):  # the first window: 64 one-chunk files, the shared text the longest
@@ -276,7 +278,9 @@ def test_the_next_window_starts_while_this_ones_last_batch_runs(tmp_path: Path) 
 
 
 def test_only_the_last_batches_rows_are_written_after_the_model_is_done(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Vectors are written in big batches (Chroma's cost per call), but once the last
     window's last batches are running, what is buffered is written, not held for after them."""
@@ -299,7 +303,7 @@ def test_only_the_last_batches_rows_are_written_after_the_model_is_done(
             return vectors
 
     embedder = LastWaits()
-    factory.register("lastwaits", lambda model, settings: embedder)
+    request.addfinalizer(factory.register("lastwaits", lambda model, settings: embedder).undo)
     writes: list[int] = []
     real_write = Index.write_vectors
 
@@ -404,7 +408,11 @@ class SlowIngest:
     ids=["kill-9-early", "kill-9", "kill-9-late", "ctrl-c"],
 )
 def test_interrupted_ingest_is_repaired_without_reembedding(
-    tmp_path: Path, isolated: Path, sig: int, after: int
+    tmp_path: Path,
+    isolated: Path,
+    sig: int,
+    after: int,
+    request: pytest.FixtureRequest,
 ) -> None:
     """``after``: embedding batches (of four texts) stored before the ingest holds and is signalled."""
     folder = _many_docs(tmp_path / "many")
@@ -415,7 +423,7 @@ def test_interrupted_ingest_is_repaired_without_reembedding(
     assert ingest.process.returncode != 0
 
     engine = _engine(embedding__embedder="slow")
-    factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
+    request.addfinalizer(factory.register("slow", lambda model, settings: HashEmbedder(provider="slow")).undo)
     cached_before = engine.store.embedding_cache().count()
     assert after <= cached_before <= 4 * after  # batches of up to four texts (fewer at a window's end)
     report = engine.ingest([folder])
@@ -429,7 +437,7 @@ def test_interrupted_ingest_is_repaired_without_reembedding(
     assert files == 40
     assert chunks == report.chunks_total
     # Every document's chunks are there exactly once.
-    index = engine._index()
+    index = engine.open_index()
     for i in range(40):
         path = str((folder / f"doc{i:03d}.txt").resolve())
         positions = [c.position for c in index.chunks_of(path)]
@@ -458,7 +466,7 @@ def test_a_vector_write_that_fails_stops_the_run_and_the_next_run_repairs_it(
     report = engine.ingest([folder])
     assert report.interrupted == "Chroma at test: disk full"
     assert report.added == 0 and report.chunks_total == 0  # the window's files never went live
-    assert engine._index().file_count() == 0
+    assert engine.open_index().file_count() == 0
 
     monkeypatch.setattr(Index, "write_vectors", real_write)
     paid_for = engine.store.embedding_cache().count()
@@ -471,11 +479,13 @@ def test_a_vector_write_that_fails_stops_the_run_and_the_next_run_repairs_it(
     assert (chunks, files) == (again.chunks_total, 40)
 
 
-def test_a_second_writer_waits_or_stops_with_a_clear_message(tmp_path: Path, isolated: Path) -> None:
+def test_a_second_writer_waits_or_stops_with_a_clear_message(
+    tmp_path: Path, isolated: Path, request: pytest.FixtureRequest
+) -> None:
     folder = _many_docs(tmp_path / "many", n=20)
     first = SlowIngest(folder, tmp_path / "first", pause_after=1)
     first.wait_until_paused()  # it holds the write lock, mid-ingest
-    factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
+    request.addfinalizer(factory.register("slow", lambda model, settings: HashEmbedder(provider="slow")).undo)
     with pytest.raises(IndexLockedError, match="being written by another rag process"):
         Engine(embedding__embedder="slow", store__lock_timeout=0.2).ingest([folder])
     # A patient second writer waits its turn and then finds nothing left to do.

@@ -115,7 +115,7 @@ def _long_markdown(paragraphs: int) -> bytes:
 def _settled(env: dict[str, str]) -> Engine:
     """The index as a new process sees it: every vector belongs to a live chunk, and each file is whole."""
     engine = Engine(store=env["RAG_HOME"])
-    index = engine._index()
+    index = engine.open_index()
     assert index.vector_ids() == index.live_ids() == index.keyword_ids()
     for record in index.files().values():
         assert [c.position for c in index.chunks_of(record.path)] == list(range(record.chunk_count))

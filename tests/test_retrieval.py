@@ -17,7 +17,8 @@ from rag.engine import Engine
 from rag.errors import UsageError
 from rag.eval.beir import load_beir, load_squad
 from rag.eval.runner import eval_index, score
-from rag.retrieve.fusion import mmr, normalized_scores, reciprocal_rank
+from rag.retrieve.fusion import normalized_scores, reciprocal_rank
+from rag.retrieve.mmr import MMR, mmr
 from rag.retrieve.search import MODES, Filters, Mode, Retriever
 from rag.settings import Settings
 from tests.conftest import Cli
@@ -76,7 +77,7 @@ def test_filter_parsing_rejects_bad_input() -> None:
 
 
 def test_modes_differ_and_keyword_needs_no_embedder(engine: Engine) -> None:
-    index = engine._index()
+    index = engine.open_index()
     keyword = Retriever(index, None).search("Stockton Darlington railway", 3, mode="keyword")
     assert keyword[0].source.endswith("trains.txt") and keyword[0].relevance is None
     with pytest.raises(UsageError):
@@ -93,12 +94,12 @@ def test_mmr_skips_near_duplicates(docs: Path) -> None:
         (docs / name).write_text(text, encoding="utf-8")
     engine = Engine(index="dups")
     engine.ingest(docs, embedder="hash")
-    retriever = Retriever(engine._index(), engine.embedder())
+    retriever = Retriever(engine.open_index(), engine.embedder())
     # A query the copies match best, and a lambda at which a second copy (redundancy 1) always
     # loses to a fresh chunk: at 0.5 it only ties a chunk of relevance 0 and similarity 0.
     query = "honey bees queen colonies pollinate flowers"
     plain = retriever.search(query, 3, mode="hybrid")
-    diverse = retriever.search(query, 3, mode="hybrid", use_mmr=True, mmr_lambda=0.3)
+    diverse = Retriever(retriever.index, retriever.embedder, [MMR(0.3)]).search(query, 3, mode="hybrid")
     assert sum(Path(h.source).name.startswith("copy") for h in plain) >= 2
     assert sum(Path(h.source).name.startswith("copy") for h in diverse) == 1
     assert diverse[0].chunk_id == plain[0].chunk_id

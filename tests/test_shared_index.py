@@ -136,16 +136,22 @@ def _server_ids(url: str) -> set[str]:
     return set(collection.get(include=[])["ids"])
 
 
+@pytest.fixture(autouse=True)
+def fast_machines() -> Iterator[None]:
+    """Machines (``_machine``) in this process read the writers' vectors under their "slow" name, without the delay."""
+    with factory.register("slow", lambda model, settings: HashEmbedder(provider="slow")):
+        yield
+
+
 def _machine(url: str, home: Path, monkeypatch: pytest.MonkeyPatch, lock_timeout: float = 10) -> Engine:
     """A machine that reads (and writes) the writers' index: same vectors, under their "slow" name."""
     monkeypatch.setenv("RAG_HOME", str(home))
-    monkeypatch.setitem(factory._PROVIDERS, "slow", lambda model, settings: HashEmbedder(provider="slow"))
     return Engine(index="team", embedding__embedder="slow", store__chroma_url=url, store__lock_timeout=lock_timeout)
 
 
 def _check_machine(engine: Engine, server_ids: set[str], tags: dict[str, int]) -> None:
     """The machine's cache holds exactly the server's chunks, each findable both ways."""
-    index = engine._index()
+    index = engine.open_index()
     assert index.live_ids() == server_ids
     assert index.keyword_ids() == server_ids
     for tag, n in tags.items():
@@ -180,7 +186,7 @@ def test_two_machines_writing_at_once_end_with_exactly_the_union(
     assert int(out_a.split()[-1]) < int(out_b.split()[-1]) == len(ids)  # the later writer saw the union
     for home in ("machine-a", "machine-b"):
         engine = _machine(url, tmp_path / home, monkeypatch)
-        assert engine._index().file_count() == 24
+        assert engine.open_index().file_count() == 24
         _check_machine(engine, ids, {"alpha": 12, "beta": 12})
 
 
@@ -235,7 +241,7 @@ def test_a_reader_catches_up_over_three_generations_without_a_rebuild(
     writer = _machine(url, tmp_path / "writer", monkeypatch)
     writer.ingest([folder])
     reader = _machine(url, tmp_path / "reader", monkeypatch)
-    first = reader._index().last_sync
+    first = reader.open_index().last_sync
     assert first is not None and first.rebuilt and first.fetched == len(_server_ids(url))
     seen = first.generation
 
@@ -250,17 +256,17 @@ def test_a_reader_catches_up_over_three_generations_without_a_rebuild(
     assert writer.ingest([folder]).removed == 1
 
     # Before it looks again, the reader's cache is three generations behind, and says so.
-    stale = reader._index().server_status()
+    stale = reader.open_index().server_status()
     assert stale is not None and stale["behind"] == 3 and stale["lease_holder"] is None
     assert stale["server"] == url and stale["generation"] == seen + 3
 
     reader = _machine(url, tmp_path / "reader", monkeypatch)
-    sync = reader._index().last_sync
+    sync = reader.open_index().last_sync
     assert sync is not None and not sync.rebuilt
     assert sync.generation >= seen + 3
     assert sync.fetched == added + changed  # only what changed crossed the network
     ids = _server_ids(url)
-    assert reader._index().live_ids() == ids == reader._index().keyword_ids()
+    assert reader.open_index().live_ids() == ids == reader.open_index().keyword_ids()
     assert reader.search("zeppelins", k=1, mode="keyword")[0].source.endswith("gamma001.txt")
     assert reader.search("deltaword0", k=1, mode="keyword")[0].source.endswith("delta000.txt")
     assert not [h for h in reader.search("gammaword2", k=5, mode="keyword") if h.source.endswith("gamma002.txt")]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from rag import Engine
 from rag.embed import factory
@@ -34,7 +35,7 @@ def test_dense_search_returns_k_live_chunks_however_many_are_pending(tmp_path: P
     docs.mkdir()
     _long_doc(docs / "valid.md", 400, "glaciers")
     engine.ingest([docs])
-    index = engine._index()
+    index = engine.open_index()
     embedder = engine.embedder()
     # Chunks whose vectors are exactly the query's, staged and written but never committed:
     # what an ingest killed before its commit leaves (1,000 of them).
@@ -62,7 +63,7 @@ def test_repair_restores_only_files_whose_chunks_are_all_there(tmp_path: Path) -
     whole = _long_doc(docs / "whole.md", 30, "rivers")
     partial = _long_doc(docs / "partial.md", 30, "deserts")
     engine.ingest([docs])
-    index = engine._index()
+    index = engine.open_index()
     lost = [c.id for c in index.chunks_of(str(partial.resolve())) if c.position in (3, 4, 6)]
     whole_chunks = index.file(str(whole.resolve()))
     assert whole_chunks is not None and len(lost) == 3
@@ -77,15 +78,15 @@ def test_repair_restores_only_files_whose_chunks_are_all_there(tmp_path: Path) -
     _consistent(engine)
 
 
-def test_opening_an_index_settles_what_a_killed_ingest_left(tmp_path: Path) -> None:
+def test_opening_an_index_settles_what_a_killed_ingest_left(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     folder = _many_docs(tmp_path / "many")
     ingest = SlowIngest(folder, tmp_path / "signals", pause_after=10)
     ingest.wait_until_paused()
     ingest.process.send_signal(signal.SIGKILL)
     ingest.process.wait(timeout=60)
-    factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
+    request.addfinalizer(factory.register("slow", lambda model, settings: HashEmbedder(provider="slow")).undo)
     engine = _engine(embedding__embedder="slow")
-    index = engine._index()  # no ingest: opening is enough
+    index = engine.open_index()  # no ingest: opening is enough
     assert index._manifest.unsettled_count() == 0
     assert index.settled_at_open > 0
     _consistent(engine)

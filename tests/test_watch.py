@@ -124,7 +124,7 @@ def _on_disk(folder: Path) -> set[str]:
 
 def _consistent(engine: Engine) -> None:
     """Chroma, the keyword index and the manifest hold exactly the same chunks."""
-    index = engine._index()
+    index = engine.open_index()
     assert index.vector_ids() == index.live_ids() == index.keyword_ids()
 
 
@@ -346,7 +346,7 @@ def test_a_locked_index_keeps_the_batch_and_retries(tmp_path: Path) -> None:
     _write(docs / "a.txt", _sentences("alpha"))
     engine = Engine(embedding__embedder="hash", store__lock_timeout=0.1)
     with watching(engine, docs) as running:
-        index = engine._index()
+        index = engine.open_index()
         with index.write_lock(1.0):  # another writer
             mark = running.mark()
             _write(docs / "b.txt", _sentences("beta"))

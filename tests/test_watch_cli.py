@@ -129,7 +129,9 @@ def test_json_events_then_sigterm_and_ctrl_c_stop_cleanly(tmp_path: Path, isolat
         assert out == "" and err == ""
 
 
-def test_kill_9_mid_batch_then_a_restart_leaves_the_index_matching_the_folder(tmp_path: Path, isolated: Path) -> None:
+def test_kill_9_mid_batch_then_a_restart_leaves_the_index_matching_the_folder(
+    tmp_path: Path, isolated: Path, request: pytest.FixtureRequest
+) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(3):
@@ -149,7 +151,7 @@ def test_kill_9_mid_batch_then_a_restart_leaves_the_index_matching_the_folder(tm
     (docs / "new05.txt").write_text(_sentences("changed"), encoding="utf-8")
     (docs / "late.md").write_text(_sentences("late"), encoding="utf-8")
 
-    factory.register("slow", lambda model, settings: HashEmbedder(provider="slow"))
+    request.addfinalizer(factory.register("slow", lambda model, settings: HashEmbedder(provider="slow")).undo)
     engine = Engine()
     events: list[dict[str, Any]] = []
     stop = threading.Event()
@@ -164,7 +166,7 @@ def test_kill_9_mid_batch_then_a_restart_leaves_the_index_matching_the_folder(tm
     assert caught["repaired"] > 0, "the killed batch left nothing to settle: it was not mid-batch"
     assert caught["errors"] == []
 
-    index = engine._index()
+    index = engine.open_index()
     on_disk = {str(p) for p in docs.resolve().iterdir()}
     assert {d.source for d in engine.documents()} == on_disk
     assert index.vector_ids() == index.live_ids() == index.keyword_ids()

@@ -2,40 +2,38 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rag import prompts, tokens
 from rag.answer import support
 from rag.answer.attribution import cosine_scorer
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.budget import fit_history, history_budget
+from rag.answer.chat_backend import ChatBackend, OpenAIChat, Refused
 from rag.answer.citations import CitationFilter, citation, citations_for
 from rag.answer.context import Context, build_context, message_tokens
 from rag.answer.focus import Rarity
 from rag.answer.structured import MODES, Mode, ModeMemory, StructuredReply, response_format
 from rag.embed.base import Embedder
-from rag.errors import ContextLengthError, ProviderError
-from rag.openai_client import LazyClient, base_url, to_rag_error, translate_errors
+from rag.errors import ContextLengthError
 from rag.results import Answer, Hit
 from rag.settings import Settings
 from rag.usage import Usage
 
-if TYPE_CHECKING:
-    import openai
+__all__ = ["MODES_FILE", "LLMAnswerer"]
 
 #: What response format each server takes (``rag.answer.structured.ModeMemory``), in RAG_HOME.
 MODES_FILE = "llm-modes.json"
 # A rewritten question is one short line; more means the model started answering.
 _REWRITE_MAX_TOKENS = 200
-# o-series and gpt-5 models accept no temperature but their default.
-_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 
 class LLMAnswerer(Answerer):
     """Builds an "answer from these sources only" prompt, streams the reply, checks citations.
+
+    The prompt and the checks are here; the call itself is the ``backend``'s.
 
     ``min_relevance`` is the cosine relevance below which no hit counts as relevant; when
     no hit reaches it the answerer declines without calling the model.  One instance serves
@@ -53,10 +51,12 @@ class LLMAnswerer(Answerer):
         model: str | None = None,
         min_relevance: float,
         embedder: Callable[[], Embedder] | None = None,
+        backend: ChatBackend | None = None,
     ) -> None:
         super().__init__(settings, min_relevance=min_relevance)
         self.model = model or settings.llm.chat_model
-        self._client = LazyClient(settings.openai)
+        #: Where the messages go (``rag.answer.chat_backend``): an OpenAI-compatible server by default.
+        self.backend: ChatBackend = backend or OpenAIChat(settings, self.model)
         #: The local embedder that helps attribute uncited sentences (loaded when one needs it).
         self._embedder = embedder
         #: Which response format the server takes, per (base URL, model), kept in RAG_HOME.
@@ -64,14 +64,10 @@ class LLMAnswerer(Answerer):
 
     def base_url(self) -> str:
         """Where requests go (part of the key of what response format works)."""
-        return base_url(self.settings.openai)
-
-    @property
-    def client(self) -> openai.OpenAI:
-        return self._client.get()
+        return self.backend.base_url()
 
     def close(self) -> None:
-        self._client.close()
+        self.backend.close()
 
     # --- answering ------------------------------------------------------------------------
 
@@ -91,7 +87,7 @@ class LLMAnswerer(Answerer):
             context, messages = self.prompt(question, hits, history, structured=mode != "markers")
             try:
                 return self._reply(question, context, messages, mode, on_delta, probe=remembered is None)
-            except _Refused:
+            except Refused:
                 # The server refused this response_format: nothing was shown; try the next.
                 mode = MODES[MODES.index(mode) + 1]
                 self.modes.set(url, self.model, mode)
@@ -116,7 +112,7 @@ class LLMAnswerer(Answerer):
             if shown and on_delta is not None:
                 on_delta(shown)
 
-        raw, reported = self._complete(
+        raw, reported = self.backend.complete(
             messages, emit, stream=on_delta is not None, response_format=response_format(mode), probe=probe
         )
         if probe and mode != "markers":
@@ -189,83 +185,9 @@ class LLMAnswerer(Answerer):
         if not history:
             return question, Usage()
         messages = prompts.rewrite_messages([(t.question, t.answer) for t in history], question)
-        raw, reported = self._complete(messages, None, stream=False, max_tokens=_REWRITE_MAX_TOKENS)
+        raw, reported = self.backend.complete(messages, None, stream=False, max_tokens=_REWRITE_MAX_TOKENS)
         rewritten = raw.strip().strip('"').strip()
         return rewritten or question, self._usage(messages, raw, reported)
-
-    # --- the API call ---------------------------------------------------------------------
-
-    def _complete(
-        self,
-        messages: list[dict[str, str]],
-        on_delta: DeltaCallback | None,
-        *,
-        stream: bool,
-        max_tokens: int | None = None,
-        response_format: dict[str, Any] | None = None,
-        probe: bool = False,
-    ) -> tuple[str, Any]:
-        """The reply text and the usage object the server reported (None if it sent none).
-
-        ``probe``: the server may refuse ``response_format``; it is asked once, without
-        retries (llama-cpp-python answers 500, which would be retried for 12-16 s), and a
-        refusal raises ``_Refused``.  Any other failure is asked again as usual.
-        """
-        # OpenAI's newer models accept only max_completion_tokens; many compatible servers
-        # know only max_tokens.
-        limit_name = "max_tokens" if self.settings.openai.base_url else "max_completion_tokens"
-        options: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            limit_name: max_tokens or self.settings.llm.max_answer_tokens,
-        }
-        if not _REASONING_MODEL.match(self.model.rsplit("/", 1)[-1]):
-            # o-series and gpt-5 models reject any temperature but their default.
-            options["temperature"] = self.settings.llm.temperature
-        if response_format is not None:
-            options["response_format"] = response_format
-            if probe:
-                received: list[str] = []
-
-                def tee(delta: str) -> None:
-                    received.append(delta)
-                    if on_delta is not None:
-                        on_delta(delta)
-
-                try:
-                    return self._call(self.client.with_options(max_retries=0), options, tee, stream=stream)
-                except Exception as exc:
-                    if _refuses_format(exc, self.settings):
-                        raise _Refused from None
-                    if received or to_rag_error(exc, self.settings.openai) is None:
-                        with translate_errors(self.settings.openai, model=self.model):
-                            raise
-                    # Anything else before a word arrived: asked again, with the usual retries.
-        with translate_errors(self.settings.openai, model=self.model):
-            return self._call(self.client, options, on_delta, stream=stream)
-
-    def _call(
-        self, client: openai.OpenAI, options: dict[str, Any], on_delta: DeltaCallback | None, *, stream: bool
-    ) -> tuple[str, Any]:
-        """One request, its errors as the SDK raised them."""
-        if not stream:
-            response = client.chat.completions.create(**options)
-            text = (response.choices[0].message.content or "") if response.choices else ""
-            if on_delta is not None:
-                on_delta(text)
-            return text, response.usage
-        parts: list[str] = []
-        reported = None
-        with client.chat.completions.create(**options, stream=True, stream_options={"include_usage": True}) as events:
-            for event in events:
-                if event.usage is not None:
-                    reported = event.usage
-                delta = event.choices[0].delta.content if event.choices else None
-                if delta:
-                    parts.append(delta)
-                    if on_delta is not None:
-                        on_delta(delta)
-        return "".join(parts), reported
 
     def _usage(self, messages: list[dict[str, str]], reply: str, reported: Any) -> Usage:
         """Usage of one call; counted locally when the server sent none."""
@@ -280,17 +202,3 @@ class LLMAnswerer(Answerer):
             completion_tokens=completion,
             estimated=reported is None,
         )
-
-
-class _Refused(Exception):
-    """The server refused the ``response_format`` it was asked for."""
-
-
-def _refuses_format(exc: Exception, settings: Settings) -> bool:
-    """True when ``exc`` is a server turning down a request format (not a key, model, size or rate problem)."""
-    error = to_rag_error(exc, settings.openai)
-    status = getattr(exc, "status_code", None)
-    if error is None or type(error) is not ProviderError or status is None:
-        return False
-    # 400/422: "unknown field"; 500/501: llama-cpp-python's validation error.  429 and 503 pass.
-    return int(status) in (400, 422, 500, 501)

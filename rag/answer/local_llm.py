@@ -29,10 +29,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag.answer.chat_backend import OpenAIChat
 from rag.answer.llm import LLMAnswerer
 from rag.embed.base import Embedder
 from rag.errors import ConfigError, MissingDependencyError, ProviderConnectionError
 from rag.settings import Settings
+
+__all__ = [
+    "CONTEXT_WINDOW",
+    "IDLE_SECONDS",
+    "MODELS",
+    "LocalAnswerer",
+    "LocalChat",
+    "PackagedModel",
+    "describe",
+    "ensure_server",
+    "model_file",
+    "unavailable",
+]
 
 #: A server with no request for this long exits (a later ``rag ask`` starts it again: ~2 s).
 IDLE_SECONDS = 15 * 60
@@ -209,20 +223,12 @@ def _start(state: Path, model: Path, n_ctx: int, timeout: float) -> dict[str, An
     raise ProviderConnectionError(f"the local model server for {model.name} did not start in {timeout:.0f} s")
 
 
-class LocalAnswerer(LLMAnswerer):
-    """``LLMAnswerer`` against the shared local server, started on the first question."""
+class LocalChat(OpenAIChat):
+    """The OpenAI-compatible backend aimed at the shared local server, started on the first request."""
 
-    def __init__(self, settings: Settings, *, min_relevance: float, embedder: Callable[[], Embedder] | None) -> None:
-        model = model_file(settings)
-        if model is None:
-            raise ConfigError(unavailable(settings) or "--llm local found no model")
-        self.gguf = model
-        n_ctx = settings.llm.context_window or CONTEXT_WINDOW
-        local = settings.with_options(
-            openai__base_url="http://127.0.0.1:0/v1",  # replaced by the server's on first use
-            llm__context_window=n_ctx,
-        )
-        super().__init__(local, model=model.stem, min_relevance=min_relevance, embedder=embedder)
+    def __init__(self, settings: Settings, gguf: Path) -> None:
+        super().__init__(settings, gguf.stem)
+        self.gguf = gguf
         self._url: str | None = None
         self._start = threading.Lock()
 
@@ -240,6 +246,23 @@ class LocalAnswerer(LLMAnswerer):
                 self._client.close()
                 self._client = type(self._client)(self.settings.openai)
         return self._client.get()
+
+
+class LocalAnswerer(LLMAnswerer):
+    """``LLMAnswerer`` through ``LocalChat``: the shared local server, started on the first question."""
+
+    def __init__(self, settings: Settings, *, min_relevance: float, embedder: Callable[[], Embedder] | None) -> None:
+        model = model_file(settings)
+        if model is None:
+            raise ConfigError(unavailable(settings) or "--llm local found no model")
+        self.gguf = model
+        n_ctx = settings.llm.context_window or CONTEXT_WINDOW
+        local = settings.with_options(
+            openai__base_url="http://127.0.0.1:0/v1",  # replaced by the server's on first use
+            llm__context_window=n_ctx,
+        )
+        backend = LocalChat(local, model)
+        super().__init__(local, model=model.stem, min_relevance=min_relevance, embedder=embedder, backend=backend)
 
 
 # --- the server process ---------------------------------------------------------------------

@@ -15,6 +15,9 @@ from rag.answer.base import Answerer
 from rag.embed.base import Embedder
 from rag.errors import ConfigError, UsageError
 from rag.settings import Settings
+from rag.registries import Registration, add
+
+__all__ = ["ALIASES", "AUTO_ORDER", "Entry", "Parts", "create", "describe", "names", "register", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,11 @@ ALIASES: dict[str, str] = {"none": "extractive"}
 AUTO_ORDER: list[str] = ["openai", "extractive"]
 
 
-def register(name: str, build: Callable[[Parts], Answerer], unavailable: Callable[[Settings], str | None]) -> None:
-    """Add an answerer backend under ``name`` (``--llm NAME``)."""
-    _ENTRIES[name] = Entry(build, unavailable)
+def register(
+    name: str, build: Callable[[Parts], Answerer], unavailable: Callable[[Settings], str | None]
+) -> Registration[Entry]:
+    """Add an answerer backend under ``name`` (``--llm NAME``); ``.undo()`` puts back what it held."""
+    return add(_ENTRIES, name, Entry(build, unavailable))
 
 
 def names() -> list[str]:

@@ -21,7 +21,8 @@ from rag.answer.base import DeltaCallback, Turn
 from rag.answer.budget import fit_history, history_budget
 from rag.chat.sessions import ChatTurn, SessionStore, new_session_name, validate_session_name
 from rag.errors import UsageError
-from rag.results import Answer, _md_escape
+from rag.results import Answer
+from rag.text import md_cell
 from rag.usage import Usage
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from rag.retrieve.search import Filters, Mode
     from rag.settings import Settings
     from rag.store.index import StoreLayout
+
+__all__ = ["ASK_OPTIONS", "MAX_HISTORY_TOKENS", "REWRITE_TURNS", "Conversation"]
 
 #: Most tokens of history sent with a question, even when the model's window holds more:
 #: long histories cost on every question and seldom help retrieval-grounded answers.
@@ -284,11 +287,11 @@ class Conversation:
         for turn in turns:
             parts.append(f"**You:** {turn.question}")
             if turn.search_query:
-                parts.append(f"<small>searched: *{_md_escape(turn.search_query)}*</small>")
+                parts.append(f"<small>searched: *{md_cell(turn.search_query)}*</small>")
             answer = f"*{turn.answer}*" if turn.refused else turn.answer
             parts.append(f"**rag:** {answer}")
             if turn.citations:
-                cited = ", ".join(f"[{c.n}] `{_md_escape(c.location)}`" for c in turn.citations)
+                cited = ", ".join(f"[{c.n}] `{md_cell(c.location)}`" for c in turn.citations)
                 parts.append(f"<small>Sources: {cited}</small>")
         if not turns:
             parts.append("*No questions yet.*")

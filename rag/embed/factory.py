@@ -8,6 +8,9 @@ from collections.abc import Callable
 from rag.embed.base import Embedder
 from rag.errors import EmbedderMismatchError, UsageError
 from rag.settings import Settings
+from rag.registries import Registration, add
+
+__all__ = ["Constructor", "auto", "choose", "create", "explain", "normalize", "qualified", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +40,10 @@ def _openai(model: str, settings: Settings) -> Embedder:
 _PROVIDERS: dict[str, Constructor] = {"local": _local, "openai": _openai}
 
 
-def register(provider: str, constructor: Constructor) -> None:
-    """Add an embedder provider (one file per provider; tests register fakes this way)."""
-    _PROVIDERS[provider] = constructor
+def register(provider: str, constructor: Constructor) -> Registration[Constructor]:
+    """Add an embedder provider (one file per provider; tests register fakes this way);
+    ``.undo()``, or leaving a ``with`` block, puts back what the name held."""
+    return add(_PROVIDERS, provider, constructor)
 
 
 def qualified(spec: str, settings: Settings) -> str:

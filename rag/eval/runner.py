@@ -14,7 +14,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,8 @@ from rag.home import Store
 from rag.ingest.pipeline import Progress
 from rag.results import IngestReport
 from rag.retrieve.search import Mode, Retriever
+from rag.retrieve.stages import Stage
+from rag.retrieve.stages import build as build_stages
 from rag.settings import Settings
 from rag.store.index import Index, StoreLayout
 
@@ -154,10 +156,11 @@ def score(
     mode: Mode = "hybrid",
     depth: int = DEPTH,
     on_query: Callable[[int, int], None] | None = None,
+    stages: Sequence[Stage] = (),
 ) -> EvalResult:
     """Run every query against an indexed corpus and score the rankings."""
     # Keyword mode never needs the model: don't charge it a query embedding.
-    retriever = Retriever(target.index, None if mode == "keyword" else target.embedder)
+    retriever = Retriever(target.index, None if mode == "keyword" else target.embedder, stages)
     # As many chunks as ``depth`` documents usually take, with a margin.
     documents = len(set(target.chunk_docs.values())) or 1
     first_k = max(depth, math.ceil(depth * len(target.chunk_docs) / documents * 1.2))
@@ -197,7 +200,7 @@ def run_eval(
 ) -> EvalResult:
     """Index, query, score.  ``on_query(done, total)`` follows the queries."""
     with eval_index(dataset, settings, index_name=index_name, embedder=embedder, progress=progress) as target:
-        return score(target, dataset, mode, depth, on_query)
+        return score(target, dataset, mode, depth, on_query, build_stages(settings))
 
 
 def percentiles(latencies_ms: list[float]) -> dict[str, float]:

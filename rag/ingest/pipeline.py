@@ -30,11 +30,11 @@ from rag.ingest.chunk import chunk_document
 from rag.ingest.discover import Discovery
 from rag.ingest.loaders import LoadOptions, file_type, load
 from rag.ingest.parse import Parsed, ParseLimits, ParsePool
-from rag.results import OCR_SUFFIX, FileProblem, IngestReport, Unsupported
+from rag.results import HEADING_SEPARATOR, OCR_SUFFIX, FileProblem, IngestReport, Unsupported
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index
-from rag.store.records import HEADING_SEPARATOR, ChunkRecord, FileRecord
+from rag.store.records import ChunkRecord, FileRecord
 from rag.usage import Usage
 
 # Chunks in the first window of an ingest (see ``Ingestor.run``).

@@ -1,10 +1,12 @@
-"""Ways to merge ranked lists, and MMR for diversity.  Pure functions over (id, score) lists."""
+"""Ways to merge ranked lists.  Pure functions over (id, score) lists."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+__all__ = ["Ranked", "normalized_scores", "reciprocal_rank"]
 
 Ranked = list[tuple[str, float]]
 
@@ -47,29 +49,3 @@ def normalized_scores(
     items = dict.fromkeys(item for ranked in lists for item, _ in ranked)
     fused = {i: sum(w * scores.get(i, floor) for scores, floor, w in normalized) for i in items}
     return sorted(fused.items(), key=lambda kv: -kv[1])
-
-
-def mmr(ranked: Ranked, vectors: Mapping[str, np.ndarray], query: np.ndarray, k: int, lambda_: float) -> Ranked:
-    """Maximal marginal relevance over ``ranked`` candidates (Carbonell & Goldstein 1998).
-
-    Relevance is the candidate's rank-normalised score so that any fusion method works;
-    redundancy is cosine similarity to what is already selected.
-    """
-    candidates = [(i, s) for i, s in ranked if i in vectors]
-    if len(candidates) <= 1:
-        return candidates[:k]
-    ids = [i for i, _ in candidates]
-    scores = np.array([s for _, s in candidates], dtype=np.float64)
-    span = scores.max() - scores.min() or 1.0
-    relevance = (scores - scores.min()) / span
-    matrix = np.stack([vectors[i] for i in ids]).astype(np.float32)
-    similarity = matrix @ matrix.T
-    chosen: list[int] = []
-    remaining = list(range(len(ids)))
-    while remaining and len(chosen) < k:
-        redundancy = similarity[np.ix_(remaining, chosen)].max(axis=1) if chosen else np.zeros(len(remaining))
-        values = lambda_ * relevance[remaining] - (1 - lambda_) * redundancy
-        best = remaining[int(np.argmax(values))]
-        chosen.append(best)
-        remaining.remove(best)
-    return [candidates[i] for i in chosen]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,9 +15,12 @@ from rag.errors import UsageError
 from rag.filetypes import kind_named, type_names
 from rag.globs import compile_glob
 from rag.results import OCR_SUFFIX, Hit, Hits
-from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
+from rag.retrieve.fusion import Ranked, normalized_scores, reciprocal_rank
+from rag.retrieve.stages import Candidates, Stage
 from rag.store.index import Index
 from rag.usage import Usage
+
+__all__ = ["MODES", "Filters", "Mode", "Retriever"]
 
 Mode = Literal["dense", "keyword", "hybrid"]
 MODES: tuple[Mode, ...] = ("dense", "keyword", "hybrid")
@@ -120,7 +124,7 @@ class Retriever:
     # on the query vector), where RRF fell below it.  Z-scores did as well; weighting each
     # list by how peaked it is, other weights, or 300 candidates gained nothing that held
     # on both sets.  Equal weights assume nothing about the corpus.
-    #: Candidates taken from each method before fusion or MMR.
+    #: Candidates taken from each method before fusion, and the least the stages see.
     candidates: int = 100
     #: ``minmax`` or ``zscore`` (normalised-score fusion), or ``rrf`` (reciprocal-rank fusion).
     fusion: str = "minmax"
@@ -129,35 +133,33 @@ class Retriever:
     #: RRF's rank offset, when ``fusion`` is ``rrf``.
     rrf_k: int = 60
 
-    def __init__(self, index: Index, embedder: Embedder | None) -> None:
+    def __init__(self, index: Index, embedder: Embedder | None, stages: Sequence[Stage] = ()) -> None:
         self.index = index
         self.embedder = embedder
+        #: What reorders the fused candidates before the top k are kept (``rag.retrieve.stages``).
+        self.stages = list(stages)
 
-    def search(
-        self,
-        query: str,
-        k: int = 5,
-        *,
-        mode: Mode = "hybrid",
-        filters: Filters | None = None,
-        use_mmr: bool = False,
-        mmr_lambda: float = 0.7,
-    ) -> Hits:
-        """The top ``k`` chunks as hits, optionally diversified by MMR."""
-        pool = max(k, self.candidates) if use_mmr else k
-        ranked, query_vector, usage = self._rank(query, pool, mode, filters)
-        vectors: dict[str, np.ndarray] = {}
-        if query_vector is not None:
-            vectors = self.index.vectors_of([i for i, _ in ranked[:pool]])
-        if use_mmr and query_vector is not None:
-            ranked = mmr(ranked, vectors, query_vector, k, mmr_lambda)
-        hits = self._hits(ranked[:k], vectors, query_vector)
+    def search(self, query: str, k: int = 5, *, mode: Mode = "hybrid", filters: Filters | None = None) -> Hits:
+        """The top ``k`` chunks as hits, after the stages."""
+        candidates, usage = self._staged(query, k, mode, filters)
+        ranked = candidates.ranked[:k]
+        vectors = candidates.vectors([i for i, _ in ranked]) if candidates.query_vector is not None else {}
+        hits = self._hits(ranked, vectors, candidates.query_vector)
         hits.usage = usage
         return hits
 
     def rank(self, query: str, k: int, *, mode: Mode = "hybrid", filters: Filters | None = None) -> Ranked:
-        """The top ``k`` (chunk id, score) pairs, best first, without reading the chunks."""
-        return self._rank(query, k, mode, filters)[0]
+        """The top ``k`` (chunk id, score) pairs after the stages, best first, without reading the chunks."""
+        return self._staged(query, k, mode, filters)[0].ranked[:k]
+
+    def _staged(self, query: str, k: int, mode: Mode, filters: Filters | None) -> tuple[Candidates, Usage]:
+        """The ranked candidates after each stage; with stages, more than ``k`` go in (they reorder and cut)."""
+        pool = max(self.candidates, 2 * k) if self.stages else k
+        ranked, query_vector, usage = self._rank(query, pool, mode, filters)
+        candidates = Candidates(query.strip(), k, ranked, query_vector, self.index)
+        for stage in self.stages:
+            candidates.ranked = stage(candidates)
+        return candidates, usage
 
     def _rank(self, query: str, k: int, mode: Mode, filters: Filters | None) -> tuple[Ranked, np.ndarray | None, Usage]:
         if mode not in MODES:

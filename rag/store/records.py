@@ -10,8 +10,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-HEADING_SEPARATOR = " > "
-
 
 @dataclass(frozen=True)
 class ChunkRecord:
