@@ -13,7 +13,7 @@ from rag.embed.base import Embedder
 from rag.errors import UsageError
 from rag.ingest.discover import compile_glob
 from rag.ingest.loaders import kind_named, type_names
-from rag.results import OCR_SUFFIX, Hit, Hits
+from rag.results import Hit, Hits
 from rag.retrieve.fusion import Ranked, mmr, normalized_scores, reciprocal_rank
 from rag.store.index import Index
 from rag.usage import Usage
@@ -219,19 +219,5 @@ class Retriever:
             relevance = None
             if query_vector is not None and chunk_id in vectors:
                 relevance = float(np.dot(vectors[chunk_id], query_vector))
-            hits.append(
-                Hit(
-                    rank=len(hits) + 1,
-                    score=float(score),
-                    chunk_id=chunk_id,
-                    source=chunk.path,
-                    page=chunk.page,
-                    heading=chunk.heading,
-                    text=chunk.text,
-                    start=chunk.start,
-                    end=chunk.end,
-                    relevance=relevance,
-                    ocr=chunk.kind.endswith(OCR_SUFFIX),
-                )
-            )
+            hits.append(Hit.from_record(chunk, rank=len(hits) + 1, score=float(score), relevance=relevance))
         return hits
