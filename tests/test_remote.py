@@ -15,6 +15,7 @@ import pytest
 from rag.errors import IndexLockedError
 from rag.store.remote import ChangeLog, Lease, LeaseLostError
 from tests.chroma_server import chroma_run
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.server
 
@@ -31,13 +32,6 @@ def client(server: tuple[str, int]) -> object:
     import chromadb
 
     return chromadb.HttpClient(host=server[0], port=server[1])
-
-
-def _wait_for(condition: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_one_writer_at_a_time_and_the_second_is_told_who(client: object) -> None:
@@ -59,7 +53,7 @@ def test_the_lease_is_renewed_while_held(client: object) -> None:
     lease.acquire(timeout=0)
     first = lease.current()
     assert first is not None
-    _wait_for(lambda: (lease.current() or first).expires > first.expires + 0.5, "two renewals")
+    wait_for(lambda: (lease.current() or first).expires > first.expires + 0.5, "two renewals")
     with pytest.raises(IndexLockedError):
         Lease(client, "renewed", ttl=0.6).acquire(timeout=0)
     lease.check()
