@@ -21,17 +21,17 @@ pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     with chroma_run(tmp_path_factory.mktemp("chroma-remote")) as url:
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
 
 
 @pytest.fixture
-def client(server: tuple[str, int]) -> object:
+def client(chroma_server: tuple[str, int]) -> object:
     import chromadb
 
-    return chromadb.HttpClient(host=server[0], port=server[1])
+    return chromadb.HttpClient(host=chroma_server[0], port=chroma_server[1])
 
 
 def test_one_writer_at_a_time_and_the_second_is_told_who(client: object) -> None:
@@ -75,8 +75,10 @@ def test_a_stalled_writer_loses_the_lease_and_knows_it(client: object) -> None:
     taker.release()
 
 
-def test_a_killed_writers_lease_expires_and_the_next_one_proceeds(client: object, server: tuple[str, int]) -> None:
-    host, port = server
+def test_a_killed_writers_lease_expires_and_the_next_one_proceeds(
+    client: object, chroma_server: tuple[str, int]
+) -> None:
+    host, port = chroma_server
     code = (
         "import chromadb, sys, time; from rag.store.remote import Lease;"
         f"c = chromadb.HttpClient(host='{host}', port={port});"

@@ -58,21 +58,21 @@ print("DONE", report.chunks_total, flush=True)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with chroma_run(tmp_path_factory.mktemp("chroma-shared")) as url:
         yield url
 
 
 @pytest.fixture
-def fresh_index(server: str) -> Iterator[str]:
+def fresh_index(chroma_server: str) -> Iterator[str]:
     """Each test starts without the shared index."""
     import chromadb
 
-    host, port = server.removeprefix("http://").split(":")
+    host, port = chroma_server.removeprefix("http://").split(":")
     client = chromadb.HttpClient(host=host, port=int(port))
     for collection in client.list_collections():
         client.delete_collection(collection.name)
-    yield server
+    yield chroma_server
 
 
 def _client(url: str) -> object:
