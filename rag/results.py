@@ -88,19 +88,9 @@ class Hit(Jsonable):
     @classmethod
     def from_record(cls, chunk: ChunkRecord, *, rank: int, score: float, relevance: float | None = None) -> Hit:
         """The hit for an indexed chunk, ranked ``rank`` with ``score``."""
-        return cls(
-            rank=rank,
-            score=score,
-            chunk_id=chunk.id,
-            source=chunk.path,
-            page=chunk.page,
-            heading=chunk.heading,
-            text=chunk.text,
-            start=chunk.start,
-            end=chunk.end,
-            relevance=relevance,
-            ocr=chunk.kind.endswith(OCR_SUFFIX),
-        )
+        same = {name: getattr(chunk, name) for name in ("page", "heading", "text", "start", "end")}
+        ocr = chunk.kind.endswith(OCR_SUFFIX)
+        return cls(rank=rank, score=score, chunk_id=chunk.id, source=chunk.path, relevance=relevance, ocr=ocr, **same)
 
     def __repr__(self) -> str:
         snippet = " ".join(self.text.split())[:80]
@@ -340,13 +330,5 @@ class Document(Jsonable):
     @classmethod
     def from_record(cls, record: FileRecord) -> Document:
         """The document for an indexed file's manifest record."""
-        return cls(
-            id=document_id(record.path),
-            source=record.path,
-            kind=record.kind,
-            pages=record.pages,
-            chunks=record.chunk_count,
-            size=record.size,
-            ingested_at=record.ingested_at,
-            warnings=record.warnings,
-        )
+        same = {name: getattr(record, name) for name in ("kind", "pages", "size", "ingested_at", "warnings")}
+        return cls(id=document_id(record.path), source=record.path, chunks=record.chunk_count, **same)
