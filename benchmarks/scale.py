@@ -26,11 +26,10 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,14 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthetic import Corpus
 
 from rag.retrieve.search import MODES, Filters, Retriever
 from rag.settings import Settings
 from rag.store.index import Index
 from rag.store.records import ChunkRecord, FileRecord
+from tests.chroma_server import chroma_run
 
 EMBEDDER = "synthetic-hash:v1"
 WINDOW_FILES = 100  # files per commit: the size of an ingest window (~2,000 chunks)
@@ -196,33 +197,10 @@ def grow(sizes: list[int], n_queries: int, keep: Path | None) -> None:
 # --- a second machine catching up -----------------------------------------------------------
 
 
-def start_chroma(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    executable = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        [executable, "run", "--path", str(folder / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1).read()
-            return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("chroma run did not start")
-
-
 def catchup(size: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="rag-catchup-"))
-    server, url = start_chroma(folder)
+    server = ExitStack()
+    url = server.enter_context(chroma_run(folder))
     try:
         corpus = Corpus(size)
         machine_a = Settings.load().with_options(store__home=folder / "a", store__chroma_url=url)
@@ -264,8 +242,7 @@ def catchup(size: int) -> None:
         )
         b.close()
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -9,7 +9,6 @@ importing what builds engines.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import queue
 import threading
 import time
@@ -25,7 +24,7 @@ from rag.embed.local import NAMES as LOCAL_NAMES
 from rag.errors import IndexNotFoundError, UsageError
 from rag.ingest.discover import discover
 from rag.ingest.pipeline import Ingestor, Progress
-from rag.results import Answer, Document, Hits, IngestReport
+from rag.results import Answer, Document, Hits, IngestReport, document_id
 from rag.retrieve import stages
 from rag.retrieve.search import Filters, Mode, Retriever
 from rag.settings import Settings
@@ -69,11 +68,6 @@ class Resources(Protocol):
 #: Opens the store an engine makes for itself, ``(home, settings, **overrides)``: set by
 #: ``rag.home`` (imported with ``rag``), which sits above this module.
 open_store: Callable[..., Resources] | None = None
-
-
-def document_id(path: str) -> str:
-    """A stable, URL-safe id for an indexed file: the start of its path's SHA-256."""
-    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
 
 
 class Engine:
@@ -217,19 +211,7 @@ class Engine:
     def documents(self) -> list[Document]:
         """Every indexed file, by path."""
         index = self._index()
-        return [
-            Document(
-                id=document_id(path),
-                source=path,
-                kind=record.kind,
-                pages=record.pages,
-                chunks=record.chunk_count,
-                size=record.size,
-                ingested_at=record.ingested_at,
-                warnings=record.warnings,
-            )
-            for path, record in sorted(index.files().items())
-        ]
+        return [record.document() for _, record in sorted(index.files().items())]
 
     def document(self, id_or_path: str) -> Document | None:
         """The indexed file with this id (``Document.id``) or path, or None."""

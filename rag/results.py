@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag.filetypes import file_type
+from rag.jsonable import Jsonable, json_hook, jsonable, rounded, to_dict
 from rag.text import md_cell
 from rag.usage import Usage
 
@@ -52,11 +54,13 @@ def location(source: str, page: int | None, heading: str = "") -> str:
 
 
 @dataclass(frozen=True)
-class Hit:
+class Hit(Jsonable):
     """One retrieved chunk."""
 
+    json_order = ("rank", "score", "relevance", "source", "page", "chunk_id", "heading", "start", "end", "text", "ocr")
+
     rank: int
-    score: float
+    score: float = field(metadata=json_hook(convert=rounded(6)))
     chunk_id: str
     source: str
     page: int | None
@@ -65,7 +69,7 @@ class Hit:
     start: int = 0
     end: int = 0
     #: Cosine similarity of query and chunk, whatever the ranking mode; refusal thresholds use it.
-    relevance: float | None = None
+    relevance: float | None = field(default=None, metadata=json_hook(convert=rounded(6)))
     #: The text was read by OCR from an image of the page: expect recognition errors.
     ocr: bool = False
 
@@ -73,21 +77,6 @@ class Hit:
     def location(self) -> str:
         """Where the chunk is, for citations (``path:page``, ``deck.pptx:slide 3``...)."""
         return location(self.source, self.page, self.heading)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "score": round(self.score, 6),
-            "relevance": None if self.relevance is None else round(self.relevance, 6),
-            "source": self.source,
-            "page": self.page,
-            "chunk_id": self.chunk_id,
-            "heading": self.heading,
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
-            "ocr": self.ocr,
-        }
 
     def __repr__(self) -> str:
         snippet = " ".join(self.text.split())[:80]
@@ -111,14 +100,16 @@ class Hits(list[Hit]):
 
 
 @dataclass(frozen=True)
-class Citation:
+class Citation(Jsonable):
     """A numbered source that the answer cites."""
+
+    json_order = ("n", "source", "page", "chunk_id", "score", "heading", "location", "attributed")
 
     n: int
     source: str
     page: int | None
     chunk_id: str
-    score: float
+    score: float = field(metadata=json_hook(convert=rounded(6)))
     text: str = ""
     heading: str = ""
     #: rag matched an uncited sentence to this source; the model did not cite it.
@@ -128,21 +119,9 @@ class Citation:
     def location(self) -> str:
         return location(self.source, self.page, self.heading)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "source": self.source,
-            "page": self.page,
-            "chunk_id": self.chunk_id,
-            "score": round(self.score, 6),
-            "heading": self.heading,
-            "location": self.location,
-            "attributed": self.attributed,
-        }
-
 
 @dataclass(frozen=True)
-class Support:
+class Support(Jsonable):
     """Whether one sentence of an answer (``text[start:end]``) is backed by the sources it cites.
 
     ``attributed``: the model cited nothing valid, and rag matched the sentence to
@@ -155,26 +134,14 @@ class Support:
     attributed: bool = False
     citations: tuple[int, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": self.start,
-            "end": self.end,
-            "supported": self.supported,
-            "attributed": self.attributed,
-            "citations": list(self.citations),
-        }
-
 
 @dataclass(frozen=True)
-class Span:
+class Span(Jsonable):
     """Characters ``start`` to ``end`` of an answer's text: the words that answer the question."""
 
     start: int
     end: int
     text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "text": self.text}
 
 
 @dataclass
@@ -182,7 +149,7 @@ class Answer:
     """An answer with the sources it cites, or a refusal."""
 
     question: str
-    text: str
+    text: str = field(metadata=json_hook(key="answer"))
     refused: bool
     citations: list[Citation]
     model: str
@@ -192,7 +159,7 @@ class Answer:
     usage: Usage = field(default_factory=Usage)
     context: list[Hit] = field(default_factory=list)
     removed_citations: int = 0
-    rewritten_question: str | None = None
+    rewritten_question: str | None = field(default=None, metadata=json_hook(omit_none=True))
     #: Time spent writing the answer (retrieval excluded).
     seconds: float | None = None
     #: The words that answer, within ``text`` (extractive answers mark them when they can).
@@ -200,24 +167,15 @@ class Answer:
     #: Each sentence of a generated answer and whether its sources back it (``rag.answer.support``).
     support: list[Support] = field(default_factory=list)
 
+    json_order = (
+        *("question", "text", "refused", "citations", "model", "answerer", "usage", "seconds"),
+        *("removed_citations", "spans", "support", "rewritten_question"),
+    )
+
     def to_dict(self, *, include_context: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "question": self.question,
-            "answer": self.text,
-            "refused": self.refused,
-            "citations": [c.to_dict() for c in self.citations],
-            "model": self.model,
-            "answerer": self.answerer,
-            "usage": self.usage.to_dict(),
-            "seconds": self.seconds,
-            "removed_citations": self.removed_citations,
-            "spans": [s.to_dict() for s in self.spans],
-            "support": [s.to_dict() for s in self.support],
-        }
-        if self.rewritten_question is not None:
-            data["rewritten_question"] = self.rewritten_question
+        data = to_dict(self, self.json_order)
         if include_context:
-            data["context"] = [h.to_dict() for h in self.context]
+            data["context"] = jsonable(self.context)
         return data
 
     def marked(self, before: str = "**", after: str = "**") -> str:
@@ -250,25 +208,19 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class FileProblem:
+class FileProblem(Jsonable):
     """A file that was skipped or could not be read, with the reason in one line."""
 
     path: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "error": self.reason}
+    reason: str = field(metadata=json_hook(key="error"))
 
 
 @dataclass(frozen=True)
-class Unsupported:
+class Unsupported(Jsonable):
     """A file skipped because rag does not read its type (``type`` is its extension)."""
 
     path: str
     type: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "type": self.type}
 
 
 @dataclass
@@ -301,6 +253,7 @@ class IngestReport:
         return not self.failed and self.interrupted is None
 
     def to_dict(self) -> dict[str, Any]:
+        # A summary (counts, nested), not its fields: the one shape written out by hand.
         return {
             "index": self.index,
             "files": {
@@ -312,10 +265,10 @@ class IngestReport:
                 "failed": len(self.failed),
             },
             "chunks": {"added": self.chunks_added, "removed": self.chunks_removed, "total": self.chunks_total},
-            "errors": [p.to_dict() for p in self.failed],
-            "skipped": [p.to_dict() for p in self.skipped],
+            "errors": jsonable(self.failed),
+            "skipped": jsonable(self.skipped),
             "unsupported": len(self.unsupported),
-            "unsupported_files": [u.to_dict() for u in self.unsupported],
+            "unsupported_files": jsonable(self.unsupported),
             "embedded": self.embedded,
             "from_cache": self.from_cache,
             "repaired": self.repaired,
@@ -342,18 +295,13 @@ class IngestReport:
         return f"IngestReport(index={self.index!r}, files={d['files']}, chunks={d['chunks']}, seconds={d['seconds']})"
 
 
-def as_jsonable(obj: Any) -> Any:
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if isinstance(obj, list):
-        return [as_jsonable(o) for o in obj]
-    if hasattr(obj, "__dataclass_fields__"):
-        return asdict(obj)
-    return obj
+def document_id(path: str) -> str:
+    """A stable, URL-safe id for an indexed file: the start of its path's SHA-256."""
+    return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
-class Document:
+class Document(Jsonable):
     """An indexed file: ``id`` is stable and URL-safe (a hash of the path)."""
 
     id: str
@@ -364,15 +312,3 @@ class Document:
     size: int
     ingested_at: float
     warnings: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.source,
-            "kind": self.kind,
-            "pages": self.pages,
-            "chunks": self.chunks,
-            "size": self.size,
-            "ingested_at": self.ingested_at,
-            "warnings": list(self.warnings),
-        }

@@ -10,15 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rag.jsonable import Jsonable
 
 if TYPE_CHECKING:
     from rag.settings import Price
 
 
 @dataclass(frozen=True)
-class Usage:
+class Usage(Jsonable):
     """Requests and tokens spent on ``model``; ``cost_usd`` is None when the model has no price."""
+
+    json_order = ("model", "requests", "prompt_tokens", "completion_tokens", "total_tokens", "cost_usd", "estimated")
 
     model: str = ""
     requests: int = 0
@@ -78,17 +82,6 @@ class Usage:
             cost_usd=cost_usd(model, prompt_tokens, completion_tokens, prices),
             estimated=estimated,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "requests": self.requests,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-            "cost_usd": self.cost_usd,
-            "estimated": self.estimated,
-        }
 
 
 _DATE_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")

@@ -31,6 +31,7 @@ from rag.filetypes import kind_of
 from rag.globs import compile_glob
 from rag.ingest.discover import discover
 from rag.ingest.pipeline import Progress, file_hash
+from rag.jsonable import Jsonable
 from rag.results import IngestReport
 
 __all__ = ["IGNORED", "Watcher", "network_filesystem"]
@@ -168,7 +169,7 @@ class _Scope:
 
 
 @dataclass
-class Folder:
+class Folder(Jsonable):
     """One watched folder as ``/api/v1/status`` shows it (the web page renders this shape)."""
 
     index: str
@@ -178,17 +179,6 @@ class Folder:
     queued: int = 0
     last_change: float | None = None
     last_error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "path": self.path,
-            "state": self.state,
-            "files": self.files,
-            "queued": self.queued,
-            "last_change": self.last_change,
-            "last_error": self.last_error,
-        }
 
 
 class _Notifier(Protocol):

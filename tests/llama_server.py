@@ -25,13 +25,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.launch import launch
 
 MODEL_NAME = "gemma-3-270m"
 #: Context window the server is started with; rag is told the same (RAG_CONTEXT_WINDOW).
@@ -77,8 +77,8 @@ def model_path(folder: Path | None = None) -> Path:
 class LlamaServer:
     base_url: str
     process: subprocess.Popen[str]
-    #: The server's last lines of output, for error messages.
-    log: deque[str]
+    #: The server's output so far, for error messages.
+    log: list[str]
     model: str = MODEL_NAME
     context_window: int = CONTEXT_WINDOW
 
@@ -111,44 +111,16 @@ def llama_server(
         "--threads",
         str(threads),
     ]
-    process = subprocess.Popen(
+    root = Path(__file__).resolve().parent.parent
+    with launch(
         command,
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        bufsize=1,
-    )
-    log: deque[str] = deque(maxlen=40)
-    ready: list[str] = []
-    seen = threading.Event()
-
-    def drain() -> None:
-        # Reads until the process ends, so that its output can never fill the pipe and stall it.
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith(READY) and not ready:
-                ready.append(line[len(READY) :].strip())
-                seen.set()
-            log.append(line.rstrip())
-        seen.set()  # ended without READY
-
-    reader = threading.Thread(target=drain, name="llama-server-log", daemon=True)
-    reader.start()
-    try:
-        if not seen.wait(timeout) or not ready:
-            tail = "\n".join(log)
-            raise RuntimeError(f"llama.cpp server did not start (exit status {process.poll()}):\n{tail}")
-        yield LlamaServer(base_url=ready[0], process=process, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        reader.join(timeout=5)
+        what="llama.cpp server",
+        ready=lambda line: line.startswith(READY),
+        cwd=root,
+        timeout=timeout,
+        stop_timeout=30,
+    ) as running:
+        yield LlamaServer(running.ready_line[len(READY) :].strip(), running.process, running.output)
 
 
 class _Tee:

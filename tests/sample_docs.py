@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from rag import Engine
 
+#: The shared folder: each file's path under the folder, and its text.
+SAMPLE_DOCS = {
+    "volcanoes.txt": "Volcanoes form where magma reaches the surface.\n\n"
+    "Mount Etna in Sicily is one of the most active volcanoes in Europe. "
+    "Its eruptions are frequent and mostly effusive.\n",
+    "bees.md": "# Bees\n\nHoney bees live in colonies with a single queen.\n\n"
+    "## Pollination\n\nBees pollinate flowering plants while collecting nectar.\n",
+    "sub/trains.txt": "The first public steam railway opened in 1825 between Stockton and Darlington.\n",
+}
 
-def write_sample_docs(root: Path) -> Path:
-    """Write the small text and Markdown folder the tests share into ``root``."""
-    (root / "sub").mkdir(parents=True)
-    (root / "volcanoes.txt").write_text(
-        "Volcanoes form where magma reaches the surface.\n\n"
-        "Mount Etna in Sicily is one of the most active volcanoes in Europe. "
-        "Its eruptions are frequent and mostly effusive.\n",
-        encoding="utf-8",
-    )
-    (root / "bees.md").write_text(
-        "# Bees\n\nHoney bees live in colonies with a single queen.\n\n"
-        "## Pollination\n\nBees pollinate flowering plants while collecting nectar.\n",
-        encoding="utf-8",
-    )
-    (root / "sub" / "trains.txt").write_text(
-        "The first public steam railway opened in 1825 between Stockton and Darlington.\n",
-        encoding="utf-8",
-    )
+
+def write_sample_docs(root: Path, names: Iterable[str] = SAMPLE_DOCS) -> Path:
+    """Write the small text and Markdown folder the tests share (or the files ``names``) into ``root``."""
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(SAMPLE_DOCS[name], encoding="utf-8")
     return root
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.launch import launch
 from tests.sample_docs import write_sample_docs
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -60,45 +59,14 @@ def serve_env(home: Path, **extra: str) -> dict[str, str]:
 def rag_server(env: Mapping[str, str], *args: str, cwd: Path | None = None) -> Iterator[RunningServer]:
     """``rag serve --port 0 ARGS`` until the block ends; its output is kept in ``.output``."""
     command = [sys.executable, "-m", "rag", "serve", "--port", "0", *args]
-    process = subprocess.Popen(
-        command,
-        env=dict(env),
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    output: list[str] = []
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    url = None
-    try:
-        while url is None:
-            line = lines.get(timeout=START_TIMEOUT)
-            if line is None:
-                raise RuntimeError(f"rag serve exited ({process.wait()}):\n{''.join(output)}")
-            if line.startswith("rag serve: http"):
-                url = line.split()[2]
+    ready = "rag serve: http"
+    with launch(
+        command, what="rag serve", ready=lambda line: line.startswith(ready), env=env, cwd=cwd, timeout=START_TIMEOUT
+    ) as running:
         key = env.get("RAG_API_KEY")
         if "--api-key" in args:
             key = args[args.index("--api-key") + 1]
-        yield RunningServer(url, process, key, output)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        yield RunningServer(running.ready_line.split()[2], running.process, key, running.output)
 
 
 def write_docs(root: Path) -> Path:

@@ -28,6 +28,7 @@ from rag.home import Store
 from rag.results import Hit
 from rag.settings import Settings
 from tests.conftest import HashEmbedder
+from tests.helpers import hit
 from tests.sample_docs import offline_engine
 
 # --- sentences --------------------------------------------------------------------------------
@@ -150,10 +151,6 @@ def test_sentences_are_scored_locally_when_the_index_uses_an_api_embedder(reques
 
 
 # --- selection and composition ----------------------------------------------------------------
-
-
-def hit(n: int, text: str, source: str = "a.txt") -> Hit:
-    return Hit(rank=n, score=1 / n, chunk_id=f"c{n}", source=source, page=None, heading="", text=text, relevance=0.5)
 
 
 def scored(hit_index: int, hits: list[Hit], sentence: str, score: float) -> Scored:

@@ -17,6 +17,7 @@ from rag.answer.span import answer_span
 from rag.engine import Engine
 from rag.results import Answer, Hit, Span
 from tests.conftest import FIXTURES
+from tests.helpers import hit
 from tests.sample_docs import write_sample_docs
 
 # --- focus terms ------------------------------------------------------------------------------
@@ -117,14 +118,9 @@ def test_relatives_and_near_miss_text() -> None:
     assert focus.relatives(word, "rivers and streams") == []
 
 
-def hit(text: str, relevance: float) -> Hit:
-    return Hit(
-        rank=1, score=relevance, chunk_id="c1", source="a.md", page=None, heading="", text=text, relevance=relevance
-    )
-
-
 def test_gate_passes_a_low_cosine_chunk_that_holds_the_question_s_identifier() -> None:
-    chunk = hit("Several timeouts exist. If no connection is free in time, a PoolTimeout exception is raised.", 0.05)
+    text = "Several timeouts exist. If no connection is free in time, a PoolTimeout exception is raised."
+    chunk = hit(1, text, "a.md", relevance=0.05, score=0.05)
     assert relevance.any_relevant([chunk], 0.25, "When is PoolTimeout raised?")
     assert not relevance.any_relevant([chunk], 0.25, "When is ReadTimeout raised?")
     # One ordinary word is no evidence: cosine decides.

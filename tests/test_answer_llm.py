@@ -18,6 +18,7 @@ from rag.errors import AuthenticationError, ModelNotFoundError, ProviderConnecti
 from rag.results import Hit
 from rag.settings import Settings
 from rag.usage import Usage
+from tests import helpers
 from tests.conftest import Cli
 from tests.openai_server import FakeOpenAI, openai_server
 
@@ -27,16 +28,7 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 def hit(n: int, text: str, *, source: str = "docs/report.pdf", page: int | None = 3, relevance: float = 0.6) -> Hit:
-    return Hit(
-        rank=n,
-        score=1.0 / n,
-        chunk_id=f"c{n}",
-        source=source,
-        page=page,
-        heading="",
-        text=text,
-        relevance=relevance,
-    )
+    return helpers.hit(n, text, source, page=page, relevance=relevance)
 
 
 HITS = [

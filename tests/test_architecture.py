@@ -160,7 +160,8 @@ def test_no_modules_import_each_other() -> None:
 def test_the_store_holds_persistence_only() -> None:
     found = imports(PACKAGE)
     assert not set(found["store"]) & {"engine", "home", "answer", "chat", "moderation", "serve", "cli"}
-    assert set(found["results"]) <= {"filetypes", "text", "usage"}  # importing the results imports no parser
+    # importing the results imports no parser
+    assert set(found["results"]) <= {"filetypes", "jsonable", "text", "usage"}
 
 
 def test_every_file_type_names_a_reader_the_loaders_have() -> None:

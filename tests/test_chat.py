@@ -282,7 +282,7 @@ def test_no_index_fails_at_once() -> None:
 
 
 @pytest.fixture
-def server(openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
+def fake_llm(openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> FakeOpenAI:
     monkeypatch.setenv("RAG_MIN_SCORE", "-1")
     return openai_env
 
@@ -291,8 +291,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
     return list(body["messages"])
 
 
-def test_the_model_rewrites_the_follow_up_and_retrieval_uses_it(server: FakeOpenAI, engine: Engine) -> None:
-    server.reply(
+def test_the_model_rewrites_the_follow_up_and_retrieval_uses_it(fake_llm: FakeOpenAI, engine: Engine) -> None:
+    fake_llm.reply(
         "Mount Etna [1].",
         "When did the first public steam railway open?",  # the rewrite
         "It opened in 1825 [1].",
@@ -302,7 +302,7 @@ def test_the_model_rewrites_the_follow_up_and_retrieval_uses_it(server: FakeOpen
     rewritten: list[str] = []
     answer = chat.ask("and when did it open?", on_rewrite=rewritten.append)
 
-    _, rewrite_call, second = (r.body for r in server.requests_to("/chat/completions"))
+    _, rewrite_call, second = (r.body for r in fake_llm.requests_to("/chat/completions"))
     assert rewrite_call["messages"][0]["content"] == prompts.REWRITE_SYSTEM
     sent = rewrite_call["messages"][1]["content"]
     assert "User: Which volcano in Sicily is the most active?" in sent and "Assistant: Mount Etna [1]." in sent
@@ -323,7 +323,7 @@ def test_the_model_rewrites_the_follow_up_and_retrieval_uses_it(server: FakeOpen
 
 
 def test_old_turns_are_dropped_to_fit_a_small_window(
-    server: FakeOpenAI, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    fake_llm: FakeOpenAI, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     window, reserve = 1500, 200
     monkeypatch.setenv("RAG_CONTEXT_WINDOW", str(window))
@@ -331,7 +331,7 @@ def test_old_turns_are_dropped_to_fit_a_small_window(
     monkeypatch.setenv("RAG_CHUNK_TOKENS", "60")
     # Uncited: rag attributes it to the bees chunk, whichever number that has here.
     long_answer = "Bees pollinate flowering plants while collecting nectar. " * 12  # ~150 tokens
-    server.default_reply = lambda body: (
+    fake_llm.default_reply = lambda body: (
         "What do bees do?" if body["messages"][0]["content"] == prompts.REWRITE_SYSTEM else long_answer
     )
     with Engine() as small:
@@ -341,7 +341,7 @@ def test_old_turns_are_dropped_to_fit_a_small_window(
         budget = chat.history_budget("Question 8: what do bees do?")
         kept = chat.history_for("Question 8: what do bees do?")
         chat.ask("Question 8: what do bees do?")
-    last = _messages(server.requests_to("/chat/completions")[-1].body)
+    last = _messages(fake_llm.requests_to("/chat/completions")[-1].body)
     history = [m["content"] for m in last[1:-1] if m["role"] == "user"]
     assert 0 < len(history) < 8, "some turns kept, the oldest dropped"
     assert history == [f"Question {i}: what do bees do?" for i in range(8 - len(history), 8)]
@@ -354,8 +354,8 @@ def test_old_turns_are_dropped_to_fit_a_small_window(
     assert prompt <= window - reserve
 
 
-def test_streaming_deltas_reach_the_caller(server: FakeOpenAI, engine: Engine) -> None:
-    server.reply("Honey bees live in colonies [1].")
+def test_streaming_deltas_reach_the_caller(fake_llm: FakeOpenAI, engine: Engine) -> None:
+    fake_llm.reply("Honey bees live in colonies [1].")
     deltas: list[str] = []
     with engine.chat(save=False) as chat:
         answer = chat.ask("How do bees live?", on_delta=deltas.append)

@@ -24,6 +24,7 @@ from rag import Engine
 from rag.settings import Settings
 from tests.conftest import Cli, deliver_ctrl_c, rag_on_terminal
 from tests.openai_server import FakeOpenAI, openai_server, settings_for
+from tests.sample_docs import write_sample_docs
 
 TOPICS = {
     "golden_gate.txt": (
@@ -54,12 +55,6 @@ TOPICS = {
         "engineer Gustave Eiffel, whose company designed and built it for the World's Fair. It opened to "
         "the public on 31 March 1889.",
     ),
-}
-OTHER_DOCS = {
-    "volcanoes.txt": "Volcanoes form where magma reaches the surface.\n\nMount Etna in Sicily is one of the "
-    "most active volcanoes in Europe. Its eruptions are frequent and mostly effusive.\n",
-    "bees.md": "# Bees\n\nHoney bees live in colonies with a single queen.\n\n## Pollination\n\n"
-    "Bees pollinate flowering plants while collecting nectar.\n",
 }
 FOLLOW_UP = "and when did it open?"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -101,9 +96,8 @@ def _write_docs(root: Path) -> Path:
     root.mkdir(parents=True)
     for name, (_, _, text) in TOPICS.items():
         (root / name).write_text(text + "\n", encoding="utf-8")
-    for name, text in OTHER_DOCS.items():
-        (root / name).write_text(text, encoding="utf-8")
-    return root
+    # Two of the shared sample files (not trains.txt, which would answer the railway topic too).
+    return write_sample_docs(root, ["volcanoes.txt", "bees.md"])
 
 
 def _clean_env(home: Path, tmp: Path) -> dict[str, str]:
@@ -134,21 +128,21 @@ def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """The documents, embedded through the fake OpenAI server, which also writes the answers."""
     tmp = tmp_path_factory.mktemp("chat-llm")
     docs = _write_docs(tmp / "docs")
-    with openai_server() as server:
-        with Engine(settings=settings_for(server, store__home=tmp / "home")) as engine:
+    with openai_server() as fake_llm:
+        with Engine(settings=settings_for(fake_llm, store__home=tmp / "home")) as engine:
             assert engine.ingest(docs, embedder="openai").ok
         env = _clean_env(tmp / "home", tmp)
         env.update(
-            OPENAI_BASE_URL=server.base_url,
-            OPENAI_API_KEY=str(server.api_key),
+            OPENAI_BASE_URL=fake_llm.base_url,
+            OPENAI_API_KEY=str(fake_llm.api_key),
             RAG_OPENAI_MAX_RETRIES="0",
             RAG_MIN_SCORE="-1",
         )
-        yield Store(tmp / "home", env, tmp, server)
+        yield Store(tmp / "home", env, tmp, fake_llm)
 
 
 @pytest.fixture
-def server(llm: Store) -> Iterator[FakeOpenAI]:
+def fake_llm(llm: Store) -> Iterator[FakeOpenAI]:
     assert llm.server is not None
     llm.server.replies.clear()
     yield llm.server
@@ -167,8 +161,8 @@ def rag_cli(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[in
     return run
 
 
-def _chat_calls(server: FakeOpenAI, since: int = 0) -> list[dict[str, Any]]:
-    return [r.body for r in server.requests_to("/chat/completions")[since:]]
+def _chat_calls(fake_llm: FakeOpenAI, since: int = 0) -> list[dict[str, Any]]:
+    return [r.body for r in fake_llm.requests_to("/chat/completions")[since:]]
 
 
 def _json_lines(stdout: str) -> list[dict[str, Any]]:
@@ -221,18 +215,18 @@ def test_usage_errors_exit_2(offline: Store) -> None:
 # --- with an LLM: the fake OpenAI server --------------------------------------------------------
 
 
-def test_a_session_survives_a_restart(llm: Store, server: FakeOpenAI, rag_cli: Cli) -> None:
-    server.reply("Mount Etna [1].")
+def test_a_session_survives_a_restart(llm: Store, fake_llm: FakeOpenAI, rag_cli: Cli) -> None:
+    fake_llm.reply("Mount Etna [1].")
     first = llm.rag("chat", "--session", "etna", "--json", stdin="Which volcano in Sicily is very active?\n")
     assert first.returncode == 0, first.stderr
 
-    since = len(server.requests_to("/chat/completions"))
-    server.reply("How often does Mount Etna erupt?", "Frequently [1].")
+    since = len(fake_llm.requests_to("/chat/completions"))
+    fake_llm.reply("How often does Mount Etna erupt?", "Frequently [1].")
     second = llm.rag("chat", "--session", "etna", "--json", stdin="how often does it erupt?\n")
     assert second.returncode == 0, second.stderr
     (answer,) = _json_lines(second.stdout)
     assert answer["session"] == "etna" and answer["rewritten_question"] == "How often does Mount Etna erupt?"
-    rewrite, ask = _chat_calls(server, since)
+    rewrite, ask = _chat_calls(fake_llm, since)
     # The new process remembered the earlier turn: in the rewrite, and as history.
     assert "User: Which volcano in Sicily is very active?" in rewrite["messages"][1]["content"]
     assert "Last question: how often does it erupt?" in rewrite["messages"][1]["content"]
@@ -258,8 +252,8 @@ def test_a_session_survives_a_restart(llm: Store, server: FakeOpenAI, rag_cli: C
     assert code == 1 and "no chat session 'etna'" in err
 
 
-def test_concurrent_chats_keep_their_sessions_apart(llm: Store, server: FakeOpenAI, rag_cli: Cli) -> None:
-    server.default_reply = "Bees pollinate flowering plants [1]."
+def test_concurrent_chats_keep_their_sessions_apart(llm: Store, fake_llm: FakeOpenAI, rag_cli: Cli) -> None:
+    fake_llm.default_reply = "Bees pollinate flowering plants [1]."
     try:
         questions = {name: [f"{name} question {i} about bees" for i in range(4)] for name in ("left", "right")}
         procs = {name: llm.popen("chat", "--session", name, "--json", "--no-rewrite") for name in questions}
@@ -270,14 +264,14 @@ def test_concurrent_chats_keep_their_sessions_apart(llm: Store, server: FakeOpen
             shown = json.loads(rag_cli(llm, "history", "show", name, "--json")[1])
             assert [t["question"] for t in shown["turns"]] == asked
     finally:
-        server.default_reply = "This is a fake answer."
+        fake_llm.default_reply = "This is a fake answer."
 
 
 # --- a terminal ---------------------------------------------------------------------------------
 
 
 def test_interactive_chat_streams_stops_on_ctrl_c_and_knows_its_commands(
-    llm: Store, server: FakeOpenAI, rag_cli: Cli
+    llm: Store, fake_llm: FakeOpenAI, rag_cli: Cli
 ) -> None:
     pexpect = pytest.importorskip("pexpect")
     child = rag_on_terminal(
@@ -293,7 +287,7 @@ def test_interactive_chat_streams_stops_on_ctrl_c_and_knows_its_commands(
     try:
         child.expect("session tty")
         child.expect_exact("> ")
-        server.reply("Mount Etna is in Sicily [1].")
+        fake_llm.reply("Mount Etna is in Sicily [1].")
         child.sendline("Which volcano in Sicily is very active?")
         child.expect_exact("Mount Etna is in Sicily [1].")
         child.expect("Sources")
@@ -302,8 +296,8 @@ def test_interactive_chat_streams_stops_on_ctrl_c_and_knows_its_commands(
 
         # An answer the server holds mid-stream: Ctrl-C stops it, the prompt comes back, the
         # chat goes on.  (Held, not slow: the test never races the stream.)
-        held = server.gate_stream(after_deltas=5)
-        server.reply("Tell me more about Mount Etna.", "Etna erupts often " * 60 + "[1].")
+        held = fake_llm.gate_stream(after_deltas=5)
+        fake_llm.reply("Tell me more about Mount Etna.", "Etna erupts often " * 60 + "[1].")
         child.sendline("tell me more")
         child.expect("↳ Tell me more about Mount Etna.")  # the rewrite, shown before the answer
         child.expect("Etna erupts often")

@@ -330,27 +330,21 @@ _SLOW_INGEST = """
 import os, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from tests.conftest import HashEmbedder
-from rag.embed import factory
+from tests.helpers import register_slow
 from rag import Engine
 
 PAUSE_AFTER = int(os.environ["PAUSE_AFTER_BATCHES"])
 PAUSED, GO = Path(os.environ["PAUSED_FILE"]), Path(os.environ["GO_FILE"])
 
-class Slow(HashEmbedder):
-    batch_size = 4
-    def __init__(self):
-        super().__init__(provider="slow")
-    def embed_batch(self, texts):
-        if len(self.calls) == PAUSE_AFTER:
-            # Hold mid-ingest, the earlier batches stored, until the test has acted (a signal,
-            # or the GO file): the test never races the ingest.
-            PAUSED.touch()
-            while not GO.exists():
-                time.sleep(0.01)
-        return super().embed_batch(texts)
+def pause(batches):
+    if batches == PAUSE_AFTER:
+        # Hold mid-ingest, the earlier batches stored, until the test has acted (a signal,
+        # or the GO file): the test never races the ingest.
+        PAUSED.touch()
+        while not GO.exists():
+            time.sleep(0.01)
 
-factory.register("slow", lambda model, settings: Slow())
+register_slow(pause)
 report = Engine(embedding__embedder="slow", store__lock_timeout=float(os.environ.get("LOCK_TIMEOUT", "0"))).ingest(
     [sys.argv[1]]
 )

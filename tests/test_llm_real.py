@@ -71,7 +71,7 @@ MOTTO = "What is the motto of the Orion vault?"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[llama_server.LlamaServer]:
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[llama_server.LlamaServer]:
     model = llama_server.model_path(tmp_path_factory.mktemp("model"))
     with llama_server.llama_server(model) as running:
         yield running
@@ -94,11 +94,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def engine(store: Path, server: llama_server.LlamaServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def engine(store: Path, llama: llama_server.LlamaServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     # Configured the way the README tells a user to point rag at a compatible server.
-    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-    monkeypatch.setenv("RAG_CHAT_MODEL", server.model)
-    monkeypatch.setenv("RAG_CONTEXT_WINDOW", str(server.context_window))
+    monkeypatch.setenv("OPENAI_BASE_URL", llama.base_url)
+    monkeypatch.setenv("RAG_CHAT_MODEL", llama.model)
+    monkeypatch.setenv("RAG_CONTEXT_WINDOW", str(llama.context_window))
     monkeypatch.setenv("RAG_MAX_ANSWER_TOKENS", str(MAX_TOKENS))
     monkeypatch.setenv("RAG_TOP_K", "3")
     monkeypatch.setenv("RAG_OPENAI_MAX_RETRIES", "0")
@@ -106,7 +106,7 @@ def engine(store: Path, server: llama_server.LlamaServer, monkeypatch: pytest.Mo
     # The base model writes `{"sentences": []}` when made to write JSON, so these tests take
     # the [n] marker path (as for a server that refuses structured output); the JSON path
     # is the next-to-last test's and --llm local's.
-    modes = {f"{server.base_url.rstrip('/')} {server.model}": "markers"}
+    modes = {f"{llama.base_url.rstrip('/')} {llama.model}": "markers"}
     (store / MODES_FILE).write_text(json.dumps(modes), encoding="utf-8")
     with Engine(index="sample", store=store) as engine:
         yield engine
@@ -189,11 +189,11 @@ def _all_citations(text: str) -> list[int]:
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_server_speaks_the_openai_api(server: llama_server.LlamaServer) -> None:
+def test_server_speaks_the_openai_api(llama: llama_server.LlamaServer) -> None:
     import openai
 
-    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
-    assert server.model in [m.id for m in client.models.list()]
+    client = openai.OpenAI(base_url=llama.base_url, api_key="unused", max_retries=0)
+    assert llama.model in [m.id for m in client.models.list()]
 
 
 def test_streamed_answers_are_what_the_model_said(engine: Engine, replies: list[list[str]]) -> None:

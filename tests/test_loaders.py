@@ -14,6 +14,7 @@ from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders import SUPPORTED_EXTENSIONS, LoadOptions, decode_text, load
 from rag.ingest.loaders.pdf import clean_page_text
+from tests.helpers import failure
 
 PDF = Path(__file__).parent / "fixtures" / "pdf"
 
@@ -23,17 +24,8 @@ def write(path: Path, data: str | bytes, encoding: str = "utf-8") -> Path:
     return path
 
 
-def failure(path: Path) -> str:
-    with pytest.raises(DocumentError) as caught:
-        load(path)
-    error = caught.value
-    assert error.path == str(path)
-    assert "\n" not in str(error), "a reason must be one line"
-    assert "Traceback" not in str(error)
-    return error.reason
-
-
-def assert_offsets(doc: LoadedDocument, extracted: str) -> None:
+def assert_offsets_in(doc: LoadedDocument, extracted: str) -> None:
+    """Each section's ``offset`` points at its text in ``extracted``, the file's whole text."""
     for section in doc.sections:
         assert extracted[section.offset : section.offset + len(section.text)] == section.text
 
@@ -221,14 +213,14 @@ def test_markdown_sections_carry_heading_paths(tmp_path: Path) -> None:
     install = doc.sections[2].text
     assert "# a comment, not a heading" in install and "## also not a heading" in install
     assert "Front matter" not in doc.sections[0].text
-    assert_offsets(doc, MARKDOWN)
+    assert_offsets_in(doc, MARKDOWN)
 
 
 def test_markdown_offsets_are_exact_with_crlf_and_bom(tmp_path: Path) -> None:
     text = MARKDOWN.replace("\n", "\r\n")
     doc = load(write(tmp_path / "crlf.md", text, "utf-8-sig"))
     assert [s.heading for s in doc.sections][:3] == [(), ("Guide",), ("Guide", "Install")]
-    assert_offsets(doc, text)
+    assert_offsets_in(doc, text)
 
 
 def test_markdown_thematic_break_after_blank_line_is_not_a_heading(tmp_path: Path) -> None:

@@ -8,18 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.errors import DocumentError
 from rag.ingest.loaders import FILE_TYPES, kind_named, load
 from rag.results import location
+from tests.helpers import failure
 from tests.office_files import make_docx, make_eml, make_epub, make_pptx, make_xlsx, zip_bomb_docx
-
-
-def failure(path: Path) -> str:
-    with pytest.raises(DocumentError) as caught:
-        load(path)
-    assert caught.value.path == str(path)
-    assert "\n" not in str(caught.value)
-    return caught.value.reason
 
 
 def section_with(doc, needle: str):
@@ -28,7 +20,8 @@ def section_with(doc, needle: str):
     return found[0]
 
 
-def assert_offsets(doc) -> None:
+def assert_offsets_joined(doc) -> None:
+    """Each section's ``offset`` points at its text in the sections joined by blank lines."""
     joined = "\n\n".join(s.text for s in doc.sections)
     for s in doc.sections:
         assert joined[s.offset : s.offset + len(s.text)] == s.text
@@ -49,7 +42,7 @@ def test_docx_sections_follow_headings_with_pages_and_tables(tmp_path: Path) -> 
     assert costs.heading == ("Harbour Survey 2024", "Results", "Costs")
     assert costs.page == 2  # after the page break
     assert "Item: Boat hire | Cost: 4,200 EUR" in costs.text  # each row keeps its header
-    assert_offsets(doc)
+    assert_offsets_joined(doc)
     assert location(str(tmp_path / "survey.docx"), costs.page, " > ".join(costs.heading)).endswith(
         "survey.docx:Harbour Survey 2024 > Results > Costs (page 2)"
     )
@@ -126,7 +119,7 @@ def test_xlsx_blocks_of_rows_repeat_the_header_and_know_their_rows(tmp_path: Pat
     assert section_with(doc, "moved upstream").heading == ("Notes", "rows 2")
     where = location(str(tmp_path / "flows.xlsx"), None, " > ".join(guadiana.heading))
     assert where.endswith(f"flows.xlsx:Stations!rows {first}-{last}")
-    assert_offsets(doc)
+    assert_offsets_joined(doc)
 
 
 def test_xlsx_title_rows_and_a_two_row_header_travel_with_every_block(tmp_path: Path) -> None:
@@ -157,7 +150,7 @@ def test_xlsx_title_rows_and_a_two_row_header_travel_with_every_block(tmp_path: 
     assert record in row.text
     first = doc.sections[0].heading
     assert first[0] == "Zones" and first[1].startswith("rows 6-")  # the first row below the header
-    assert_offsets(doc)
+    assert_offsets_joined(doc)
 
 
 def test_a_word_table_with_a_title_row_and_merged_header_cells(tmp_path: Path) -> None:

@@ -15,29 +15,23 @@ import pytest
 from rag.errors import IndexLockedError
 from rag.store.remote import ChangeLog, Lease, LeaseLostError
 from tests.chroma_server import chroma_run
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     with chroma_run(tmp_path_factory.mktemp("chroma-remote")) as url:
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
 
 
 @pytest.fixture
-def client(server: tuple[str, int]) -> object:
+def client(chroma_server: tuple[str, int]) -> object:
     import chromadb
 
-    return chromadb.HttpClient(host=server[0], port=server[1])
-
-
-def _wait_for(condition: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    return chromadb.HttpClient(host=chroma_server[0], port=chroma_server[1])
 
 
 def test_one_writer_at_a_time_and_the_second_is_told_who(client: object) -> None:
@@ -59,7 +53,7 @@ def test_the_lease_is_renewed_while_held(client: object) -> None:
     lease.acquire(timeout=0)
     first = lease.current()
     assert first is not None
-    _wait_for(lambda: (lease.current() or first).expires > first.expires + 0.5, "two renewals")
+    wait_for(lambda: (lease.current() or first).expires > first.expires + 0.5, "two renewals")
     with pytest.raises(IndexLockedError):
         Lease(client, "renewed", ttl=0.6).acquire(timeout=0)
     lease.check()
@@ -81,8 +75,10 @@ def test_a_stalled_writer_loses_the_lease_and_knows_it(client: object) -> None:
     taker.release()
 
 
-def test_a_killed_writers_lease_expires_and_the_next_one_proceeds(client: object, server: tuple[str, int]) -> None:
-    host, port = server
+def test_a_killed_writers_lease_expires_and_the_next_one_proceeds(
+    client: object, chroma_server: tuple[str, int]
+) -> None:
+    host, port = chroma_server
     code = (
         "import chromadb, sys, time; from rag.store.remote import Lease;"
         f"c = chromadb.HttpClient(host='{host}', port={port});"

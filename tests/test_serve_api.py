@@ -24,13 +24,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def server(offline_server: OfflineServer) -> RunningServer:
+def api_server(offline_server: OfflineServer) -> RunningServer:
     return offline_server.server
 
 
 @pytest.fixture
-def http(server: RunningServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
+def http(api_server: RunningServer) -> Iterator[httpx.Client]:
+    with api_server.client() as client:
         yield client
 
 

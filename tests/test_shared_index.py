@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from rag.errors import IndexLockedError
 from rag.store.remote import Lease
 from tests.chroma_server import chroma_run
 from tests.conftest import Cli, HashEmbedder, rag_on_terminal
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -28,23 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 _WRITER = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from tests.conftest import HashEmbedder
-from rag.embed import factory
+from tests.helpers import register_slow
 from rag import Engine
 
-class Slow(HashEmbedder):
-    batch_size = 4
-    def __init__(self):
-        # Its own provider name: a "hash:v1" index would be reopened with the plain HashEmbedder.
-        super().__init__(provider="slow")
-    def embed_batch(self, texts):
-        # Holding the lease (an ingest embeds under it) until the test creates this file.
-        while os.environ.get("HOLD_UNTIL") and not os.path.exists(os.environ["HOLD_UNTIL"]):
-            time.sleep(0.01)
-        time.sleep(float(os.environ.get("EMBED_DELAY", "0.02")))
-        return super().embed_batch(texts)
+def hold(batches):
+    # Holding the lease (an ingest embeds under it) until the test creates this file.
+    while os.environ.get("HOLD_UNTIL") and not os.path.exists(os.environ["HOLD_UNTIL"]):
+        time.sleep(0.01)
+    time.sleep(float(os.environ.get("EMBED_DELAY", "0.02")))
 
-factory.register("slow", lambda model, settings: Slow())
+register_slow(hold)
 
 # Freeze at a chosen point so the test can kill -9 there (it waits for "STALLED").
 def stall(*args, **kwargs):
@@ -64,21 +58,21 @@ print("DONE", report.chunks_total, flush=True)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with chroma_run(tmp_path_factory.mktemp("chroma-shared")) as url:
         yield url
 
 
 @pytest.fixture
-def fresh_index(server: str) -> Iterator[str]:
+def fresh_index(chroma_server: str) -> Iterator[str]:
     """Each test starts without the shared index."""
     import chromadb
 
-    host, port = server.removeprefix("http://").split(":")
+    host, port = chroma_server.removeprefix("http://").split(":")
     client = chromadb.HttpClient(host=host, port=int(port))
     for collection in client.list_collections():
         client.delete_collection(collection.name)
-    yield server
+    yield chroma_server
 
 
 def _client(url: str) -> object:
@@ -124,13 +118,6 @@ def _writer(
     )
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _server_ids(url: str) -> set[str]:
     collection = _client(url).get_collection("rag-team")  # type: ignore[attr-defined]
     return set(collection.get(include=[])["ids"])
@@ -174,7 +161,7 @@ def test_two_machines_writing_at_once_end_with_exactly_the_union(
     first = _writer(alpha, url, tmp_path / "machine-a", hold_until=go)
     # The second starts while the first holds the lease (the first waits for ``go`` under
     # it, so this cannot miss a short ingest), and the two really overlap.
-    _wait_for(lambda: Lease(_client(url), "team", ttl=1).holder() is not None, "the first writer's lease")
+    wait_for(lambda: Lease(_client(url), "team", ttl=1).holder() is not None, "the first writer's lease", timeout=120)
     second = _writer(beta, url, tmp_path / "machine-b")
     go.touch()
     out_a, err_a = first.communicate(timeout=300)

@@ -36,27 +36,21 @@ _WATCH = """
 import os, sys, time
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from tests.conftest import HashEmbedder
-from rag.embed import factory
+from tests.helpers import register_slow
 
 ARMED, HELD = Path(os.environ["ARMED_FILE"]), Path(os.environ["HELD_FILE"])
 HOLD_AFTER = int(os.environ["HOLD_AFTER"])
+armed = []
 
-class Slow(HashEmbedder):
-    batch_size = 4
-    armed = 0
-    def __init__(self):
-        super().__init__(provider="slow")
-    def embed_batch(self, texts):
-        if ARMED.exists():
-            Slow.armed += 1
-            if Slow.armed > HOLD_AFTER:
-                HELD.touch()
-                while True:
-                    time.sleep(1)
-        return super().embed_batch(texts)
+def hold(batches):
+    if ARMED.exists():
+        armed.append(batches)
+        if len(armed) > HOLD_AFTER:
+            HELD.touch()
+            while True:
+                time.sleep(1)
 
-factory.register("slow", lambda model, settings: Slow())
+register_slow(hold)
 from rag.cli.main import main
 sys.argv = ["rag", "watch", "--embedder", "slow", *sys.argv[1:]]
 main()

@@ -93,7 +93,7 @@ def _store(tmp: Path, *files: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """An offline server over two real PDFs and a text file with a <script> in it."""
     env = _store(tmp_path_factory.mktemp("web"), CITED_PDF, REVIEW_PDF, RAG_LLM="none")
     with rag_server(env) as running:
@@ -146,9 +146,9 @@ def watch(browser: Browser, width: int = 1280, height: int = 800) -> Watched:
 
 
 @pytest.fixture
-def web(browser: Browser, server: Server, tmp_path: Path) -> Iterator[Watched]:
+def web(browser: Browser, web_server: Server, tmp_path: Path) -> Iterator[Watched]:
     watched = watch(browser)
-    watched.page.goto(server.url)
+    watched.page.goto(web_server.url)
     expect(watched.page.locator("body")).to_have_attribute("data-ready", "true")
     yield watched
     watched.page.context.close()
@@ -174,10 +174,10 @@ def ask(page: Page, question: str) -> Any:
     return turn
 
 
-def api(server: Server, path: str) -> Any:
+def api(web_server: Server, path: str) -> Any:
     import urllib.request
 
-    with urllib.request.urlopen(server.url.rstrip("/") + "/api/v1" + path, timeout=60) as response:
+    with urllib.request.urlopen(web_server.url.rstrip("/") + "/api/v1" + path, timeout=60) as response:
         return json.load(response)
 
 
@@ -200,7 +200,7 @@ def test_page_loads_clean_and_stays_on_localhost(web: Watched, tmp_path: Path) -
     assert any(url.endswith("/app.js") for url in web.requests)
 
 
-def test_upload_pdf_shows_its_stages(web: Watched, server: Server, tmp_path: Path) -> None:
+def test_upload_pdf_shows_its_stages(web: Watched, web_server: Server, tmp_path: Path) -> None:
     page = web.page
     page.locator("#open-documents").click()
     # Record every stage each upload row goes through, as the page shows them.
@@ -230,7 +230,7 @@ def test_upload_pdf_shows_its_stages(web: Watched, server: Server, tmp_path: Pat
     assert "embedded" in stages[UPLOAD_PDF.name], stages
     assert stages[UPLOAD_PDF.name].index("embedded") < stages[UPLOAD_PDF.name].index("stored")
     assert web.errors == []
-    documents = api(server, "/documents?index=default")["documents"]
+    documents = api(web_server, "/documents?index=default")["documents"]
     assert any(d["source"].endswith(UPLOAD_PDF.name) for d in documents)
 
 
@@ -258,7 +258,7 @@ def drop_files(page: Page, selector: str, files: dict[str, bytes]) -> None:
     )
 
 
-def test_new_index_drop_ask_and_delete(web: Watched, server: Server, tmp_path: Path) -> None:
+def test_new_index_drop_ask_and_delete(web: Watched, web_server: Server, tmp_path: Path) -> None:
     page = web.page
     page.locator("#index-select").select_option(label="New index…")
     page.locator("#index-name").fill("team-notes")
@@ -285,7 +285,7 @@ def test_new_index_drop_ask_and_delete(web: Watched, server: Server, tmp_path: P
     expect(delete).to_have_text("Really delete?")
     delete.click()
     expect(page.locator("#document-list li")).to_have_count(0)
-    assert api(server, "/documents?index=team-notes")["documents"] == []
+    assert api(web_server, "/documents?index=team-notes")["documents"] == []
     screenshot(page, tmp_path, "deleted")
 
     # Sessions belong to their index: the default index does not list this one.
@@ -361,7 +361,7 @@ def test_off_corpus_question_is_refused_without_citations(web: Watched, tmp_path
     assert web.errors == []
 
 
-def test_session_survives_a_reload(web: Watched, server: Server, tmp_path: Path) -> None:
+def test_session_survives_a_reload(web: Watched, web_server: Server, tmp_path: Path) -> None:
     page = web.page
     ask(page, SCRIPT_QUESTION)
     current = page.locator("#session-list li.current")
@@ -375,14 +375,14 @@ def test_session_survives_a_reload(web: Watched, server: Server, tmp_path: Path)
     expect(page.locator(".turn .answer .cite").first).to_be_visible()
     screenshot(page, tmp_path, "reloaded")
     # The same session is the one `rag chat --session` sees, and the other way round.
-    shown = _rag(server.env, "history", "show", name)
+    shown = _rag(web_server.env, "history", "show", name)
     assert SCRIPT_QUESTION in shown.stdout
     chat = subprocess.run(
         [sys.executable, "-m", "rag", "chat", "--session", name, "--llm", "none"],
         input="And what do quokkas eat?\n",
         capture_output=True,
         text=True,
-        env=server.env,
+        env=web_server.env,
         timeout=300,
     )
     assert chat.returncode == 0, chat.stderr
@@ -394,7 +394,7 @@ def test_session_survives_a_reload(web: Watched, server: Server, tmp_path: Path)
     page.locator(f'#session-list li[data-session="{name}"] .session-delete').click()
     expect(page.locator(f'#session-list li[data-session="{name}"]')).to_have_count(0)
     expect(page.locator(".turn")).to_have_count(0)
-    assert rag_cli(server.env, "history", "show", name).returncode != 0
+    assert rag_cli(web_server.env, "history", "show", name).returncode != 0
     assert web.errors == []
 
 
@@ -412,11 +412,11 @@ def test_script_in_a_document_shows_as_text(web: Watched, tmp_path: Path) -> Non
     assert web.errors == []
 
 
-def test_phone_width(browser: Browser, server: Server, tmp_path: Path) -> None:
+def test_phone_width(browser: Browser, web_server: Server, tmp_path: Path) -> None:
     watched = watch(browser, width=375, height=740)
     page = watched.page
     try:
-        page.goto(server.url)
+        page.goto(web_server.url)
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         # Nothing runs off the side of a phone screen.
         assert page.evaluate("() => document.documentElement.scrollWidth") <= 375

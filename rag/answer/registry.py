@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from rag.answer.base import Answerer
 from rag.embed.base import Embedder
 from rag.errors import ConfigError, UsageError
-from rag.settings import Settings
 from rag.registries import Registration, add
+from rag.settings import Settings
 
 __all__ = ["ALIASES", "AUTO_ORDER", "Entry", "Parts", "create", "describe", "names", "register", "resolve"]
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from rag.answer.base import Turn
 from rag.errors import RagError, UsageError
+from rag.jsonable import Jsonable, json_hook, jsonable
 from rag.results import Answer, Citation, Hit
 from rag.store.sqlite import Database, execute_script
 
@@ -73,13 +74,15 @@ def new_session_name() -> str:
 
 
 @dataclass(frozen=True)
-class ChatTurn:
+class ChatTurn(Jsonable):
     """One saved exchange: the question, what retrieval searched for, and the answer."""
+
+    json_order = ("question", "answer", "refused", "citations", "answerer", "model", "created", "search_query")
 
     question: str
     answer: str
     refused: bool = False
-    search_query: str | None = None
+    search_query: str | None = field(default=None, metadata=json_hook(key="rewritten_question", omit_none=True))
     citations: list[Citation] = field(default_factory=list)
     context: list[Hit] = field(default_factory=list)
     answerer: str = "llm"
@@ -116,23 +119,9 @@ class ChatTurn:
             rewritten_question=self.search_query,
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "question": self.question,
-            "answer": self.answer,
-            "refused": self.refused,
-            "citations": [c.to_dict() for c in self.citations],
-            "answerer": self.answerer,
-            "model": self.model,
-            "created": self.created,
-        }
-        if self.search_query is not None:
-            data["rewritten_question"] = self.search_query
-        return data
-
 
 @dataclass(frozen=True)
-class SessionInfo:
+class SessionInfo(Jsonable):
     """A session as ``rag history`` lists it."""
 
     name: str
@@ -142,16 +131,6 @@ class SessionInfo:
     updated: float
     #: The first question, which says what the session is about ("" while it has none).
     title: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "index": self.index,
-            "turns": self.turns,
-            "created": self.created,
-            "updated": self.updated,
-            "title": self.title,
-        }
 
 
 class SessionStore:
@@ -300,7 +279,7 @@ class Session:
     turns: list[ChatTurn]
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.info.to_dict(), "turns": [t.to_dict() for t in self.turns]}
+        return {**self.info.to_dict(), "turns": jsonable(self.turns)}
 
 
 class Sessions:

@@ -21,7 +21,7 @@ from rag import prompts
 from rag.chat.conversation import Conversation
 from rag.chat.sessions import Sessions, validate_session_name
 from rag.cli.options import IndexOpt, JsonOpt, KOpt, LlmOpt, ModelOpt, StoreOpt
-from rag.cli.output import err, error, human_time, out, print_answer, print_json
+from rag.cli.output import err, error, human_time, out, print_answer, print_json, source_line
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
 from rag.home import Store
@@ -238,7 +238,7 @@ def _command(conversation: Conversation, line: str, *, as_json: bool) -> bool:
 
 def _print_context(answer: Answer, console: Console) -> None:
     for n, hit in enumerate(answer.context, start=1):
-        console.print(escape(f"[{n}] ") + f"[cyan]{escape(hit.location)}[/] [dim]score {hit.score:.3f}[/]")
+        console.print(source_line(n, hit.location, f" [dim]score {hit.score:.3f}[/]"))
         console.print(escape(hit.text.strip()))
         console.print()
 
@@ -320,7 +320,7 @@ def history_show(
             out.print(f"[dim]↳ {escape(turn.search_query)}[/]")
         out.print(f"[yellow]{escape(turn.answer)}[/]" if turn.refused else escape(turn.answer))
         for c in turn.citations:
-            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]")
+            out.print(source_line(c.n, c.location))
 
 
 def history_rm(

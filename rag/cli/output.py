@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
@@ -12,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from rag import prompts
-from rag.results import Answer
+from rag.results import Answer, Support
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -133,15 +134,22 @@ class CacheProgress:
             self._progress = None
 
 
+def _markup(text: str, pieces: Iterable[tuple[int, int, str, str]]) -> str:
+    """``text`` as rich markup: each piece ``(start, end, before, after)`` escaped between its
+    markup, in order (one that overlaps the piece before is skipped), the rest escaped."""
+    parts, last = [], 0
+    for start, end, before, after in pieces:
+        if start >= last:
+            parts += [escape(text[last:start]), before, escape(text[start:end]), after]
+            last = end
+    parts.append(escape(text[last:]))
+    return "".join(parts)
+
+
 def marked(answer: Answer) -> str:
     """The answer as rich markup, the words that answer in bold (plain text when piped)."""
-    parts, last = [], 0
-    for span in sorted(answer.spans, key=lambda s: s.start):
-        if span.start >= last:
-            parts += [escape(answer.text[last : span.start]), f"[bold]{escape(answer.text[span.start : span.end])}[/]"]
-            last = span.end
-    parts.append(escape(answer.text[last:]))
-    return "".join(parts)
+    spans = sorted(answer.spans, key=lambda s: s.start)
+    return _markup(answer.text, ((s.start, s.end, "[bold]", "[/]") for s in spans))
 
 
 #: After a sentence no source backs, on a terminal (it is shown dim as well).
@@ -154,20 +162,21 @@ def checked(answer: Answer) -> str:
     Piped, the text is left as it is."""
     if not answer.support or not out.is_terminal:
         return marked(answer)
-    parts, last = [], 0
-    for sentence in answer.support:
-        parts.append(escape(answer.text[last : sentence.start]))
-        text = escape(answer.text[sentence.start : sentence.end])
-        if not sentence.supported:
-            parts.append(f"[dim]{text}[/][dim yellow]{UNSUPPORTED_MARK}[/]")
-        elif sentence.attributed:
-            numbers = ", ".join(map(str, sentence.citations))
-            parts.append(f"{text}[dim] {escape(f'[{numbers}]')}[/]")
-        else:
-            parts.append(text)
-        last = sentence.end
-    parts.append(escape(answer.text[last:]))
-    return "".join(parts)
+    return _markup(answer.text, (_verdict(sentence) for sentence in answer.support))
+
+
+def _verdict(sentence: Support) -> tuple[int, int, str, str]:
+    if not sentence.supported:
+        return sentence.start, sentence.end, "[dim]", f"[/][dim yellow]{UNSUPPORTED_MARK}[/]"
+    if sentence.attributed:
+        numbers = ", ".join(map(str, sentence.citations))
+        return sentence.start, sentence.end, "", f"[dim] {escape(f'[{numbers}]')}[/]"
+    return sentence.start, sentence.end, "", ""
+
+
+def source_line(n: int, location: str, note: str = "") -> str:
+    """``[n] location`` as rich markup, the way every list of sources shows one."""
+    return escape(f"[{n}] ") + f"[cyan]{escape(location)}[/]{note}"
 
 
 def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False, label: bool = True) -> None:
@@ -195,7 +204,7 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
             note = " [dim](matched by rag: the model cited nothing here)[/]" if c.attributed else ""
-            out.print(escape(f"[{c.n}] ") + f"[cyan]{escape(c.location)}[/]{note}")
+            out.print(source_line(c.n, c.location, note))
     if answer.removed_citations:
         removed = answer.removed_citations
         out.print(f"[dim]({removed} citation(s) to sources that were not supplied were removed)[/]")
@@ -210,7 +219,7 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
         # On stderr, so that stdout stays the answer alone when piped.
         err.print("\n[dim]── context: what the model saw ──[/]")
         for n, hit in enumerate(answer.context, start=1):
-            err.print(f"[bold]\\[{n}][/] [cyan]{escape(hit.location)}[/]")
+            err.print(source_line(n, hit.location))
             err.print(escape(hit.text.strip()))
         if not answer.context:
             err.print("[dim](nothing)[/]")

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from rag.embed.base import Embedder
 from rag.errors import EmbedderMismatchError, UsageError
-from rag.settings import Settings
 from rag.registries import Registration, add
+from rag.settings import Settings
 
 __all__ = ["Constructor", "auto", "choose", "create", "explain", "normalize", "qualified", "register"]
 

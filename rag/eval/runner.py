@@ -16,9 +16,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate
 from rag.home import Store
 from rag.ingest.pipeline import Progress
+from rag.jsonable import Jsonable, json_hook, rounded
 from rag.results import IngestReport
 from rag.retrieve.search import Mode, Retriever
 from rag.retrieve.stages import Stage
@@ -41,23 +41,16 @@ DEPTH = 100
 
 
 @dataclass
-class EvalResult:
+class EvalResult(Jsonable):
+    json_order = ("dataset", "mode", "queries", "metrics", "latency_ms")
+
     dataset: str
     mode: str
     queries: int
-    metrics: dict[str, float]
-    latency_ms: dict[str, float]
+    metrics: dict[str, float] = field(metadata=json_hook(convert=rounded(4)))
+    latency_ms: dict[str, float] = field(metadata=json_hook(convert=rounded(2)))
     index: str | None = None
     ingest: IngestReport | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "mode": self.mode,
-            "queries": self.queries,
-            "metrics": {k: round(v, 4) for k, v in self.metrics.items()},
-            "latency_ms": {k: round(v, 2) for k, v in self.latency_ms.items()},
-        }
 
 
 def doc_filename(doc_id: str) -> str:

@@ -14,7 +14,7 @@ from rag.embed.base import Embedder
 from rag.errors import UsageError
 from rag.filetypes import kind_named, type_names
 from rag.globs import compile_glob
-from rag.results import OCR_SUFFIX, Hit, Hits
+from rag.results import Hits
 from rag.retrieve.fusion import Ranked, normalized_scores, reciprocal_rank
 from rag.retrieve.stages import Candidates, Stage
 from rag.store.index import Index
@@ -221,19 +221,5 @@ class Retriever:
             relevance = None
             if query_vector is not None and chunk_id in vectors:
                 relevance = float(np.dot(vectors[chunk_id], query_vector))
-            hits.append(
-                Hit(
-                    rank=len(hits) + 1,
-                    score=float(score),
-                    chunk_id=chunk_id,
-                    source=chunk.path,
-                    page=chunk.page,
-                    heading=chunk.heading,
-                    text=chunk.text,
-                    start=chunk.start,
-                    end=chunk.end,
-                    relevance=relevance,
-                    ocr=chunk.kind.endswith(OCR_SUFFIX),
-                )
-            )
+            hits.append(chunk.hit(rank=len(hits) + 1, score=float(score), relevance=relevance))
         return hits

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.errors import ConfigError
+from rag.registries import Registration, add
 from rag.retrieve.fusion import Ranked
 from rag.settings import Settings
 from rag.store.index import Index
-from rag.registries import Registration, add
 
 __all__ = ["Builder", "Candidates", "Stage", "build", "chosen", "register"]
 

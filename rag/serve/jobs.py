@@ -39,26 +39,23 @@ except ImportError:  # Windows: a server never knows it is alone, and leaves upl
     fcntl = None  # type: ignore[assignment]
 
 from rag.errors import RagError
+from rag.jsonable import Jsonable, json_hook
 from rag.serve.state import ServerState
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class FileState:
+class FileState(Jsonable):
+    json_order = ("name", "state", "chunks", "reason")
+
     name: str
     path: Path | None
     state: str = "queued"  # queued, loaded, stored, unchanged, failed
-    reason: str | None = None
+    reason: str | None = field(default=None, metadata=json_hook(omit_none=True))
     chunks: int = 0
     #: Where the upload waits until the job moves it to ``path``.
     staged: Path | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "state": self.state, "chunks": self.chunks}
-        if self.reason is not None:
-            data["reason"] = self.reason
-        return data
 
     def to_record(self) -> dict[str, Any]:
         """What the job's file on disk keeps: where the upload is, too."""
@@ -82,10 +79,12 @@ class FileState:
 
 
 @dataclass
-class Job:
+class Job(Jsonable):
     """One upload's ingest: its files, its events so far, and its report when done."""
 
-    id: str
+    json_order = ("id", "index", "state", "files", "report", "resumed")
+
+    id: str = field(metadata=json_hook(key="job"))
     index: str
     files: list[FileState]
     state: str = "running"  # running, done, failed
@@ -101,26 +100,12 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         with self._changed:
-            return {
-                "job": self.id,
-                "index": self.index,
-                "state": self.state,
-                "files": [f.to_dict() for f in self.files],
-                "report": self.report,
-                "resumed": self.resumed,
-            }
+            return super().to_dict()
 
     def to_record(self) -> dict[str, Any]:
-        with self._changed:
-            return {
-                "job": self.id,
-                "index": self.index,
-                "state": self.state,
-                "created": self.created,
-                "resumed": self.resumed,
-                "report": self.report,
-                "files": [f.to_record() for f in self.files],
-            }
+        """What the job's file on disk keeps: when it was made, and where its uploads are."""
+        with self._changed:  # reentrant: to_dict takes it too
+            return {**self.to_dict(), "created": self.created, "files": [f.to_record() for f in self.files]}
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Job:

@@ -14,7 +14,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from rag.engine import Engine, document_id
 from rag.errors import RagError, UsageError
 from rag.home import Store
 from rag.ingest.pipeline import file_hash
-from rag.results import HEADING_SEPARATOR, Answer, Hit, Hits, IngestReport, location
+from rag.jsonable import json_hook
+from rag.results import HEADING_SEPARATOR, Answer, Document, Hit, Hits, IngestReport, location
 from rag.retrieve.search import Filters, Mode
 from rag.serve.sources import Sources
 from rag.settings import Settings
@@ -48,30 +49,18 @@ class NotFound(RagError):
 
 
 @dataclass(frozen=True)
-class DocumentInfo:
-    """An indexed file as the API lists it."""
+class DocumentInfo(Document):
+    """An indexed file as the API lists it: whether it was uploaded, and its name for clients."""
 
-    id: str
-    source: str
-    kind: str
-    pages: int | None
-    chunks: int
-    uploaded: bool
-    ingested_at: float
+    json_order = ("id", "shown", "name", "kind", "pages", "chunks", "uploaded", "ingested_at")
+
+    uploaded: bool = False
     #: ``source`` as clients see it (``rag.serve.sources``): never the server's absolute path.
-    shown: str = ""
+    shown: str = field(default="", metadata=json_hook(key="source"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "source": self.shown,
-            "name": Path(self.source).name,
-            "kind": self.kind,
-            "pages": self.pages,
-            "chunks": self.chunks,
-            "uploaded": self.uploaded,
-            "ingested_at": self.ingested_at,
-        }
+    @property
+    def name(self) -> str:
+        return Path(self.source).name
 
 
 class ServerState:
@@ -233,17 +222,7 @@ class ServerState:
         docs = engine.documents()
         sources = Sources.of((d.source for d in docs), self.uploads_dir(engine.index_name))
         return [
-            DocumentInfo(
-                id=d.id,
-                source=d.source,
-                kind=d.kind,
-                pages=d.pages,
-                chunks=d.chunks,
-                uploaded=sources.uploaded(d.source),
-                ingested_at=d.ingested_at,
-                shown=sources.show(d.source),
-            )
-            for d in docs
+            DocumentInfo(**vars(d), uploaded=sources.uploaded(d.source), shown=sources.show(d.source)) for d in docs
         ]
 
     def document(self, index: str | None, doc_id: str) -> DocumentInfo:

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rag.results import OCR_SUFFIX, Document, Hit, document_id
+
 
 @dataclass(frozen=True)
 class ChunkRecord:
@@ -26,6 +28,12 @@ class ChunkRecord:
     tokens: int
     text: str
 
+    def hit(self, *, rank: int, score: float, relevance: float | None = None) -> Hit:
+        """This chunk as a search hit, ranked ``rank`` with ``score``."""
+        same = {name: getattr(self, name) for name in ("page", "heading", "text", "start", "end")}
+        ocr = self.kind.endswith(OCR_SUFFIX)
+        return Hit(rank=rank, score=score, chunk_id=self.id, source=self.path, relevance=relevance, ocr=ocr, **same)
+
 
 @dataclass(frozen=True)
 class FileRecord:
@@ -41,6 +49,11 @@ class FileRecord:
     chunk_count: int
     ingested_at: float
     warnings: tuple[str, ...] = ()
+
+    def document(self) -> Document:
+        """This file as the ``Document`` the API and ``rag status`` show."""
+        same = {name: getattr(self, name) for name in ("kind", "pages", "size", "ingested_at", "warnings")}
+        return Document(id=document_id(self.path), source=self.path, chunks=self.chunk_count, **same)
 
 
 #: Chroma metadata key holding everything about a chunk that no search filters on, as JSON.

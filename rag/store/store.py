@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import StoreError
+from rag.jsonable import Jsonable
 from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout, SyncProgress, server_index_names, validate_index_name
@@ -20,8 +21,21 @@ __all__ = ["IndexInfo", "OpenIndexes"]
 
 
 @dataclass(frozen=True)
-class IndexInfo:
+class IndexInfo(Jsonable):
     """What ``rag status`` shows for one index."""
+
+    json_order = (
+        "server",
+        "name",
+        "embedder",
+        "files",
+        "types",
+        "chunks",
+        "size_bytes",
+        "last_ingest",
+        "usage",
+        "error",
+    )
 
     name: str
     embedder: str | None
@@ -36,20 +50,6 @@ class IndexInfo:
     server: dict[str, Any] | None = None
     #: Why the index could not be read (damaged, server unreachable); the counts are then 0.
     error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "server": self.server,
-            "name": self.name,
-            "embedder": self.embedder,
-            "files": self.files,
-            "types": self.types,
-            "chunks": self.chunks,
-            "size_bytes": self.size_bytes,
-            "last_ingest": self.last_ingest,
-            "usage": self.usage,
-            "error": self.error,
-        }
 
 
 class OpenIndexes:
