@@ -608,6 +608,7 @@ class Watcher:
             "ingested": [str(p) for p in ingest],
             "removed": sorted(removed),
             "errors": d["errors"],
+            "warnings": d["warnings"],
             "skipped": d["skipped"],
             "seconds": round(seconds, 3),
         }

@@ -645,6 +645,8 @@ class Ingestor:
                 else:
                     report.updated += 1
                 report.chunks_added += len(pending.chunks)
+                if pending.record.warnings:
+                    report.warnings.append(FileProblem(pending.record.path, "; ".join(pending.record.warnings)))
                 self.progress.file_done(pending.record.path)
                 self._stored.add(pending.record.path)
         return self._stored
