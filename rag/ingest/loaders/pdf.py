@@ -30,6 +30,7 @@ from rag.ingest.loaders.ocr import (
     tesseract_path,
 )
 from rag.ingest.loaders.quality import looks_garbled, quality
+from rag.ingest.parse import still_working
 
 if TYPE_CHECKING:
     from pypdf import PageObject
@@ -127,12 +128,14 @@ def _ocr_pages(path: Path, data: bytes, numbers: list[int]) -> tuple[dict[int, s
     turned: list[int] = []
     errors: list[str] = []
     angle = 0  # the turn the page before needed
-    for number, image in render_pages(path, data, numbers).items():
+    for number, image in render_pages(path, data, numbers):
         try:
             raw, angle = read_upright(image, likely=angle)
         except (RuntimeError, OSError, OcrUnavailable) as exc:
             errors.append(f"page {number}: {_short(exc)}")
             continue
+        finally:
+            still_working()  # the parse time limit is per page read, not per scan
         text = clean_page_text(raw)
         if text.strip():
             read[number] = text
