@@ -7,9 +7,10 @@ in a worker process with a time limit (``RAG_PARSE_TIMEOUT``) and an address-spa
 progress: a loader doing long work in steps (OCR, a page at a time) calls ``still_working``
 after each step, which starts the clock again, so a 100-page scan is not killed for its
 length (Tesseract reads a 300 dpi page in about 2 s here: a 60 s limit on the whole file
-stopped scans at about 30 pages), while a parser hung on one step is stopped as before.  A worker over its time is killed with
-its whole process group (a Tesseract it started dies with it); a worker that dies (a
-segfault, the kernel's OOM killer) or raises MemoryError is replaced.  Either way the file
+stopped scans at about 30 pages), while a parser hung on one step is stopped as before.
+A worker over its time is killed with its whole process group (a Tesseract it started
+dies with it); a worker that dies (a segfault, the kernel's OOM killer) or raises
+MemoryError is replaced.  Either way the file
 comes back as a ``DocumentError`` naming the reason, and the run goes on.
 
 Results come back in the order the files were given, while workers parse up to ``ahead``
