@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders import SUPPORTED_EXTENSIONS, LoadOptions, decode_text, load
 from rag.ingest.loaders.pdf import clean_page_text
+from rag.results import CELL_SEPARATOR
 
 PDF = Path(__file__).parent / "fixtures" / "pdf"
 
@@ -325,16 +327,77 @@ def test_utf8_page_declaring_latin1_is_read_as_utf8(tmp_path: Path) -> None:
 def test_pdf_pages_are_numbered_sections() -> None:
     doc = load(PDF / "latex_two-column-lorem.pdf")
     assert doc.kind == "pdf"
-    assert [s.page for s in doc.sections] == [1, 2, 3]
+    assert list(dict.fromkeys(s.page for s in doc.sections)) == [1, 2, 3]
     assert doc.sections[0].text.startswith("Two-Column Document with Lorem Ipsum")
     first = doc.sections[0].text
     assert "adipiscing elit" in first and "adip-\niscing" not in first  # de-hyphenated
     assert "filled" in first and "ﬁ" not in first  # ligature expanded
 
 
+def text_pdf(pages: Sequence[Sequence[tuple[float, float, str]]]) -> bytes:
+    """A PDF of Letter pages, each a list of (x, y, text) set in 10 pt Helvetica."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
+    kids = []
+    for page in pages:
+        stream = b"".join(
+            b"BT /F1 10 Tf %.1f %.1f Td (%s) Tj ET\n" % (x, y, text.encode("latin-1")) for x, y, text in page
+        )
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>"
+            % (len(objects))
+        )
+        kids.append(b"%d 0 R" % len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_pdf_table_rows_are_records_led_by_title_and_header_on_their_page(tmp_path: Path) -> None:
+    prose = [(72, 720, "The harbour office counts crates every week."), (72, 706, "Numbers follow below.")]
+    table = [(72, 660, "Crates landed, week 12"), (72, 640, "Quay"), (200, 640, "Crates"), (300, 640, "Inspector")]
+    for n in range(1, 41):
+        table += [(72, 640 - 14 * n, f"Quay {n}"), (200, 640 - 14 * n, str(n * 13)), (300, 640 - 14 * n, f"Agent {n}")]
+    path = tmp_path / "harbour.pdf"
+    path.write_bytes(text_pdf([[(72, 720, "Cover page of the harbour report.")], prose + table]))
+    doc = load(path)
+    assert doc.sections[0].page == 1 and all(s.page == 2 for s in doc.sections[1:])
+    assert doc.sections[1].text == "The harbour office counts crates every week.\nNumbers follow below."
+    blocks = [s for s in doc.sections if s.heading]
+    assert len(blocks) > 1 and blocks[0].heading == ("rows 2-" + blocks[0].heading[0].split("-")[1],)
+    for block in blocks:
+        lines = block.text.split("\n")
+        assert lines[0] == "# Crates landed, week 12"
+        assert all(line.startswith("Quay: Quay ") and " | Crates: " in line for line in lines[1:])
+    assert "Quay: Quay 13 | Crates: 169 | Inspector: Agent 13" in "\n".join(b.text for b in blocks)
+    # Section offsets are into the page's text, sections joined by blank lines.
+    page = "\n\n".join(s.text for s in doc.sections[1:])
+    assert all(page[s.offset : s.offset + len(s.text)] == s.text for s in doc.sections[1:])
+
+
+def test_a_real_pdf_table_is_read_as_records_and_prose_stays_prose() -> None:
+    doc = load(PDF / "latex_two-column-lorem.pdf")
+    blocks = [s for s in doc.sections if s.heading]
+    assert blocks and all(s.page == 3 and s.text.startswith("# Table 1: EU Countries Information\n") for s in blocks)
+    rows = "\n".join(s.text for s in blocks)
+    assert "Country: Denmark | Population (millions): 5.8 | Area (km2): 42,951 | Capital: Copenhagen" in rows
+    assert not any(CELL_SEPARATOR in s.text for s in doc.sections if s.page in (1, 2))
+    # Rotated text (the Senate report's side labels) is no table.
+    assert not any(s.heading for s in load(PDF / "us-senate_expenditures.pdf").sections)
+
+
 def test_single_page_pdf() -> None:
     doc = load(PDF / "google-doc_zen-of-python.pdf")
-    assert [s.page for s in doc.sections] == [1]
+    assert {s.page for s in doc.sections} == {1}  # its prose, and its table of countries as records
     assert "Beautiful is better than ugly." in doc.sections[0].text
 
 
@@ -413,7 +476,7 @@ def test_pages_without_text_are_a_warning(tmp_path: Path) -> None:
     with (tmp_path / "mixed.pdf").open("wb") as fh:
         writer.write(fh)
     doc = load(tmp_path / "mixed.pdf", LoadOptions(ocr="never"))
-    assert [s.page for s in doc.sections] == [1]
+    assert {s.page for s in doc.sections} == {1}
     assert doc.warnings == ["1 of 2 pages have no text layer (scanned?)"]
 
 
