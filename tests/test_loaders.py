@@ -384,6 +384,26 @@ def test_pdf_table_rows_are_records_led_by_title_and_header_on_their_page(tmp_pa
     assert all(page[s.offset : s.offset + len(s.text)] == s.text for s in doc.sections[1:])
 
 
+def test_a_pdf_table_going_on_over_a_page_keeps_its_header_and_line_numbers_are_no_table(tmp_path: Path) -> None:
+    first = [(72, 700, "Quay"), (200, 700, "Crates"), (300, 700, "Inspector")]
+    for n in range(1, 6):
+        first += [(72, 700 - 14 * n, f"Quay {n}"), (200, 700 - 14 * n, str(n * 13)), (300, 700 - 14 * n, f"Agent {n}")]
+    more = [
+        (x, 700 - 14 * (n - 6), text)
+        for n in range(6, 11)
+        for x, text in ((72, f"Quay {n}"), (200, str(n * 13)), (300, f"Agent {n}"))
+    ]
+    # A transcript's line numbers beside its text.
+    numbered = [(40, 700 - 14 * n, str(n)) for n in range(1, 11)]
+    numbered += [(120, 700 - 14 * n, f"MR. SMITH: Line {n} of what was said in court") for n in range(1, 11)]
+    path = tmp_path / "harbour.pdf"
+    path.write_bytes(text_pdf([first, more, numbered]))
+    doc = load(path)
+    continued = [s.text for s in doc.sections if s.page == 2]
+    assert continued and continued[0].startswith("Quay: Quay 6 | Crates: 78 | Inspector: Agent 6")
+    assert [s.heading for s in doc.sections if s.page == 3] == [()]
+
+
 def test_a_real_pdf_table_is_read_as_records_and_prose_stays_prose() -> None:
     doc = load(PDF / "latex_two-column-lorem.pdf")
     blocks = [s for s in doc.sections if s.heading]

@@ -30,7 +30,7 @@ from rag.ingest.loaders.ocr import (
     render_pages,
     tesseract_path,
 )
-from rag.ingest.loaders.pdf_tables import PageTable, find_tables
+from rag.ingest.loaders.pdf_tables import PageTable, carry_header, find_tables
 from rag.ingest.loaders.quality import looks_garbled, quality
 from rag.ingest.parse import still_working
 
@@ -178,11 +178,15 @@ def _pdfium_texts(data: bytes, pages: int) -> list[str | list[str | Table]] | No
             if len(document) != pages:  # citations must name the pages pypdf (and viewers) number
                 return None
             texts: list[str | list[str | Table]] = []
+            last: Table | None = None  # the table before, which one on the next page may continue
             for index in range(pages):
                 page = document[index]
                 textpage = page.get_textpage()
                 text = textpage.get_text_range()
                 tables = find_tables(textpage, text)
+                for k, found in enumerate(tables):
+                    last = carry_header(last if k == 0 else None, found.table)
+                    tables[k] = PageTable(found.chars, last)
                 texts.append(_cut_tables(text, tables) if tables else text)
                 textpage.close()
                 page.close()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.ingest.loaders.layout import MAX_TITLE_ROWS, Table, read_table
+from rag.ingest.loaders.layout import COLUMN_NAME, MAX_TITLE_ROWS, Table, read_table
 
 #: A gap wider than this many font heights (loose character boxes) separates cells.  On
 #: the FBI NICS table, words in a cell are 0.25-0.4 apart and columns 1.0-11.
@@ -181,9 +181,33 @@ def _table(lines: Sequence[_Line], run: list[int]) -> PageTable | None:
     chars = {i for line in [*title, *body] for c in line.cells for i in c.chars}
     titled = [(0, [line.cells[0].text]) for line in title]
     table = read_table([*titled, *rows])
-    if table is None or len(table.rows) < MIN_BODY:
+    if table is None or len(table.rows) < MIN_BODY or _numbered_lines(table):
         return None
     return PageTable(frozenset(chars), table)
+
+
+def _numbered_lines(table: Table) -> bool:
+    """True for a header-less "table" led by a column 1, 2, 3...: line numbers in the margin
+    of a transcript or a legal text, beside its prose."""
+    if not table.columns or table.columns[0] != COLUMN_NAME.format(1):
+        return False
+    first = [cells[0] if cells else "" for _, cells in table.rows]
+    return all(c.isdigit() for c in first) and [int(c) for c in first] == list(
+        range(int(first[0]), int(first[0]) + len(first))
+    )
+
+
+def carry_header(previous: Table | None, table: Table) -> Table:
+    """A header-less table as wide as the table before it (on the page before) continues it:
+    it takes that table's title and column names."""
+    if (
+        previous is not None
+        and table.columns[:1] == [COLUMN_NAME.format(1)]
+        and previous.columns[:1] != [COLUMN_NAME.format(1)]
+        and len(previous.columns) == len(table.columns)
+    ):
+        return Table(previous.title, previous.columns, table.rows)
+    return table
 
 
 def _title(lines: Sequence[_Line], first: int, top: _Line) -> list[_Line]:
