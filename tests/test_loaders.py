@@ -534,3 +534,16 @@ def test_pypdf_log_noise_does_not_reach_stderr() -> None:
 def test_page_text_cleanup() -> None:
     assert clean_page_text("infor-\nmation and Schwarz-\nWeiß") == "information and Schwarz-\nWeiß"
     assert clean_page_text("ﬁne x\x00y") == "fine x\ufffdy"
+
+
+def test_a_long_cell_running_under_the_next_column_does_not_join_the_two(tmp_path: Path) -> None:
+    rows = [(72, 700, "Company"), (230, 700, "City"), (330, 700, "Staff")]
+    for n in range(1, 8):
+        y = 700 - 14 * n
+        rows += [(72, y, f"Firm {n}"), (230, y, f"Town {n}"), (330, y, str(n * 10))]
+    rows += [(72, 588, "Long Beach Memorial Medical Center Holdings"), (330, 588, "80")]  # no city
+    path = tmp_path / "firms.pdf"
+    path.write_bytes(text_pdf([rows]))
+    text = "\n".join(s.text for s in load(path).sections if s.heading)
+    assert "Company: Firm 3 | City: Town 3 | Staff: 30" in text
+    assert "Company: Long Beach Memorial Medical Center Holdings | Staff: 80" in text

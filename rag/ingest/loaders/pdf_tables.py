@@ -150,6 +150,7 @@ def _table(lines: Sequence[_Line], run: list[int]) -> PageTable | None:
             columns[-1][1] = max(columns[-1][1], x1)
         else:
             columns.append([x0, x1])
+    columns = _split_crowded(columns, body)
     if len(columns) < 2:
         return None
     rows: list[tuple[int, list[str]]] = []
@@ -157,9 +158,7 @@ def _table(lines: Sequence[_Line], run: list[int]) -> PageTable | None:
     for number, line in enumerate(body, start=1):
         cells = [""] * len(columns)
         for cell in line.cells:
-            # A cell over several columns (a merged header) belongs to the first it covers.
-            covered = [k for k, (x0, x1) in enumerate(columns) if cell.x0 < x1 and cell.x1 > x0]
-            k = covered[0] if covered else _nearest(columns, (cell.x0 + cell.x1) / 2)
+            k = _column(columns, cell)
             clashes += bool(cells[k])
             cells[k] = f"{cells[k]} {cell.text}".strip()
         rows.append((number, cells))
@@ -221,6 +220,33 @@ def _title(lines: Sequence[_Line], first: int, top: _Line) -> list[_Line]:
         title.insert(0, line)
         below = line
     return title
+
+
+def _column(columns: Sequence[Sequence[float]], cell: _Cell) -> int:
+    """The column of a cell: the first it covers (a merged header cell spans several), else the nearest."""
+    covered = [k for k, (x0, x1) in enumerate(columns) if cell.x0 < x1 and cell.x1 > x0]
+    return covered[0] if covered else _nearest(columns, (cell.x0 + cell.x1) / 2)
+
+
+def _split_crowded(columns: list[list[float]], body: Sequence[_Line]) -> list[list[float]]:
+    """Columns split where many rows hold two cells in one: a long name running into the next
+    column joins the two in the union of cell spans (the WARN report's company and city)."""
+    for _ in range(len(columns)):
+        crowded = None
+        for k in range(len(columns)):
+            seconds = []
+            for line in body:
+                inside = [c for c in line.cells if _column(columns, c) == k]
+                if len(inside) > 1:
+                    seconds.append(min(c.x0 for c in inside[1:]))
+            if len(seconds) > MAX_CLASHES * len(body):
+                crowded = (k, min(seconds))
+                break
+        if crowded is None:
+            break
+        k, boundary = crowded
+        columns = [*columns[:k], [columns[k][0], boundary - 0.01], [boundary, columns[k][1]], *columns[k + 1 :]]
+    return columns
 
 
 def _nearest(columns: Sequence[Sequence[float]], x: float) -> int:
