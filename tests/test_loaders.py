@@ -547,3 +547,19 @@ def test_a_long_cell_running_under_the_next_column_does_not_join_the_two(tmp_pat
     text = "\n".join(s.text for s in load(path).sections if s.heading)
     assert "Company: Firm 3 | City: Town 3 | Staff: 30" in text
     assert "Company: Long Beach Memorial Medical Center Holdings | Staff: 80" in text
+
+
+def test_pdf_group_names_over_the_header_name_the_columns_they_are_centred_over(tmp_path: Path) -> None:
+    page = [(72, 720, "Checks, May"), (245, 700, "Pawn"), (405, 700, "Sale")]
+    page += [(x, 686, name) for x, name in ((72, "State"), (200, "Handgun"), (280, "Long Gun"), (360, "Handgun"))]
+    page += [(440, 686, "Long Gun"), (520, 686, "Totals")]
+    for n, state in enumerate(("Alabama", "Alaska", "Arizona", "Arkansas"), start=1):
+        y = 686 - 14 * n
+        page += [(72, y, state), *((x, y, str(n * 10 + k)) for k, x in enumerate((200, 280, 360, 440, 520)))]
+    path = tmp_path / "checks.pdf"
+    path.write_bytes(text_pdf([page]))
+    text = "\n".join(s.text for s in load(path).sections if s.heading)
+    assert (
+        "State: Alaska | Pawn Handgun: 20 | Pawn Long Gun: 21 | Sale Handgun: 22 | Sale Long Gun: 23 | Totals: 24"
+        in text
+    )

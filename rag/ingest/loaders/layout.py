@@ -116,23 +116,23 @@ def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
         kept
         and len(header) < MAX_HEADER_ROWS
         and _spans(header[-1], max(len(cells) for _, cells in kept))
-        and not any(_holds_value(c) for c in kept[0][1])
+        and not any(holds_value(c) for c in kept[0][1])
         and sum(1 for c in kept[0][1] if c) > 1
     ):
         header.append(kept.pop(0)[1])
     return Table(title, _column_names(header), kept)
 
 
-def _holds_value(cell: str) -> bool:
+def holds_value(cell: str) -> bool:
     """A number other than a year, a date, an address: what a header does not hold."""
     return bool((_NUMBER.match(cell) and not _YEAR.match(cell)) or _VALUE.match(cell))
 
 
 def _is_data(first: Sequence[str], body: Sequence[Sequence[str]]) -> bool:
     """True when a table's first row reads as one of its rows, not as column names: it holds
-    a value (``_holds_value``), or a cell of it comes again in the same column below (a
+    a value (``holds_value``), or a cell of it comes again in the same column below (a
     header names a column once; "Purple" over "Purple" is a colour, twice)."""
-    if any(_holds_value(c) for c in first):
+    if any(holds_value(c) for c in first):
         return True
     below = [{row[i] for row in body if i < len(row)} for i in range(len(first))]
     return any(cell and cell in below[i] for i, cell in enumerate(first))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.ingest.loaders.layout import COLUMN_NAME, MAX_TITLE_ROWS, Table, read_table
+from rag.ingest.loaders.layout import COLUMN_NAME, MAX_TITLE_ROWS, Table, holds_value, read_table
 
 #: A gap wider than this many font heights (loose character boxes) separates cells.  On
 #: the FBI NICS table, words in a cell are 0.25-0.4 apart and columns 1.0-11.
@@ -176,6 +176,7 @@ def _table(lines: Sequence[_Line], run: list[int]) -> PageTable | None:
         )
     ):
         return None
+    rows = _group_header(rows, body, columns)
     title = _title(lines, run[0], body[0])
     chars = {i for line in [*title, *body] for c in line.cells for i in c.chars}
     titled = [(0, [line.cells[0].text]) for line in title]
@@ -183,6 +184,35 @@ def _table(lines: Sequence[_Line], run: list[int]) -> PageTable | None:
     if table is None or len(table.rows) < MIN_BODY or _numbered_lines(table):
         return None
     return PageTable(frozenset(chars), table)
+
+
+def _group_header(
+    rows: list[tuple[int, list[str]]], body: Sequence[_Line], columns: Sequence[Sequence[float]]
+) -> list[tuple[int, list[str]]]:
+    """Rows of a few group names above the header ("Pre-Pawn" over "Handgun | Long Gun") read
+    into it: a group names the columns nearer its centre than its neighbours' ("Pre-Pawn
+    Handgun").  A group name is centred over its columns, not aligned with the first, so the
+    spreadsheets' rule (a merged cell's name carried right) would misplace it."""
+    top = 0
+    while top < min(2, len(rows) - 1) and len(body[top].cells) < 0.6 * len(columns):
+        top += 1
+    header_like = not any(holds_value(c) for c in rows[top][1])
+    if not top or not header_like or sum(1 for c in rows[top][1] if c) < 0.6 * len(columns):
+        return rows
+    header = list(rows[top][1])
+    centres = [(x0 + x1) / 2 for x0, x1 in columns]
+    names: list[list[str]] = [[] for _ in columns]
+    for line in body[:top]:
+        groups = [((c.x0 + c.x1) / 2, c.text) for c in line.cells]
+        for g, (centre, name) in enumerate(groups):
+            left = centre - groups[g - 1][0] if g else float("inf")
+            right = groups[g + 1][0] - centre if g + 1 < len(groups) else float("inf")
+            reach = min(left, right) / 2 if min(left, right) < float("inf") else (columns[-1][1] - columns[0][0])
+            for k, x in enumerate(centres):
+                if abs(x - centre) < reach:
+                    names[k].append(name)
+    merged = [" ".join([*names[k], header[k]]).strip() for k in range(len(columns))]
+    return [(rows[top][0], merged), *rows[top + 1 :]]
 
 
 def _numbered_lines(table: Table) -> bool:
