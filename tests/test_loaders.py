@@ -563,3 +563,14 @@ def test_pdf_group_names_over_the_header_name_the_columns_they_are_centred_over(
         "State: Alaska | Pawn Handgun: 20 | Pawn Long Gun: 21 | Sale Handgun: 22 | Sale Long Gun: 23 | Totals: 24"
         in text
     )
+
+
+def test_a_pdf_column_name_set_beside_its_values_still_names_them(tmp_path: Path) -> None:
+    page = [(72, 700, "Company"), (200, 700, "Staff"), (330, 700, "Kind")]
+    for n in range(1, 6):
+        y = 700 - 14 * n
+        page += [(72, y, f"Firm {n}"), (260, y, str(n * 10)), (330, y, "Closure")]  # numbers right of "Staff"
+    path = tmp_path / "staff.pdf"
+    path.write_bytes(text_pdf([page]))
+    text = "\n".join(s.text for s in load(path).sections if s.heading)
+    assert "Company: Firm 2 | Staff: 20 | Kind: Closure" in text

@@ -181,6 +181,7 @@ def _table(lines: Sequence[_Line], run: list[int]) -> PageTable | None:
     chars = {i for line in [*title, *body] for c in line.cells for i in c.chars}
     titled = [(0, [line.cells[0].text]) for line in title]
     table = read_table([*titled, *rows])
+    table = _fold_header_only(table) if table is not None else None
     if table is None or len(table.rows) < MIN_BODY or _numbered_lines(table):
         return None
     return PageTable(frozenset(chars), table)
@@ -213,6 +214,27 @@ def _group_header(
                     names[k].append(name)
     merged = [" ".join([*names[k], header[k]]).strip() for k in range(len(columns))]
     return [(rows[top][0], merged), *rows[top + 1 :]]
+
+
+def _fold_header_only(table: Table) -> Table:
+    """A column name over no values beside values under no name ("No. Of" set off-centre over
+    its numbers) names those values."""
+    width = len(table.columns)
+    used = [any(k < len(cells) and cells[k] for _, cells in table.rows) for k in range(width)]
+    names = list(table.columns)
+    dropped = set()
+    for k in range(width):
+        if names[k] and not used[k]:
+            for j in (k + 1, k - 1):
+                if 0 <= j < width and not names[j] and used[j] and j not in dropped:
+                    names[j], names[k] = names[k], ""
+                    dropped.add(k)
+                    break
+    if not dropped:
+        return table
+    keep = [k for k in range(width) if k not in dropped]
+    padded = [(n, [*cells, *[""] * (width - len(cells))]) for n, cells in table.rows]
+    return Table(table.title, [names[k] for k in keep], [(n, [cells[k] for k in keep]) for n, cells in padded])
 
 
 def _numbered_lines(table: Table) -> bool:
