@@ -218,7 +218,7 @@ def _group_header(
 
 def _fold_header_only(table: Table) -> Table:
     """A column name over no values beside values under no name ("No. Of" set off-centre over
-    its numbers) names those values."""
+    its numbers, "*Other" left of right-aligned numbers) names those values."""
     width = len(table.columns)
     used = [any(k < len(cells) and cells[k] for _, cells in table.rows) for k in range(width)]
     names = list(table.columns)
@@ -226,7 +226,9 @@ def _fold_header_only(table: Table) -> Table:
     for k in range(width):
         if names[k] and not used[k]:
             for j in (k + 1, k - 1):
-                if 0 <= j < width and not names[j] and used[j] and j not in dropped:
+                # The values' column may hold a group name alone ("Pre-Pawn" over "*Other").
+                bare = not names[j] or names[k].startswith(names[j] + " ")
+                if 0 <= j < width and bare and used[j] and j not in dropped:
                     names[j], names[k] = names[k], ""
                     dropped.add(k)
                     break
