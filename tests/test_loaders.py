@@ -574,3 +574,8 @@ def test_a_pdf_column_name_set_beside_its_values_still_names_them(tmp_path: Path
     path.write_bytes(text_pdf([page]))
     text = "\n".join(s.text for s in load(path).sections if s.heading)
     assert "Company: Firm 2 | Staff: 20 | Kind: Closure" in text
+    # The same in the last column, its numbers left of its name.
+    page = [(72, 700, "Company"), (300, 700, "Staff")]
+    page += [(x, 700 - 14 * n, t) for n in range(1, 6) for x, t in ((72, f"Firm {n}"), (240, str(n * 10)))]
+    path.write_bytes(text_pdf([page]))
+    assert "Company: Firm 2 | Staff: 20" in "\n".join(s.text for s in load(path).sections if s.heading)

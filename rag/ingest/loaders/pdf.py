@@ -183,7 +183,12 @@ def _pdfium_texts(data: bytes, pages: int) -> list[str | list[str | Table]] | No
                 page = document[index]
                 textpage = page.get_textpage()
                 text = textpage.get_text_range()
-                tables = find_tables(textpage, text)
+                try:
+                    tables = find_tables(textpage, text)
+                except MemoryError:
+                    raise
+                except Exception:  # a table finder's bug must not cost the page its text
+                    tables = []
                 for k, found in enumerate(tables):
                     last = carry_header(last if k == 0 else None, found.table)
                     tables[k] = PageTable(found.chars, last)

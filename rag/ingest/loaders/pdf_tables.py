@@ -226,9 +226,11 @@ def _fold_header_only(table: Table) -> Table:
     for k in range(width):
         if names[k] and not used[k]:
             for j in (k + 1, k - 1):
+                if not 0 <= j < width:
+                    continue
                 # The values' column may hold a group name alone ("Pre-Pawn" over "*Other").
                 bare = not names[j] or names[k].startswith(names[j] + " ")
-                if 0 <= j < width and bare and used[j] and j not in dropped:
+                if bare and used[j] and j not in dropped:
                     names[j], names[k] = names[k], ""
                     dropped.add(k)
                     break
