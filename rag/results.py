@@ -237,6 +237,9 @@ class IngestReport:
     failed: list[FileProblem] = field(default_factory=list)
     #: Files of a type rag does not read, each named (they are not errors).
     unsupported: list[Unsupported] = field(default_factory=list)
+    #: What was indexed but only in part or with a doubt ("OCR found only gibberish on page 3:
+    #: not indexed"), per file: ``FileProblem(path, warnings joined by "; ")``.
+    warnings: list[FileProblem] = field(default_factory=list)
     chunks_added: int = 0
     chunks_removed: int = 0
     chunks_total: int = 0
@@ -269,6 +272,7 @@ class IngestReport:
             "skipped": jsonable(self.skipped),
             "unsupported": len(self.unsupported),
             "unsupported_files": jsonable(self.unsupported),
+            "warnings": [{"path": w.path, "warning": w.reason} for w in self.warnings],
             "embedded": self.embedded,
             "from_cache": self.from_cache,
             "repaired": self.repaired,

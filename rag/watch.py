@@ -599,6 +599,7 @@ class Watcher:
             "ingested": [str(p) for p in ingest],
             "removed": sorted(removed),
             "errors": d["errors"],
+            "warnings": d["warnings"],
             "skipped": d["skipped"],
             "seconds": round(seconds, 3),
         }

@@ -6,15 +6,17 @@ import ctypes
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument, Section
+from rag.ingest.parse import still_working
 
 
 def by_name(path: Path, options: Any) -> LoadedDocument:
-    """Behaves as the file's name says: ok, hang, segfault, hog, bug, refuse, child, big."""
+    """Behaves as the file's name says: ok, hang, segfault, hog, bug, refuse, child, steps, big."""
     name = path.stem
     if name.startswith("hang"):
         path.with_suffix(".started").write_text(str(os.getpid()))
@@ -35,6 +37,10 @@ def by_name(path: Path, options: Any) -> LoadedDocument:
         child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"])
         path.with_suffix(".child").write_text(str(child.pid))
         child.wait()
+    if name.startswith("steps"):  # long work in short steps, each reported (as OCR does per page)
+        for _ in range(6):
+            time.sleep(0.6)
+            still_working()
     if name.startswith("big"):  # larger than a pipe's buffer: sending it blocks until read
         document = LoadedDocument(path, "text", [Section("word " * 100_000)])
         path.with_suffix(".done").write_text("")

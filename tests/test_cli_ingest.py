@@ -129,3 +129,19 @@ def test_progress_bar_on_a_terminal(docs: Path) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_files_indexed_with_a_warning_are_named_on_the_terminal_and_in_json(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    # cp1252 text: indexed, with a warning naming the encoding it was read in.
+    (folder / "legacy.txt").write_bytes("Café crème coûte trois euros à la gare du Nord.\n".encode("cp1252") * 5)
+    (folder / "plain.txt").write_text("Nothing to warn about here.\n", encoding="utf-8")
+    shown = rag("ingest", str(folder), "--index", "warned")
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stderr.splitlines() if line.startswith("warning")]
+    assert len(lines) == 1 and "legacy.txt" in lines[0] and "decoded as" in lines[0]
+    (folder / "legacy.txt").write_bytes("Crème brûlée à la carte, s'il vous plaît.\n".encode("cp1252") * 5)
+    report = json.loads(rag("ingest", str(folder), "--index", "warned", "--json").stdout)
+    assert [w["path"] for w in report["warnings"]] == [str(folder / "legacy.txt")]
+    assert "decoded as" in report["warnings"][0]["warning"]

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders import SUPPORTED_EXTENSIONS, LoadOptions, decode_text, load
 from rag.ingest.loaders.pdf import clean_page_text
+from rag.results import CELL_SEPARATOR
 from tests.helpers import failure
 
 PDF = Path(__file__).parent / "fixtures" / "pdf"
@@ -317,16 +319,97 @@ def test_utf8_page_declaring_latin1_is_read_as_utf8(tmp_path: Path) -> None:
 def test_pdf_pages_are_numbered_sections() -> None:
     doc = load(PDF / "latex_two-column-lorem.pdf")
     assert doc.kind == "pdf"
-    assert [s.page for s in doc.sections] == [1, 2, 3]
+    assert list(dict.fromkeys(s.page for s in doc.sections)) == [1, 2, 3]
     assert doc.sections[0].text.startswith("Two-Column Document with Lorem Ipsum")
     first = doc.sections[0].text
     assert "adipiscing elit" in first and "adip-\niscing" not in first  # de-hyphenated
     assert "filled" in first and "ﬁ" not in first  # ligature expanded
 
 
+def text_pdf(pages: Sequence[Sequence[tuple[float, float, str]]]) -> bytes:
+    """A PDF of Letter pages, each a list of (x, y, text) set in 10 pt Helvetica."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
+    kids = []
+    for page in pages:
+        stream = b"".join(
+            b"BT /F1 10 Tf %.1f %.1f Td (%s) Tj ET\n" % (x, y, text.encode("latin-1")) for x, y, text in page
+        )
+        objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents %d 0 R "
+            b"/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>"
+            % (len(objects))
+        )
+        kids.append(b"%d 0 R" % len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_pdf_table_rows_are_records_led_by_title_and_header_on_their_page(tmp_path: Path) -> None:
+    prose = [(72, 720, "The harbour office counts crates every week."), (72, 706, "Numbers follow below.")]
+    table = [(72, 660, "Crates landed, week 12"), (72, 640, "Quay"), (200, 640, "Crates"), (300, 640, "Inspector")]
+    for n in range(1, 41):
+        table += [(72, 640 - 14 * n, f"Quay {n}"), (200, 640 - 14 * n, str(n * 13)), (300, 640 - 14 * n, f"Agent {n}")]
+    path = tmp_path / "harbour.pdf"
+    path.write_bytes(text_pdf([[(72, 720, "Cover page of the harbour report.")], prose + table]))
+    doc = load(path)
+    assert doc.sections[0].page == 1 and all(s.page == 2 for s in doc.sections[1:])
+    assert doc.sections[1].text == "The harbour office counts crates every week.\nNumbers follow below."
+    blocks = [s for s in doc.sections if s.heading]
+    assert len(blocks) > 1 and blocks[0].heading == ("rows 2-" + blocks[0].heading[0].split("-")[1],)
+    for block in blocks:
+        lines = block.text.split("\n")
+        assert lines[0] == "# Crates landed, week 12"
+        assert all(line.startswith("Quay: Quay ") and " | Crates: " in line for line in lines[1:])
+    assert "Quay: Quay 13 | Crates: 169 | Inspector: Agent 13" in "\n".join(b.text for b in blocks)
+    # Section offsets are into the page's text, sections joined by blank lines.
+    page = "\n\n".join(s.text for s in doc.sections[1:])
+    assert all(page[s.offset : s.offset + len(s.text)] == s.text for s in doc.sections[1:])
+
+
+def test_a_pdf_table_going_on_over_a_page_keeps_its_header_and_line_numbers_are_no_table(tmp_path: Path) -> None:
+    first = [(72, 700, "Quay"), (200, 700, "Crates"), (300, 700, "Inspector")]
+    for n in range(1, 6):
+        first += [(72, 700 - 14 * n, f"Quay {n}"), (200, 700 - 14 * n, str(n * 13)), (300, 700 - 14 * n, f"Agent {n}")]
+    more = [
+        (x, 700 - 14 * (n - 6), text)
+        for n in range(6, 11)
+        for x, text in ((72, f"Quay {n}"), (200, str(n * 13)), (300, f"Agent {n}"))
+    ]
+    # A transcript's line numbers beside its text.
+    numbered = [(40, 700 - 14 * n, str(n)) for n in range(1, 11)]
+    numbered += [(120, 700 - 14 * n, f"MR. SMITH: Line {n} of what was said in court") for n in range(1, 11)]
+    path = tmp_path / "harbour.pdf"
+    path.write_bytes(text_pdf([first, more, numbered]))
+    doc = load(path)
+    continued = [s.text for s in doc.sections if s.page == 2]
+    assert continued and continued[0].startswith("Quay: Quay 6 | Crates: 78 | Inspector: Agent 6")
+    assert [s.heading for s in doc.sections if s.page == 3] == [()]
+
+
+def test_a_real_pdf_table_is_read_as_records_and_prose_stays_prose() -> None:
+    doc = load(PDF / "latex_two-column-lorem.pdf")
+    blocks = [s for s in doc.sections if s.heading]
+    assert blocks and all(s.page == 3 and s.text.startswith("# Table 1: EU Countries Information\n") for s in blocks)
+    rows = "\n".join(s.text for s in blocks)
+    assert "Country: Denmark | Population (millions): 5.8 | Area (km2): 42,951 | Capital: Copenhagen" in rows
+    assert not any(CELL_SEPARATOR in s.text for s in doc.sections if s.page in (1, 2))
+    # Rotated text (the Senate report's side labels) is no table.
+    assert not any(s.heading for s in load(PDF / "us-senate_expenditures.pdf").sections)
+
+
 def test_single_page_pdf() -> None:
     doc = load(PDF / "google-doc_zen-of-python.pdf")
-    assert [s.page for s in doc.sections] == [1]
+    assert {s.page for s in doc.sections} == {1}  # its prose, and its table of countries as records
     assert "Beautiful is better than ugly." in doc.sections[0].text
 
 
@@ -405,7 +488,7 @@ def test_pages_without_text_are_a_warning(tmp_path: Path) -> None:
     with (tmp_path / "mixed.pdf").open("wb") as fh:
         writer.write(fh)
     doc = load(tmp_path / "mixed.pdf", LoadOptions(ocr="never"))
-    assert [s.page for s in doc.sections] == [1]
+    assert {s.page for s in doc.sections} == {1}
     assert doc.warnings == ["1 of 2 pages have no text layer (scanned?)"]
 
 
@@ -443,3 +526,48 @@ def test_pypdf_log_noise_does_not_reach_stderr() -> None:
 def test_page_text_cleanup() -> None:
     assert clean_page_text("infor-\nmation and Schwarz-\nWeiß") == "information and Schwarz-\nWeiß"
     assert clean_page_text("ﬁne x\x00y") == "fine x\ufffdy"
+
+
+def test_a_long_cell_running_under_the_next_column_does_not_join_the_two(tmp_path: Path) -> None:
+    rows = [(72, 700, "Company"), (230, 700, "City"), (330, 700, "Staff")]
+    for n in range(1, 8):
+        y = 700 - 14 * n
+        rows += [(72, y, f"Firm {n}"), (230, y, f"Town {n}"), (330, y, str(n * 10))]
+    rows += [(72, 588, "Long Beach Memorial Medical Center Holdings"), (330, 588, "80")]  # no city
+    path = tmp_path / "firms.pdf"
+    path.write_bytes(text_pdf([rows]))
+    text = "\n".join(s.text for s in load(path).sections if s.heading)
+    assert "Company: Firm 3 | City: Town 3 | Staff: 30" in text
+    assert "Company: Long Beach Memorial Medical Center Holdings | Staff: 80" in text
+
+
+def test_pdf_group_names_over_the_header_name_the_columns_they_are_centred_over(tmp_path: Path) -> None:
+    page = [(72, 720, "Checks, May"), (245, 700, "Pawn"), (405, 700, "Sale")]
+    page += [(x, 686, name) for x, name in ((72, "State"), (200, "Handgun"), (280, "Long Gun"), (360, "Handgun"))]
+    page += [(440, 686, "Long Gun"), (520, 686, "Totals")]
+    for n, state in enumerate(("Alabama", "Alaska", "Arizona", "Arkansas"), start=1):
+        y = 686 - 14 * n
+        page += [(72, y, state), *((x, y, str(n * 10 + k)) for k, x in enumerate((200, 280, 360, 440, 520)))]
+    path = tmp_path / "checks.pdf"
+    path.write_bytes(text_pdf([page]))
+    text = "\n".join(s.text for s in load(path).sections if s.heading)
+    assert (
+        "State: Alaska | Pawn Handgun: 20 | Pawn Long Gun: 21 | Sale Handgun: 22 | Sale Long Gun: 23 | Totals: 24"
+        in text
+    )
+
+
+def test_a_pdf_column_name_set_beside_its_values_still_names_them(tmp_path: Path) -> None:
+    page = [(72, 700, "Company"), (200, 700, "Staff"), (330, 700, "Kind")]
+    for n in range(1, 6):
+        y = 700 - 14 * n
+        page += [(72, y, f"Firm {n}"), (260, y, str(n * 10)), (330, y, "Closure")]  # numbers right of "Staff"
+    path = tmp_path / "staff.pdf"
+    path.write_bytes(text_pdf([page]))
+    text = "\n".join(s.text for s in load(path).sections if s.heading)
+    assert "Company: Firm 2 | Staff: 20 | Kind: Closure" in text
+    # The same in the last column, its numbers left of its name.
+    page = [(72, 700, "Company"), (300, 700, "Staff")]
+    page += [(x, 700 - 14 * n, t) for n in range(1, 6) for x, t in ((72, f"Firm {n}"), (240, str(n * 10)))]
+    path.write_bytes(text_pdf([page]))
+    assert "Company: Firm 2 | Staff: 20" in "\n".join(s.text for s in load(path).sections if s.heading)

@@ -210,9 +210,28 @@ def test_a_long_word_or_slide_table_is_cut_into_blocks_each_led_by_its_title(tmp
         assert "Transect: T-42 | Count: 294" in "\n".join(b.text for b in blocks)
 
 
+@pytest.mark.parametrize(
+    ("rows", "first"),
+    [
+        # A first row of text whose cells come again below in the same column: a row.
+        ("Purple,Violet,Lavender\nGreen,Olive,Lime\nPurple,Plum,Mauve\n", "Column 1: Purple | Column 2: Violet"),
+        # Dates and addresses are values, not column names.
+        ("2020-03-30,Opening,Gent\n2020-04-02,Meeting,Brugge\n", "Column 1: 2020-03-30 | Column 2: Opening"),
+        ("anna@example.org,Anna\nphilip@example.org,Philip\n", "Column 1: anna@example.org | Column 2: Anna"),
+        # A header is still a header.
+        ("Colour,Shade\nPurple,Violet\nGreen,Olive\n", "Colour: Purple | Shade: Violet"),
+    ],
+)
+def test_a_header_less_table_names_its_columns_by_number(tmp_path: Path, rows: str, first: str) -> None:
+    (tmp_path / "t.csv").write_text(rows, encoding="utf-8")
+    assert load(tmp_path / "t.csv").sections[0].text.startswith(first)
+
+
 def test_a_table_whose_first_row_holds_numbers_has_no_header(tmp_path: Path) -> None:
     (tmp_path / "plain.csv").write_text("1,Anna,41\n2,Philip,36\n", encoding="utf-8")
-    assert load(tmp_path / "plain.csv").sections[0].text == "1 | Anna | 41\n2 | Philip | 36"
+    assert load(tmp_path / "plain.csv").sections[0].text == (
+        "Column 1: 1 | Column 2: Anna | Column 3: 41\nColumn 1: 2 | Column 2: Philip | Column 3: 36"
+    )
     # A column of text above a table is no title to repeat in every chunk (three rows at most are).
     notes = "".join(f"Note {n}\n" for n in range(5)) + "a,b\n1,2\n"
     (tmp_path / "notes.csv").write_text(notes, encoding="utf-8")

@@ -196,3 +196,27 @@ def test_a_page_whose_ocr_is_gibberish_is_named_not_indexed(tmp_path: Path) -> N
     noise.save(tmp_path / "noise.png")
     with pytest.raises(DocumentError, match="OCR found only gibberish"):
         load(tmp_path / "noise.png")
+
+
+def test_a_scan_longer_than_the_parse_limit_is_read_whole(tmp_path: Path) -> None:
+    """The parse limit is per page OCR'd: a scan whose OCR takes longer than the limit, a
+    page at a time well within it, is read whole (it was stopped at the limit)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from rag.ingest.loaders import LoadOptions, load
+    from rag.ingest.parse import ParseLimits, ParsePool
+
+    font = ImageFont.load_default(size=60)
+    pages = []
+    for n in range(1, 41):  # 0.1 to 0.25 s of OCR a page here: 4 to 10 s in all
+        image = Image.new("L", (1200, 300), 255)
+        ImageDraw.Draw(image).text((40, 100), f"Page {n} of the ledger: {n * 7} crates", fill=0, font=font)
+        pages.append(image)
+    path = tmp_path / "ledger.pdf"
+    pages[0].save(path, "PDF", resolution=300, save_all=True, append_images=pages[1:])
+    with ParsePool(load, LoadOptions(), limits=ParseLimits(timeout=2.0), workers=1) as pool:
+        [result] = list(pool.imap([path]))
+    assert result.error is None, result.error
+    assert result.document is not None and result.seconds > 2.0
+    texts = [s.text for s in result.document.sections]
+    assert len(texts) == 40 and "280 crates" in texts[-1]

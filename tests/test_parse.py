@@ -115,3 +115,13 @@ def test_workers_keep_parsing_while_the_caller_is_busy(tmp_path: Path) -> None:
             time.sleep(0.05)
         rest = list(results)
     assert outcome([first, *rest]) == ["ok"] * 4
+
+
+def test_the_limit_is_on_time_without_progress_so_long_stepwise_work_finishes(tmp_path: Path) -> None:
+    # 3.6 s of work in steps of 0.6 s, each reported: longer than the 2 s limit, never
+    # 2 s without progress; a hang beside it is still stopped.
+    paths = files(tmp_path, "steps.txt", "hang.txt")
+    with ParsePool(by_name, limits=LIMITS, workers=2) as pool:
+        results = list(pool.imap(paths))
+    assert outcome(results) == ["ok", "parsing took longer than 2 s (RAG_PARSE_TIMEOUT), stopped"]
+    assert results[0].seconds > LIMITS.timeout

@@ -436,3 +436,16 @@ def test_a_file_with_a_fresh_mtime_waits_for_a_second_look(tmp_path: Path) -> No
         assert waiting["paths"] == [str(path.resolve())]
         batch = running.wait_for("batch", after=mark)
         assert batch["ingested"] == [str(path.resolve())]
+
+
+def test_a_file_indexed_with_a_warning_is_named_in_its_batch(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    _write(docs / "fine.txt", _sentences("fine"))
+    engine = _engine()
+    with watching(engine, docs) as running:
+        mark = running.mark()
+        legacy = docs / "legacy.txt"
+        legacy.write_bytes("Café crème coûte trois euros à la gare du Nord.\n".encode("cp1252") * 5)
+        batch = running.wait_for("batch", after=mark, where=lambda e: str(legacy.resolve()) in e["ingested"])
+        assert [w["path"] for w in batch["warnings"]] == [str(legacy.resolve())]
+        assert "decoded as" in batch["warnings"][0]["warning"]

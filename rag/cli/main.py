@@ -50,7 +50,7 @@ from rag.cli.output import (
 from rag.embed import factory
 from rag.engine import Engine
 from rag.errors import EXIT_FAILURE, RagError
-from rag.results import Unsupported, display_path
+from rag.results import FileProblem, Unsupported, display_path
 from rag.retrieve.search import Filters
 from rag.settings import Settings, default_config_file
 from rag.store.store import IndexInfo
@@ -151,6 +151,7 @@ def _print_ingest_summary(report: Any) -> None:
     for problem in report.skipped:
         err.print(f"[dim]skipped {escape(display_path(problem.path))}: {escape(problem.reason)}[/]")
     _print_unsupported(report.unsupported)
+    _print_warnings(report.warnings)
     d = report.to_dict()
     f, c = d["files"], d["chunks"]
     unsupported = f" ({len(report.unsupported)} of unsupported type)" if report.unsupported else ""
@@ -187,6 +188,15 @@ def _print_unsupported(files: list[Unsupported], shown: int = 5) -> None:
     if rest:
         types = ", ".join(f"{t} {n}" for t, n in rest.most_common())
         err.print(f"[dim]... and {len(files) - shown} more of unsupported type ({escape(types)}; --json lists them)[/]")
+
+
+def _print_warnings(files: list[FileProblem], shown: int = 5) -> None:
+    """One line per file indexed with a warning (pages not indexed, a guessed encoding); past
+    ``shown`` files, a count (--json lists them all)."""
+    for problem in files[:shown]:
+        err.print(f"[yellow]warning[/] {escape(display_path(problem.path))}: {escape(problem.reason)}")
+    if len(files) > shown:
+        err.print(f"[yellow]... and {len(files) - shown} more files with warnings (--json lists them)[/]")
 
 
 # --- search ---------------------------------------------------------------------------------

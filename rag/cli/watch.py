@@ -162,7 +162,10 @@ class _Display:
             cached = f", {event['from_cache']} chunks from cache" if event.get("from_cache") else ""
             summary = ", ".join(parts) or "nothing to do"
             out.print(f"{self._last_change} {summary}{cached} · {event['seconds']:.1f} s")
-        elif kind == "failed":
+        if kind in ("catchup", "batch"):
+            for w in event.get("warnings", []):
+                err.print(f"[yellow]warning[/] {escape(display_path(w['path']))}: {escape(w['warning'])}")
+        if kind == "failed":
             err.print(f"[red]failed[/] {escape(display_path(event['path']))}: {escape(event['reason'])}")
         elif kind == "error":
             error(event["error"])

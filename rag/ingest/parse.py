@@ -3,9 +3,14 @@
 Parsers of binary formats (pypdf, lxml under python-docx and openpyxl, pdfium, Tesseract)
 can loop, exhaust memory or crash on a hostile file.  ``ParsePool`` runs each such file
 in a worker process with a time limit (``RAG_PARSE_TIMEOUT``) and an address-space limit
-(``RAG_PARSE_MEMORY_MB``, ``RLIMIT_AS`` on POSIX).  A worker over its time is killed with
-its whole process group (a Tesseract it started dies with it); a worker that dies (a
-segfault, the kernel's OOM killer) or raises MemoryError is replaced.  Either way the file
+(``RAG_PARSE_MEMORY_MB``, ``RLIMIT_AS`` on POSIX).  The time limit is on the time without
+progress: a loader doing long work in steps (OCR, a page at a time) calls ``still_working``
+after each step, which starts the clock again, so a 100-page scan is not killed for its
+length (Tesseract reads a 300 dpi page in about 2 s here: a 60 s limit on the whole file
+stopped scans at about 30 pages), while a parser hung on one step is stopped as before.
+A worker over its time is killed with its whole process group (a Tesseract it started
+dies with it); a worker that dies (a segfault, the kernel's OOM killer) or raises
+MemoryError is replaced.  Either way the file
 comes back as a ``DocumentError`` naming the reason, and the run goes on.
 
 Results come back in the order the files were given, while workers parse up to ``ahead``
@@ -40,13 +45,25 @@ from rag.ingest.document import LoadedDocument
 # Seconds a new worker may take to start (import its parser) before its file times out.
 _STARTUP_GRACE = 60.0
 
+# In a worker: its end of the pipe, for ``still_working``.
+_progress: Connection | None = None
+
+
+def still_working() -> None:
+    """Tell the pool this worker made progress: its time limit starts again (no-op outside a worker)."""
+    if _progress is not None:
+        with contextlib.suppress(OSError, ValueError):
+            _progress.send(("alive", None, 0.0))
+
+
 #: Parses one file; must be a module-level function (it is sent to the workers by name).
 ParseFunction = Callable[[Path, Any], LoadedDocument]
 
 
 @dataclass(frozen=True)
 class ParseLimits:
-    #: Seconds one file may take, from the moment a worker starts on it.
+    #: Seconds one file may take from the moment a worker starts on it, or since it last
+    #: reported progress (``still_working``).
     timeout: float = 60.0
     #: Address space of a worker in MB (0: no limit).
     memory_mb: int = 2048
@@ -258,7 +275,7 @@ class ParsePool:
                     finished[seq] = Parsed(path, error=DocumentError(path, _death(worker.process.exitcode)))
                     self._replace(worker)
                     continue
-                if status == "start":
+                if status in ("start", "alive"):
                     worker.started = time.monotonic()
                     continue
                 worker.job = None
@@ -322,6 +339,8 @@ def _one_line(exc: BaseException) -> str:
 
 def _worker_main(conn: Connection, parse: ParseFunction, options: Any, memory_mb: int) -> None:
     """A worker's loop: a path in, ``(status, document or reason, seconds)`` out, until None."""
+    global _progress
+    _progress = conn
     if hasattr(os, "setpgrp"):
         os.setpgrp()  # its own group: a kill reaches the subprocesses it starts (Tesseract)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

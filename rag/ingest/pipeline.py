@@ -40,9 +40,10 @@ from rag.usage import Usage
 # Chunks in the first window of an ingest (see ``Ingestor.run``).
 FIRST_WINDOW_CHUNKS = 64
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
-RECIPE_VERSION = "4"  # 2: Office files, tables, OCR of scanned pages; 3: PDF text from PDFium;
+RECIPE_VERSION = "5"  # 2: Office files, tables, OCR of scanned pages; 3: PDF text from PDFium;
 # 4: table rows as records with their titles, e-book chapters from the navigation, control
-# characters stripped, garbage text layers and upside-down scans OCR'd
+# characters stripped, garbage text layers and upside-down scans OCR'd; 5: PDF tables as
+# records, header-less tables' columns named "Column 1"...
 
 
 class Progress(Protocol):
@@ -645,6 +646,8 @@ class Ingestor:
                 else:
                     report.updated += 1
                 report.chunks_added += len(pending.chunks)
+                if pending.record.warnings:
+                    report.warnings.append(FileProblem(pending.record.path, "; ".join(pending.record.warnings)))
                 self.progress.file_done(pending.record.path)
                 self._stored.add(pending.record.path)
         return self._stored

@@ -62,6 +62,10 @@ MAX_TITLE_ROWS = 3
 MAX_HEADER_ROWS = 3
 _NUMBER = re.compile(r"^[-+(]?[$€£¥]?\d[\d,.' ]*%?\)?$")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")  # years name columns ("Sales" over "2023 | 2022")
+# Values no header holds: dates ("2020-03-30", "30/03/2020", "2020.3.30."), addresses.
+_VALUE = re.compile(r"^(?:\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\.?(?:[ T]\d.*)?|\S+@\S+\.\w+|https?://\S+)$")
+#: A header-less table's column names ("Column 2" is how people name them).
+COLUMN_NAME = "Column {}"
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
     """A table from rows ``(number, cells)``: title rows, a header of one or more rows, the body.
 
     Rows of a single cell above a wider one are its title.  The first row after them is the
-    header, unless it holds numbers other than years (then the table has none).  A header
+    header, unless it reads as data (``_is_data``): then the columns are named "Column 1",
+    "Column 2"..., as people name them when a table has no header.  A header
     cell spanning columns (followed by empty cells, as merged cells read) means the row
     below it names those columns, when that row holds no numbers but years: "Q1 2023" over
     "Sales | Growth" gives "Q1 2023 Sales" and "Q1 2023 Growth".
@@ -103,18 +108,34 @@ def read_table(rows: Iterable[tuple[int, Sequence[str]]]) -> Table | None:
     titled = widest > 1 and single <= MAX_TITLE_ROWS
     title = [next(c for c in cells if c) for _, cells in kept[:single]] if titled else []
     kept = kept[len(title) :]
-    if any(_NUMBER.match(c) and not _YEAR.match(c) for c in kept[0][1]):
-        return Table(title, [], kept)  # the first row holds numbers: data, no header
+    if _is_data(kept[0][1], [cells for _, cells in kept[1:]]):
+        width = max(len(cells) for _, cells in kept)
+        return Table(title, [COLUMN_NAME.format(i) for i in range(1, width + 1)], kept)
     header = [kept.pop(0)[1]]
     while (
         kept
         and len(header) < MAX_HEADER_ROWS
         and _spans(header[-1], max(len(cells) for _, cells in kept))
-        and not any(_NUMBER.match(c) and not _YEAR.match(c) for c in kept[0][1])
+        and not any(holds_value(c) for c in kept[0][1])
         and sum(1 for c in kept[0][1] if c) > 1
     ):
         header.append(kept.pop(0)[1])
     return Table(title, _column_names(header), kept)
+
+
+def holds_value(cell: str) -> bool:
+    """A number other than a year, a date, an address: what a header does not hold."""
+    return bool((_NUMBER.match(cell) and not _YEAR.match(cell)) or _VALUE.match(cell))
+
+
+def _is_data(first: Sequence[str], body: Sequence[Sequence[str]]) -> bool:
+    """True when a table's first row reads as one of its rows, not as column names: it holds
+    a value (``holds_value``), or a cell of it comes again in the same column below (a
+    header names a column once; "Purple" over "Purple" is a colour, twice)."""
+    if any(holds_value(c) for c in first):
+        return True
+    below = [{row[i] for row in body if i < len(row)} for i in range(len(first))]
+    return any(cell and cell in below[i] for i, cell in enumerate(first))
 
 
 def _spans(cells: Sequence[str], width: int) -> bool:

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -115,8 +116,12 @@ def _tesseract(image: bytes, *options: str) -> bytes:
     return done.stdout
 
 
-def render_pages(path: Path, data: bytes, pages: list[int]) -> dict[int, bytes]:
-    """Pages (1-based) of a PDF as grayscale PGM images at ``DPI``."""
+def render_pages(path: Path, data: bytes, pages: list[int]) -> Iterator[tuple[int, bytes]]:
+    """Pages (1-based) of a PDF as grayscale PGM images at ``DPI``, one at a time.
+
+    One at a time: a 300 dpi page is 8 MB, so a 100-page scan rendered at once would
+    need 800 MB before the first page is read.
+    """
     import pypdfium2 as pdfium  # lazily: only PDFs need it
 
     with PDFIUM_LOCK:
@@ -124,16 +129,17 @@ def render_pages(path: Path, data: bytes, pages: list[int]) -> dict[int, bytes]:
             document = pdfium.PdfDocument(data)
         except Exception as exc:
             raise DocumentError(path, f"damaged PDF: cannot render it for OCR ({exc})") from None
-        images: dict[int, bytes] = {}
-        try:
-            for number in pages:
+    try:
+        for number in pages:
+            with PDFIUM_LOCK:
                 page = document[number - 1]
                 bitmap = page.render(scale=DPI / 72, grayscale=True)
-                images[number] = _pgm(bitmap)
+                image = _pgm(bitmap)
                 page.close()
-        finally:
+            yield number, image
+    finally:
+        with PDFIUM_LOCK:
             document.close()
-    return images
 
 
 def _pgm(bitmap: object) -> bytes:

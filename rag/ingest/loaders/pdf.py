@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument, Section
+from rag.ingest.loaders.layout import SectionWriter, Table, row_blocks
 from rag.ingest.loaders.ocr import (
     GIBBERISH,
     INSTALL_HINT,
@@ -29,7 +30,9 @@ from rag.ingest.loaders.ocr import (
     render_pages,
     tesseract_path,
 )
+from rag.ingest.loaders.pdf_tables import PageTable, carry_header, find_tables
 from rag.ingest.loaders.quality import looks_garbled, quality
+from rag.ingest.parse import still_working
 
 if TYPE_CHECKING:
     from pypdf import PageObject
@@ -59,11 +62,17 @@ def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
         ocr = "auto"
     failed: list[int] = []
     fast = _pdfium_texts(data, len(pages)) if ocr != "always" else None
+    tabled: dict[int, list[Section]] = {}  # pages with tables: their prose and row blocks
     for number, page in enumerate(pages, start=1):
         if ocr == "always":
             break
         try:
-            texts[number] = clean_page_text(fast[number - 1] if fast is not None else page.extract_text() or "")
+            text = fast[number - 1] if fast is not None else page.extract_text() or ""
+            if isinstance(text, list):
+                tabled[number] = _page_sections(text, number)
+                texts[number] = "\n\n".join(s.text for s in tabled[number])
+            else:
+                texts[number] = clean_page_text(text)
         except MemoryError:  # the parse worker reports it as out of memory
             raise
         except Exception as exc:  # one bad page must not lose the others
@@ -99,7 +108,12 @@ def load_pdf(path: Path, data: bytes, ocr: OcrMode = "auto") -> LoadedDocument:
     if gibberish:
         warnings.append(f"OCR found only gibberish on {_pages(gibberish)}: not indexed")
     sections = [
-        Section(texts[n], page=n, ocr=n in scanned) for n in range(1, len(pages) + 1) if texts.get(n, "").strip()
+        section
+        for n in range(1, len(pages) + 1)
+        if texts.get(n, "").strip()
+        for section in (
+            tabled[n] if n in tabled and n not in scanned else [Section(texts[n], page=n, ocr=n in scanned)]
+        )
     ]
     unread = [n for n in blank if n not in scanned and n not in gibberish]
     if not sections:
@@ -127,12 +141,14 @@ def _ocr_pages(path: Path, data: bytes, numbers: list[int]) -> tuple[dict[int, s
     turned: list[int] = []
     errors: list[str] = []
     angle = 0  # the turn the page before needed
-    for number, image in render_pages(path, data, numbers).items():
+    for number, image in render_pages(path, data, numbers):
         try:
             raw, angle = read_upright(image, likely=angle)
         except (RuntimeError, OSError, OcrUnavailable) as exc:
             errors.append(f"page {number}: {_short(exc)}")
             continue
+        finally:
+            still_working()  # the parse time limit is per page read, not per scan
         text = clean_page_text(raw)
         if text.strip():
             read[number] = text
@@ -148,8 +164,9 @@ def _pages(numbers: list[int]) -> str:
     )
 
 
-def _pdfium_texts(data: bytes, pages: int) -> list[str] | None:
-    """Each page's text by PDFium; None when it cannot read the file or counts other pages."""
+def _pdfium_texts(data: bytes, pages: int) -> list[str | list[str | Table]] | None:
+    """Each page's text by PDFium, or for a page with tables its text and tables in reading
+    order; None when PDFium cannot read the file or counts other pages."""
     import pypdfium2 as pdfium  # lazily: it costs CLI start-up time otherwise
 
     with PDFIUM_LOCK:  # PDFium is not thread-safe
@@ -160,11 +177,22 @@ def _pdfium_texts(data: bytes, pages: int) -> list[str] | None:
         try:
             if len(document) != pages:  # citations must name the pages pypdf (and viewers) number
                 return None
-            texts = []
+            texts: list[str | list[str | Table]] = []
+            last: Table | None = None  # the table before, which one on the next page may continue
             for index in range(pages):
                 page = document[index]
                 textpage = page.get_textpage()
-                texts.append(textpage.get_text_range())
+                text = textpage.get_text_range()
+                try:
+                    tables = find_tables(textpage, text)
+                except MemoryError:
+                    raise
+                except Exception:  # a table finder's bug must not cost the page its text
+                    tables = []
+                for k, found in enumerate(tables):
+                    last = carry_header(last if k == 0 else None, found.table)
+                    tables[k] = PageTable(found.chars, last)
+                texts.append(_cut_tables(text, tables) if tables else text)
                 textpage.close()
                 page.close()
             return texts
@@ -172,6 +200,45 @@ def _pdfium_texts(data: bytes, pages: int) -> list[str] | None:
             return None
         finally:
             document.close()
+
+
+def _cut_tables(text: str, tables: list[PageTable]) -> list[str | Table]:
+    """The page's text with each table's characters taken out and the table put where its
+    first character was; lines left empty by that are dropped."""
+    owner = {i: k for k, found in enumerate(tables) for i in found.chars}
+    parts: list[str | Table] = []
+    prose: list[str] = []
+    placed: set[int] = set()
+    position = 0
+    for line in text.split("\r\n"):
+        kept = []
+        for i in range(position, position + len(line)):
+            k = owner.get(i)
+            if k is None:
+                kept.append(text[i])
+            elif k not in placed:
+                placed.add(k)
+                parts += ["".join(prose)] if prose else []
+                parts.append(tables[k].table)
+                prose = []
+        if "".join(kept).strip() or not any(i in owner for i in range(position, position + len(line))):
+            prose.append("".join(kept) + "\n")
+        position += len(line) + 2
+    parts += ["".join(prose)] if prose else []
+    return parts
+
+
+def _page_sections(parts: list[str | Table], page: int) -> list[Section]:
+    """A page with tables as sections: its prose, and each table in blocks of rows led by the
+    table's title (each block a section, so a chunk's rows and header hold for it whole)."""
+    writer = SectionWriter()
+    for part in parts:
+        if isinstance(part, str):
+            writer.add(clean_page_text(part), page=page)
+            continue
+        for block in row_blocks(part):
+            writer.add(block.text, page=page, heading=(block.label,))
+    return writer.sections
 
 
 def clean_page_text(text: str) -> str:
