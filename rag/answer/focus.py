@@ -186,7 +186,21 @@ def context(hit: Hit) -> str:
         [name, hit.heading, *(line.removeprefix("#").strip() for line in hit.text.split("\n") if line.startswith("#"))]
     )
     years = [f"{century}{yy}" for yy in _SHORT_YEAR.findall(titles) for century in ("19", "20")]
-    return f"{titles}\n{' '.join(years)}"
+    # A closing line ("Yours sincerely,") and a name under it: the text is signed, by that name.
+    signed = ["signed"] if _SIGNED.search(hit.text) else []
+    return "\n".join([titles, " ".join(years), *signed])
+
+
+# A letter's or mail's closing line ("Yours sincerely," "Kind regards,"): the lines after it
+# name who wrote it.
+SIGN_OFF = re.compile(
+    r"^(?:(?:yours\s+)?(?:sincerely|faithfully|truly|respectfully)(?:\s+yours)?|(?:with\s+)?(?:kind|best|warm|warmest)?"
+    r"\s*(?:regards|wishes)|many\s+thanks|cheers|best)[,.!]?(?=\s|$)",
+    re.IGNORECASE,
+)
+_SIGNED = re.compile(
+    rf"^[ \t]*(?i:{SIGN_OFF.pattern.removeprefix('^')})[ \t]*\n\s*[A-Z][\w.'’-]+(?:[ \t]+[A-Z][\w.'’-]+)+[ \t]*$", re.M
+)
 
 
 # A two-digit number standing alone in a title, perhaps after an apostrophe: a year.
