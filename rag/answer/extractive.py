@@ -16,7 +16,12 @@ own (``segments``); rows quoted from several sheets are led by their sheet's nam
 
 The answer is the best sentence and up to two more within ``MARGIN`` of it, in document
 order within each source, each source cited; or a refusal when the best score is below
-the calibrated threshold (``rag.answer.relevance``).  ``choose`` then checks that the
+the calibrated threshold (``rag.answer.relevance``).  A sentence within ``PICK_WINDOW`` of
+the best leads the answer when it holds the question's specific phrases ("wing type",
+"made of") that the others lack, or the form the question asks for (``CUES``: a signature
+for "Who signed the letter?", a list for "What activities…?"); the score alone still
+decides whether to answer.  A signature (a closing line and the name under it) is one
+sentence, and Markdown's emphasis markers are left out of what is quoted.  ``choose`` then checks that the
 quoted text is about what was asked (``rag.answer.focus``): a sentence whose chunk lacks an
 identifier or number of the question ("HTTP/3") never answers, and the answer is declined
 when its chunks lack most of the question's weight, or when the quoted sentences contradict
@@ -445,6 +450,10 @@ def _checked(question: str, hits: Sequence[Hit], chosen: list[Scored], rarity: f
     check = focus.check(question, sentences, [focus.chunk_evidence(hits[i]) for i in cited], rarity)
     if check.missing_share > focus.MAX_MISSING:
         return _near_miss([], hits, cited, rarity, unknown_of=check.missing)
+    rivals = focus.rival_compounds(question, "\n".join(hits[i].text for i in cited))
+    if rivals is not None:  # "hex-type" asked of a text on wing-type and channel-type nuts
+        term, mentioned = rivals
+        return Choice([], focus.near_miss_text([term], mentioned), tuple(cited))
     titles = "\n".join(focus.context(hits[i]) for i in cited)
     if contrast.conflict(question, " ".join(sentences), titles) is not None:
         return Choice([])  # the quoted sentence is about something else than what was asked
@@ -602,14 +611,24 @@ def select(scored: Sequence[Scored], threshold: float, question: str | None = No
     """
     if not scored or scored[0].score < threshold:
         return []
+    floor = max(threshold, scored[0].score - MARGIN)
+    chosen = [s for s in scored[:MAX_SENTENCES] if s.score >= floor]
+    if question is None:
+        return chosen
     eligible = [s for s in scored if s.score >= max(threshold, scored[0].score - PICK_WINDOW)]
-    bonus = choice_bonus(question, [s.sentence.text for s in eligible]) if question else [0.0] * len(eligible)
-    ranked = sorted(zip(eligible, bonus, strict=True), key=lambda pair: -(pair[0].score + pair[1]))
-    floor = ranked[0][0].score + ranked[0][1] - MARGIN
-    # The best-scored sentence stays quoted: the bonus adds a sentence, it never drops the
-    # one the score found (dropping it cited the gold chunk less: see PICK_WINDOW).
-    keep = [ranked[0][0], eligible[0]] + [s for s, b in ranked[1:] if s.score + b >= floor]
-    return list(dict.fromkeys(keep))[:MAX_SENTENCES]
+    bonus = choice_bonus(question, [s.sentence.text for s in eligible])
+    leader = max(zip(eligible, bonus, strict=True), key=lambda pair: pair[0].score + pair[1])[0]
+    if leader in chosen:
+        return [leader] + [s for s in chosen if s != leader]
+    # The leader takes the place of a sentence the score chose only where that one's chunk
+    # stays cited: replacing them outright cited a chunk with SQuAD's gold answer less often
+    # (81.8% against 82.4%), adding it to them padded answers (token F1 0.181 against 0.182).
+    quoted = [leader, *chosen]
+    hits = [s.sentence.hit_index for s in quoted]
+    shared = [n for n in range(len(quoted) - 1, 1, -1) if hits.count(hits[n]) > 1]
+    if shared:
+        del quoted[shared[0]]
+    return quoted[:MAX_SENTENCES]
 
 
 def spans(question: str, text: str, chosen: Sequence[Scored]) -> list[Span]:

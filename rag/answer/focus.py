@@ -338,6 +338,25 @@ def relatives(term: Term, text: str) -> list[str]:
     return list(found.values())
 
 
+# A hyphenated compound: a modifier and its head ("wing-type", "five-year", "left-hand").
+_COMPOUND = re.compile(r"(?<![\w-])([^\W\d_]+)-([^\W\d_]+)(?![\w-])")
+
+
+def rival_compounds(question: str, text: str) -> tuple[Term, list[str]] | None:
+    """A compound of ``question`` that ``text`` lacks while it has others with the same head:
+    "hex-type" asked of a text that names "wing-type" and "channel-type" nuts only.  Such a
+    text is about other kinds of the thing asked about, as "HTTP/2" is to "HTTP/3"."""
+    has = {m.group(0).lower() for m in _COMPOUND.finditer(text)}
+    for asked in _COMPOUND.finditer(question):
+        if asked.group(0).lower() in has:
+            continue
+        head = asked.group(2).lower()
+        rivals = {m.group(0).lower(): m.group(0) for m in _COMPOUND.finditer(text) if m.group(2).lower() == head}
+        if rivals:
+            return Term(asked.group(0), "word"), list(rivals.values())
+    return None
+
+
 def natural(text: str) -> list[tuple[int, str]]:
     """Sort key that puts "HTTP/1.1" before "HTTP/2" before "HTTP/10"."""
     return [(int(part), "") if part.isdigit() else (-1, part.lower()) for part in re.findall(r"\d+|\D+", text)]
