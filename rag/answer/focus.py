@@ -347,9 +347,10 @@ def rival_compounds(question: str, text: str) -> tuple[Term, list[str]] | None:
     "hex-type" asked of a text that names "wing-type" and "channel-type" nuts only.  Such a
     text is about other kinds of the thing asked about, as "HTTP/2" is to "HTTP/3"."""
     has = {m.group(0).lower() for m in _COMPOUND.finditer(text)}
+    words = {w.lower() for w in _SPLIT.findall(text)}
     for asked in _COMPOUND.finditer(question):
-        if asked.group(0).lower() in has:
-            continue
+        if asked.group(0).lower() in has or asked.group(1).lower() in words:
+            continue  # the text has it, perhaps unhyphenated ("French speaking")
         head = asked.group(2).lower()
         rivals = {m.group(0).lower(): m.group(0) for m in _COMPOUND.finditer(text) if m.group(2).lower() == head}
         if rivals:
