@@ -64,7 +64,7 @@ from rag.results import CELL_SEPARATOR, HEADING_SEPARATOR, ROWS_PREFIX, Answer, 
 from rag.settings import Settings
 from rag.text import FUNCTION_WORDS
 
-#: Most sentences quoted in one answer.
+#: Most sentences the score chooses for one answer (``select`` may add one that holds the question's phrases).
 MAX_SENTENCES = 3
 #: Further sentences are quoted only when they score within this of the best one.  0.15
 #: cited more chunks (83.6% vs 82.5% with the gold answer on SQuAD) but padded answers with
