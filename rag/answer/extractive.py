@@ -371,12 +371,15 @@ _EMPHASIS = [
 ]
 
 
+_LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+
+
 def plain(sentence: str) -> str:
-    """A Markdown ``sentence`` as a reader sees it: without emphasis markers.  (The quote's
+    """A Markdown ``sentence`` as a reader sees it: without emphasis markers or a list item's bullet.  (The quote's
     ``Sentence.start``/``end`` still point at the source text, markers and all.)"""
     for emphasis in _EMPHASIS:
         sentence = emphasis.sub(r"\2", sentence)
-    return sentence
+    return _LIST_MARKER.sub("", sentence)
 
 
 def segments(text: str, *, rows: bool = False) -> list[tuple[int, int, bool]]:
