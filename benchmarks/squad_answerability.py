@@ -65,8 +65,24 @@ from rag.settings import Settings
 from rag.store.cache import EmbeddingCache
 from rag.store.index import Index, StoreLayout
 
+
+def _shared_data() -> Path:
+    """``../shared/data`` beside the repository's main checkout (a git worktree elsewhere finds
+    it through the ``.git`` file that names the main repository), else ``/work/shared/data``."""
+    root = Path(__file__).resolve().parents[1]
+    places = [root.parent]
+    git = root / ".git"
+    if git.is_file():  # a worktree: "gitdir: MAIN/.git/worktrees/NAME"
+        gitdir = Path(git.read_text(encoding="utf-8").partition("gitdir:")[2].strip())
+        places.append(gitdir.parents[2].parent)
+    places.append(Path("/work"))
+    return next(
+        (p / "shared" / "data" for p in places if (p / "shared" / "data").is_dir()), places[0] / "shared" / "data"
+    )
+
+
 # The data lives in ../shared beside the repository (see its SOURCE.md files).
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = _shared_data()
 DATA = SHARED / "squad-v2-dev-part-a" / "dev-v2.0.json"
 OFFTOPIC = SHARED / "beir-scifact" / "queries.jsonl"
 SCIFACT = SHARED / "beir-scifact"
@@ -190,7 +206,9 @@ def retrieve(
     settings = Settings.load(environ={}, dotenv=None).with_options(store__home=store / "home")
     engine = Engine(index=name, settings=settings)
     started = time.perf_counter()
-    report = engine.ingest(docs, embedder="local")
+    # fp32: the model the answerer scores sentences with (an int8 index too), and the one its
+    # thresholds were calibrated on; int8 also embeds a query apart from a batch differently.
+    report = engine.ingest(docs, embedder="local:fp32")
     print(
         f"ingest: {report.chunks_total} chunks from {len(paragraphs)} paragraphs, "
         f"{report.embedded} embedded, {time.perf_counter() - started:.1f} s ({report.embedder})"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag import prompts
-from rag.answer import contrast
+from rag.answer import contrast, focus
 from rag.engine import Engine
 from tests.sample_docs import offline_engine
 
@@ -131,7 +131,9 @@ def test_a_near_miss_is_declined_and_the_question_it_mimics_answered(
     assert declined.refused and declined.text == prompts.REFUSAL, declined.text
     assert declined.to_dict()["refused"] is True
 
-    # The contrast check is what declines it: without it the same sentence would be quoted.
+    # The contrast check is what declines it: without it (and without the check on rival
+    # compounds, which "third-longest" meets too) the same sentence would be quoted.
     monkeypatch.setattr(contrast, "conflict", lambda question, sentences, context="": None)
+    monkeypatch.setattr(focus, "rival_compounds", lambda question, text: None)
     unchecked = engine.ask(near_miss)
     assert not unchecked.refused and expected in unchecked.text, unchecked.text

@@ -186,7 +186,21 @@ def context(hit: Hit) -> str:
         [name, hit.heading, *(line.removeprefix("#").strip() for line in hit.text.split("\n") if line.startswith("#"))]
     )
     years = [f"{century}{yy}" for yy in _SHORT_YEAR.findall(titles) for century in ("19", "20")]
-    return f"{titles}\n{' '.join(years)}"
+    # A closing line ("Yours sincerely,") and a name under it: the text is signed, by that name.
+    signed = ["signed"] if _SIGNED.search(hit.text) else []
+    return "\n".join([titles, " ".join(years), *signed])
+
+
+# A letter's or mail's closing line ("Yours sincerely," "Kind regards,"): the lines after it
+# name who wrote it.
+SIGN_OFF = re.compile(
+    r"^(?:(?:yours\s+)?(?:sincerely|faithfully|truly|respectfully)(?:\s+yours)?|(?:with\s+)?(?:kind|best|warm|warmest)?"
+    r"\s*(?:regards|wishes)|many\s+thanks|cheers|best)[,.!]?(?=\s|$)",
+    re.IGNORECASE,
+)
+_SIGNED = re.compile(
+    rf"^[ \t]*(?i:{SIGN_OFF.pattern.removeprefix('^')})[ \t]*\n\s*[A-Z][\w.'’-]+(?:[ \t]+[A-Z][\w.'’-]+)+[ \t]*$", re.M
+)
 
 
 # A two-digit number standing alone in a title, perhaps after an apostrophe: a year.
@@ -322,6 +336,26 @@ def relatives(term: Term, text: str) -> list[str]:
         if kind_of(token) == "identifier" and _family(token) == family and _normal(token) != term.key:
             found.setdefault(_normal(token), token)
     return list(found.values())
+
+
+# A hyphenated compound: a modifier and its head ("wing-type", "five-year", "left-hand").
+_COMPOUND = re.compile(r"(?<![\w-])([^\W\d_]+)-([^\W\d_]+)(?![\w-])")
+
+
+def rival_compounds(question: str, text: str) -> tuple[Term, list[str]] | None:
+    """A compound of ``question`` that ``text`` lacks while it has others with the same head:
+    "hex-type" asked of a text that names "wing-type" and "channel-type" nuts only.  Such a
+    text is about other kinds of the thing asked about, as "HTTP/2" is to "HTTP/3"."""
+    has = {m.group(0).lower() for m in _COMPOUND.finditer(text)}
+    words = {w.lower() for w in _SPLIT.findall(text)}
+    for asked in _COMPOUND.finditer(question):
+        if asked.group(0).lower() in has or asked.group(1).lower() in words:
+            continue  # the text has it, perhaps unhyphenated ("French speaking")
+        head = asked.group(2).lower()
+        rivals = {m.group(0).lower(): m.group(0) for m in _COMPOUND.finditer(text) if m.group(2).lower() == head}
+        if rivals:
+            return Term(asked.group(0), "word"), list(rivals.values())
+    return None
 
 
 def natural(text: str) -> list[tuple[int, str]]:
