@@ -122,3 +122,45 @@ def test_the_terminal_shows_unsupported_sentences_apart_and_pipes_plain_text(
     assert piped.startswith(answer.text + "\n") and output.UNSUPPORTED_MARK not in piped and "\x1b" not in piped
     streamed = _printed(monkeypatch, answer, terminal=True, streamed=answer.text)
     assert "no source backs:" in re.sub(r"\x1b\[[0-9;]*m", "", streamed)
+
+
+SCOTLAND = hit(
+    1,
+    "King David I of Scotland, whose elder brother Alexander I had married Sybilla of Normandy, "
+    "was instrumental in introducing Normans to Scotland. Libya announced it would not embargo oil. "
+    "OPEC raised the posted price by 70% in 1973.",
+    source="docs/scotland.md",
+    page=None,
+)
+
+
+@pytest.mark.parametrize(
+    ("right", "planted"),
+    [
+        # every word is in the source: the claim is not (the hand-checked miss of the last benchmark)
+        ("Alexander I married Sybilla of Normandy [1].", "The King of Scotland was Alexander I [1]."),
+        # a name swapped in from another sentence of the same chunk
+        (
+            "King David I of Scotland introduced Normans to Scotland [1].",
+            "Later Libya introduced Normans to Scotland [1].",
+        ),
+        # a number from another sentence
+        ("OPEC raised the posted price by 70% [1].", "Alexander I had married Sybilla in 1973 [1]."),
+        # a negation added, and one dropped
+        ("Alexander I had married Sybilla of Normandy [1].", "Alexander I had not married Sybilla of Normandy [1]."),
+        ("Libya said it would not embargo oil [1].", "Libya said it would embargo oil [1]."),
+    ],
+)
+def test_a_claim_must_be_backed_by_one_sentence_of_its_source(right: str, planted: str) -> None:
+    assert [s.supported for s in support.check(right, [SCOTLAND])] == [True]
+    assert [s.supported for s in support.check(planted, [SCOTLAND])] == [False]
+
+
+def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declined(openai_env: FakeOpenAI) -> None:
+    # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
+    openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
+    answer = make_answerer().answer("Which packet switching network did Norway build in 1990?", CONTEXT)
+    assert answer.refused and answer.text == prompts.REFUSAL
+    openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
+    answer = make_answerer().answer("Who coined the term packet switching in 1965?", CONTEXT)
+    assert not answer.refused and [s.supported for s in answer.support] == [True]
