@@ -110,11 +110,10 @@ class LLMAnswerer(Answerer):
         """One model call in ``mode``, its reply checked: citations, sentinel, support."""
         reply = StructuredReply() if mode != "markers" else None
         check = CitationFilter(len(context.sources), prompts.SENTINEL)
+        gate = support.StreamGate(question, context.sources, on_delta)
 
         def emit(delta: str) -> None:
-            shown = check.feed(reply.feed(delta) if reply is not None else delta)
-            if shown and on_delta is not None:
-                on_delta(shown)
+            gate.feed(check.feed(reply.feed(delta) if reply is not None else delta), check.text)
 
         raw, reported = self._complete(
             messages, emit, stream=on_delta is not None, response_format=response_format(mode), probe=probe
@@ -123,8 +122,7 @@ class LLMAnswerer(Answerer):
             self.modes.set(self.base_url(), self.model, mode)
         tail = check.feed(reply.finish()) if reply is not None else ""
         tail += check.finish()
-        if tail and on_delta is not None:
-            on_delta(tail)
+        gate.feed(tail, check.text)
         usage = self._usage(messages, raw, reported)
         citations = citations_for(check.text, context.sources)
         # Small models often say why before the sentinel ("I can't find it. NOT_IN_DOCUMENTS"),
@@ -139,6 +137,7 @@ class LLMAnswerer(Answerer):
             question, check.text, sentences, context.sources
         ):
             return self.declined(question, prompts.REFUSAL, context.sources, usage)
+        gate.release()
         attributed = {n for s in sentences if s.attributed for n in s.citations} - {c.n for c in citations}
         citations += [replace(citation(n, context.sources[n - 1]), attributed=True) for n in attributed]
         return Answer(

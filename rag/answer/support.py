@@ -26,7 +26,7 @@ decides both.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.answer import focus
@@ -244,3 +244,42 @@ def addresses(question: str, text: str, verdicts: Sequence[Support], context: Se
     names = set(key_terms(question)[0])
     found = focus.check(question, quoted, chunks, None)
     return not any(t.kind != "word" or t in names for t in found.missing)
+
+
+class StreamGate:
+    """Holds streamed words back until what has come so far stands as an answer.
+
+    An answer is refused when no sentence is supported or the question's names are missing
+    (``addresses``).  The words are passed on from the first complete word at which the text
+    so far passes both, so an answer the check refuses from its first words ("Paul Baran
+    invented it in 1961", no source naming Baran) shows nothing before its one refusal: the
+    terminal used to print the unbacked words with the refusal under them, and ``/v1`` sent
+    both.  A backed answer waits only for its first few words.
+    """
+
+    def __init__(self, question: str, context: Sequence[Hit], on_delta: Callable[[str], None] | None) -> None:
+        self.question, self.context, self.on_delta = question, context, on_delta
+        self.released = False
+        self._held: list[str] = []
+
+    def feed(self, delta: str, text: str) -> None:
+        """Pass on ``delta`` (``text`` is the whole answer so far) or hold it."""
+        if self.on_delta is None or not delta:
+            return
+        if self.released:
+            self.on_delta(delta)
+            return
+        self._held.append(delta)
+        if not any(c.isspace() or c in ".!?" for c in delta):
+            return  # still inside a word
+        words = text if text[-1] in ".!?" else text[: max(text.rfind(" "), text.rfind("\n"))]
+        verdicts = check(words, self.context) if words.strip() else []
+        if any(v.supported for v in verdicts) and addresses(self.question, words, verdicts, self.context):
+            self.release()
+
+    def release(self) -> None:
+        """The answer stands: pass on what was held."""
+        self.released = True
+        if self._held and self.on_delta is not None:
+            self.on_delta("".join(self._held))
+        self._held = []
