@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from rag import prompts
 from rag.answer import support
+from rag.chat import sessions
 from rag.cli import output
-from rag.results import Answer
+from rag.results import Answer, Span
 from tests.openai_server import FakeOpenAI
 from tests.test_answer_llm import hit, make_answerer
 
@@ -172,3 +175,28 @@ def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declin
     openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
     answer = make_answerer().answer("Who coined the term packet switching in 1965?", CONTEXT)
     assert not answer.refused and [s.supported for s in answer.support] == [True]
+
+
+def test_chat_sessions_keep_spans_and_support_also_in_a_version_1_file(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    with sqlite3.connect(path) as db:  # a file from before turns kept their checks
+        db.executescript(sessions._SCHEMA.replace("    checks TEXT,\n", "") + "PRAGMA user_version=1;")
+    text = "The crisis began in October 1973 [1]. Baran named it in 1961 [2]."
+    answer = Answer(
+        question="When?",
+        text=text,
+        refused=False,
+        citations=[],
+        model="m",
+        answerer="llm",
+        spans=[Span(28, 40, "October 1973")],
+        support=support.check(text, CONTEXT),
+    )
+    with sessions.SessionStore(path) as store:
+        store.append("s", "default", sessions.ChatTurn.from_answer("When?", answer))
+    with sessions.SessionStore(path) as store:
+        (turn,) = store.turns("s")
+    again = turn.to_answer()
+    assert again.spans == answer.spans and again.support == answer.support
+    assert [s.supported for s in again.support] == [True, False]
+    assert turn.to_dict()["support"] == answer.to_dict()["support"]
