@@ -34,6 +34,7 @@ from rag.answer.attribution import Scorer, scores
 from rag.answer.citations import CITATION
 from rag.answer.focus import Evidence, Term, chunk_evidence, context, stem, terms
 from rag.results import Hit, Support
+from rag.text import FUNCTION_WORDS
 
 # Share of a sentence's content words one window of its source must hold.  Small models
 # paraphrase ("was started in" for "began"), and the terms that matter (numbers, names,
@@ -72,18 +73,34 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return trimmed
 
 
-def key_terms(sentence: str) -> tuple[list[Term], list[Term]]:
+def key_terms(sentence: str, *, question: bool = False) -> tuple[list[Term], list[Term]]:
     """The sentence's numbers, identifiers and names (which must appear verbatim in a source),
-    and its other content words."""
+    and its other content words.  A question's first word is never a name ("Tell me ...")."""
     plain = CITATION.sub("", sentence)
     found = terms(plain)
     first = re.match(r"\W*([\w'’-]+)", plain)
     names = {
-        m.group(0).rstrip("'’") for m in _CAPITALISED.finditer(plain) if not (first and m.start() == first.start(1))
+        m.group(0).rstrip("'’")
+        for m in _CAPITALISED.finditer(plain)
+        if not (first and m.start() == first.start(1) and (question or _plain_start(m.group(0))))
     }
     keys = [t for t in found if t.kind != "word" or t.text in names]
     words = [t for t in found if t.kind == "word" and t.text not in names]
     return keys, words
+
+
+# Words that start sentences without naming anything ("According to the sources, ...").
+_OPENERS = FUNCTION_WORDS | frozenset(
+    "according also although finally however later moreover overall shortly since then therefore thus yes".split()
+)
+
+
+def _plain_start(word: str) -> bool:
+    """True when the first word of a sentence is not a name: a function word, or an opener.
+    Any other capitalised first word counts as a name: "Richard sold the rights" (the 0.5B
+    Qwen, of what Maciot de Bethencourt did) and "Margaret's brother was Harthacnut" were
+    backed when the first word was let off."""
+    return re.sub(r"['’]s?$", "", word).lower() in _OPENERS
 
 
 def _tokens(text: str) -> list[str]:
@@ -241,7 +258,7 @@ def addresses(question: str, text: str, verdicts: Sequence[Support], context: Se
     backed = [s for s in verdicts if s.supported]
     quoted = [text[s.start : s.end] for s in backed]
     chunks = [chunk_evidence(context[n - 1]) for n in sorted({n for s in backed for n in s.citations})]
-    names = set(key_terms(question)[0])
+    names = set(key_terms(question, question=True)[0])
     found = focus.check(question, quoted, chunks, None)
     return not any(t.kind != "word" or t in names for t in found.missing)
 
