@@ -155,6 +155,9 @@ SCOTLAND = hit(
             "King David I of Scotland introduced Normans to Scotland [1].",
             "Later Libya introduced Normans to Scotland [1].",
         ),
+        # a name first in the sentence, or possessive, counts as a name too
+        ("Alexander I had married Sybilla of Normandy [1].", "Libya had married Sybilla of Normandy [1]."),
+        ("Alexander I had married Sybilla of Normandy [1].", "Libya's king had married Sybilla of Normandy [1]."),
         # a number from another sentence
         ("OPEC raised the posted price by 70% [1].", "Alexander I had married Sybilla in 1973 [1]."),
         # a negation added, and one dropped

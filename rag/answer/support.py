@@ -80,7 +80,7 @@ def key_terms(sentence: str, *, question: bool = False) -> tuple[list[Term], lis
     found = terms(plain)
     first = re.match(r"\W*([\w'’-]+)", plain)
     names = {
-        m.group(0).rstrip("'’")
+        re.sub(r"['’]s?$", "", m.group(0))  # "Richard's" names Richard
         for m in _CAPITALISED.finditer(plain)
         if not (first and m.start() == first.start(1) and (question or _plain_start(m.group(0))))
     }
