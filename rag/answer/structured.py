@@ -8,7 +8,7 @@ be 'text' or 'json_object'") and takes ``json_object`` with a ``schema``.  A ser
 refuses both is asked for ``[n]`` markers in prose.  ``ModeMemory`` remembers what worked
 per (base URL, model), in memory and in ``RAG_HOME/llm-modes.json``, for ``MODE_TTL``
 seconds: a server upgraded (or restarted with other options) is asked again.  A new model
-is a new key, and so is a restarted ``--llm local`` server (a new port).
+(or another ``--llm local`` model file) is a new key, asked at once.
 
 ``StructuredReply`` reads the JSON as it streams and turns it into prose with ``[n]``
 markers ("HTTPX does not follow redirects [1]."), so everything after it (the citation
