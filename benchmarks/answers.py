@@ -24,7 +24,9 @@ OpenAI-compatible server as ``http://HOST:PORT/v1#MODEL``.  Per answerer and set
   second of answering (prompt reading included, which dominates on 2 cores).
 
 ``--out`` writes every answer as JSON lines (with its support verdicts and the model's raw
-reply) for checking by hand.
+reply) for checking by hand.  ``--replay FILE`` asks the questions again with the raw replies
+a run wrote there, served by a fake server: what rag's checks (support, attribution,
+refusals) make of the same model output, in seconds instead of an hour on two cores.
 Timings depend on load: the load average is printed with them.
 """
 
@@ -47,11 +49,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import llm_prompts
 from benchmarks.llm_prompts import DATA, QUESTIONS, Question, contains, squad_subset
+from rag import prompts
 from rag.answer.citations import CITATION
-from rag.answer.local_llm import MODELS
+from rag.answer.local_llm import CONTEXT_WINDOW, MODELS
 from rag.engine import Engine
 from rag.results import Answer
 from tests.llama_server import recorded_replies
+from tests.openai_server import FakeOpenAI, openai_server
 
 
 @dataclass
@@ -105,6 +109,23 @@ class Answerer:
     options: dict[str, Any]
 
 
+def replayed(fake: FakeOpenAI, path: Path) -> list[Answerer]:
+    """One answerer per answerer recorded in ``path``, whose replies ``fake`` serves again."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    raw = {(r["answerer"], r["question"]): r["raw"] for r in records}
+    current: list[str] = []
+
+    def reply(request: dict[str, Any]) -> str:
+        question = request["messages"][-1]["content"].rsplit("Question: ", 1)[-1].strip()
+        return raw.get((current[0], question)) or prompts.SENTINEL
+
+    fake.default_reply = reply
+    names = list(dict.fromkeys(r["answerer"] for r in records if r["answerer"] != "extractive"))
+    fake.chat_models.update(names)
+    options = {"llm__llm": "openai", "openai__base_url": fake.base_url, "llm__context_window": CONTEXT_WINDOW}
+    return [Answerer(name, {**options, "_current": (current, name)}) for name in names]
+
+
 def answerers(spec: str) -> list[Answerer]:
     found = []
     for item in (s.strip() for s in spec.split(",") if s.strip()):
@@ -130,6 +151,10 @@ def answerers(spec: str) -> list[Answerer]:
 @contextmanager
 def engine_for(store: Path, index: str, answerer: Answerer, args: argparse.Namespace) -> Iterator[Engine]:
     options = {k: v for k, v in answerer.options.items() if not k.startswith("_")}
+    if "_current" in answerer.options:  # a replay: the fake server answers as this answerer did
+        current, name = answerer.options["_current"]
+        current[:] = [name]
+        options["llm__chat_model"] = name
     if "_model" in answerer.options:
         options["llm__local_model"] = answerer.options["_model"].path(store)
     with Engine(
@@ -170,6 +195,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--store", type=Path, help="store folder to reuse (default: a temporary one)")
     parser.add_argument("--out", type=Path, help="write every answer here, as JSON lines")
+    parser.add_argument("--replay", type=Path, help="answer with the raw replies an --out file recorded")
     # ../shared next to the checkout, or next to the folder of worktrees.
     shared = next(
         (
@@ -182,9 +208,12 @@ def main() -> None:
     parser.add_argument("--squad", type=Path, default=shared, help="SQuAD v2 dev JSON (part A)")
     args = parser.parse_args()
     llm_prompts.SQUAD = args.squad
-    chosen = answerers(args.answerers)
     out = args.out.open("w", encoding="utf-8") if args.out else None
     with ExitStack() as stack:
+        if args.replay:
+            chosen = replayed(stack.enter_context(openai_server(api_key=None)), args.replay)
+        else:
+            chosen = answerers(args.answerers)
         store = args.store or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         os.environ["RAG_HOME"] = str(store)
         sets = {k: v for k, v in question_sets(store, args.limit, args.data_limit).items() if k in args.sets.split(",")}

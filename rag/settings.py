@@ -135,6 +135,18 @@ class LLMSettings(_Section):
         description="GGUF model file that `--llm local` serves (default: the best installed model package).",
         json_schema_extra=_env("RAG_LOCAL_MODEL"),
     )
+    local_threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads of the `--llm local` server (0: llama.cpp's default, half the cores).",
+        json_schema_extra=_env("RAG_LOCAL_THREADS"),
+    )
+    local_idle: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds without a request after which the `--llm local` server exits.",
+        json_schema_extra=_env("RAG_LOCAL_IDLE"),
+    )
     chat_model: str = Field(
         "gpt-4o-mini", description="Chat model that writes answers.", json_schema_extra=_env("RAG_CHAT_MODEL")
     )

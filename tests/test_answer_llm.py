@@ -145,7 +145,8 @@ def test_documents_stay_inside_their_delimiters(openai_env: FakeOpenAI) -> None:
 
 
 def test_answer_streams_incrementally(openai_env: FakeOpenAI) -> None:
-    reply = "Mount Etna is in Sicily and erupts often, mostly effusively [1]. Bees are unrelated [2]."
+    # Backed by the sources: the support check holds back words until they stand.
+    reply = "Mount Etna is in Sicily, one of the most active volcanoes [1]. Honey bees live in colonies [2]."
     openai_env.reply(reply)
     held = openai_env.gate_stream(after_deltas=4)
     arrivals: list[tuple[bool, str]] = []  # (was the server holding the rest of the reply?, text)

@@ -8,12 +8,13 @@ takes: OpenAI/vLLM's ``json_schema``, llama-cpp-python's ``json_object`` with a 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from rag import prompts
 from rag.answer.llm import MODES_FILE, LLMAnswerer
-from rag.answer.structured import StructuredReply
+from rag.answer.structured import MODE_TTL, StructuredReply
 from rag.results import Answer
 from rag.settings import Settings
 from tests.openai_server import FakeOpenAI
@@ -35,7 +36,7 @@ def formats(server: FakeOpenAI) -> list[str | None]:
 
 
 def remembered(home: Path) -> dict[str, str]:
-    return dict(json.loads((home / MODES_FILE).read_text(encoding="utf-8")))
+    return {k: v["mode"] for k, v in json.loads((home / MODES_FILE).read_text(encoding="utf-8")).items()}
 
 
 def test_json_schema_answer_streams_as_prose_with_citations(openai_env: FakeOpenAI, isolated: Path) -> None:
@@ -83,6 +84,30 @@ def test_a_server_that_refuses_both_gets_the_marker_prompt(openai_env: FakeOpenA
     openai_env.reply("Etna is one of the most active volcanoes in Europe [1].")
     ask(make_answerer())
     assert formats(openai_env)[-1] is None and len(chat_requests(openai_env)) == 4
+
+
+def test_a_remembered_mode_is_asked_again_once_it_is_old(openai_env: FakeOpenAI, isolated: Path) -> None:
+    # The server refused structured output once (say, before an upgrade), a day ago.
+    answerer = make_answerer()
+    path = answerer.modes.path
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = f"{answerer.base_url().rstrip('/')} {answerer.model}"
+    found = time.time() - MODE_TTL - 60
+    path.write_text(json.dumps({key: {"mode": "markers", "found": found}}), encoding="utf-8")
+    openai_env.response_formats = {"json_schema"}
+    openai_env.reply(json.dumps(ETNA))
+    answer, _ = ask(make_answerer())
+    assert formats(openai_env) == ["json_schema"] and answer.citations
+    assert remembered(isolated) == {key: "json_schema"}
+    # A recent one is trusted; one written by an older rag (a bare mode) counts as old.
+    openai_env.reply("Etna is one of the most active volcanoes in Europe [1].")
+    path.write_text(json.dumps({key: {"mode": "markers", "found": time.time()}}), encoding="utf-8")
+    ask(make_answerer())
+    path.write_text(json.dumps({key: "markers"}), encoding="utf-8")
+    openai_env.reply(json.dumps(ETNA))
+    ask(make_answerer())
+    assert formats(openai_env) == ["json_schema", None, "json_schema"]
 
 
 def test_a_passing_server_error_is_retried_not_taken_for_a_refusal(openai_env: FakeOpenAI, isolated: Path) -> None:

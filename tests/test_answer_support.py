@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from rag import prompts
 from rag.answer import support
+from rag.chat import sessions
 from rag.cli import output
-from rag.results import Answer
+from rag.results import Answer, Span
 from tests.openai_server import FakeOpenAI
 from tests.test_answer_llm import hit, make_answerer
 
@@ -82,7 +85,15 @@ def test_an_answer_with_no_supported_sentence_is_a_refusal(openai_env: FakeOpenA
     shown: list[str] = []
     answer = make_answerer().answer("Who invented packet switching?", CONTEXT, on_delta=shown.append)
     assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
-    assert "".join(shown).startswith("Paul Baran")  # streamed before the check: the CLI replaces it
+    assert shown == []  # held back until a sentence stands: the refusal is all anyone sees
+
+
+def test_a_backed_answer_streams_from_its_first_backed_words(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("The crisis began in October 1973 [1]. Davies coined the term packet switching in 1965 [2].")
+    shown: list[str] = []
+    answer = make_answerer().answer("When did the oil crisis begin?", CONTEXT, on_delta=shown.append)
+    assert not answer.refused and "".join(shown) == answer.text
+    assert len(shown[0]) < 20 and len(shown) > 10  # held a word or two, then word by word
 
 
 def test_the_answer_json_carries_support_with_offsets(openai_env: FakeOpenAI) -> None:
@@ -122,3 +133,73 @@ def test_the_terminal_shows_unsupported_sentences_apart_and_pipes_plain_text(
     assert piped.startswith(answer.text + "\n") and output.UNSUPPORTED_MARK not in piped and "\x1b" not in piped
     streamed = _printed(monkeypatch, answer, terminal=True, streamed=answer.text)
     assert "no source backs:" in re.sub(r"\x1b\[[0-9;]*m", "", streamed)
+
+
+SCOTLAND = hit(
+    1,
+    "King David I of Scotland, whose elder brother Alexander I had married Sybilla of Normandy, "
+    "was instrumental in introducing Normans to Scotland. Libya announced it would not embargo oil. "
+    "OPEC raised the posted price by 70% in 1973.",
+    source="docs/scotland.md",
+    page=None,
+)
+
+
+@pytest.mark.parametrize(
+    ("right", "planted"),
+    [
+        # every word is in the source: the claim is not (the hand-checked miss of the last benchmark)
+        ("Alexander I married Sybilla of Normandy [1].", "The King of Scotland was Alexander I [1]."),
+        # a name swapped in from another sentence of the same chunk
+        (
+            "King David I of Scotland introduced Normans to Scotland [1].",
+            "Later Libya introduced Normans to Scotland [1].",
+        ),
+        # a name first in the sentence, or possessive, counts as a name too
+        ("Alexander I had married Sybilla of Normandy [1].", "Libya had married Sybilla of Normandy [1]."),
+        ("Alexander I had married Sybilla of Normandy [1].", "Libya's king had married Sybilla of Normandy [1]."),
+        # a number from another sentence
+        ("OPEC raised the posted price by 70% [1].", "Alexander I had married Sybilla in 1973 [1]."),
+        # a negation added, and one dropped
+        ("Alexander I had married Sybilla of Normandy [1].", "Alexander I had not married Sybilla of Normandy [1]."),
+        ("Libya said it would not embargo oil [1].", "Libya said it would embargo oil [1]."),
+    ],
+)
+def test_a_claim_must_be_backed_by_one_sentence_of_its_source(right: str, planted: str) -> None:
+    assert [s.supported for s in support.check(right, [SCOTLAND])] == [True]
+    assert [s.supported for s in support.check(planted, [SCOTLAND])] == [False]
+
+
+def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declined(openai_env: FakeOpenAI) -> None:
+    # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
+    openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
+    answer = make_answerer().answer("Which packet switching network did Norway build in 1990?", CONTEXT)
+    assert answer.refused and answer.text == prompts.REFUSAL
+    openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
+    answer = make_answerer().answer("Who coined the term packet switching in 1965?", CONTEXT)
+    assert not answer.refused and [s.supported for s in answer.support] == [True]
+
+
+def test_chat_sessions_keep_spans_and_support_also_in_a_version_1_file(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    with sqlite3.connect(path) as db:  # a file from before turns kept their checks
+        db.executescript(sessions._SCHEMA.replace("    checks TEXT,\n", "") + "PRAGMA user_version=1;")
+    text = "The crisis began in October 1973 [1]. Baran named it in 1961 [2]."
+    answer = Answer(
+        question="When?",
+        text=text,
+        refused=False,
+        citations=[],
+        model="m",
+        answerer="llm",
+        spans=[Span(28, 40, "October 1973")],
+        support=support.check(text, CONTEXT),
+    )
+    with sessions.SessionStore(path) as store:
+        store.append("s", "default", sessions.ChatTurn.from_answer("When?", answer))
+    with sessions.SessionStore(path) as store:
+        (turn,) = store.turns("s")
+    again = turn.to_answer()
+    assert again.spans == answer.spans and again.support == answer.support
+    assert [s.supported for s in again.support] == [True, False]
+    assert turn.to_dict()["support"] == answer.to_dict()["support"]

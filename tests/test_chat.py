@@ -334,17 +334,18 @@ def test_old_turns_are_dropped_to_fit_a_small_window(
     fake_llm.default_reply = lambda body: (
         "What do bees do?" if body["messages"][0]["content"] == prompts.REWRITE_SYSTEM else long_answer
     )
+    # Letters, not numbers: an answer whose sources lack a number the question names is declined.
     with Engine() as small:
         chat = small.chat(save=False, rewrite_followups=False)
         for i in range(8):
-            chat.ask(f"Question {i}: what do bees do?")
-        budget = chat.history_budget("Question 8: what do bees do?")
-        kept = chat.history_for("Question 8: what do bees do?")
-        chat.ask("Question 8: what do bees do?")
+            chat.ask(f"Question {'ABCDEFGHI'[i]}: what do bees do?")
+        budget = chat.history_budget("Question I: what do bees do?")
+        kept = chat.history_for("Question I: what do bees do?")
+        chat.ask("Question I: what do bees do?")
     last = _messages(fake_llm.requests_to("/chat/completions")[-1].body)
     history = [m["content"] for m in last[1:-1] if m["role"] == "user"]
     assert 0 < len(history) < 8, "some turns kept, the oldest dropped"
-    assert history == [f"Question {i}: what do bees do?" for i in range(8 - len(history), 8)]
+    assert history == [f"Question {'ABCDEFGHI'[i]}: what do bees do?" for i in range(8 - len(history), 8)]
     assert history == [t.question for t in kept]  # the conversation's trimming, not a later one
     history_tokens = sum(tokens.count_tokens(m["content"], MODEL) + 3 for m in last[1:-1])
     assert history_tokens <= budget

@@ -146,9 +146,10 @@ def test_session_job_document_eval_and_folder_json_keep_their_shapes() -> None:
     turn = ChatTurn("q", "a", search_query="sq", citations=[CITATION], context=[HIT], model="m", created=2.0)
     session = Session(SessionInfo("n", "i", 2, 1.0, 2.0, "t"), [turn, ChatTurn("q", "a")])
     turn_json = {"question": "q", "answer": "a", "refused": False, "citations": [CITATION_JSON]}
-    turn_json |= {"answerer": "llm", "model": "m", "created": 2.0, "rewritten_question": "sq"}
+    turn_json |= {"answerer": "llm", "model": "m", "created": 2.0, "spans": [], "support": []}
+    turn_json |= {"rewritten_question": "sq"}
     bare_json = {"question": "q", "answer": "a", "refused": False, "citations": []}
-    bare_json |= {"answerer": "llm", "model": "", "created": 0.0}
+    bare_json |= {"answerer": "llm", "model": "", "created": 0.0, "spans": [], "support": []}
     same(
         session.to_dict(),
         {"name": "n", "index": "i", "turns": [turn_json, bare_json], "created": 1.0, "updated": 2.0, "title": "t"},

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def engine(store: Path, llama: llama_server.LlamaServer, monkeypatch: pytest.Mon
     # The base model writes `{"sentences": []}` when made to write JSON, so these tests take
     # the [n] marker path (as for a server that refuses structured output); the JSON path
     # is the next-to-last test's and --llm local's.
-    modes = {f"{llama.base_url.rstrip('/')} {llama.model}": "markers"}
+    modes = {f"{llama.base_url.rstrip('/')} {llama.model}": {"mode": "markers", "found": time.time()}}
     (store / MODES_FILE).write_text(json.dumps(modes), encoding="utf-8")
     with Engine(index="sample", store=store) as engine:
         yield engine
@@ -244,7 +245,7 @@ def test_the_server_refuses_json_schema_and_takes_json_object(
     assert raw.lstrip().startswith("{"), f"not asked for JSON: {raw!r}"
     check_answer(answer, raw, None)
     modes = json.loads((store / MODES_FILE).read_text(encoding="utf-8"))
-    assert list(modes.values()) == ["json_object"]
+    assert [m["mode"] for m in modes.values()] == ["json_object"]
 
 
 def test_local_answerer_starts_and_shares_its_own_server(
@@ -278,7 +279,7 @@ def test_local_answerer_starts_and_shares_its_own_server(
                 check_answer(answer, raw, shown, model=gguf.stem)
         assert states[0] == states[1], "the second engine started another server"
         modes = json.loads((store / MODES_FILE).read_text(encoding="utf-8"))
-        assert modes[f"local:{gguf.resolve()} {gguf.stem}"] == "json_object"
+        assert modes[f"local:{gguf.resolve()} {gguf.stem}"]["mode"] == "json_object"
     finally:
         for running in states[:1]:
             os.kill(int(str(running["pid"])), 15)

@@ -59,3 +59,11 @@ def test_a_server_that_cannot_start_is_one_error_with_its_reason(tmp_path: Path)
     with pytest.raises(ProviderConnectionError, match=r"local model server for broken.gguf (exited|did not start)"):
         local_llm.ensure_server(tmp_path, gguf, n_ctx=512, timeout=120)
     assert not state.exists()
+
+
+def test_the_local_servers_threads_and_idle_time_are_settings(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[llm]\nlocal_threads = 2\n", encoding="utf-8")
+    settings = Settings.load(environ={"RAG_LOCAL_IDLE": "60"}, config_file=config)
+    assert (settings.llm.local_threads, settings.llm.local_idle) == (2, 60.0)
+    assert Settings.load(environ={}).llm.local_idle == local_llm.IDLE_SECONDS

@@ -4,8 +4,8 @@ Small local models answer from the right chunk and never write ``[n]`` (the 0.5B
 never did in 15 answers); the sentence is still checkable.  Each chunk is scored by
 what it shares with the sentence: its numbers, identifiers and names (weighted twice,
 since they are what paraphrase cannot produce), its content words, and, when a local
-embedder is at hand, the cosine of the two.  ``rag.answer.support`` then keeps the best
-chunk only if it passes the support test.
+embedder is at hand, the cosine of the two.  ``rag.answer.support`` picks the best of the
+chunks that pass its support test.
 """
 
 from __future__ import annotations
@@ -22,25 +22,21 @@ from rag.results import Hit
 Scorer = Callable[[str], Sequence[float]]
 
 
-def best_source(
+def scores(
     sentence: str,
     keys: Sequence[Term],
     words: Sequence[Term],
     context: Sequence[Hit],
     evidence: Sequence[Evidence],
     scorer: Scorer | None = None,
-) -> int | None:
-    """The number (1..) of the chunk that backs ``sentence`` best, or None when none shares a word."""
+) -> list[float]:
+    """How well each chunk of ``context`` (whose ``evidence`` is given) matches ``sentence``, in order."""
     lexical = [
         2.0 * sum(e.has(t) for t in keys) / max(1, len(keys)) + sum(e.has(t) for t in words) / max(1, len(words))
         for e in evidence
     ]
-    if not context or max(lexical, default=0.0) <= 0:
-        return None
-    cosines = list(scorer(sentence)) if scorer is not None else [0.0] * len(context)
-    scores = [a + b for a, b in zip(lexical, cosines, strict=True)]
-    # max keeps the first of equals: the higher-ranked chunk.
-    return max(range(len(scores)), key=scores.__getitem__) + 1
+    cosines = list(scorer(sentence)) if scorer is not None and context else [0.0] * len(context)
+    return [a + b for a, b in zip(lexical, cosines, strict=True)]
 
 
 def cosine_scorer(embedder: Callable[[], Embedder], texts: Sequence[str]) -> Scorer:

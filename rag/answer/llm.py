@@ -106,11 +106,10 @@ class LLMAnswerer(Answerer):
         """One model call in ``mode``, its reply checked: citations, sentinel, support."""
         reply = StructuredReply() if mode != "markers" else None
         check = CitationFilter(len(context.sources), prompts.SENTINEL)
+        gate = support.StreamGate(question, context.sources, on_delta)
 
         def emit(delta: str) -> None:
-            shown = check.feed(reply.feed(delta) if reply is not None else delta)
-            if shown and on_delta is not None:
-                on_delta(shown)
+            gate.feed(check.feed(reply.feed(delta) if reply is not None else delta), check.text)
 
         raw, reported = self.backend.complete(
             messages, emit, stream=on_delta is not None, response_format=response_format(mode), probe=probe
@@ -119,8 +118,7 @@ class LLMAnswerer(Answerer):
             self.modes.set(self.base_url(), self.model, mode)
         tail = check.feed(reply.finish()) if reply is not None else ""
         tail += check.finish()
-        if tail and on_delta is not None:
-            on_delta(tail)
+        gate.feed(tail, check.text)
         usage = self._usage(messages, raw, reported)
         citations = citations_for(check.text, context.sources)
         # Small models often say why before the sentinel ("I can't find it. NOT_IN_DOCUMENTS"),
@@ -131,8 +129,11 @@ class LLMAnswerer(Answerer):
             return self.declined(question, prompts.REFUSAL, context.sources, usage)
         scorer = cosine_scorer(self._embedder, [h.text for h in context.sources]) if self._embedder else None
         sentences = support.check(check.text, context.sources, scorer)
-        if not any(s.supported for s in sentences):
+        if not any(s.supported for s in sentences) or not support.addresses(
+            question, check.text, sentences, context.sources
+        ):
             return self.declined(question, prompts.REFUSAL, context.sources, usage)
+        gate.release()
         attributed = {n for s in sentences if s.attributed for n in s.citations} - {c.n for c in citations}
         citations += [replace(citation(n, context.sources[n - 1]), attributed=True) for n in attributed]
         return Answer(

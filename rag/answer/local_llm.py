@@ -48,7 +48,8 @@ __all__ = [
     "unavailable",
 ]
 
-#: A server with no request for this long exits (a later ``rag ask`` starts it again: ~2 s).
+#: A server with no request for this long exits (a later ``rag ask`` starts it again: ~2 s);
+#: the default of ``RAG_LOCAL_IDLE``.
 IDLE_SECONDS = 15 * 60
 #: Context window the server is started with when RAG_CONTEXT_WINDOW does not say.
 CONTEXT_WINDOW = 4096
@@ -323,8 +324,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     run.add_argument("model", type=Path)
     run.add_argument("state", type=Path)
     run.add_argument("--n-ctx", type=int, default=CONTEXT_WINDOW)
-    run.add_argument("--threads", type=int, default=int(os.environ.get("RAG_LOCAL_THREADS", "0")) or None)
-    run.add_argument("--idle", type=float, default=float(os.environ.get("RAG_LOCAL_IDLE", IDLE_SECONDS)))
+    run.add_argument("--threads", type=int, default=Settings.load().llm.local_threads or None)
+    run.add_argument("--idle", type=float, default=Settings.load().llm.local_idle)
     args = parser.parse_args(argv)
     serve(args.model, args.state, n_ctx=args.n_ctx, threads=args.threads, idle=args.idle)
 

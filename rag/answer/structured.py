@@ -6,7 +6,9 @@ Servers spell the request differently (``MODES``): OpenAI, vLLM, Ollama and llam
 server take ``json_schema``; llama-cpp-python's server refuses it (HTTP 500, "Input should
 be 'text' or 'json_object'") and takes ``json_object`` with a ``schema``.  A server that
 refuses both is asked for ``[n]`` markers in prose.  ``ModeMemory`` remembers what worked
-per (base URL, model), in memory and in ``RAG_HOME/llm-modes.json``.
+per (base URL, model), in memory and in ``RAG_HOME/llm-modes.json``, for ``MODE_TTL``
+seconds: a server upgraded (or restarted with other options) is asked again.  A new model
+(or another ``--llm local`` model file) is a new key, asked at once.
 
 ``StructuredReply`` reads the JSON as it streams and turns it into prose with ``[n]``
 markers ("HTTPX does not follow redirects [1]."), so everything after it (the citation
@@ -20,10 +22,13 @@ import contextlib
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 Mode = Literal["json_schema", "json_object", "markers"]
+#: Seconds a remembered mode is trusted before the server is asked for the first one again.
+MODE_TTL = 24 * 3600.0
 #: What is tried, in order, until a server accepts one.
 MODES: tuple[Mode, ...] = ("json_schema", "json_object", "markers")
 
@@ -59,39 +64,45 @@ def response_format(mode: Mode) -> dict[str, Any] | None:
 
 
 class ModeMemory:
-    """The mode that works per (base URL, model): in memory, and in a small JSON file."""
+    """The mode that works per (base URL, model), with when it was found: in memory, and in a small JSON file."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, ttl: float = MODE_TTL) -> None:
         self.path = path
+        self.ttl = ttl
         self._lock = threading.Lock()
-        self._modes: dict[str, Mode] | None = None
+        self._modes: dict[str, tuple[Mode, float]] | None = None
 
     @staticmethod
     def _key(url: str, model: str) -> str:
         return f"{url.rstrip('/')} {model}"
 
     def get(self, url: str, model: str) -> Mode | None:
+        """The remembered mode, or None when there is none or it is older than ``ttl``."""
         with self._lock:
-            return self._load().get(self._key(url, model))
+            mode, found = self._load().get(self._key(url, model), (None, 0.0))
+            return mode if time.time() - found < self.ttl else None
 
     def set(self, url: str, model: str, mode: Mode) -> None:
         with self._lock:
-            if self._load().get(self._key(url, model)) == mode:
+            key = self._key(url, model)
+            remembered = self._load().get(key)
+            if remembered is not None and remembered[0] == mode and time.time() - remembered[1] < self.ttl / 2:
                 return
             self._modes = None  # what other processes wrote since is kept
             modes = self._load()
-            modes[self._key(url, model)] = mode
+            modes[key] = (mode, time.time())
             if self.path is None:
                 return
             try:  # written whole and renamed: another rag process never reads half a file
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-                temporary.write_text(json.dumps(modes, indent=1, sort_keys=True), encoding="utf-8")
+                data = {k: {"mode": m, "found": at} for k, (m, at) in modes.items()}
+                temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
                 temporary.replace(self.path)
             except OSError:
                 pass  # a read-only home: remembered for this process only
 
-    def _load(self) -> dict[str, Mode]:
+    def _load(self) -> dict[str, tuple[Mode, float]]:
         if self._modes is None:
             self._modes = {}
             if self.path is not None:
@@ -100,7 +111,11 @@ class ModeMemory:
                 except (OSError, ValueError):
                     data = {}
                 if isinstance(data, dict):
-                    self._modes = {str(k): v for k, v in data.items() if v in MODES}
+                    for key, value in data.items():
+                        # A bare mode (a file from before modes expired) counts as old: asked again.
+                        mode, found = (value.get("mode"), value.get("found")) if isinstance(value, dict) else (value, 0)
+                        if mode in MODES and isinstance(found, int | float):
+                            self._modes[str(key)] = (mode, float(found))
         return self._modes
 
 

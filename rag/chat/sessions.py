@@ -21,10 +21,11 @@ from typing import Any
 from rag.answer.base import Turn
 from rag.errors import RagError, UsageError
 from rag.jsonable import Jsonable, json_hook, jsonable
-from rag.results import Answer, Citation, Hit
+from rag.results import Answer, Citation, Hit, Span, Support
 from rag.store.sqlite import Database, execute_script
 
-SCHEMA_VERSION = 1
+# 2: turns keep the answer's checks (its spans and the support of each sentence).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS turns (
     citations TEXT NOT NULL,
     context TEXT NOT NULL,
     created REAL NOT NULL,
+    checks TEXT,
     PRIMARY KEY (session_id, seq)
 );
 """
@@ -77,7 +79,18 @@ def new_session_name() -> str:
 class ChatTurn(Jsonable):
     """One saved exchange: the question, what retrieval searched for, and the answer."""
 
-    json_order = ("question", "answer", "refused", "citations", "answerer", "model", "created", "search_query")
+    json_order = (
+        "question",
+        "answer",
+        "refused",
+        "citations",
+        "answerer",
+        "model",
+        "created",
+        "spans",
+        "support",
+        "search_query",
+    )
 
     question: str
     answer: str
@@ -88,6 +101,8 @@ class ChatTurn(Jsonable):
     answerer: str = "llm"
     model: str = ""
     created: float = 0.0
+    spans: list[Span] = field(default_factory=list)
+    support: list[Support] = field(default_factory=list)
 
     @classmethod
     def from_answer(cls, question: str, answer: Answer, search_query: str | None = None) -> ChatTurn:
@@ -101,6 +116,8 @@ class ChatTurn(Jsonable):
             answerer=answer.answerer,
             model=answer.model,
             created=time.time(),
+            spans=list(answer.spans),
+            support=list(answer.support),
         )
 
     def as_turn(self) -> Turn:
@@ -117,6 +134,8 @@ class ChatTurn(Jsonable):
             answerer=self.answerer,
             context=list(self.context),
             rewritten_question=self.search_query,
+            spans=list(self.spans),
+            support=list(self.support),
         )
 
 
@@ -144,6 +163,8 @@ class SessionStore:
             if version > SCHEMA_VERSION:
                 raise RagError(f"{path} was written by a newer rag (schema {version}); upgrade rag to read it")
             execute_script(db, _SCHEMA)
+            if "checks" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
+                db.execute("ALTER TABLE turns ADD COLUMN checks TEXT")  # a version 1 file
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -183,7 +204,7 @@ class SessionStore:
         """The session's turns in order; an unknown name has none."""
         rows = self._database.query(
             "SELECT t.question, t.answer, t.refused, t.search_query, t.citations, t.context, t.mode, t.model, "
-            "t.created FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.name = ? ORDER BY t.seq",
+            "t.created, t.checks FROM turns t JOIN sessions s ON s.id = t.session_id WHERE s.name = ? ORDER BY t.seq",
             (name,),
         )
         return [_turn(row) for row in rows]
@@ -199,7 +220,7 @@ class SessionStore:
             ).fetchone()[0]
             db.execute(
                 "INSERT INTO turns (session_id, seq, question, search_query, answer, refused, mode, model, "
-                "citations, context, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "citations, context, created, checks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     seq,
@@ -212,6 +233,9 @@ class SessionStore:
                     json.dumps([_citation_dict(c) for c in turn.citations]),
                     json.dumps([h.to_dict() for h in turn.context]),
                     turn.created,
+                    json.dumps(
+                        {"spans": [s.to_dict() for s in turn.spans], "support": [s.to_dict() for s in turn.support]}
+                    ),
                 ),
             )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (turn.created, session_id))
@@ -251,7 +275,8 @@ def _citation_dict(c: Citation) -> dict[str, Any]:
 
 
 def _turn(row: tuple[Any, ...]) -> ChatTurn:
-    question, answer, refused, search_query, citations, context, mode, model, created = row
+    question, answer, refused, search_query, citations, context, mode, model, created, checks = row
+    checked = json.loads(checks) if checks else {}
     return ChatTurn(
         question=question,
         answer=answer,
@@ -262,6 +287,8 @@ def _turn(row: tuple[Any, ...]) -> ChatTurn:
         answerer=mode,
         model=model,
         created=created,
+        spans=[Span(**s) for s in checked.get("spans", [])],
+        support=[Support(**{**s, "citations": tuple(s["citations"])}) for s in checked.get("support", [])],
     )
 
 
