@@ -119,11 +119,9 @@ class Engine:
         and tests that look below the engine; a missing one is an ``IndexNotFoundError``."""
         return self.store.open_index(self.index_name, create=create, repair=repair)
 
-    _index = open_index
-
     def embedder_name(self) -> str:
         """The embedder this index uses (or will use, before its first ingest)."""
-        recorded = self._index().embedder_name if self._index_exists() else None
+        recorded = self.open_index().embedder_name if self._index_exists() else None
         return factory.choose(self.settings, recorded, self.index_name)
 
     def embedder(self, name: str | None = None) -> Embedder:
@@ -132,11 +130,11 @@ class Engine:
 
     def require_index(self) -> None:
         """Raise ``IndexNotFoundError`` now if the index does not exist."""
-        self._index()
+        self.open_index()
 
     def _index_exists(self) -> bool:
         try:
-            self._index()
+            self.open_index()
         except IndexNotFoundError:
             return False
         return True
@@ -176,7 +174,7 @@ class Engine:
             max_file_bytes=int(self.settings.ingest.max_file_mb * 1024 * 1024),
             follow_links=self.settings.ingest.follow_links,
         )
-        index = self._index(create=True, repair=True)  # a damaged manifest is rebuilt first
+        index = self.open_index(create=True, repair=True)  # a damaged manifest is rebuilt first
         first = index.embedder_name is None
         name = factory.choose(self.settings, index.embedder_name, index.name, embedder)
         model = self.embedder(name)
@@ -197,7 +195,7 @@ class Engine:
         one that is incomplete (an ingest killed half way) are deleted, so the next ingest
         indexes it again.  Usage totals start from zero.
         """
-        index = self._index(repair=True)
+        index = self.open_index(repair=True)
         with index.write_lock(self.settings.store.lock_timeout):
             index.rebuild_from_vectors()
         return index.file_count(), index.chunk_count()
@@ -210,7 +208,7 @@ class Engine:
 
     def documents(self) -> list[Document]:
         """Every indexed file, by path."""
-        index = self._index()
+        index = self.open_index()
         return [record.document() for _, record in sorted(index.files().items())]
 
     def document(self, id_or_path: str) -> Document | None:
@@ -220,11 +218,11 @@ class Engine:
     def chunks(self, document: Document | str) -> list[ChunkRecord]:
         """A file's chunks in order, each with its page and character span (``start``, ``end``)."""
         found = document if isinstance(document, Document) else self.document(document)
-        return self._index().chunks_of(found.source) if found is not None else []
+        return self.open_index().chunks_of(found.source) if found is not None else []
 
     def remove(self, paths: Iterable[str | Path]) -> dict[str, int]:
         """Remove files (by path or ``Document.id``) from the index; returns chunks removed per path."""
-        index = self._index()
+        index = self.open_index()
         known = index.files()
         by_id = {document_id(p): p for p in known}
         wanted = []
@@ -249,7 +247,7 @@ class Engine:
         mmr: bool | None = None,
     ) -> Hits:
         """The top ``k`` chunks for ``query``; an empty index gives no hits."""
-        index = self._index()
+        index = self.open_index()
         if index.chunk_count() == 0:
             return Hits()
         retrieval = self.settings.retrieval
@@ -345,7 +343,7 @@ class Engine:
     def term_rarity(self) -> Rarity:
         """How rare words are in this index (its keyword index's document frequencies), read
         lazily: the extractive answerer weighs a question's words by it."""
-        index = self._index()
+        index = self.open_index()
         return Rarity(index.document_frequencies, index.chunk_count())
 
     def ask_stream(self, question: str, **kwargs: Any) -> AnswerStream:
@@ -358,7 +356,7 @@ class Engine:
     def record_usage(self, usage: Usage, kind: str = "chat") -> None:
         """Add what an API call spent to this index's totals (shown by ``rag status``)."""
         if usage:
-            self._index().add_usage(kind, usage)
+            self.open_index().add_usage(kind, usage)
 
     # --- chat -----------------------------------------------------------------------------
 
@@ -376,7 +374,7 @@ class Engine:
 
     def drop(self) -> None:
         """Delete this index."""
-        index = self._index()
+        index = self.open_index()
         self.store.forget_index(self.index_name)
         with index.write_lock(self.settings.store.lock_timeout):
             index.drop()

@@ -60,7 +60,7 @@ from rag.answer.contrast import negated
 from rag.answer.followups import expand_query, is_follow_up
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
-from rag.ingest.loaders import FILE_TYPES
+from rag.filetypes import FILE_TYPES
 from rag.results import CELL_SEPARATOR, HEADING_SEPARATOR, ROWS_PREFIX, Answer, Hit, Span
 from rag.settings import Settings
 from rag.text import FUNCTION_WORDS
