@@ -1,0 +1,205 @@
+"""The support check: every generated sentence, backed by its sources or not, with planted
+numbers, names and identifiers that no source holds."""
+
+from __future__ import annotations
+
+import io
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from rag import prompts
+from rag.answer import support
+from rag.chat import sessions
+from rag.cli import output
+from rag.results import Answer, Span
+from tests.answer.test_answer_llm import hit, make_answerer
+from tests.openai_server import FakeOpenAI
+
+OIL = hit(
+    1,
+    "The 1973 oil crisis began in October 1973 when OAPEC proclaimed an oil embargo. "
+    "By the end of the embargo in March 1974, the price of oil had risen to nearly $12 per barrel.",
+    source="docs/oil.md",
+    page=None,
+)
+NET = hit(
+    2,
+    "Donald Davies coined the term packet switching in 1965. The NPL network used HTTP/1.1 later.",
+    source="docs/net.md",
+    page=None,
+)
+CONTEXT = [OIL, NET]
+
+
+def verdicts(text: str) -> list[tuple[str, bool, bool, tuple[int, ...]]]:
+    return [(text[s.start : s.end], s.supported, s.attributed, s.citations) for s in support.check(text, CONTEXT)]
+
+
+@pytest.mark.parametrize(
+    ("right", "planted"),
+    [
+        ("The oil crisis began in October 1973 [1].", "The oil crisis began in October 1975 [1]."),  # a number
+        ("The price rose to nearly $12 per barrel [1].", "The price rose to nearly $14 per barrel [1]."),
+        ("The term packet switching was coined by Davies [2].", "The term packet switching was coined by Baran [2]."),
+        ("The network used HTTP/1.1 [2].", "The network used HTTP/3 [2]."),  # an identifier
+    ],
+)
+def test_a_planted_number_name_or_identifier_makes_a_sentence_unsupported(right: str, planted: str) -> None:
+    assert verdicts(right) == [(right, True, False, verdicts(right)[0][3])]
+    assert verdicts(planted)[0][1] is False
+
+
+def test_cited_text_must_back_the_sentence_or_the_backing_chunk_is_attributed() -> None:
+    text = "OAPEC proclaimed an oil embargo [2]. Davies coined packet switching [1, 2]. "
+    text += "Davies flew a navy pilot plane [2]."
+    assert verdicts(text) == [
+        ("OAPEC proclaimed an oil embargo [2].", True, True, (1,)),  # not what [2] says: [1] does
+        ("Davies coined packet switching [1, 2].", True, False, (1, 2)),
+        ("Davies flew a navy pilot plane [2].", False, False, (2,)),  # no source says it
+    ]
+
+
+def test_a_term_in_no_retrieved_chunk_is_never_attributed() -> None:
+    text = "The embargo was proclaimed by OAPEC. The embargo was proclaimed by OAPEC and Kissinger in 1975."
+    assert [(v[1], v[2], v[3]) for v in verdicts(text)] == [(True, True, (1,)), (False, False, ())]
+
+
+def test_sentences_and_their_citations_are_found() -> None:
+    text = "One sentence. [1] Two sentences [2]!\n- a list item\n- another (e.g. this one)\n\nThe end"
+    spans = support.sentences(text)
+    assert [text[a:b] for a, b in spans] == [
+        "One sentence. [1]",
+        "Two sentences [2]!",
+        "- a list item",
+        "- another (e.g. this one)",
+        "The end",
+    ]
+
+
+def test_an_answer_with_no_supported_sentence_is_a_refusal(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("Paul Baran invented it in 1961 [2]. It was funded by ARPA.")
+    shown: list[str] = []
+    answer = make_answerer().answer("Who invented packet switching?", CONTEXT, on_delta=shown.append)
+    assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
+    assert shown == []  # held back until a sentence stands: the refusal is all anyone sees
+
+
+def test_a_backed_answer_streams_from_its_first_backed_words(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("The crisis began in October 1973 [1]. Davies coined the term packet switching in 1965 [2].")
+    shown: list[str] = []
+    answer = make_answerer().answer("When did the oil crisis begin?", CONTEXT, on_delta=shown.append)
+    assert not answer.refused and "".join(shown) == answer.text
+    assert len(shown[0]) < 20 and len(shown) > 10  # held a word or two, then word by word
+
+
+def test_the_answer_json_carries_support_with_offsets(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("The crisis began in October 1973 [1]. Baran named it in 1961 [2].")
+    answer = make_answerer().answer("When did the oil crisis begin?", CONTEXT)
+    data = answer.to_dict()
+    assert [set(s) for s in data["support"]] == [{"start", "end", "supported", "attributed", "citations"}] * 2
+    assert [(data["answer"][s["start"] : s["end"]], s["supported"]) for s in data["support"]] == [
+        ("The crisis began in October 1973 [1].", True),
+        ("Baran named it in 1961 [2].", False),
+    ]
+
+
+def _printed(monkeypatch: pytest.MonkeyPatch, answer: Answer, *, terminal: bool, streamed: str = "") -> str:
+    console = Console(
+        file=io.StringIO(), force_terminal=terminal, width=300, color_system="standard" if terminal else None
+    )
+    monkeypatch.setattr(output, "out", console)
+    output.print_answer(answer, streamed=streamed)
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
+def test_the_terminal_shows_unsupported_sentences_apart_and_pipes_plain_text(
+    openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai_env.reply("The crisis began in October 1973 [1]. Baran named it in 1961 [2]. OAPEC proclaimed it.")
+    answer = make_answerer().answer("When did the oil crisis begin?", CONTEXT)
+    on_terminal = _printed(monkeypatch, answer, terminal=True)
+    assert "\x1b[2m" in on_terminal  # dim
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", on_terminal)
+    assert f"Baran named it in 1961 [2].{output.UNSUPPORTED_MARK}" in plain
+    assert "The crisis began in October 1973 [1]. Baran" in plain  # a backed sentence is left alone
+    assert "OAPEC proclaimed it. [1]" in plain  # the attributed source, after its sentence
+    assert "[1] docs/oil.md (matched by rag" not in plain  # cited by the model too: not labelled
+    piped = _printed(monkeypatch, answer, terminal=False)
+    assert piped.startswith(answer.text + "\n") and output.UNSUPPORTED_MARK not in piped and "\x1b" not in piped
+    streamed = _printed(monkeypatch, answer, terminal=True, streamed=answer.text)
+    assert "no source backs:" in re.sub(r"\x1b\[[0-9;]*m", "", streamed)
+
+
+SCOTLAND = hit(
+    1,
+    "King David I of Scotland, whose elder brother Alexander I had married Sybilla of Normandy, "
+    "was instrumental in introducing Normans to Scotland. Libya announced it would not embargo oil. "
+    "OPEC raised the posted price by 70% in 1973.",
+    source="docs/scotland.md",
+    page=None,
+)
+
+
+@pytest.mark.parametrize(
+    ("right", "planted"),
+    [
+        # every word is in the source: the claim is not (the hand-checked miss of the last benchmark)
+        ("Alexander I married Sybilla of Normandy [1].", "The King of Scotland was Alexander I [1]."),
+        # a name swapped in from another sentence of the same chunk
+        (
+            "King David I of Scotland introduced Normans to Scotland [1].",
+            "Later Libya introduced Normans to Scotland [1].",
+        ),
+        # a name first in the sentence, or possessive, counts as a name too
+        ("Alexander I had married Sybilla of Normandy [1].", "Libya had married Sybilla of Normandy [1]."),
+        ("Alexander I had married Sybilla of Normandy [1].", "Libya's king had married Sybilla of Normandy [1]."),
+        # a number from another sentence
+        ("OPEC raised the posted price by 70% [1].", "Alexander I had married Sybilla in 1973 [1]."),
+        # a negation added, and one dropped
+        ("Alexander I had married Sybilla of Normandy [1].", "Alexander I had not married Sybilla of Normandy [1]."),
+        ("Libya said it would not embargo oil [1].", "Libya said it would embargo oil [1]."),
+    ],
+)
+def test_a_claim_must_be_backed_by_one_sentence_of_its_source(right: str, planted: str) -> None:
+    assert [s.supported for s in support.check(right, [SCOTLAND])] == [True]
+    assert [s.supported for s in support.check(planted, [SCOTLAND])] == [False]
+
+
+def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declined(openai_env: FakeOpenAI) -> None:
+    # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
+    openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
+    answer = make_answerer().answer("Which packet switching network did Norway build in 1990?", CONTEXT)
+    assert answer.refused and answer.text == prompts.REFUSAL
+    openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
+    answer = make_answerer().answer("Who coined the term packet switching in 1965?", CONTEXT)
+    assert not answer.refused and [s.supported for s in answer.support] == [True]
+
+
+def test_chat_sessions_keep_spans_and_support_also_in_a_version_1_file(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    with sqlite3.connect(path) as db:  # a file from before turns kept their checks
+        db.executescript(sessions._SCHEMA.replace("    checks TEXT,\n", "") + "PRAGMA user_version=1;")
+    text = "The crisis began in October 1973 [1]. Baran named it in 1961 [2]."
+    answer = Answer(
+        question="When?",
+        text=text,
+        refused=False,
+        citations=[],
+        model="m",
+        answerer="llm",
+        spans=[Span(28, 40, "October 1973")],
+        support=support.check(text, CONTEXT),
+    )
+    with sessions.SessionStore(path) as store:
+        store.append("s", "default", sessions.ChatTurn.from_answer("When?", answer))
+    with sessions.SessionStore(path) as store:
+        (turn,) = store.turns("s")
+    again = turn.to_answer()
+    assert again.spans == answer.spans and again.support == answer.support
+    assert [s.supported for s in again.support] == [True, False]
+    assert turn.to_dict()["support"] == answer.to_dict()["support"]
