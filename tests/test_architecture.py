@@ -1,4 +1,4 @@
-"""The package's floors, as README's "How it works" lists them, hold for every import.
+"""The package's floors and module map, as README's "How it works" lists them, hold for the code.
 
 A unit is a top-level module (``rag/engine.py``) or package (``rag/store/``).  Every
 ``import`` counts: at the top of a module, inside a function, under ``TYPE_CHECKING``.
@@ -20,6 +20,7 @@ from rag.ingest.loaders import reader
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rag"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 # ``from rag import __version__`` reads the package's version, set before it imports anything.
 FACE_NAMES = {"__version__"}
 
@@ -231,3 +232,60 @@ def test_a_circle_of_modules_fails_unless_one_side_is_for_type_checking(tmp_path
          "home.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from rag.engine import Engine\n"},
     )  # fmt: skip
     assert module_circles(package) == [["rag.ingest.loaders", "rag.ingest.loaders.layout", "rag.results"]]
+
+
+def readme_map(readme: str) -> dict[str, tuple[str, set[str]]]:
+    """README's module map: each package (``ingest/loaders``, or ``*`` for the top-level
+    modules) with its one-line description and the modules listed under it."""
+    start = readme.index("```\nrag/\n") + len("```\nrag/\n")
+    block = readme[start : readme.index("```", start)]
+    found: dict[str, tuple[str, set[str]]] = {}
+    current = None
+    for line in block.splitlines():
+        head = re.match(r"  (\S+)/ +(.+)$|  (\*)\.py +(.+)$", line)
+        if head:
+            current = head.group(1) or head.group(3)
+            found[current] = (head.group(2) or head.group(4), set())
+        elif current is not None:
+            found[current][1].update(re.findall(r"\b(\w+)\.py\b", line))
+    return found
+
+
+def packages(package: Path) -> dict[str, set[str]]:
+    """Every package under ``rag`` (``*`` for ``rag`` itself) and its modules, without ``__init__``."""
+    tree = {}
+    for init in package.rglob("__init__.py"):
+        folder = init.parent
+        name = "*" if folder == package else folder.relative_to(package).as_posix()
+        tree[name] = {p.stem for p in folder.glob("*.py")} - {"__init__", "__main__"}
+    return tree
+
+
+def first_line(docstring: str | None) -> str:
+    return (docstring or "").strip().splitlines()[0].replace("``", "") if docstring else ""
+
+
+def test_the_readme_map_lists_every_module_in_its_package_and_no_other() -> None:
+    listed, tree = readme_map(README), packages(PACKAGE)
+    assert set(listed) == set(tree), "packages in the README's map and in rag/ differ"
+    for name, modules in tree.items():
+        assert listed[name][1] == modules, (
+            f"{name}/: missing {modules - listed[name][1]}, gone {listed[name][1] - modules}"
+        )
+
+
+def test_each_package_is_described_in_the_readme_by_its_own_docstring() -> None:
+    listed = readme_map(README)
+    for name in packages(PACKAGE):
+        if name == "*":
+            continue
+        init = PACKAGE / name / "__init__.py"
+        docstring = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        assert first_line(docstring), f"rag/{name}/__init__.py has no docstring to describe it"
+        assert listed[name][0] == first_line(docstring), f"rag/{name}/: README says otherwise than its docstring"
+
+
+def test_the_map_reader_sees_a_module_left_out_and_one_that_is_gone() -> None:
+    block = "```\nrag/\n  a/  The a package.\n      one.py  two.py (note)\n  *.py  Single modules.\n      top.py\n```\n"
+    assert readme_map(block) == {"a": ("The a package.", {"one", "two"}), "*": ("Single modules.", {"top"})}
+    assert readme_map(block.replace("two.py (note)", ""))["a"][1] != {"one", "two"}

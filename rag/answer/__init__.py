@@ -1,0 +1,1 @@
+"""Answers with checked citations: the extractive answerer, LLM answerers and their checks."""

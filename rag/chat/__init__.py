@@ -1,0 +1,1 @@
+"""Conversations over an index, and the sessions saved between runs."""
