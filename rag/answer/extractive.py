@@ -454,6 +454,11 @@ def _checked(question: str, hits: Sequence[Hit], chosen: list[Scored], rarity: f
     check = focus.check(question, sentences, [focus.chunk_evidence(hits[i]) for i in cited], rarity)
     if check.missing_share > focus.MAX_MISSING:
         return _near_miss([], hits, cited, rarity, unknown_of=check.missing)
+    if names := focus.missing_names(question, [focus.chunk_evidence(hits[i]) for i in cited], rarity):
+        # A name the question asks about that the cited chunks lack ("the capital of Australia"
+        # against a table row of other countries' capitals) is a near miss, however close the
+        # rest comes: a short table row's cosine to such a question is high.
+        return _near_miss(names, hits, cited, rarity)
     titles = "\n".join(focus.context(hits[i]) for i in cited)
     if contrast.conflict(question, " ".join(sentences), titles) is not None:
         return Choice([])  # the quoted sentence is about something else than what was asked
@@ -484,11 +489,8 @@ def _near_miss(
         if mentioned:
             return Choice([], focus.near_miss_text([term], list(mentioned)), tuple(cites))
     # "Not mentioned" is said only of names no chunk of the whole index holds.
-    candidates = list(missing) + list(unknown_of)
-    if rarity is not None and candidates:
-        unknown = [t for t, df in rarity.frequency(candidates).items() if df == 0 and not t.text.islower()]
-        if unknown:
-            return Choice([], focus.unknown_text(unknown))
+    if unknown := focus.unknown_names(list(missing) + list(unknown_of), rarity):
+        return Choice([], focus.unknown_text(unknown))
     return Choice([])
 
 

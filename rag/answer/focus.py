@@ -220,6 +220,7 @@ class Evidence:
         self.stems = {stem(w) for w in words}
         # Prefixes let "conquest" meet "conquer", "Norman" meet "Normandy"'s ... (5 letters).
         self.prefixes = {w[:_PREFIX] for w in words if len(w) >= _PREFIX}
+        self.words = set(words)
         self.dates = dates(text)
 
     def has(self, term: Term) -> bool:
@@ -230,6 +231,14 @@ class Evidence:
             return term.key in self.exact
         key = term.key
         return key in self.stems or (len(key) >= _PREFIX and key[:_PREFIX] in self.prefixes)
+
+    def has_name(self, term: Term) -> bool:
+        """A name is held only as itself or one word holding the other ("Norman", "Normandy"):
+        five shared letters are not enough ("Austria" is not "Australia")."""
+        key = term.text.lower()
+        return key in self.words or any(
+            w.startswith(key) or key.startswith(w) for w in self.words if min(len(w), len(key)) >= _PREFIX
+        )
 
 
 _PREFIX = 5
@@ -372,6 +381,29 @@ def near_miss_text(missing: Sequence[Term], mentioned: Sequence[str]) -> str:
     return (
         f"The documents mention {_listing(sorted(mentioned, key=natural))}, not {_listing([t.text for t in missing])}."
     )
+
+
+#: A name in more than this share of an index's chunks is what the collection is about (HTTPX
+#: in the HTTPX manual): a passage need not repeat it.
+TOPIC_SHARE = 0.05
+
+
+def missing_names(question: str, chunks: Sequence[str], rarity: Rarity | None) -> list[Term]:
+    """The question's names (capitalised words after its first) that ``chunks`` do not hold,
+    leaving out those the whole collection is about."""
+    later = {token.rstrip(".") for token in _TOKEN.findall(question)[1:] if token[:1].isupper()}
+    evidence = Evidence(" ".join(chunks))
+    names = [t for t in terms(question) if t.kind == "word" and t.text in later and not evidence.has_name(t)]
+    if rarity is None or not names:
+        return names
+    return [t for t, df in rarity.frequency(names).items() if df <= TOPIC_SHARE * rarity.chunks]
+
+
+def unknown_names(candidates: Sequence[Term], rarity: Rarity | None) -> list[Term]:
+    """The capitalised ``candidates`` (names, identifiers) that no chunk of the index holds."""
+    if rarity is None or not candidates:
+        return []
+    return [t for t, df in rarity.frequency(candidates).items() if df == 0 and not t.text.islower()]
 
 
 def unknown_text(unknown: Sequence[Term]) -> str:

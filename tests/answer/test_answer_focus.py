@@ -18,7 +18,7 @@ from rag.engine import Engine
 from rag.results import Answer, Hit, Span
 from tests.conftest import FIXTURES
 from tests.helpers import hit
-from tests.sample_docs import write_sample_docs
+from tests.sample_docs import offline_engine, write_sample_docs
 
 # --- focus terms ------------------------------------------------------------------------------
 
@@ -334,3 +334,31 @@ def test_a_document_the_question_names_only_by_its_file_name_is_answered(
         assert [Path(c.source).name for c in answer.citations] == [name]
     else:  # the same page under another name: nothing says it is the Zen of Python
         assert answer.refused, answer.text
+
+
+def test_a_name_is_held_only_as_itself_or_a_longer_or_shorter_form() -> None:
+    evidence = focus.Evidence("Austria: Vienna | France: Paris. The Normans came from Normandy.")
+    assert not evidence.has_name(focus.Term("Australia", "word"))  # five shared letters are not enough
+    assert evidence.has(focus.Term("Australia", "word"))  # the loose word match still is
+    assert evidence.has_name(focus.Term("Norman", "word")) and evidence.has_name(focus.Term("Austria", "word"))
+
+
+def test_a_country_the_table_lacks_is_declined_and_the_collections_own_name_is_not_asked(tmp_path: Path) -> None:
+    capitals = "# Capitals of Europe\n\n| Country | Capital |\n|---|---|\n" + "".join(
+        f"| {country} | {capital} |\n"
+        for country, capital in [("Austria", "Vienna"), ("France", "Paris"), ("Germany", "Berlin"), ("Spain", "Madrid")]
+    )
+    notes = {
+        f"note{i}.md": f"# Note {i}\n\nTravel note {i}: trains in Europe run often and cost little.\n"
+        for i in range(30)
+    }
+    (tmp_path / "docs").mkdir()
+    engine = offline_engine({"capitals.md": capitals, **notes}, tmp_path / "docs", tmp_path / "store", "caps")
+    with engine:
+        assert engine.ask("What is the capital of Australia?").refused
+        answered = engine.ask("What is the capital of Austria?")
+        assert not answered.refused and "Vienna" in answered.text
+        # "Europe" is in most chunks (the collection's topic): a passage need not repeat it.
+        rarity = engine.term_rarity()
+        assert focus.missing_names("Which trains run often in Europe?", ["Trains run often."], rarity) == []
+        assert focus.missing_names("Which trains run often in Spain?", ["Trains run often."], rarity) != []

@@ -50,7 +50,7 @@ BAD_PDF = ROOT / "tests" / "fixtures" / "pdf" / "bad" / "not-a-pdf_qpdf-bad1.pdf
 # A question whose answer is in the table on page 3 (of 3) of the two-column PDF, and that row.
 PDF_QUESTION = "What is the capital of Belgium?"
 PDF_PAGE = 3
-PDF_PASSAGE = "Belgium 11.5 30,689 Brussels"
+PDF_PASSAGE = "Country: Belgium | Population (millions): 11.5"  # the table row, as a record
 # One whose passage is a part of its page (the table above is a whole page).
 REVIEW_QUESTION = "What is the risk of bleeding with heparin prophylaxis?"
 REVIEW_PASSAGE = "The risks of heparin include bleeding"
