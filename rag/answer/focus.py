@@ -287,11 +287,6 @@ class Check:
     #: The share of the question's weight found only outside the quoted sentences.
     elsewhere_share: float = 0.0
 
-    @property
-    def hard_missing(self) -> list[Term]:
-        """Missing identifiers and numbers: nothing paraphrases these."""
-        return [t for t in self.missing if t.kind != "word"]
-
 
 def check(question: str, sentences: Sequence[str], chunks: Sequence[str], rarity: Rarity | None) -> Check:
     """Which of ``question``'s terms ``sentences`` and their ``chunks`` lack, and their weight
