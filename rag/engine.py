@@ -24,7 +24,7 @@ from rag.embed.local import NAMES as LOCAL_NAMES
 from rag.errors import IndexNotFoundError, UsageError
 from rag.ingest.discover import discover
 from rag.ingest.pipeline import Ingestor, Progress
-from rag.results import Answer, Document, Hits, IngestReport, document_id
+from rag.results import Answer, Document, Hits, IngestReport, Repaired, document_id
 from rag.retrieve import stages
 from rag.retrieve.search import Filters, Mode, Retriever
 from rag.settings import Settings
@@ -187,8 +187,8 @@ class Engine:
                 with index.write_lock(self.settings.store.lock_timeout):
                     index.unbind_embedder()
 
-    def repair(self) -> tuple[int, int]:
-        """Rebuild this index's manifest and keyword index from its vectors: (files, chunks).
+    def repair(self) -> Repaired:
+        """Rebuild this index's manifest and keyword index from its vectors.
 
         For a manifest that cannot be read (``IndexDamagedError``), or one that disagrees
         with the vectors.  Every file whose chunks are all there comes back; the chunks of
@@ -197,8 +197,8 @@ class Engine:
         """
         index = self.open_index(repair=True)
         with index.write_lock(self.settings.store.lock_timeout):
-            index.rebuild_from_vectors()
-        return index.file_count(), index.chunk_count()
+            dropped = index.rebuild_from_vectors()
+        return Repaired(self.index_name, index.file_count(), index.chunk_count(), dropped)
 
     async def aingest(self, paths: Sequence[str | Path] | str | Path, **kwargs: Any) -> IngestReport:
         """``ingest`` in a worker thread, for notebooks and async apps."""

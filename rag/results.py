@@ -316,3 +316,14 @@ class Document(Jsonable):
     size: int
     ingested_at: float
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Repaired(Jsonable):
+    """What ``rag repair`` rebuilt: the files and chunks back, and the files dropped as
+    incomplete (an ingest killed half way), which the next ingest indexes again."""
+
+    index: str
+    files: int
+    chunks: int
+    dropped: list[str]

@@ -400,11 +400,19 @@ def drop(
 def repair(index: IndexOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Rebuild an index's file list and keyword index from its vectors (after index.db was damaged)."""
     engine = _engine(index, store)
-    files, chunks = engine.repair()
+    repaired = engine.repair()
     if as_json:
-        print_json({"index": engine.index_name, "files": files, "chunks": chunks})
-    else:
-        out.print(f"repaired index '{engine.index_name}': {plural(files, 'file')}, {plural(chunks, 'chunk')}")
+        print_json(repaired.to_dict())
+        return
+    files, chunks, dropped = plural(repaired.files, "file"), plural(repaired.chunks, "chunk"), repaired.dropped
+    out.print(f"repaired index '{repaired.index}': {files}, {chunks}")
+    # Named, as ingest names its warnings, so nobody wonders where a file went.
+    for path in dropped[:5]:
+        err.print(f"[yellow]dropped[/] {escape(display_path(path))}: incomplete (an ingest stopped half way)")
+    if len(dropped) > 5:
+        err.print(f"[yellow]... and {len(dropped) - 5} more files dropped (--json lists them)[/]")
+    if dropped:
+        out.print(f"{plural(len(dropped), 'incomplete file')} dropped: run `rag ingest` on them again to restore them")
 
 
 def _register_optional_commands() -> None:

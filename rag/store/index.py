@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Seq
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 
@@ -102,6 +102,11 @@ class StoreLayout:
         if not self.indexes_dir.is_dir():
             return []
         return sorted(p.parent.name for p in self.indexes_dir.glob("*/index.db"))
+
+
+class _Rebuilt(NamedTuple):
+    chunks: int  # chunks read from the vectors
+    dropped: list[str]  # files whose chunks were not all there
 
 
 def _complete_versions(
@@ -717,7 +722,7 @@ class Index:
             return self.last_sync
         changes = log.changes(seen, head) if 0 <= seen <= head and not self._keyword.fresh else None
         if changes is None:
-            fetched = self._rebuild(head, progress)
+            fetched = self._rebuild(head, progress).chunks
             report = SyncReport(head, head - max(seen, 0), 0, fetched, 0, True, 0.0)
         else:
             records = self._vectors.fetch(changes.added)
@@ -736,23 +741,25 @@ class Index:
         self.last_sync = replace(report, seconds=time.perf_counter() - started)
         return self.last_sync
 
-    def rebuild_from_vectors(self) -> None:
+    def rebuild_from_vectors(self) -> list[str]:
         """Rebuild the manifest and the keyword index from the vectors (``rag repair``).
 
         The vectors hold each chunk's text and metadata, and each chunk its file's chunk
         count and hash, so only files whose chunks are all there come back; the chunks of
         an incomplete one (an ingest killed half way) are deleted, and the next ingest
         indexes the file again.  The usage totals, kept only in the manifest, start from zero.
+        Returns the paths of the incomplete files dropped.
         """
         if self._server is not None:
             head = self._server.log.head if self._server.log.exists() else 0
-            self._rebuild(head, None)
+            rebuilt = self._rebuild(head, None)
             self._manifest.set_meta("generation", head)
         else:
-            self._rebuild(None, None)
+            rebuilt = self._rebuild(None, None)
+        return rebuilt.dropped
 
-    def _rebuild(self, head: int | None, progress: SyncProgress | None) -> int:
-        """Rebuild the manifest and keyword index from the collection; returns the chunks read.
+    def _rebuild(self, head: int | None, progress: SyncProgress | None) -> _Rebuilt:
+        """Rebuild the manifest and keyword index from the collection.
 
         On a server, chunks tagged beyond generation ``head`` are left out: they belong to a
         writer that died before committing them.
@@ -783,8 +790,11 @@ class Index:
             if progress is not None:
                 progress(done, total)
         now = time.time()
-        for record, ids in _complete_versions(versions):
+        complete = _complete_versions(versions)
+        for record, ids in complete:
             manifest.commit_file(replace(record, chunk_count=len(ids), ingested_at=now), ids)
+        kept = {record.path for record, _ in complete}
+        dropped = sorted({path for path, _, _ in versions} - kept)
         for meta_key in ("rag_embedder", "rag_dimension"):
             if meta_key in remote:
                 manifest.set_meta(meta_key.removeprefix("rag_"), remote[meta_key])
@@ -795,7 +805,7 @@ class Index:
         self._keyword.mark_filled()
         if self._server is None or self._writing:
             self.settle()  # on a server, only the lease holder deletes
-        return done
+        return _Rebuilt(done, dropped)
 
     def server_status(self) -> dict[str, Any] | None:
         """For an index on a Chroma server: the server, its generation, the lease holder, and

@@ -115,6 +115,24 @@ def test_a_damaged_index_names_itself_and_rag_repair_rebuilds_it(cli: Cli, docs:
     assert hits_after and hits_after == [h["chunk_id"] for h in json.loads(before)["results"]]
 
 
+def test_rag_repair_names_the_files_it_dropped_as_incomplete(cli: Cli, docs: Path) -> None:
+    from rag import Engine
+
+    assert cli("ingest", str(docs), "--embedder", "hash")[0] == 0
+    index = Engine().open_index()
+    victim = sorted(index.files())[0]
+    # As an ingest killed half way leaves a file: one of its vectors never written.
+    index._vectors.delete([index.chunks_of(victim)[0].id])
+    index.close()
+    code, out, err = cli("repair")
+    assert code == 0, err
+    assert "1 incomplete file dropped" in out and f"dropped docs/{Path(victim).name}: incomplete" in err
+    code, out, _ = cli("repair", "--json")
+    assert code == 0 and json.loads(out)["dropped"] == []  # the first repair already dropped it
+    code, out, _ = cli("ingest", str(docs), "--embedder", "hash", "--json")
+    assert json.loads(out)["files"]["added"] == 1  # indexed again
+
+
 def test_status_lists_the_other_indexes_when_one_is_damaged(cli: Cli, docs: Path, isolated: Path) -> None:
     assert cli("ingest", str(docs), "--embedder", "hash")[0] == 0
     assert cli("ingest", str(docs), "--embedder", "hash", "--index", "notes")[0] == 0

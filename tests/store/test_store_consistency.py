@@ -69,8 +69,9 @@ def test_repair_restores_only_files_whose_chunks_are_all_there(tmp_path: Path) -
     assert whole_chunks is not None and len(lost) == 3
     # As a killed upload leaves it: some of a file's vectors never written, and no manifest.
     index._vectors.delete(lost)
-    files, chunks = engine.repair()
-    assert files == 1 and chunks == whole_chunks.chunk_count
+    repaired = engine.repair()
+    assert (repaired.files, repaired.chunks) == (1, whole_chunks.chunk_count)
+    assert repaired.dropped == [str(partial.resolve())]
     assert [d.source for d in engine.documents()] == [str(whole.resolve())]
     _consistent(engine)  # the incomplete file's other vectors are gone too
     again = engine.ingest([docs])
