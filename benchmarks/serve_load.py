@@ -122,8 +122,10 @@ def load(
     return summary(latencies, time.perf_counter() - started, engine), errors
 
 
-def upload(http: httpx.Client, index: str, files: list[tuple[str, bytes]]) -> str:
-    response = http.post("/api/v1/documents", params={"index": index}, files=[("files", f) for f in files])
+def upload(http: httpx.Client, index: str, files: list[tuple[str, bytes]], *, replace: bool = False) -> str:
+    # Without ``replace``, a new version under a taken name is kept beside it as ``name (2)``.
+    data = {"replace": "true"} if replace else None
+    response = http.post("/api/v1/documents", params={"index": index}, files=[("files", f) for f in files], data=data)
     response.raise_for_status()
     return str(response.json()["job"])
 
@@ -177,8 +179,8 @@ def mixed_load(server: RunningServer, folder: Path, questions: list[str]) -> dic
     first, second = (sorted(folder.iterdir())[:60][i::2] for i in (0, 1))
     uploads_done = threading.Event()
 
-    def send(http: httpx.Client, batch: list[tuple[str, bytes]], *, may_delete: bool) -> None:
-        job = upload(http, index, batch)
+    def send(http: httpx.Client, batch: list[tuple[str, bytes]], *, may_delete: bool, replace: bool = False) -> None:
+        job = upload(http, index, batch, replace=replace)
         done = wait_job(http, job)
         if done["state"] != "done":
             errors.append(f"job {job}: {done}")
@@ -194,7 +196,7 @@ def mixed_load(server: RunningServer, folder: Path, questions: list[str]) -> dic
             if revise:
                 for path in part[:10]:
                     revised = path.read_bytes() + f"\nRevised {rng.random()}\n".encode()
-                    send(http, [(path.name, revised)], may_delete=False)
+                    send(http, [(path.name, revised)], may_delete=False, replace=True)
 
     def deleter() -> None:
         with server.client() as http:
