@@ -260,7 +260,88 @@ def addresses(question: str, text: str, verdicts: Sequence[Support], context: Se
     chunks = [chunk_evidence(context[n - 1]) for n in sorted({n for s in backed for n in s.citations})]
     names = set(key_terms(question, question=True)[0])
     found = focus.check(question, quoted, chunks, None)
-    return not any(t.kind != "word" or t in names for t in found.missing)
+    if any(t.kind != "word" or t in names for t in found.missing):
+        return False
+    backing = [_backing(sentence, s.citations, context) for sentence, s in zip(quoted, backed, strict=True)]
+    return _answers_kind(question, quoted) and _echo_backed(question, quoted, backing, names)
+
+
+def _backing(sentence: str, cited: Sequence[int], context: Sequence[Hit]) -> list[Window]:
+    """The windows (source sentences) of ``cited`` chunks that back ``sentence``."""
+    claim = Claim.of(sentence)
+    every = [w for n in cited for w in windows(context[n - 1])]
+    return [w for w in every if w.backs(claim)] or every
+
+
+# What a question asks for, by its wh-phrase, and what an answer to it must hold that the
+# question does not: a time or quantity (a number, a number word, a month, a century), or a
+# name ("one" is left out: "one of the most ...").  Only the question's first wh-word counts:
+# "Where is Etna and how often does it erupt?" is answered by where it is.  The 0.5B Qwen
+# answered "When did Dyrrachium fall to the Normans?" with a true sentence about Dyrrachium
+# and no date, and "In what country is Normandy located?" with one about music in Normandy
+# that names no country.
+_WH = re.compile(r"\b(?:who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
+_ASKS_QUANTITY = re.compile(
+    r"\b(?:when|(?:what|which) (?:year|century|decade|date|month|day|time)s?|how (?:many|much|long|old|often|far))\b",
+    re.IGNORECASE,
+)
+_ASKS_NAME = re.compile(
+    r"\b(?:what|which) (?:country|countries|city|cities|continent|nation|kingdom|island|river"
+    r"|company|organi[sz]ation|treaty|language)\b",
+    re.IGNORECASE,
+)
+_QUANTITY = re.compile(
+    r"\d[\d,.]*\w*|\b(?:January|February|March|April|May|June|July|August|September|October|November|December"
+    r"|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundreds?"
+    r"|thousands?|millions?|billions?|dozens?|century|centuries|decades?)\b",
+    re.IGNORECASE,
+)
+
+
+def _answers_kind(question: str, quoted: Sequence[str]) -> bool:
+    """True when the supported sentences hold what the question asks for (``_ASKS_QUANTITY``,
+    ``_ASKS_NAME``) beyond what the question itself says; for other questions, when they say
+    anything the question does not ("Who did the Normans besiege in the 11th century?" was
+    answered "The Normans besieged in the 11th century"; "The queen lays eggs" answers who does)."""
+    asked = Evidence(question)
+    wh = _WH.search(question)
+    if wh is None:
+        return True
+    if not any(not asked.has(t) for q in quoted for t in focus.terms(CITATION.sub("", q))):
+        return False
+    if _ASKS_QUANTITY.match(question, wh.start()):
+        said = {m.group(0).lower() for m in _QUANTITY.finditer(question)}
+        return any(m.group(0).lower() not in said for q in quoted for m in _QUANTITY.finditer(CITATION.sub("", q)))
+    if _ASKS_NAME.match(question, wh.start()):
+        return any(
+            not all(asked.has_name(Term(part, "word")) for part in re.findall(r"[^\W\d_]+", t.text))
+            for q in quoted
+            for t in key_terms(q)[0]
+            if t.kind != "number"
+        )
+    return True
+
+
+def _echo_backed(question: str, quoted: Sequence[str], backing: Sequence[Sequence[Window]], names: set[Term]) -> bool:
+    """False when the sentences that repeat the question's words are not backed in those words.
+
+    A sentence that restates the question ("The most important type of Norman art preserved
+    in churches is the Bayeux Tapestry") is what claims to answer it; its source sentence
+    ("the most famous work of Norman art is the Bayeux Tapestry") must hold at least
+    ``MIN_COVERAGE`` of the question's words it repeats, or it answers another question.
+    An answer whose sentences repeat none of them ("Harthacnut.") passes.
+    """
+    asked = [t for t in focus.terms(question) if t.kind == "word" and t not in names]
+    echoing = False
+    for sentence, windows_ in zip(quoted, backing, strict=True):
+        said = Evidence(CITATION.sub("", sentence)).stems
+        echoed = [t.key for t in asked if t.key in said]  # as stems: "imported" does not echo "important"
+        if not echoed:
+            continue
+        echoing = True
+        if sum(any(k in w.evidence.stems for w in windows_) for k in echoed) >= MIN_COVERAGE * len(echoed):
+            return True
+    return not echoing
 
 
 class StreamGate:
