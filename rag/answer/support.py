@@ -154,7 +154,9 @@ class Claim:
 
 
 def _phrases(plain: str) -> list[tuple[str, ...]]:
-    """Runs of two or more capitalised words (joined by "of", "the" ...), the first word of the sentence left out."""
+    """Runs of two or more capitalised words (joined by "of", "the" ...); the sentence's first word
+    counts when it is a name (``_plain_start``): "Richard de Lusignan" was backed by "his
+    troops being led by Guy de Lusignan" in the sentence after one naming Richard."""
     words = list(_WORD.finditer(plain))
     runs: list[list[str]] = []
     current: list[str] = []
@@ -163,7 +165,7 @@ def _phrases(plain: str) -> list[tuple[str, ...]]:
         if current and plain[words[i - 1].end() : match.start()].strip():
             runs.append(current)  # "Laboratory, UK" is two names
             current = []
-        if (word[0].isupper() and i > 0) or (current and word.lower() in _NAME_JOINERS):
+        if (word[0].isupper() and (i > 0 or not _plain_start(word))) or (current and word.lower() in _NAME_JOINERS):
             current.append(word)
         else:
             runs.append(current)

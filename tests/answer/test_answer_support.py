@@ -159,6 +159,8 @@ SCOTLAND = hit(
         # a name first in the sentence, or possessive, counts as a name too
         ("Alexander I had married Sybilla of Normandy [1].", "Libya had married Sybilla of Normandy [1]."),
         ("Alexander I had married Sybilla of Normandy [1].", "Libya's king had married Sybilla of Normandy [1]."),
+        # a name of several words first in the sentence, its parts from two names of the source
+        ("Sybilla of Normandy had married Alexander I [1].", "Sybilla of Scotland had married Alexander I [1]."),
         # a number from another sentence
         ("OPEC raised the posted price by 70% [1].", "Alexander I had married Sybilla in 1973 [1]."),
         # a negation added, and one dropped
