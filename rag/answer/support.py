@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.answer import focus
 from rag.answer.attribution import Scorer, scores
@@ -145,12 +145,17 @@ class Claim:
     #: Names of several words ("King of Scotland"), as stemmed tokens, that a window must hold in a row.
     phrases: list[tuple[str, ...]]
     polarity: Polarity
+    #: Names that are also part of another name of the sentence ("Normans", "Anglo-Norman"),
+    #: with that name: a window must hold them outside it.
+    nested: list[tuple[Term, str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, sentence: str) -> Claim:
         plain = CITATION.sub("", sentence)
         keys, words = key_terms(plain)
-        return cls(keys, words, _phrases(plain), Polarity.of(plain))
+        compounds = [(j.text, Evidence(j.text)) for j in keys if j.kind == "identifier" and "-" in j.text]
+        nested = [(k, text) for k in keys if k.kind == "word" for text, parts in compounds if parts.has(k)]
+        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested)
 
 
 def _phrases(plain: str) -> list[tuple[str, ...]]:
@@ -184,7 +189,8 @@ class Window:
     """One sentence of a chunk, with what titles the chunk."""
 
     def __init__(self, text: str, titles: str) -> None:
-        self.evidence = Evidence(f"{titles}\n{text}")
+        self.text = f"{titles}\n{text}"
+        self.evidence = Evidence(self.text)
         self.tokens = " " + " ".join(_tokens(f"{titles} \n {text}")) + " "
         self.polarity = Polarity.of(text)
 
@@ -194,6 +200,10 @@ class Window:
         if claim.polarity.contradicts(self.polarity):
             return False
         if not all(f" {' '.join(p)} " in self.tokens for p in claim.phrases):
+            return False
+        # "The Normans defeated Anglo-Norman forces" was backed by "the Anglo-Norman forces of
+        # the Third Crusade": one word of the source stood for two names of the claim.
+        if not all(Evidence(re.sub(re.escape(c), " ", self.text, flags=re.I)).has(k) for k, c in claim.nested):
             return False
         if not claim.words:
             return bool(claim.keys)  # "Yes." backs nothing; "1973." is backed by a source holding it

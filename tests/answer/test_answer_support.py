@@ -140,7 +140,8 @@ SCOTLAND = hit(
     1,
     "King David I of Scotland, whose elder brother Alexander I had married Sybilla of Normandy, "
     "was instrumental in introducing Normans to Scotland. Libya announced it would not embargo oil. "
-    "OPEC raised the posted price by 70% in 1973.",
+    "OPEC raised the posted price by 70% in 1973. "
+    "The conquest of Cyprus by the Anglo-Norman forces of the Third Crusade opened a new chapter.",
     source="docs/scotland.md",
     page=None,
 )
@@ -161,6 +162,11 @@ SCOTLAND = hit(
         ("Alexander I had married Sybilla of Normandy [1].", "Libya's king had married Sybilla of Normandy [1]."),
         # a name of several words first in the sentence, its parts from two names of the source
         ("Sybilla of Normandy had married Alexander I [1].", "Sybilla of Scotland had married Alexander I [1]."),
+        # one word of the source standing for two names of the claim (the hand-checked miss before)
+        (
+            "The Anglo-Norman forces of the Third Crusade conquered Cyprus [1].",
+            "The Normans defeated Anglo-Norman forces during the Third Crusade [1].",
+        ),
         # a number from another sentence
         ("OPEC raised the posted price by 70% [1].", "Alexander I had married Sybilla in 1973 [1]."),
         # a negation added, and one dropped
