@@ -148,6 +148,8 @@ class Claim:
     #: Names that are also part of another name of the sentence ("Normans", "Anglo-Norman"),
     #: with that name: a window must hold them outside it.
     nested: list[tuple[Term, str]] = field(default_factory=list)
+    #: What a name's possessive makes of it ("Edward's son"): the word a window must hold.
+    owned: list[Term] = field(default_factory=list)
 
     @classmethod
     def of(cls, sentence: str) -> Claim:
@@ -155,7 +157,12 @@ class Claim:
         keys, words = key_terms(plain)
         compounds = [(j.text, Evidence(j.text)) for j in keys if j.kind == "identifier" and "-" in j.text]
         nested = [(k, text) for k in keys if k.kind == "word" for text, parts in compounds if parts.has(k)]
-        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested)
+        owned = [Term(w, "word") for m in _POSSESSED.finditer(plain) for w in re.findall(r"[^\W\d_]+", m.group(1))]
+        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested, owned)
+
+
+# A name's possessive and the word after it: "Edward the Confessor's son", "Margaret's brother".
+_POSSESSED = re.compile(r"\b[A-Z][\w-]*['’]s\s+([a-z][\w-]*)")
 
 
 def _phrases(plain: str) -> list[tuple[str, ...]]:
@@ -204,6 +211,10 @@ class Window:
         # "The Normans defeated Anglo-Norman forces" was backed by "the Anglo-Norman forces of
         # the Third Crusade": one word of the source stood for two names of the claim.
         if not all(Evidence(re.sub(re.escape(c), " ", self.text, flags=re.I)).has(k) for k, c in claim.nested):
+            return False
+        # "Edward the Confessor's son returned ... in 1041" was backed by "Edward the Confessor
+        # returned from his father's refuge in 1041": the person is the possessive's noun.
+        if not all(self.evidence.has(t) for t in claim.owned):
             return False
         if not claim.words:
             return bool(claim.keys)  # "Yes." backs nothing; "1973." is backed by a source holding it
