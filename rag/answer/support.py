@@ -150,6 +150,8 @@ class Claim:
     nested: list[tuple[Term, str]] = field(default_factory=list)
     #: What a name's possessive makes of it ("Edward's son"): the word a window must hold.
     owned: list[Term] = field(default_factory=list)
+    #: The sentence's words in order, lower case (to find it copied from inside a source sentence).
+    said: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, sentence: str) -> Claim:
@@ -158,7 +160,8 @@ class Claim:
         compounds = [(j.text, Evidence(j.text)) for j in keys if j.kind == "identifier" and "-" in j.text]
         nested = [(k, text) for k in keys if k.kind == "word" for text, parts in compounds if parts.has(k)]
         owned = [Term(w, "word") for m in _POSSESSED.finditer(plain) for w in re.findall(r"[^\W\d_]+", m.group(1))]
-        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested, owned)
+        said = tuple(w.lower() for w in _WORD.findall(plain))
+        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested, owned, said)
 
 
 # A name's possessive and the word after it: "Edward the Confessor's son", "Margaret's brother".
@@ -200,6 +203,7 @@ class Window:
         self.evidence = Evidence(self.text)
         self.tokens = " " + " ".join(_tokens(f"{titles} \n {text}")) + " "
         self.polarity = Polarity.of(text)
+        self.said = [w.lower() for w in _WORD.findall(text)]
 
     def backs(self, claim: Claim) -> bool:
         if not all(self.evidence.has(t) for t in claim.keys):
@@ -216,9 +220,32 @@ class Window:
         # returned from his father's refuge in 1041": the person is the possessive's noun.
         if not all(self.evidence.has(t) for t in claim.owned):
             return False
+        if self._copied_from_object(claim.said):
+            return False
         if not claim.words:
             return bool(claim.keys)  # "Yes." backs nothing; "1973." is backed by a source holding it
         return sum(self.evidence.has(t) for t in claim.words) >= MIN_COVERAGE * len(claim.words)
+
+    def _copied_from_object(self, said: Sequence[str]) -> bool:
+        """True when ``said`` is this sentence's words copied from the object of a verb or a
+        preposition on: "Richard provided that he support Guy" from "All declared their support
+        for Richard provided that he support Guy", "The Kingdom of Sicily under Roger II ...
+        led to the Norman conquest" from "Norman adventurers founded the Kingdom of Sicily ...".
+        In the 0.5B Qwen's replayed answers, 2 of 11 copies from inside a sentence, both wrong;
+        the other 9 start after a date, a comma or an adverb ("In April 1191 Richard ...")."""
+        n = len(said)
+        if n < 4:
+            return False
+        for k in range(1, len(self.said) - n + 1):
+            if self.said[k : k + n] == list(said):
+                before = self.said[k - 1]
+                if before in _OBJECT_OF or (before.endswith("ed") and len(before) > 3):
+                    return True
+        return False
+
+
+# Words after which a copied sentence would start with an object, not a subject.
+_OBJECT_OF = frozenset("about against as at by for from into of on than to with".split())
 
 
 def windows(hit: Hit) -> list[Window]:

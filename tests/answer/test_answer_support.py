@@ -172,6 +172,11 @@ SCOTLAND = hit(
             "King David I of Scotland's elder brother had married Sybilla [1].",
             "Alexander I's son had married Sybilla [1].",
         ),
+        # a copy of the source's words from the object of a verb on: the object made the subject
+        (
+            "Alexander I had married Sybilla of Normandy [1].",
+            "Sybilla of Normandy, was instrumental in introducing Normans to Scotland [1].",
+        ),
         # a number from another sentence
         ("OPEC raised the posted price by 70% [1].", "Alexander I had married Sybilla in 1973 [1]."),
         # a negation added, and one dropped
