@@ -330,14 +330,15 @@ def _backing(sentence: str, cited: Sequence[int], context: Sequence[Hit]) -> lis
 
 # What a question asks for, by its wh-phrase, and what an answer to it must hold that the
 # question does not: a time or quantity (a number, a number word, a month, a century), or a
-# name ("one" is left out: "one of the most ...").  Only the question's first wh-word counts:
+# name ("one" is left out: "one of the most ...").  "How often" is left out ("Frequently."
+# answers it), and so is "where" (the north).  Only the question's first wh-word counts:
 # "Where is Etna and how often does it erupt?" is answered by where it is.  The 0.5B Qwen
 # answered "When did Dyrrachium fall to the Normans?" with a true sentence about Dyrrachium
 # and no date, and "In what country is Normandy located?" with one about music in Normandy
 # that names no country.
 _WH = re.compile(r"\b(?:who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
 _ASKS_QUANTITY = re.compile(
-    r"\b(?:when|(?:what|which) (?:year|century|decade|date|month|day|time)s?|how (?:many|much|long|old|often|far))\b",
+    r"\b(?:when|(?:what|which) (?:year|century|decade|date|month|day|time)s?|how (?:many|much|long|old))\b",
     re.IGNORECASE,
 )
 _ASKS_NAME = re.compile(
@@ -348,7 +349,9 @@ _ASKS_NAME = re.compile(
 _QUANTITY = re.compile(
     r"\d[\d,.]*\w*|\b(?:January|February|March|April|May|June|July|August|September|October|November|December"
     r"|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundreds?"
-    r"|thousands?|millions?|billions?|dozens?|century|centuries|decades?)\b",
+    r"|thousands?|millions?|billions?|dozens?|century|centuries|decades?|years?|months?|weeks?|days?|hours?|minutes?"
+    r"|ago|today|tomorrow|yesterday|morning|afternoon|evening|night|noon|midnight|spring|summer|autumn|winter"
+    r"|daily|weekly|monthly|yearly|annually)\b",
     re.IGNORECASE,
 )
 
