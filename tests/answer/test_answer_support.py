@@ -238,6 +238,23 @@ def test_a_backed_answer_must_also_answer_what_was_asked(question: str, right: s
     assert not _addresses(question, wrong)
 
 
+@pytest.mark.parametrize(
+    ("question", "source", "answer"),
+    [
+        ("How often does Etna erupt?", "Etna erupts frequently.", "Etna erupts frequently [1]."),
+        ("When is the festival held?", "The festival is held every summer.", "The festival is held every summer [1]."),
+        ("Where is Etna and how many craters has it?", "Etna is in Sicily.", "Etna is in Sicily [1]."),
+    ],
+)
+def test_a_time_word_answers_when_and_only_the_first_question_word_asks(
+    question: str, source: str, answer: str
+) -> None:
+    context = [hit(1, source)]
+    verdicts = support.check(answer, context)
+    assert [v.supported for v in verdicts] == [True]
+    assert support.addresses(question, answer, verdicts, context)
+
+
 def test_the_question_words_an_answer_repeats_must_be_in_the_source_sentence_backing_it() -> None:
     # The source says "most famous", not "most important ... preserved in churches"; and
     # "imported" is not "important": the elaboration after the restatement does not save it.
