@@ -1,0 +1,125 @@
+"""Tables in text formats (Markdown pipe tables, HTML tables, aligned plain text) read as
+records with column names, on files the tests write: offsets exact, prose and code left alone,
+and a row found by its label offline with the cell under the asked column marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.engine import Engine
+from rag.ingest.chunk import chunk_document
+from rag.ingest.document import LoadedDocument
+from rag.ingest.loaders import load
+
+MARKDOWN = """---
+title: Tides
+---
+# Tides of the Severn
+
+The **Severn estuary** has the second highest tidal range in the world.
+
+## Bore heights
+
+| Town | Bore *height* | Best month |
+|:-----|:-------------:|-----------:|
+| Minsterworth | 2.0 m | March |
+| Newnham | `1.5 m` | [September](https://example.org/sep) |
+Framilode | 1.2 m \\| 1.4 m
+
+The bore travels at about 13 km/h against the river.
+
+```
+| not | a table |
+|-----|---------|
+| code | stays |
+```
+"""
+
+
+def _extracted(doc: LoadedDocument) -> str:
+    """The loader's text: its sections at their offsets (the gaps are the file's own text)."""
+    size = max(s.offset + len(s.text) for s in doc.sections)
+    chars = [" "] * size
+    for s in doc.sections:
+        chars[s.offset : s.offset + len(s.text)] = s.text
+    return "".join(chars)
+
+
+def test_a_markdown_pipe_table_becomes_records_under_its_heading(tmp_path: Path) -> None:
+    (tmp_path / "tides.md").write_text(MARKDOWN, encoding="utf-8")
+    doc = load(tmp_path / "tides.md")
+    [table] = [s for s in doc.sections if "Town:" in s.text]
+    assert table.heading == ("Tides of the Severn", "Bore heights")
+    assert table.text.splitlines()[2:5] == [
+        "Town: Minsterworth | Bore height: 2.0 m | Best month: March",
+        "Town: Newnham | Bore height: 1.5 m | Best month: September",
+        "Town: Framilode | Bore height: 1.2 m|1.4 m",  # an escaped pipe is no cell separator
+    ]
+    assert "|:---" not in table.text and "| not | a table |\n|-----|" in table.text  # code stays code
+    # Text before the table keeps the file's offsets; every section points at its text.
+    first = doc.sections[0]
+    assert MARKDOWN[first.offset : first.offset + len(first.text)] == first.text
+    chunks = chunk_document(
+        doc, lambda texts: [len(t.split()) for t in texts], max_tokens=40, target_tokens=30, overlap=0.1
+    )
+    text = _extracted(doc)
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+
+
+def test_a_long_markdown_table_is_cut_into_blocks_that_each_know_their_heading(tmp_path: Path) -> None:
+    rows = "".join(f"| {n} | {n * n} |\n" for n in range(1, 61))
+    source = f"# Squares\n\nIntro.\n\n| Number | Square |\n|---|---|\n{rows}\nOutro after the table.\n"
+    (tmp_path / "squares.md").write_text(source, encoding="utf-8")
+    doc = load(tmp_path / "squares.md")
+    blocks = [s for s in doc.sections if s.text.startswith("Number: ")]
+    assert len(blocks) > 1 and all(s.heading == ("Squares",) for s in blocks)
+    assert "Number: 13 | Square: 169" in "\n".join(s.text for s in blocks)
+    assert doc.sections[-1].text == "Outro after the table."
+    text = _extracted(doc)
+    assert all(text[s.offset : s.offset + len(s.text)] == s.text for s in doc.sections)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "A sentence with a | pipe in it.\nAnother | one.\n",  # no delimiter row
+        "| a | b |\n|---|\n| 1 | 2 |\n",  # the delimiter's cells do not match the header's
+        "    | a | b |\n    |---|---|\n    | 1 | 2 |\n",  # indented code
+        "~~~\n| a | b |\n|---|---|\n~~~\n",  # fenced code
+    ],
+)
+def test_markdown_that_is_no_pipe_table_stays_as_written(tmp_path: Path, source: str) -> None:
+    (tmp_path / "notes.md").write_text(source, encoding="utf-8")
+    doc = load(tmp_path / "notes.md")
+    assert [s.text for s in doc.sections] == [source]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    folder = tmp_path_factory.mktemp("texttables")
+    (folder / "tides.md").write_text(MARKDOWN, encoding="utf-8")
+    rows = "".join(f"| {n} | {n * n} | {n**3} |\n" for n in range(1, 41))
+    (folder / "powers.md").write_text(
+        f"# Powers\n\nSquares and cubes of small numbers.\n\n| Number | Square | Cube |\n|--:|--:|--:|\n{rows}",
+        encoding="utf-8",
+    )
+    engine = Engine(
+        index="texttables", store=tmp_path_factory.mktemp("store"), embedding__embedder="local", llm__llm="none"
+    )
+    engine.ingest([folder])
+    return engine
+
+
+@pytest.mark.slow
+def test_a_markdown_row_is_found_by_its_label_and_the_asked_cell_is_marked(engine: Engine) -> None:
+    answer = engine.ask("What is the cube of 13?")
+    assert not answer.refused, answer.text
+    assert answer.text.startswith("Number: 13 | Square: 169 | Cube: 2197"), answer.text
+    assert [s.text for s in answer.spans][:1] == ["2197"]
+    assert answer.citations[0].location.endswith("powers.md")
+    answer = engine.ask("What is the best month for the bore at Newnham?")
+    assert not answer.refused, answer.text
+    assert "Town: Newnham | Bore height: 1.5 m | Best month: September" in answer.text, answer.text
+    assert [s.text for s in answer.spans][:1] == ["September"]
