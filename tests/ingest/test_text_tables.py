@@ -96,6 +96,52 @@ def test_markdown_that_is_no_pipe_table_stays_as_written(tmp_path: Path, source:
     assert [s.text for s in doc.sections] == [source]
 
 
+HTML_PAGE = """<html><head><title>Tides</title></head><body><h1>Tides</h1><p>Intro.</p>
+<h2>Bore heights</h2>
+<table><caption>Measured in 2023</caption>
+<thead><tr><th>Town</th><th>Bore height</th><th>Best month</th></tr></thead>
+<tbody><tr><td>Minsterworth</td><td>2.0 m</td><td>March</td></tr>
+<tr><td id="newnham">Newnham</td><td><b>1.5</b> m</td><td>September</td></tr></tbody>
+</table>
+<p>After the table.</p>
+<table role="presentation"><tr><td>Left column</td><td>Right column</td></tr><tr><td>a</td><td>b</td></tr></table>
+<table><tr><td>Too long</td><td>LONG</td></tr><tr><td>x</td><td>y</td></tr></table>
+</body></html>""".replace("LONG", "word " * 80)
+
+
+def test_an_html_table_becomes_records_and_a_layout_table_stays_cells(tmp_path: Path) -> None:
+    from rag.ingest.loaders.html import visible_text
+
+    (tmp_path / "tides.html").write_text(HTML_PAGE, encoding="utf-8")
+    doc = load(tmp_path / "tides.html")
+    [section] = [s for s in doc.sections if s.heading == ("Tides", "Bore heights")]
+    assert section.text.splitlines()[2:5] == [
+        "# Measured in 2023",  # the caption is the table's title
+        "Town: Minsterworth | Bore height: 2.0 m | Best month: March",
+        "Town: Newnham | Bore height: 1.5 m | Best month: September",
+    ]
+    assert "Left column | Right column\na | b" in section.text  # role="presentation": laid out
+    assert "Too long | word word" in section.text  # prose in a cell: laid out
+    page = visible_text(tmp_path / "tides.html", HTML_PAGE.encode())
+    assert page.text[page.anchors["newnham"] :].startswith("# Measured in 2023")  # an anchor inside: the table
+    assert all(page.text[s.offset : s.offset + len(s.text)] == s.text for s in doc.sections)
+
+
+def test_a_table_in_an_html_mail_body_becomes_records(tmp_path: Path) -> None:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["Subject"] = "Crane quotes"
+    message["From"] = "ana@example.org"
+    body = (
+        "<p>The quotes:</p><table><tr><th>Supplier</th><th>Price</th></tr><tr><td>Liebherr</td><td>9,000 EUR</td></tr>"
+    )
+    message.set_content(body + "<tr><td>Demag</td><td>8,400 EUR</td></tr></table>", subtype="html")
+    (tmp_path / "quotes.eml").write_bytes(bytes(message))
+    text = "\n".join(s.text for s in load(tmp_path / "quotes.eml").sections)
+    assert "Supplier: Demag | Price: 8,400 EUR" in text
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     folder = tmp_path_factory.mktemp("texttables")
