@@ -142,6 +142,68 @@ def test_a_table_in_an_html_mail_body_becomes_records(tmp_path: Path) -> None:
     assert "Supplier: Demag | Price: 8,400 EUR" in text
 
 
+TEXT_REPORT = """Harbour report, spring 2024
+
+Tonnage landed by quay
+  North quay      1200      2023-04-01
+  South quay       840      2023-04-02
+  Fish dock       2310      2023-04-03
+
+Crane hire
+Crane        Rate     Operator
+---------    ------   ----------
+Liebherr     90 EUR   Ana Costa
+Demag        75 EUR   Rui Pinto
+Small jib             Rui Pinto
+
+The harbour master  thanks the crews.  Two spaces  after a full stop
+are old  typewriter habit,  and they do  not make  a table  of this
+paragraph  even when  a line  or two  happen to  line up.
+
+    total = 0              # the sum so far
+    count = 1              # rows read
+    names = []             # who came
+"""
+
+
+def test_aligned_plain_text_tables_become_records_and_prose_and_code_stay(tmp_path: Path) -> None:
+    (tmp_path / "report.txt").write_text(TEXT_REPORT, encoding="utf-8")
+    doc = load(tmp_path / "report.txt")
+    text = _extracted(doc)
+    assert all(text[s.offset : s.offset + len(s.text)] == s.text for s in doc.sections)
+    lines = text.splitlines()
+    # Header-less (the first row holds numbers): columns by number, the line above its title.
+    assert lines[2:6] == [
+        "# Tonnage landed by quay",
+        "Column 1: North quay | Column 2: 1200 | Column 3: 2023-04-01",
+        "Column 1: South quay | Column 2: 840 | Column 3: 2023-04-02",
+        "Column 1: Fish dock | Column 2: 2310 | Column 3: 2023-04-03",
+    ]
+    # Under a rule of dashes: the rule says where the columns are, an empty cell is left out.
+    assert lines[7:11] == [
+        "# Crane hire",
+        "Crane: Liebherr | Rate: 90 EUR | Operator: Ana Costa",
+        "Crane: Demag | Rate: 75 EUR | Operator: Rui Pinto",
+        "Crane: Small jib | Operator: Rui Pinto",
+    ]
+    assert text.endswith(TEXT_REPORT[TEXT_REPORT.index("The harbour master") :].rstrip())  # prose, code: as written
+    assert TEXT_REPORT.startswith(doc.sections[0].text[: len("Harbour report, spring 2024")])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "Name          Role\nAna Costa     harbour master\nRui Pinto     crane operator\n",  # words only
+        "1.  Introduction ............    1\n2.  Cranes ..................    4\n3.  Tonnage .................    9\n",
+        "a\t1\t2\nb\t3\t4\nc\t5\t6\n",  # tabs: alignment unknown
+        "North  12\nSouth  840\n",  # two rows
+    ],
+)
+def test_text_that_is_no_table_stays_as_written(tmp_path: Path, source: str) -> None:
+    (tmp_path / "notes.txt").write_text(source, encoding="utf-8")
+    assert [s.text for s in load(tmp_path / "notes.txt").sections] == [source]
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     folder = tmp_path_factory.mktemp("texttables")
@@ -151,6 +213,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
         f"# Powers\n\nSquares and cubes of small numbers.\n\n| Number | Square | Cube |\n|--:|--:|--:|\n{rows}",
         encoding="utf-8",
     )
+    (folder / "report.txt").write_text(TEXT_REPORT, encoding="utf-8")
     engine = Engine(
         index="texttables", store=tmp_path_factory.mktemp("store"), embedding__embedder="local", llm__llm="none"
     )
@@ -169,3 +232,12 @@ def test_a_markdown_row_is_found_by_its_label_and_the_asked_cell_is_marked(engin
     assert not answer.refused, answer.text
     assert "Town: Newnham | Bore height: 1.5 m | Best month: September" in answer.text, answer.text
     assert [s.text for s in answer.spans][:1] == ["September"]
+
+
+@pytest.mark.slow
+def test_a_plain_text_row_is_found_by_its_label(engine: Engine) -> None:
+    answer = engine.ask("What is the rate of the Demag crane?")
+    assert not answer.refused, answer.text
+    assert answer.text.startswith("Crane: Demag | Rate: 75 EUR | Operator: Rui Pinto"), answer.text
+    assert [s.text for s in answer.spans][:1] == ["75 EUR"]
+    assert answer.citations[0].location.endswith("report.txt")
