@@ -224,7 +224,9 @@ def header_columns(cells: Sequence[str]) -> list[str]:
     return [COLUMN_NAME.format(i) for i in range(1, len(cells) + 1)]
 
 
-def splice_tables(sections: Sequence[Section], tables: Sequence[tuple[int, int, Table]]) -> list[Section]:
+def splice_tables(
+    sections: Sequence[Section], tables: Sequence[tuple[int, int, Table]], *, between: str = "\n"
+) -> list[Section]:
     """``sections`` of a text file with each table span ``(start, end, table)`` read as records.
 
     For text formats that keep the file as their extracted text (Markdown, plain text): the
@@ -232,7 +234,7 @@ def splice_tables(sections: Sequence[Section], tables: Sequence[tuple[int, int, 
     records, so a section's offset still points at exactly its text, and text before the
     first table keeps the file's own offsets.  A short table stays inside its section; a
     long one becomes sections of its own, blocks of rows as ``row_blocks`` cuts them.  Each
-    table lies inside one section.
+    table lies inside one section; ``between`` goes between its lines.
     """
     out: list[Section] = []
     pending = sorted(tables, key=lambda t: t[0])
@@ -248,13 +250,13 @@ def splice_tables(sections: Sequence[Section], tables: Sequence[tuple[int, int, 
         while pending and pending[0][0] < end:
             table_start, table_end, table = pending.pop(0)
             parts.append(section.text[position - section.offset : table_start - section.offset])
-            text = table_text(table)
+            text = table_text(table).replace("\n", between)
             if len(text) <= TABLE_BLOCK_CHARS:
                 parts.append(text)
             else:
                 out += _stripped("".join(parts), start, section)
                 at = table_start + shift
-                blocks = [block.text for block in row_blocks(table)]
+                blocks = [block.text.replace("\n", between) for block in row_blocks(table)]
                 for block in blocks:
                     out.append(Section(block, page=section.page, heading=section.heading, offset=at, ocr=section.ocr))
                     at += len(block) + 2

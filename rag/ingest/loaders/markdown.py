@@ -71,7 +71,9 @@ def load_markdown(path: Path, data: bytes) -> LoadedDocument:
             titles = tuple(title for _, title in stack)
             sections.append(Section(text[heading.start : end], heading=titles, offset=heading.start))
     sections = [s for s in sections if s.text.strip()]
-    sections = splice_tables(sections, _pipe_tables(text, body_start))
+    # A blank line between records: Markdown joins the lines of a paragraph, and the
+    # records must stay apart when the text is shown rendered (the web page's source view).
+    sections = splice_tables(sections, _pipe_tables(text, body_start), between="\n\n")
     return LoadedDocument(path, "markdown", sections, [decoded.warning] if decoded.warning else [])
 
 
