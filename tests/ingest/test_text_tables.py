@@ -26,7 +26,9 @@ The **Severn estuary** has the second highest tidal range in the world.
 |:-----|:-------------:|-----------:|
 | Minsterworth | 2.0 m | March |
 | Newnham | `1.5 m` | [September](https://example.org/sep) |
+|  |  |  |
 Framilode | 1.2 m \\| 1.4 m
+| [Gloucester][glos] | ~~0.5 m~~ | <https://example.org/glos> |
 
 The bore travels at about 13 km/h against the river.
 
@@ -52,10 +54,11 @@ def test_a_markdown_pipe_table_becomes_records_under_its_heading(tmp_path: Path)
     doc = load(tmp_path / "tides.md")
     [table] = [s for s in doc.sections if "Town:" in s.text]
     assert table.heading == ("Tides of the Severn", "Bore heights")
-    assert table.text.split("\n\n")[1:4] == [
+    assert table.text.split("\n\n")[1:5] == [  # the empty row is left out
         "Town: Minsterworth | Bore height: 2.0 m | Best month: March",
         "Town: Newnham | Bore height: 1.5 m | Best month: September",
         "Town: Framilode | Bore height: 1.2 m|1.4 m",  # an escaped pipe is no cell separator
+        "Town: Gloucester | Bore height: 0.5 m | Best month: https://example.org/glos",
     ]
     assert "|:---" not in table.text and "| not | a table |\n|-----|" in table.text  # code stays code
     # Text before the table keeps the file's offsets; every section points at its text.
@@ -99,7 +102,7 @@ def test_markdown_that_is_no_pipe_table_stays_as_written(tmp_path: Path, source:
 HTML_PAGE = """<html><head><title>Tides</title></head><body><h1>Tides</h1><p>Intro.</p>
 <h2>Bore heights</h2>
 <table><caption>Measured in 2023</caption>
-<thead><tr><th>Town</th><th>Bore height</th><th>Best month</th></tr></thead>
+<thead><tr><th>Town</th><th>Bore height</th><th>Best<br>month</th></tr></thead>
 <tbody><tr><td>Minsterworth</td><td>2.0 m</td><td>March</td></tr>
 <tr><td id="newnham">Newnham</td><td><b>1.5</b> m</td><td>September</td></tr></tbody>
 </table>
@@ -241,3 +244,14 @@ def test_a_plain_text_row_is_found_by_its_label(engine: Engine) -> None:
     assert answer.text.startswith("Crane: Demag | Rate: 75 EUR | Operator: Rui Pinto"), answer.text
     assert [s.text for s in answer.spans][:1] == ["75 EUR"]
     assert answer.citations[0].location.endswith("report.txt")
+
+
+def test_a_table_across_a_section_end_is_left_as_written() -> None:
+    from rag.ingest.document import Section
+    from rag.ingest.loaders.layout import Table, splice_tables
+
+    table = Table([], ["A", "B"], [(2, ["1", "2"])])
+    sections = [Section("intro\n| A | B |", offset=0), Section("| 1 | 2 |", offset=16)]
+    assert splice_tables(sections, [(6, 25, table)]) == sections
+    inside = splice_tables(sections, [(6, 15, table)])  # inside the first: replaced in place
+    assert [s.text for s in inside] == ["intro\nA: 1 | B: 2", "| 1 | 2 |"] and inside[1].offset == 18

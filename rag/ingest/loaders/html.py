@@ -314,6 +314,8 @@ class _Table:
             self._cell = self.caption
         elif tag in _HEADINGS or tag == "table":
             self.layout = True
+        elif self._cell is not None and (tag in _LINE or tag in _PARAGRAPH):
+            self._cell.append(" ")  # "Best<br>month" is two words
 
     def data(self, text: str) -> None:
         if self._cell is not None:

@@ -34,7 +34,8 @@ _PIPE = re.compile(r"(?<!\\)\|")  # a pipe that is not escaped
 # Inline markup a cell loses: images and links keep their text, code spans and emphasis
 # their content (as the answerer reads prose's emphasis), <br> is a space.
 _INLINE = [
-    (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),
+    (re.compile(r"!?\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])"), r"\1"),  # [text](url), [text][ref]
+    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),  # <https://...>
     (re.compile(r"(`+)(.+?)\1"), r"\2"),
     (re.compile(r"(\*\*|__|~~)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
     (re.compile(r"(?<![\w*])\*(?=[^\s*])(.+?)(?<=[^\s*])\*(?![\w*])"), r"\1"),
@@ -155,8 +156,9 @@ def _pipe_tables(text: str, start: int) -> list[tuple[int, int, Table]]:
         rows: list[tuple[int, list[str]]] = []
         j = i + 2
         while j < len(lines) and (cells := _cells(lines[j][1])) is not None and not _ATX.fullmatch(lines[j][1]):
-            cells = (cells + [""] * len(header))[: len(header)]  # as GitHub pads and cuts rows
-            rows.append((j - i, [_plain(c) for c in cells]))
+            cells = [_plain(c) for c in (cells + [""] * len(header))[: len(header)]]  # as GitHub pads and cuts
+            if any(cells):
+                rows.append((j - i, cells))
             j += 1
         end = lines[j - 1][0] + len(lines[j - 1][1])
         tables.append((lines[i][0], end, Table([], header_columns([_plain(c) for c in header]), rows)))
