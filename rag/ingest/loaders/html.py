@@ -6,8 +6,8 @@ elements become line or paragraph breaks, and runs of whitespace collapse to one
 except inside ``<pre>``.  A data table becomes records, "Town: Newnham | Height: 1.5 m"
 (``layout.read_table``: header rows, ``colspan`` merged headers, header-less tables; its
 ``<caption>`` is its title); a table used for layout (one column, long cells, a table,
-heading or ``role="presentation"`` inside) keeps its cells joined with `` | ``.  Section offsets point into
-that visible text.  When the page has no ``<h1>``, its ``<title>`` heads every heading
+heading or ``role="presentation"`` inside) keeps its cells joined with `` | ``.  Section
+offsets point into that visible text.  When the page has no ``<h1>``, its ``<title>`` heads every heading
 path, so that chunks still say which page they came from.
 """
 

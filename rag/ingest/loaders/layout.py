@@ -249,8 +249,8 @@ def splice_tables(
         position = section.offset  # in the file
         while pending and pending[0][0] < end:
             table_start, table_end, table = pending.pop(0)
-            if table_end > end:
-                continue  # across a section's end: left as written
+            if table_start < section.offset or table_end > end:
+                continue  # outside the section, or across its end: left as written
             parts.append(section.text[position - section.offset : table_start - section.offset])
             text = table_text(table).replace("\n", between)
             if len(text) <= TABLE_BLOCK_CHARS:

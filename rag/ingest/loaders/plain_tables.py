@@ -48,7 +48,9 @@ def text_tables(text: str) -> list[tuple[int, int, Table]]:
         # Rules above and below a table are its borders (reStructuredText's simple tables).
         inner = run[1:] if _RULE.fullmatch(run[0].text) else run
         inner = inner[:-1] if _RULE.fullmatch(inner[-1].text) else inner
-        for title in (0, 1):  # the whole run, or a title line above the table
+        for title in (0, 1):  # the whole run, or a title line (one cell) above the table
+            if title and len(_cells(inner[0].text)) > 1:
+                break
             found = _table(inner[title:], [inner[0].text.strip()] if title else [])
             if found is not None:
                 tables.append((run[0].offset, run[-1].offset + len(run[-1].text), found))
