@@ -30,7 +30,7 @@ from rag.ingest.loaders.odf import load_odf
 from rag.ingest.loaders.pdf import load_pdf
 from rag.ingest.loaders.pptx import load_pptx
 from rag.ingest.loaders.spreadsheet import load_csv, load_xlsx
-from rag.ingest.loaders.text import decode_text, load_text, read_bytes
+from rag.ingest.loaders.text import decode_text, load_plain_text, load_text, read_bytes
 from rag.text import normalize_controls
 
 __all__ = [
@@ -86,7 +86,7 @@ def read_msg(path: Path, data: bytes, options: LoadOptions) -> LoadedDocument:
     return load_msg(path, data, lambda p, d: load_bytes(p, d, options))
 
 
-read_text = _plain(load_text)
+read_text = _plain(load_plain_text)
 read_code = _plain(load_text, "code")
 read_json = _plain(load_text, "json")
 read_yaml = _plain(load_text, "yaml")

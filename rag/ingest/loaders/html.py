@@ -2,9 +2,12 @@
 
 Uses the standard library's tolerant parser.  Scripts, styles, templates, SVG, ``<noscript>``
 and elements marked ``hidden``/``aria-hidden="true"``/``display:none`` are dropped; block
-elements become line or paragraph breaks, table cells are joined with `` | ``, and runs of
-whitespace collapse to one space except inside ``<pre>``.  Section offsets point into
-that visible text.  When the page has no ``<h1>``, its ``<title>`` heads every heading
+elements become line or paragraph breaks, and runs of whitespace collapse to one space
+except inside ``<pre>``.  A data table becomes records, "Town: Newnham | Height: 1.5 m"
+(``layout.read_table``: header rows, ``colspan`` merged headers, header-less tables; its
+``<caption>`` is its title); a table used for layout (one column, long cells, a table,
+heading or ``role="presentation"`` inside) keeps its cells joined with `` | ``.  Section
+offsets point into that visible text.  When the page has no ``<h1>``, its ``<title>`` heads every heading
 path, so that chunks still say which page they came from.
 """
 
@@ -13,12 +16,13 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
 from rag.errors import DocumentError
 from rag.ingest.document import LoadedDocument, Section
+from rag.ingest.loaders.layout import Table, read_table, table_text
 from rag.ingest.loaders.text import decode_text
 
 _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "math", "iframe", "object", "select", "title"})
@@ -52,6 +56,8 @@ _PARAGRAPH = frozenset(
 _OPTIONAL_END = frozenset({"p", "li", "dt", "dd", "tr", "td", "th", "option"})
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _CELLS = frozenset({"td", "th"})
+#: A cell longer than this is prose laid out in a table, not a value (mail is built of such).
+MAX_CELL_CHARS = 300
 _WHITESPACE = re.compile(r"\s+")
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([\w.:-]+)""", re.IGNORECASE)
@@ -145,6 +151,8 @@ class _VisibleText(HTMLParser):
         self._heading_part = 0  # index in parts of that text
         self._stack: list[tuple[int, Heading]] = []
         self._title_parts: list[str] = []
+        self._table: _Table | None = None  # the outermost table being read
+        self._table_depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if not self._skip_tag:
@@ -163,6 +171,14 @@ class _VisibleText(HTMLParser):
             self._skip_tag, self._skip_depth = tag, 1
             return
         self._block(tag)
+        if tag == "table":
+            self._table_depth += 1
+            if self._table_depth == 1:
+                self._table = _Table(len(self.parts), self.length, self._breaks, layout=_is_layout(attrs))
+            elif self._table:
+                self._table.layout = True  # a table inside a table lays out a page
+        elif self._table and self._table_depth == 1:
+            self._table.start(tag, attrs)
         if tag == "pre":
             self._pre += 1
         elif tag in _CELLS and self.length and not self._breaks:
@@ -179,6 +195,12 @@ class _VisibleText(HTMLParser):
                     self._skip_tag = ""
             return
         self._block(tag)
+        if tag == "table" and self._table_depth:
+            self._table_depth -= 1
+            if not self._table_depth:
+                self._end_table()
+        elif self._table and self._table_depth == 1 and tag in ("caption", *_CELLS):
+            self._table.end()
         if tag == "pre":
             self._pre = max(self._pre - 1, 0)
         elif tag in _HEADINGS and self._heading_level:
@@ -190,6 +212,8 @@ class _VisibleText(HTMLParser):
                 self._title_parts.append(data)
                 self.title = _WHITESPACE.sub(" ", "".join(self._title_parts)).strip()
             return
+        if self._table:
+            self._table.data(data)
         if self._pre:
             self._write(data)
             return
@@ -219,6 +243,23 @@ class _VisibleText(HTMLParser):
         self.parts.append(text)
         self.length += len(text)
 
+    def _end_table(self) -> None:
+        """The table's text so far replaced by its records, when it is a data table."""
+        held, self._table = self._table, None
+        if held is None or held.layout or self.sections[-1][0] > held.length:
+            return  # a heading inside: the page's sections would lose their offsets
+        table = held.read()
+        if table is None:
+            return
+        breaks = self._breaks
+        del self.parts[held.part :]
+        self.length = held.length
+        for name, at in self.anchors.items():  # an anchor in the table points at the table
+            self.anchors[name] = min(at, held.length + (held.breaks if held.length else 0))
+        self._breaks, self._separator = held.breaks, ""
+        self._write(table_text(table))
+        self._breaks = breaks
+
     def _end_heading(self) -> None:
         level, start = self._heading_level, self._heading_start
         self._heading_level = 0
@@ -243,3 +284,62 @@ def _is_hidden(attrs: list[tuple[str, str | None]]) -> bool:
         if name == "style" and value and _HIDDEN_STYLE.search(value):
             return True
     return False
+
+
+class _Table:
+    """An HTML table's caption and cells as the parser meets them, and where its text began."""
+
+    def __init__(self, part: int, length: int, breaks: int, *, layout: bool) -> None:
+        self.part, self.length, self.breaks = part, length, breaks  # the parser's state at <table>
+        self.layout = layout
+        self.caption: list[str] = []
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None  # the text of the open cell or caption
+        self._at = 0  # the open cell's column in its row
+
+    def start(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in _CELLS:
+            if not self.rows:
+                self.rows.append([])
+            self.end()
+            self._cell, self._at = [], len(self.rows[-1])
+            self.rows[-1].append("")
+            span = dict(attrs).get("colspan") or ""
+            # A merged cell's columns stay apart, as layout.read_table reads merged headers.
+            self.rows[-1] += [""] * (min(int(span), 50) - 1 if span.isdigit() and int(span) > 1 else 0)
+        elif tag == "caption":
+            self.end()
+            self._cell = self.caption
+        elif tag in _HEADINGS or tag == "table":
+            self.layout = True
+        elif self._cell is not None and (tag in _LINE or tag in _PARAGRAPH):
+            self._cell.append(" ")  # "Best<br>month" is two words
+
+    def data(self, text: str) -> None:
+        if self._cell is not None:
+            self._cell.append(text)
+
+    def end(self) -> None:
+        """Close the open cell: its text goes into the row, where ``start`` left room for it."""
+        if self._cell is None or self._cell is self.caption:
+            self._cell = None
+            return
+        text = " ".join("".join(self._cell).split())
+        self.rows[-1][self._at] = text
+        self._cell = None
+        self.layout = self.layout or len(text) > MAX_CELL_CHARS
+
+    def read(self) -> Table | None:
+        self.end()
+        rows = [(n, row) for n, row in enumerate(self.rows, start=1) if any(row)]
+        if len(rows) < 2 or max(sum(1 for c in row if c) for _, row in rows) < 2:
+            return None  # one row or one column: a box around text
+        table = read_table(rows)
+        caption = " ".join("".join(self.caption).split())
+        return replace(table, title=[caption, *table.title]) if table and caption else table
+
+
+def _is_layout(attrs: list[tuple[str, str | None]]) -> bool:
+    return any(name == "role" and value in ("presentation", "none") for name, value in attrs)

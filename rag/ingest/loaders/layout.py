@@ -13,7 +13,7 @@ import datetime as dt
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rag.ingest.document import Section
 from rag.results import CELL_SEPARATOR, ROWS_PREFIX  # what the answerer reads as a row, and its range
@@ -214,3 +214,66 @@ def trim_row(cells: Sequence[str]) -> list[str]:
     while end and not cells[end - 1]:
         end -= 1
     return list(cells[:end])
+
+
+def header_columns(cells: Sequence[str]) -> list[str]:
+    """A declared header's column names; a header with no names at all (a Markdown table
+    written ``| | |`` to have none) names its columns "Column 1", "Column 2"..."""
+    if any(cells):
+        return list(cells)
+    return [COLUMN_NAME.format(i) for i in range(1, len(cells) + 1)]
+
+
+def splice_tables(
+    sections: Sequence[Section], tables: Sequence[tuple[int, int, Table]], *, between: str = "\n"
+) -> list[Section]:
+    """``sections`` of a text file with each table span ``(start, end, table)`` read as records.
+
+    For text formats that keep the file as their extracted text (Markdown, plain text): the
+    extracted text becomes the file with each table's source rows replaced, in place, by its
+    records, so a section's offset still points at exactly its text, and text before the
+    first table keeps the file's own offsets.  A short table stays inside its section; a
+    long one becomes sections of its own, blocks of rows as ``row_blocks`` cuts them.  Each
+    table lies inside one section; ``between`` goes between its lines.
+    """
+    out: list[Section] = []
+    pending = sorted(tables, key=lambda t: t[0])
+    shift = 0  # how much longer the text so far is than the file: records name their columns
+    for section in sections:
+        end = section.offset + len(section.text)
+        if not pending or pending[0][0] >= end:  # no table: the section as it was
+            out.append(replace(section, offset=section.offset + shift))
+            continue
+        parts: list[str] = []
+        start = section.offset + shift  # where ``parts`` starts in the extracted text
+        position = section.offset  # in the file
+        while pending and pending[0][0] < end:
+            table_start, table_end, table = pending.pop(0)
+            if table_start < section.offset or table_end > end:
+                continue  # outside the section, or across its end: left as written
+            parts.append(section.text[position - section.offset : table_start - section.offset])
+            text = table_text(table).replace("\n", between)
+            if len(text) <= TABLE_BLOCK_CHARS:
+                parts.append(text)
+            else:
+                out += _stripped("".join(parts), start, section)
+                at = table_start + shift
+                blocks = [block.text.replace("\n", between) for block in row_blocks(table)]
+                for block in blocks:
+                    out.append(Section(block, page=section.page, heading=section.heading, offset=at, ocr=section.ocr))
+                    at += len(block) + 2
+                text = "\n\n".join(blocks)
+                parts, start = [], table_start + shift + len(text)
+            shift += len(text) - (table_end - table_start)
+            position = table_end
+        parts.append(section.text[position - section.offset :])
+        out += _stripped("".join(parts), start, section)
+    return out
+
+
+def _stripped(text: str, offset: int, like: Section) -> list[Section]:
+    """``text`` at ``offset`` as a section like ``like``, without its surrounding whitespace."""
+    if not text.strip():
+        return []
+    lead = len(text) - len(text.lstrip())
+    return [Section(text.strip(), page=like.page, heading=like.heading, offset=offset + lead, ocr=like.ocr)]

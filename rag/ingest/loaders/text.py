@@ -141,6 +141,17 @@ def load_text(path: Path, data: bytes) -> LoadedDocument:
     return LoadedDocument(path, "text", [Section(decoded.text)], warnings)
 
 
+def load_plain_text(path: Path, data: bytes) -> LoadedDocument:
+    """A ``.txt`` file: its text, with tables aligned in columns read as records
+    (``plain_tables``; the extracted text is then the file with each table replaced in place)."""
+    from rag.ingest.loaders.layout import splice_tables
+    from rag.ingest.loaders.plain_tables import text_tables
+
+    document = load_text(path, data)
+    document.sections = splice_tables(document.sections, text_tables(document.sections[0].text))
+    return document
+
+
 def decode_lines(data: bytes, path: Path) -> tuple[list[str], list[str]]:
     """Lines of a text file (ends kept) and warnings, decoding each line on its own when needed.
 
