@@ -40,10 +40,10 @@ from rag.usage import Usage
 # Chunks in the first window of an ingest (see ``Ingestor.run``).
 FIRST_WINDOW_CHUNKS = 64
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
-RECIPE_VERSION = "5"  # 2: Office files, tables, OCR of scanned pages; 3: PDF text from PDFium;
+RECIPE_VERSION = "6"  # 2: Office files, tables, OCR of scanned pages; 3: PDF text from PDFium;
 # 4: table rows as records with their titles, e-book chapters from the navigation, control
 # characters stripped, garbage text layers and upside-down scans OCR'd; 5: PDF tables as
-# records, header-less tables' columns named "Column 1"...
+# records, header-less tables' columns named "Column 1"...; 6: PDF tables set sideways as records
 
 
 class Progress(Protocol):
