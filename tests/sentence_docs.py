@@ -78,6 +78,33 @@ We look forward to seeing you there.
 The Social Committee
 """
 
+# The same question over other shapes of invitation: a slide's bullet list, a Word table, a
+# PDF's one listing sentence (issue 28: each was answered with the title or the date line).
+OPEN_DAY = [
+    ("Hillside School Open Day", ["Saturday 14 September", "All families welcome"]),
+    ("When and where", ["10:00 to 15:00 at the main building", "Parking on the sports field"]),
+    ("What's on at the open day", ["Science experiments", "A school choir concert", "Guided tours", "A cake sale"]),
+]
+SUMMER_FAIR = [
+    "Westbrook Summer Fair",
+    "The Westbrook Summer Fair returns to the village green on Sunday 21 July.",
+    "The summer fair opens at noon and closes at six, and entry is free for everyone.",
+]
+SUMMER_FAIR_TABLE = [
+    ("Time", "Activity", "Place"),
+    ("12:00", "Tug of war", "Village green"),
+    ("13:00", "Dog show", "Paddock"),
+    ("14:30", "Morris dancing", "Bandstand"),
+    ("16:00", "Raffle draw", "Tea tent"),
+]
+HARVEST = [
+    "Harvest Festival at St Mary's Farm",
+    "The harvest festival will be held at St Mary's Farm on Saturday 28 September.",
+    "The harvest festival starts at ten in the morning and ends at four in the afternoon.",
+    "There will be apple pressing, hay rides and a tractor parade.",
+    "Tickets for the harvest festival cost five pounds for adults; children go free.",
+]
+
 SLIDES = [
     ("Harbour Bridge Renovation", ["Project update for the steering group", "April 2024"]),
     (
@@ -140,6 +167,9 @@ QUESTIONS = [
     ("What is the budget of phase two?", "2.4 million euros", "bridge.pptx"),
     ("How often must the fire extinguishers be inspected?", "every twelve months", "fire-safety.pdf"),
     ("Who writes the changelog?", "developer who merged the last feature", "release.md"),
+    ("What activities will there be at the open day?", "Science experiments", "open-day.pptx"),
+    ("What activities will there be at the summer fair?", "Activity: ", "summer-fair.docx"),
+    ("What activities will there be at the harvest festival?", "apple pressing", "harvest-festival.pdf"),
 ]
 
 #: Questions the documents come near but do not answer.
@@ -205,4 +235,23 @@ def write_documents(folder: Path) -> Path:
     deck.save(str(folder / "bridge.pptx"))
 
     write_pdf(folder / "fire-safety.pdf", MANUAL)
+    write_pdf(folder / "harvest-festival.pdf", HARVEST)
+
+    deck = Presentation()
+    for title, points in OPEN_DAY:
+        slide = deck.slides.add_slide(deck.slide_layouts[1])
+        slide.shapes.title.text = title
+        slide.placeholders[1].text = "\n".join(points)
+    deck.save(str(folder / "open-day.pptx"))
+
+    fair = docx.Document()
+    fair.add_heading(SUMMER_FAIR[0], 1)
+    for paragraph in SUMMER_FAIR[1:]:
+        fair.add_paragraph(paragraph)
+    table = fair.add_table(rows=len(SUMMER_FAIR_TABLE), cols=3)
+    for r, row in enumerate(SUMMER_FAIR_TABLE):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    fair.add_paragraph("Bring a picnic blanket; food stalls sell drinks and sandwiches all afternoon.")
+    fair.save(str(folder / "summer-fair.docx"))
     return folder

@@ -44,7 +44,7 @@ RECIPE_VERSION = "6"  # 2: Office files, tables, OCR of scanned pages; 3: PDF te
 # 4: table rows as records with their titles, e-book chapters from the navigation, control
 # characters stripped, garbage text layers and upside-down scans OCR'd; 5: PDF tables as
 # records, header-less tables' columns named "Column 1"...; 6: Markdown, HTML and plain-text
-# tables as records
+# tables as records, PDF tables set sideways as records
 
 
 class Progress(Protocol):

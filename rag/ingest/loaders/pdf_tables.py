@@ -8,12 +8,18 @@ columns a whole one or more).  Three or more lines in a row whose cells fall int
 same columns are a table: its column spans are the union of the widest rows' cell spans,
 and up to three one-cell lines just above it are its title.  Lines whose cells are long
 are prose (two columns of a page side by side), not rows; unevenly spaced lines, scattered
-cells and formula fonts are formulas set out, not rows.  Turned text is not read as tables.
+cells and formula fonts are formulas set out, not rows.
+
+Turned text (a landscape table set sideways on a portrait page, or a page shown turned by
+its /Rotate with its text drawn turned to match) is read in its own axes: each character's
+position is turned back by its angle, a quarter turn at a time, so that its lines run left
+to right again, and each direction's characters are searched for tables apart.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import statistics
 from collections.abc import Sequence
@@ -70,38 +76,67 @@ class PageTable:
 
 def find_tables(textpage: Any, text: str) -> list[PageTable]:
     """The tables on a page, given its PDFium text page and the text it gave (one char per index)."""
-    lines = _lines(textpage, text)
     found: list[PageTable] = []
-    run: list[int] = []
-    for i, line in enumerate([*lines, None]):
-        if line is not None and _row_like(line):
-            run.append(i)
-            continue
-        if len(run) >= MIN_ROWS:
-            table = _table(lines, run)
-            if table is not None:
-                found.append(table)
-        run = []
+    for lines in _lines(textpage, text):
+        run: list[int] = []
+        for i, line in enumerate([*lines, None]):
+            if line is not None and _row_like(line):
+                run.append(i)
+                continue
+            if len(run) >= MIN_ROWS:
+                table = _table(lines, run)
+                if table is not None:
+                    found.append(table)
+            run = []
     return found
 
 
-def _lines(textpage: Any, text: str) -> list[_Line]:
-    """The page's characters as lines, top to bottom, each cut into cells, left to right."""
+_Glyph = tuple[int, float, float, float, float]  # index, left, right, centre height, font height
+#: How far (radians) a character's angle may be from a quarter turn for it to be read turned back.
+_SKEW = 0.01
+
+
+def _turned(angle: float, box: tuple[float, float, float, float]) -> tuple[int, float, float, float, float] | None:
+    """The quarter turns of a character drawn at ``angle`` (PDFium's, clockwise) and its ``box``
+    (left, bottom, right, top) in its text's own axes (lines left to right, top line highest);
+    None for text at another angle (a slanted label)."""
+    turns = round(angle / (math.pi / 2))
+    if abs(angle - turns * math.pi / 2) > _SKEW:
+        return None
+    turns %= 4
+    left, bottom, right, top = box
+    if not turns:
+        return 0, left, right, bottom, top
+    cos, sin = ((1, 0), (0, 1), (-1, 0), (0, -1))[turns]
+    xs = [x * cos - y * sin for x, y in ((left, bottom), (right, top))]
+    ys = [x * sin + y * cos for x, y in ((left, bottom), (right, top))]
+    return turns, min(xs), max(xs), min(ys), max(ys)
+
+
+def _lines(textpage: Any, text: str) -> list[list[_Line]]:
+    """The page's characters as lines, top to bottom, each cut into cells, left to right: one
+    list of lines for each direction its text runs in (upright first)."""
     import pypdfium2.raw as pdfium_c  # lazily, as the loaders import pypdfium2
 
-    glyphs = []
+    directions: dict[int, list[_Glyph]] = {}
     for index, char in enumerate(text):
         if char.isspace() or char in "\ufffe\ufffd":
             continue
-        # Turned text (a landscape table set sideways) would need its own axes: left out.
-        if abs(pdfium_c.FPDFText_GetCharAngle(textpage.raw, index)) > 0.01:
+        angle = pdfium_c.FPDFText_GetCharAngle(textpage.raw, index)
+        turned = _turned(angle, textpage.get_charbox(index, loose=True))
+        if turned is None:
             continue
-        left, bottom, right, top = textpage.get_charbox(index, loose=True)
+        turns, left, right, bottom, top = turned
         if top - bottom <= 0:
             continue
-        glyphs.append((index, left, right, (top + bottom) / 2, top - bottom))
+        directions.setdefault(turns, []).append((index, left, right, (top + bottom) / 2, top - bottom))
+    return [_direction_lines(directions[turns], text) for turns in sorted(directions)]
+
+
+def _direction_lines(glyphs: list[_Glyph], text: str) -> list[_Line]:
+    """Characters running in one direction as lines, top to bottom, cut into cells."""
     glyphs.sort(key=lambda g: -g[3])
-    rows: list[list[tuple[int, float, float, float, float]]] = []
+    rows: list[list[_Glyph]] = []
     for glyph in glyphs:
         if rows and abs(rows[-1][0][3] - glyph[3]) <= 0.4 * glyph[4]:
             rows[-1].append(glyph)
