@@ -78,3 +78,17 @@ def register_slow(before_batch: Callable[[int], None]) -> None:
     from rag.embed import factory
 
     factory.register("slow", lambda model, settings: SlowEmbedder(before_batch))
+
+
+def pdf_bytes(objects: Sequence[bytes]) -> bytes:
+    """A PDF file of ``objects`` (numbered from 1, the catalog first), with its cross-reference table."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

@@ -16,7 +16,7 @@ from rag.ingest.document import LoadedDocument
 from rag.ingest.loaders import SUPPORTED_EXTENSIONS, LoadOptions, decode_text, load
 from rag.ingest.loaders.pdf import clean_page_text
 from rag.results import CELL_SEPARATOR
-from tests.helpers import failure
+from tests.helpers import failure, pdf_bytes
 
 PDF = Path(__file__).parents[1] / "fixtures" / "pdf"
 
@@ -342,16 +342,7 @@ def text_pdf(pages: Sequence[Sequence[tuple[float, float, str]]]) -> bytes:
         )
         kids.append(b"%d 0 R" % len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), len(kids))
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_bytes(objects)
 
 
 def test_pdf_table_rows_are_records_led_by_title_and_header_on_their_page(tmp_path: Path) -> None:

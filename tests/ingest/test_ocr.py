@@ -10,6 +10,7 @@ import pytest
 
 from rag.errors import DocumentError
 from rag.ingest.loaders import LoadOptions, load
+from tests.helpers import pdf_bytes
 
 PDF = Path(__file__).parents[1] / "fixtures" / "pdf" / "google-doc_zen-of-python.pdf"
 
@@ -143,16 +144,7 @@ def pdf_with_text_layer(image: Any, layer: str, target: Path) -> Path:
         b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 8 "
         b"/Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (width, height, len(pixels), pixels),
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    target.write_bytes(bytes(out))
+    target.write_bytes(pdf_bytes(objects))
     return target
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag.ingest.loaders import load
+from tests.helpers import pdf_bytes
 
 ROWS = [[(0, "Quarterly shipments by port")], [(0, "Port"), (120, "Crates"), (220, "Inspector"), (330, "Berth")]]
 ROWS += [[(0, f"Quay {n}"), (120, str(n * 13)), (220, f"Agent {n}"), (330, f"B{n}")] for n in range(1, 9)]
@@ -30,16 +31,7 @@ def turned_pdf(matrix: tuple[int, int, int, int], origin: tuple[int, int], rotat
         b"/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >> >>" % rotate,
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_bytes(objects)
 
 
 @pytest.mark.parametrize(
