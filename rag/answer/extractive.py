@@ -555,14 +555,15 @@ def _checked(question: str, hits: Sequence[Hit], chosen: list[Scored], rarity: f
     check = focus.check(question, sentences, [focus.chunk_evidence(hits[i]) for i in cited], rarity)
     if check.missing_share > focus.MAX_MISSING:
         return _near_miss([], hits, cited, rarity, unknown_of=check.missing)
-    if any(CELL_SEPARATOR in s for s in sentences) and (
+    if any(CELL_SEPARATOR in t for t in [*sentences, *(hits[i].text for i in cited)]) and (
         names := focus.missing_names(question, [focus.chunk_evidence(hits[i]) for i in cited], rarity)
     ):
-        # A name the question asks about that the quoted table rows' chunks lack ("the capital
-        # of Australia" against a row of other countries' capitals) is a near miss, however
-        # close the rest comes: a short row's cosine to such a question is high.  Only for
-        # rows: for prose, on SQuAD part A, it declined 4.2 points more answerable questions
-        # (7.8 more unanswerable).
+        # A name the question asks about that the quoted chunks lack ("the capital of
+        # Australia" against a table of other countries' capitals) is a near miss, however
+        # close the rest comes: a short row's cosine to such a question is high, and so is
+        # the line that introduces the table ("Some countries and their capitals").  Only for
+        # chunks with table rows: for prose, on SQuAD part A, it declined 4.2 points more
+        # answerable questions (7.8 more unanswerable).
         return _near_miss(names, hits, cited, rarity)
     titles = "\n".join(focus.context(hits[i]) for i in cited)
     if contrast.conflict(question, " ".join(sentences), titles) is not None:

@@ -344,9 +344,18 @@ def test_a_name_is_held_only_as_itself_or_a_longer_or_shorter_form() -> None:
 
 
 def test_a_country_the_table_lacks_is_declined_and_the_collections_own_name_is_not_asked(tmp_path: Path) -> None:
-    capitals = "# Capitals of Europe\n\n| Country | Capital |\n|---|---|\n" + "".join(
-        f"| {country} | {capital} |\n"
-        for country, capital in [("Austria", "Vienna"), ("France", "Paris"), ("Germany", "Berlin"), ("Spain", "Madrid")]
+    # The line above the table shares the question's words too: it must not be quoted instead.
+    capitals = (
+        "# Capitals of Europe\n\nSome countries and their capitals.\n\n| Country | Capital |\n|---|---|\n"
+        + "".join(
+            f"| {country} | {capital} |\n"
+            for country, capital in [
+                ("Austria", "Vienna"),
+                ("France", "Paris"),
+                ("Germany", "Berlin"),
+                ("Spain", "Madrid"),
+            ]
+        )
     )
     notes = {
         f"note{i}.md": f"# Note {i}\n\nTravel note {i}: trains in Europe run often and cost little.\n"
@@ -362,3 +371,16 @@ def test_a_country_the_table_lacks_is_declined_and_the_collections_own_name_is_n
         rarity = engine.term_rarity()
         assert focus.missing_names("Which trains run often in Europe?", ["Trains run often."], rarity) == []
         assert focus.missing_names("Which trains run often in Spain?", ["Trains run often."], rarity) != []
+
+
+def test_the_line_above_a_table_does_not_answer_for_a_country_the_table_lacks(tmp_path: Path) -> None:
+    # "Some countries and their capitals." shares the question's words: it was quoted as the answer.
+    capitals = (
+        "# Capitals\n\nSome countries and their capitals.\n\n| Country | Capital | Population (m) |\n|---|---|---|\n"
+    )
+    capitals += "| France | Paris | 68 |\n| Australia | Canberra | 26 |\n| Kenya | Nairobi | 54 |\n"
+    (tmp_path / "docs").mkdir()
+    with offline_engine({"capitals.md": capitals}, tmp_path / "docs", tmp_path / "store", "caps") as engine:
+        assert engine.ask("What is the capital of Austria?").refused
+        answered = engine.ask("What is the capital of Australia?")
+        assert not answered.refused and "Canberra" in answered.text
