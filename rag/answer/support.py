@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.answer import focus
 from rag.answer.attribution import Scorer, scores
@@ -156,6 +156,9 @@ class Claim:
     owned: list[Term] = field(default_factory=list)
     #: The sentence's words in order, lower case (to find it copied from inside a source sentence).
     said: tuple[str, ...] = ()
+    #: Of ``phrases``, those some retrieved chunk holds whole: a window may name them by their
+    #: last word alone ("Paul Baran" ... "Baran developed").
+    named_in_full: frozenset[tuple[str, ...]] = frozenset()
 
     @classmethod
     def of(cls, sentence: str) -> Claim:
@@ -208,13 +211,23 @@ class Window:
         self.tokens = " " + " ".join(_tokens(f"{titles} \n {text}")) + " "
         self.polarity = Polarity.of(text)
         self.said = [w.lower() for w in _WORD.findall(text)]
+        words = _WORD.findall(text)
+        #: Capitalised words not part of a longer name (the word before is neither capitalised nor
+        #: a joiner such as "de"), stemmed: the last names a sentence may use alone.
+        self.surnames = {
+            _tokens(w)[0]
+            for i, w in enumerate(words)
+            if w[0].isupper() and (i == 0 or not (words[i - 1][0].isupper() or words[i - 1].lower() in _NAME_JOINERS))
+        }
 
     def backs(self, claim: Claim) -> bool:
-        if not all(self.evidence.has(t) for t in claim.keys):
+        # The first names of a name given by its last word alone are let off ("Paul").
+        let_off = {w for p in claim.named_in_full if self._names(p, claim.named_in_full) for w in p[:-1]}
+        if not all(self.evidence.has(t) or (t.kind == "word" and _tokens(t.text)[0] in let_off) for t in claim.keys):
             return False
         if claim.polarity.contradicts(self.polarity):
             return False
-        if not all(f" {' '.join(p)} " in self.tokens for p in claim.phrases):
+        if not all(self._names(p, claim.named_in_full) for p in claim.phrases):
             return False
         # "The Normans defeated Anglo-Norman forces" was backed by "the Anglo-Norman forces of
         # the Third Crusade": one word of the source stood for two names of the claim.
@@ -229,6 +242,21 @@ class Window:
         if not claim.words:
             return bool(claim.keys)  # "Yes." backs nothing; "1973." is backed by a source holding it
         return sum(self.evidence.has(t) for t in claim.words) >= MIN_COVERAGE * len(claim.words)
+
+    def _names(self, phrase: tuple[str, ...], named_in_full: frozenset[tuple[str, ...]]) -> bool:
+        """True when this sentence holds the name ``phrase`` as written, or, where the retrieved
+        chunks name it in full, by its last word standing alone: "Paul Baran developed ... at the
+        RAND Corporation" is backed by "Baran developed ... at the RAND Corporation" when another
+        chunk says "Paul Baran".  Not by "Guy de Lusignan" for "Richard de Lusignan": there the
+        last word is part of another name; nor when the sentence holds the other words apart
+        ("the Normans began to enter Italy" does not name "Norman Italy")."""
+        if f" {' '.join(phrase)} " in self.tokens:
+            return True
+        return (
+            phrase in named_in_full
+            and phrase[-1] in self.surnames
+            and not any(f" {w} " in self.tokens for w in phrase[:-1])
+        )
 
     def _copied_from_object(self, said: Sequence[str]) -> bool:
         """True when ``said`` is this sentence's words copied from the object of a verb or a
@@ -263,12 +291,15 @@ def windows(hit: Hit) -> list[Window]:
 def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> list[Support]:
     """The support of every sentence of ``text``, whose ``[n]`` point into ``context``."""
     everything = Evidence("\n".join(chunk_evidence(h) for h in context))
+    everything_tokens = " " + " ".join(_tokens(" \n ".join(chunk_evidence(h) for h in context))) + " "
     evidence = [Evidence(chunk_evidence(h)) for h in context]
     chunk_windows = [windows(h) for h in context]
     result = []
     for start, end in sentences(text):
         sentence = text[start:end]
         claim = Claim.of(sentence)
+        named = frozenset(p for p in claim.phrases if f" {' '.join(p)} " in everything_tokens)
+        claim = replace(claim, named_in_full=named) if named else claim
         cited = tuple(
             sorted(
                 {

@@ -189,6 +189,34 @@ def test_a_claim_must_be_backed_by_one_sentence_of_its_source(right: str, plante
     assert [s.supported for s in support.check(planted, [SCOTLAND])] == [False]
 
 
+BARAN = "Starting in the late 1950s, Paul Baran developed the concept of message block switching."
+RAND = "Baran developed the concept during his research at the RAND Corporation in 1961."
+
+
+@pytest.mark.parametrize(
+    ("sentence", "second_chunk", "supported"),
+    [
+        # the full name in one chunk, the last name alone in the sentence that backs the rest
+        ("Paul Baran developed the concept at the RAND Corporation in 1961.", RAND, True),
+        # a first name no chunk gives with that last name
+        ("Peter Baran developed the concept at the RAND Corporation in 1961.", RAND, False),
+        # the last name is part of another name in the backing sentence
+        ("Paul Baran developed the concept at the RAND Corporation in 1961.", "Anna " + RAND, False),
+        # the first name is elsewhere in the backing sentence: not the same name
+        (
+            "Paul Baran developed the concept at the RAND Corporation in 1961.",
+            RAND.replace("Baran", "Baran and Paul"),
+            False,
+        ),
+    ],
+)
+def test_a_name_given_in_full_in_one_chunk_may_be_its_last_word_in_another(
+    sentence: str, second_chunk: str, supported: bool
+) -> None:
+    context = [hit(1, BARAN, source="n.md"), hit(2, second_chunk, source="n.md")]
+    assert [s.supported for s in support.check(sentence, context)] == [supported]
+
+
 def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declined(openai_env: FakeOpenAI) -> None:
     # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
     openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
