@@ -17,6 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,10 @@ def main() -> None:
     from rag.settings import Settings
 
     articles = json.loads(DATA.read_text(encoding="utf-8"))["data"]
-    paragraphs, titles, questions, gold = [], [], [], []
+    paragraphs: list[str] = []
+    titles: list[str] = []
+    questions: list[str] = []
+    gold: list[int] = []
     for article in articles:
         title = article["title"].replace("_", " ")
         for paragraph in article["paragraphs"]:
@@ -61,7 +65,7 @@ def main() -> None:
     queries = embed_many(embedder, questions)  # the local model embeds queries as passages
     seconds = time.perf_counter() - started
     gold_array = np.array(gold)
-    result = {
+    result: dict[str, Any] = {
         "paragraphs": len(paragraphs),
         "questions": len(questions),
         "plain": metrics(queries @ plain.T, gold_array),

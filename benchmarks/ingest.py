@@ -94,7 +94,7 @@ def write_short_corpus(corpus: Path, folder: Path, limit: int | None) -> int:
     return count
 
 
-def phase_floor(folder: str, spec: str | None = None) -> dict[str, float]:
+def phase_floor(folder: str, spec: str | None = None) -> dict[str, Any]:
     from rag.embed.base import embed_many
     from rag.embed.factory import create
     from rag.ingest.chunk import chunk_document
@@ -218,9 +218,9 @@ def measure(
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = ("corpus", "files", "chunks", "tokens", "rag", "model floor", "ratio", "target", "CPU ratio")
-    head += ("fp32 floor", "vs fp32 floor", "target", "CPU vs fp32", "files/s", "peak RSS")
-    rows = [head]
+    head: tuple[str, ...] = ("corpus", "files", "chunks", "tokens", "rag", "model floor", "ratio", "target")
+    head += ("CPU ratio", "fp32 floor", "vs fp32 floor", "target", "CPU vs fp32", "files/s", "peak RSS")
+    rows: list[tuple[str, ...]] = [head]
     for r in results:
         floor, ingest = r["floor"], r["ingest"]
         rows.append(

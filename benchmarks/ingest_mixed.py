@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.office_files builds the Office files
@@ -241,7 +242,7 @@ def _progress(name: str, result: object) -> object:
     return result
 
 
-def report(r: dict) -> None:  # type: ignore[type-arg]
+def report(r: dict[str, Any]) -> None:
     print(f"load average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f} (2 cores, shared)\n")
     print("| type | files | parse s | files/s |\n| --- | --- | --- | --- |")
     for kind, row in sorted(r["parse"].items()):

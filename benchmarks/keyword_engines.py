@@ -145,7 +145,7 @@ class Bm25s:
         return sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
 
 
-ENGINES = {"fts5": Fts5, "tantivy": Tantivy, "bm25s": Bm25s}
+ENGINES: dict[str, type[Fts5 | Tantivy | Bm25s]] = {"fts5": Fts5, "tantivy": Tantivy, "bm25s": Bm25s}
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
