@@ -61,15 +61,6 @@ from rag.results import Answer
 from tests.llama_server import recorded_replies
 from tests.openai_server import FakeOpenAI, openai_server
 
-# Dashes that glue words in the documents ("the Adriatic—fell"): llm_prompts.normalize drops
-# ASCII punctuation only, so "the Adriatic" was not found in a chunk that holds it.
-_DASHES = str.maketrans({c: " " for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"})
-
-
-def holds(text: str, gold: tuple[str, ...]) -> bool:
-    """True when ``text`` holds a gold answer (as ``llm_prompts.contains``, dashes split words)."""
-    return contains(text.translate(_DASHES), gold)
-
 
 @dataclass
 class Row:
@@ -97,10 +88,10 @@ class Row:
         if answer.refused:
             return
         self.answered += 1
-        self.gold_in_text += holds(CITATION.sub("", answer.text), q.gold)
+        self.gold_in_text += contains(CITATION.sub("", answer.text), q.gold)
         if answer.citations:
             self.citing += 1
-            self.precise += any(holds(c.text, q.gold) for c in answer.citations)
+            self.precise += any(contains(c.text, q.gold) for c in answer.citations)
 
     def cells(self) -> list[str]:
         per_answer = f"{statistics.mean(self.unsupported):.2f}" if self.unsupported else "-"
