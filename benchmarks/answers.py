@@ -3,11 +3,14 @@
     python benchmarks/answers.py [--answerers extractive,local,local:FILE.gguf,URL#MODEL]
                                  [--limit 10] [--max-tokens 160] [--out answers.jsonl]
 
-Two question sets, asked through ``Engine.ask`` with rag's own prompts:
+Three question sets, asked through ``Engine.ask`` with rag's own prompts:
 
 - ``data``: the 20 questions about the bundled ``data/`` of benchmarks/llm_prompts.py (15 the
   documents answer, with hand-checked gold answers, and 5 they do not; ``--data-limit N``
   asks the first N answerable and a third as many unanswerable);
+- ``manuals``: 20 questions about two software manuals (pages of HTTPX's and Poetry's docs in
+  benchmarks/manuals/, see its SOURCE.md): 15 they answer, with hand-checked gold answers
+  (defaults, option names, commands, how-to, numbers), and 5 they do not;
 - ``squad``: ``--limit`` answerable and ``--limit`` unanswerable SQuAD v2 questions on the
   Normans article of part A (../shared/data), a fixed random sample.
 
@@ -52,7 +55,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import llm_prompts
-from benchmarks.llm_prompts import DATA, QUESTIONS, Question, contains, squad_subset
+from benchmarks.llm_prompts import DATA, MANUAL_QUESTIONS, MANUALS, QUESTIONS, Question, contains, squad_subset
 from rag import prompts
 from rag.answer.citations import CITATION
 from rag.answer.local_llm import CONTEXT_WINDOW, MODELS
@@ -182,7 +185,10 @@ def engine_for(store: Path, index: str, answerer: Answerer, args: argparse.Names
 def question_sets(store: Path, limit: int, data_limit: int) -> dict[str, tuple[list[Path], list[Question]]]:
     answerable = [q for q in QUESTIONS if q.answerable][:data_limit]
     unanswerable = [q for q in QUESTIONS if not q.answerable][: max(1, (data_limit + 2) // 3)]
-    sets: dict[str, tuple[list[Path], list[Question]]] = {"data": ([DATA], answerable + unanswerable)}
+    sets: dict[str, tuple[list[Path], list[Question]]] = {
+        "data": ([DATA], answerable + unanswerable),
+        "manuals": ([MANUALS], MANUAL_QUESTIONS),
+    }
     if limit:
         paragraphs, questions = squad_subset(limit)
         folder = store / "squad-normans"

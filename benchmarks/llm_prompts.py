@@ -51,6 +51,7 @@ from tests import llama_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
+MANUALS = ROOT / "benchmarks" / "manuals"
 SQUAD = ROOT.parent / "shared" / "data" / "squad-v2-dev-part-a" / "dev-v2.0.json"
 
 
@@ -87,6 +88,38 @@ QUESTIONS = [
     Question("Which packet switching network did Norway build in 1990?", ()),
     Question("How many barrels of oil per day did Venezuela export in 1973?", ()),
     Question("What is the boiling point of mercury?", ()),
+]
+
+# Answers checked by hand against benchmarks/manuals/ (pages of the HTTPX and Poetry manuals;
+# sources and licenses in its SOURCE.md), written before any was asked: defaults, option
+# names, commands, how-to and numbers, as people ask a manual.
+MANUAL_QUESTIONS = [
+    Question("What is the default timeout for network inactivity in HTTPX?", ("five seconds", "5 seconds")),
+    Question("How do I disable timeouts for a single request with HTTPX?", ("timeout=None", "timeout to None")),
+    Question(
+        "Which exception does HTTPX raise when it cannot connect within the connect timeout?", ("ConnectTimeout",)
+    ),
+    Question("What is the default value of max_connections in httpx.Limits?", ("100",)),
+    Question("How many keep-alive connections does HTTPX allow by default?", ("20",)),
+    Question("Which environment variable makes HTTPX log low-level request details to stderr?", ("HTTPX_DEBUG",)),
+    Question("How can I make an HTTPX client ignore environment variables?", ("trust_env",)),
+    Question("Which Client option prepends a URL to all outgoing requests?", ("base_url",)),
+    Question("How do I install only the dependencies of a Poetry project and not the project itself?", ("--no-root",)),
+    Question("What is the default value of installer.max-workers?", ("number_of_cores + 4",)),
+    Question("Which environment variable overrides the Poetry cache directory?", ("POETRY_CACHE_DIR",)),
+    Question(
+        "How do I find the path to the virtual environment of a Poetry project?",
+        ("poetry env info --path", "env info --path"),
+    ),
+    Question("What does Poetry use by default for git related tasks?", ("dulwich",)),
+    Question("Where is a project's local Poetry configuration stored?", ("poetry.toml",)),
+    Question("How do I remove a configuration setting in Poetry?", ("--unset",)),
+    # Not in the pages: what a reader of these manuals could ask, near what they do say.
+    Question("How do I set a proxy for an HTTPX client?", ()),
+    Question("What is the default number of retries in HTTPX?", ()),
+    Question("How do I publish a package to PyPI with Poetry?", ()),
+    Question("What is the default value of virtualenvs.options.no-wheel?", ()),
+    Question("How do I enable HTTP/2 in HTTPX?", ()),
 ]
 
 #: Prompt variants: (system prompt, user message template); None keeps rag's own.
