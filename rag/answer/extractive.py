@@ -138,7 +138,26 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             e -= 1
         if e > s and any(c.isalnum() for c in text[s:e]):
             trimmed.append((s, e))
-    return trimmed
+    return _with_asides(text, trimmed)
+
+
+# A sentence wholly in brackets that follows another in the same paragraph says more about
+# it: "`max_connections`, maximum number of allowable connections. (Default 100)".
+_ASIDE = re.compile(r"\([^()]*\)[.!?]?")
+
+
+def _with_asides(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` with each bracketed aside joined to the sentence before it in its paragraph."""
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and _ASIDE.fullmatch(text[s:e]) and not _BLANK_LINE.search(text[merged[-1][1] : s]):
+            merged[-1] = (merged[-1][0], e)
+        else:
+            merged.append((s, e))
+    return merged
+
+
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
 # --- lexical overlap ------------------------------------------------------------------------
@@ -344,8 +363,18 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
         spans = signed(hit.text, segments(hit.text, rows=rows, heading=title))
         loaded_as = FILE_TYPES.get(PurePath(hit.source).suffix.lower())
         markdown = loaded_as is not None and loaded_as.kind == "markdown"
+        code = [] if rows else fences(hit.text)
         for n, (start, end, record) in enumerate(spans):
             text = " ".join(hit.text[start:end].split())
+            if record and any(a <= start < b for a, b in code):
+                # Code answers "how do I ...?" only with the sentence that leads to it ("Or
+                # disable timeouts for a request:"), never alone: a log line or a bare call
+                # quoted by itself says nothing.
+                lead = sentences[-1] if sentences and sentences[-1].hit_index == i else None
+                if lead is not None and lead.text.endswith(":") and end - start <= CODE_LIMIT:
+                    sentences[-1] = Sentence(i, lead.start, end, f"{lead.text} {text}")
+                    seen.add(sentences[-1].text)
+                continue
             if record and focus.SIGN_OFF.match(text):  # a signature reads one line at a time
                 text = ", ".join(
                     " ".join(line.split()).rstrip(",") for line in hit.text[start:end].split("\n") if line.strip()
@@ -354,6 +383,10 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
                 text = _list_text(hit.text[start:end], title)
             text = plain(text) if markdown else text
             heading = text.startswith("#")  # names a topic, answers nothing
+            if markdown and (named := _CODE_TITLE.fullmatch(title.strip())) and named.group(1) not in text:
+                # A reference page's section is titled by what it describes ("`HTTPX_DEBUG`") and
+                # its sentences say "this variable": the title says which.
+                text = f"{named.group(0)}: {text}"
             # Chunks may begin or end mid-sentence; the neighbouring chunk has it whole.
             cut = not record and (
                 (n == 0 and _STARTS_LOWER.match(text) is not None)
@@ -363,6 +396,14 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
                 seen.add(text)
                 sentences.append(Sentence(i, start, end, text))
     return sentences
+
+
+#: Longest code block (characters, fences included) quoted after the sentence that leads to
+#: it; longer ones (a page of log output) are left out.  The manuals' blocks that answer
+#: "how do I ...?" are 30-250 characters.
+CODE_LIMIT = 400
+# A heading that is one code span: what a reference section describes.
+_CODE_TITLE = re.compile(r"`([^`]+)`")
 
 
 _SIGNATURE_LINES = 3  # a name, a title, an organisation
@@ -420,7 +461,15 @@ def plain(sentence: str) -> str:
     ``Sentence.start``/``end`` still point at the source text, markers and all.)"""
     for emphasis in _EMPHASIS:
         sentence = emphasis.sub(r"\2", sentence)
+    sentence = " ".join(_EMPTY_LINK.sub(r"\1", _MARKUP.sub("", sentence)).split())
     return _LIST_MARKER.sub("", sentence)
+
+
+# What a site generator renders and a reader never sees: template tags ("{{% note %}}",
+# "{{< relref "cli" >}}") and admonition openers ('!!! note "TL;DR"').
+_MARKUP = re.compile(r"\{\{[<%].*?[%>]\}\}|^!!!\s*\w+(?:\s+\"[^\"]*\")?")
+# A link whose target was such a tag: its text alone.
+_EMPTY_LINK = re.compile(r"\[([^\]]+)\]\(\s*\)")
 
 
 def segments(text: str, *, rows: bool = False, heading: str = "") -> list[tuple[int, int, bool]]:
@@ -428,7 +477,9 @@ def segments(text: str, *, rows: bool = False, heading: str = "") -> list[tuple[
     line, and so is each list (``lists``); the prose between them is split into sentences.
     ``rows``: every line is a row.  ``heading``: the chunk's heading, which may lead a list."""
     found: list[tuple[int, int, bool]] = []
-    blocks = {} if rows else dict(lists(text, heading))
+    code = [] if rows else fences(text)
+    inside = [(s, e) for s, e in lists(text, heading) if not any(a < e and s < b for a, b in code)] if not rows else []
+    blocks = dict(sorted(code + inside))
     prose = 0  # where the prose not yet split starts
     position = 0
     for line in text.split("\n"):
@@ -446,6 +497,27 @@ def segments(text: str, *, rows: bool = False, heading: str = "") -> list[tuple[
         position = end + 1
     found += [(prose + s, prose + e, False) for s, e in split_sentences(text[prose:])]
     return found
+
+
+_FENCE = re.compile(r"^[ \t]*(```|~~~)[ \t]*(\S*).*$", re.M)
+
+
+def fences(text: str) -> list[tuple[int, int]]:
+    """Markdown's fenced code blocks in ``text`` as (start of the opening fence's line, end of the closing one).
+    A block is one span, never split into "sentences": its lines are code, not prose.
+
+    A chunk may start or end inside a block: a bare first fence followed by one with a
+    language (```` ```python ````), or an odd count with a bare first one, closes a block the
+    chunk started in; an opening fence left unclosed runs to the chunk's end.
+    """
+    marks = list(_FENCE.finditer(text))
+    blocks: list[tuple[int, int]] = []
+    if marks and not marks[0].group(2) and (len(marks) % 2 or marks[1].group(2)):
+        blocks.append((0, marks[0].end()))
+        marks = marks[1:]
+    for opening, closing in itertools.zip_longest(marks[::2], marks[1::2]):
+        blocks.append((opening.start(), closing.end() if closing is not None else len(text.rstrip())))
+    return blocks
 
 
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•▪◦‣]|\d+[.)])\s+")

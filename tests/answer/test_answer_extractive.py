@@ -16,7 +16,9 @@ from rag.answer.extractive import (
     compose,
     content_words,
     coverage,
+    fences,
     negated,
+    plain,
     segments,
     select,
     specificity,
@@ -57,6 +59,46 @@ def test_split_sentences_handles_wrapped_lines_and_empty_text() -> None:
     ]
     assert sentences("   \n\n ") == []
     assert sentences("no end punctuation") == ["no end punctuation"]
+
+
+def test_a_bracketed_aside_stays_with_the_sentence_it_follows() -> None:
+    # A manual's option list: the default, in brackets on the next line, is what is asked.
+    text = "- `pool_size`, most connections kept, or `None` for none.\n(Default 10)\n- `ttl`, idle time. (Default 5)"
+    assert sentences(text) == [
+        "- `pool_size`, most connections kept, or `None` for none.\n(Default 10)",
+        "- `ttl`, idle time. (Default 5)",
+    ]
+    apart = "It ends here.\n\n(A note of its own.) Next."  # a paragraph of its own stays apart
+    assert sentences(apart) == ["It ends here.", "(A note of its own.)", "Next."]
+
+
+def test_code_is_quoted_only_with_the_sentence_that_leads_to_it() -> None:
+    text = (
+        "## Turning it off\n\nOr turn the limit off for one call:\n\n```python\nfetch(url, limit=None)\n```\n\n"
+        "Example output.\n\n```console\n20:54:17.651 - pool - connected version='2'\n```"
+    )
+    found = [s.text for s in candidates([hit(1, text, "guide.md")])]
+    assert found == ["Or turn the limit off for one call: ```python fetch(url, limit=None) ```", "Example output."]
+    # A chunk may start inside a block (its first fence closes it) or end inside one.
+    cut = "value=1)\n```\n\nSet it like this:\n\n```python\nclient = Client(\n    limit=None"
+    assert [cut[a:b] for a, b in fences(cut)] == ["value=1)\n```", "```python\nclient = Client(\n    limit=None"]
+    assert [s.text for s in candidates([hit(1, cut, "guide.md")])] == [
+        "Set it like this: ```python client = Client( limit=None"
+    ]
+
+
+def test_a_section_titled_by_an_identifier_names_it_in_its_sentences() -> None:
+    section = Hit(1, 1.0, "c1", "settings.md", None, "Settings > `CACHE_TTL`", "If this variable is set, keys expire.")
+    assert [s.text for s in candidates([section])] == ["`CACHE_TTL`: If this variable is set, keys expire."]
+    named = Hit(1, 1.0, "c1", "settings.md", None, "Settings > `CACHE_TTL`", "Set `CACHE_TTL` to expire entries.")
+    assert [s.text for s in candidates([named])] == ["Set `CACHE_TTL` to expire entries."]  # named already
+
+
+def test_template_markup_is_not_quoted() -> None:
+    assert plain('{{% note %}} Settings live in `app.toml`, see [the CLI]({{< relref "cli" >}}). {{% /note %}}') == (
+        "Settings live in `app.toml`, see the CLI."
+    )
+    assert plain('!!! note "TL;DR" Use a `Client` instance.') == "Use a `Client` instance."
 
 
 def test_content_words_drop_stopwords_and_stem() -> None:
