@@ -60,6 +60,7 @@ from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
 from rag.answer.contrast import negated
 from rag.answer.followups import expand_query, is_follow_up
+from rag.answer.layout import fences, with_asides
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
 from rag.filetypes import FILE_TYPES
@@ -138,26 +139,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             e -= 1
         if e > s and any(c.isalnum() for c in text[s:e]):
             trimmed.append((s, e))
-    return _with_asides(text, trimmed)
-
-
-# A sentence wholly in brackets that follows another in the same paragraph says more about
-# it: "`max_connections`, maximum number of allowable connections. (Default 100)".
-_ASIDE = re.compile(r"\([^()]*\)[.!?]?")
-
-
-def _with_asides(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``spans`` with each bracketed aside joined to the sentence before it in its paragraph."""
-    merged: list[tuple[int, int]] = []
-    for s, e in spans:
-        if merged and _ASIDE.fullmatch(text[s:e]) and not _BLANK_LINE.search(text[merged[-1][1] : s]):
-            merged[-1] = (merged[-1][0], e)
-        else:
-            merged.append((s, e))
-    return merged
-
-
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+    # A sentence wholly in brackets says more about the one before it: "... connections. (Default 100)".
+    return with_asides(text, trimmed)
 
 
 # --- lexical overlap ------------------------------------------------------------------------
@@ -497,27 +480,6 @@ def segments(text: str, *, rows: bool = False, heading: str = "") -> list[tuple[
         position = end + 1
     found += [(prose + s, prose + e, False) for s, e in split_sentences(text[prose:])]
     return found
-
-
-_FENCE = re.compile(r"^[ \t]*(```|~~~)[ \t]*(\S*).*$", re.M)
-
-
-def fences(text: str) -> list[tuple[int, int]]:
-    """Markdown's fenced code blocks in ``text`` as (start of the opening fence's line, end of the closing one).
-    A block is one span, never split into "sentences": its lines are code, not prose.
-
-    A chunk may start or end inside a block: a bare first fence followed by one with a
-    language (```` ```python ````), or an odd count with a bare first one, closes a block the
-    chunk started in; an opening fence left unclosed runs to the chunk's end.
-    """
-    marks = list(_FENCE.finditer(text))
-    blocks: list[tuple[int, int]] = []
-    if marks and not marks[0].group(2) and (len(marks) % 2 or marks[1].group(2)):
-        blocks.append((0, marks[0].end()))
-        marks = marks[1:]
-    for opening, closing in itertools.zip_longest(marks[::2], marks[1::2]):
-        blocks.append((opening.start(), closing.end() if closing is not None else len(text.rstrip())))
-    return blocks
 
 
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•▪◦‣]|\d+[.)])\s+")

@@ -16,7 +16,6 @@ from rag.answer.extractive import (
     compose,
     content_words,
     coverage,
-    fences,
     negated,
     plain,
     segments,
@@ -24,6 +23,7 @@ from rag.answer.extractive import (
     specificity,
     split_sentences,
 )
+from rag.answer.layout import fences
 from rag.embed import factory
 from rag.engine import Engine
 from rag.home import Store
