@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from rag.answer import focus
+from rag.answer import focus, layout
 from rag.answer.attribution import Scorer, scores
 from rag.answer.citations import CITATION
 from rag.answer.focus import Evidence, Term, chunk_evidence, context, stem, terms
@@ -112,6 +112,9 @@ def _tokens(text: str) -> list[str]:
     return [stem(re.sub(r"['’]s?$", "", w.lower())) for w in _WORD.findall(text)]
 
 
+_CLAUSE_END = re.compile(r"[.!?;:](?=\s|$)|[()]")
+
+
 def _is_negation(word: str) -> bool:
     return word in _NEGATIONS or word.endswith(("n't", "n’t"))
 
@@ -126,9 +129,17 @@ class Polarity:
 
     @classmethod
     def of(cls, text: str) -> Polarity:
-        words = [w.lower() for w in _WORD.findall(text)]
+        # A negation reaches the two words after it within its clause: "or `None` for no
+        # limits. (Default 100)" does not negate "Default".
+        words: list[str] = []
+        under: set[int] = set()
+        for clause in _CLAUSE_END.split(text):
+            said = [w.lower() for w in _WORD.findall(clause)]
+            under |= {
+                len(words) + j for i, w in enumerate(said) if _is_negation(w) for j in (i + 1, i + 2) if j < len(said)
+            }
+            words += said
         marks = [i for i, w in enumerate(words) if _is_negation(w)]
-        under = {j for i in marks for j in (i + 1, i + 2)}
         negated = {stem(w) for j, w in enumerate(words) if j in under and not _is_negation(w)}
         asserted = {stem(w) for j, w in enumerate(words) if j not in under and not _is_negation(w)}
         return cls(len(marks), frozenset(negated), frozenset(asserted))
@@ -285,7 +296,12 @@ def windows(hit: Hit) -> list[Window]:
     a swapped name or a wrong number from the next sentence through (precision of supported on
     benchmarks/support_planted.py 72.8%, against 89.2% with single sentences, same recall)."""
     titles = context(hit)
-    return [Window(hit.text[a:b], titles) for a, b in sentences(hit.text)] or [Window(hit.text, titles)]
+    # A manual's sentences run over wrapped lines, keep their "(Default 100)" and lead with a
+    # colon to the code or list items that finish them (``rag.answer.layout``).
+    text = layout.unwrapped(hit.text)
+    spans = layout.with_asides(text, sentences(text))
+    extra = [Window(led, titles) for led in layout.led(text, spans)]
+    return [Window(text[a:b], titles) for a, b in spans] + extra or [Window(hit.text, titles)]
 
 
 def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> list[Support]:

@@ -1,0 +1,68 @@
+"""A manual's layout (wrapped lines, code blocks, bracketed defaults, leads ending in a colon),
+and the support check reading a sentence of a manual as one sentence."""
+
+from __future__ import annotations
+
+from rag.answer import support
+from rag.answer.layout import fences, led, unwrapped, with_asides
+from rag.answer.support import Claim, sentences
+from tests.helpers import hit
+
+OPTIONS = (
+    "You can size the pool with the `limits` argument. It takes instances of `pool.Limits` which\n"
+    "define:\n\n"
+    "- `max_idle`, number of idle connections kept, or `None` to always\nkeep. (Defaults 20)\n"
+    "- `max_items`, most items kept, or `None` for no limits.\n(Default 100)\n"
+)
+CODE = (
+    "## Turning it off\n\nOr turn the cap off for a single call:\n\n"
+    "```python\n# With the top-level API:\nfetch('http://example.com', cap=None)\n```\n"
+)
+
+
+def test_unwrapped_joins_the_lines_of_a_paragraph_only() -> None:
+    text = "A sentence that wraps\nonto the next line.\n\n- an item\n- another\n\n```python\nx = 1\ny = 2\n```"
+    flat = unwrapped(text)
+    assert len(flat) == len(text)  # offsets hold
+    assert flat.startswith("A sentence that wraps onto the next line.\n\n- an item\n- another\n\n")
+    assert flat.endswith("```python\nx = 1\ny = 2\n```")  # code keeps its lines
+    assert unwrapped("Title\n-----\nBody text.") == "Title\n-----\nBody text."  # a Setext heading
+
+
+def test_code_and_list_items_are_read_with_the_sentence_that_leads_to_them() -> None:
+    flat = unwrapped(OPTIONS)
+    spans = with_asides(flat, sentences(flat))
+    texts = [flat[a:b] for a, b in spans]
+    assert "- `max_items`, most items kept, or `None` for no limits. (Default 100)" in texts
+    assert led(flat, spans) == [
+        "It takes instances of `pool.Limits` which define: "
+        "- `max_idle`, number of idle connections kept, or `None` to always keep. (Defaults 20)",
+        "It takes instances of `pool.Limits` which define: - `max_items`, most items kept, or `None` for no limits. "
+        "(Default 100)",
+    ]
+    spans = sentences(CODE)
+    assert led(CODE, spans) == [
+        "Or turn the cap off for a single call:\n```python\n# With the top-level API:\n"
+        "fetch('http://example.com', cap=None)\n```"
+    ]
+    assert [CODE[a:b] for a, b in fences(CODE)] == [CODE[CODE.index("```") :].rstrip()]
+
+
+def supported(sentence: str, text: str) -> bool:
+    return support.check(f"{sentence} [1]", [hit(1, text, "guide.md")])[0].supported
+
+
+def test_a_manual_sentence_is_supported_across_wrapped_lines_asides_and_leads() -> None:
+    # Each was unsupported when the check read a line, "(Default 100)" or a colon's lead alone.
+    assert supported("The default value of max_items in pool.Limits is 100.", OPTIONS)
+    assert supported("pool.Limits keeps 20 idle connections by default.", OPTIONS)
+    assert supported("To turn the cap off for a single call, set cap to None.", CODE)
+    wrapped = "If the client fails to connect\nwithin the time allowed, a `ConnectTimeout` exception is raised."
+    assert supported("A ConnectTimeout exception is raised if the client fails to connect within the time.", wrapped)
+    # A number from another item of the list still backs nothing.
+    assert not supported("The default value of max_items in pool.Limits is 20.", OPTIONS)
+
+
+def test_a_negation_stops_at_the_end_of_its_clause() -> None:
+    assert Claim.of("It has no limits. (Default 100)").polarity.negated == frozenset({"limit"})
+    assert Claim.of("It has no upper limits.").polarity.negated == frozenset({"upper", "limit"})
