@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Literal
 
+from rag.answer.layout import fences
 from rag.results import Hit
 from rag.text import FUNCTION_WORDS
 
@@ -182,8 +183,11 @@ def context(hit: Hit) -> str:
     Titles shorten years ("Since 67", "FY '23") where a question says "since 1967".
     """
     name = _NAME_PARTS.sub(" ", PurePath(hit.source).stem)
+    prose = hit.text
+    for a, b in reversed(fences(hit.text)):  # a comment in a code block ("# Using a client:") titles nothing
+        prose = prose[:a] + prose[b:]
     titles = "\n".join(
-        [name, hit.heading, *(line.removeprefix("#").strip() for line in hit.text.split("\n") if line.startswith("#"))]
+        [name, hit.heading, *(line.removeprefix("#").strip() for line in prose.split("\n") if line.startswith("#"))]
     )
     years = [f"{century}{yy}" for yy in _SHORT_YEAR.findall(titles) for century in ("19", "20")]
     # A closing line ("Yours sincerely,") and a name under it: the text is signed, by that name.

@@ -89,6 +89,12 @@ def test_context_is_titles_heading_and_file_name_with_the_years_they_abbreviate(
     assert all(evidence.has(t) for t in focus.terms("Rovers since 1967"))
 
 
+def test_a_comment_in_a_code_block_is_no_title() -> None:
+    page = "# Setup\n\nInstall it:\n\n```bash\n# fetch the wheel first\npip install tool\n```\n"
+    context = focus.context(Hit(1, 1.0, "c", "guide.md", None, "Setup", page))
+    assert "Setup" in context and "fetch" not in context
+
+
 def test_check_weighs_missing_terms_by_rarity() -> None:
     counts = {"river": 40, "Rhine": 2, "length": 10, "Danube": 0}
     rarity = focus.Rarity(lambda phrases: {p: counts.get(p, 5) for p in phrases}, chunks=50)
