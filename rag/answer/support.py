@@ -339,7 +339,15 @@ def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> li
             result.append(Support(start, end, True, True, (best,)))
         else:
             result.append(Support(start, end, False, False, cited))
+    # "This command will ... install the package" after an unsupported "use `poetry publish`":
+    # a sentence that starts by pointing back stands or falls with the one before.
+    for n in range(1, len(result)):
+        if not result[n - 1].supported and _POINTS_BACK.match(text, result[n].start):
+            result[n] = replace(result[n], supported=False, attributed=False)
     return result
+
+
+_POINTS_BACK = re.compile(r"\W*(?:this|these|that|those|it|they)\b", re.IGNORECASE)
 
 
 def _backed(claim: Claim, chunk: Sequence[Window]) -> bool:

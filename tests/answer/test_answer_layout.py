@@ -66,3 +66,11 @@ def test_a_manual_sentence_is_supported_across_wrapped_lines_asides_and_leads() 
 def test_a_negation_stops_at_the_end_of_its_clause() -> None:
     assert Claim.of("It has no limits. (Default 100)").polarity.negated == frozenset({"limit"})
     assert Claim.of("It has no upper limits.").polarity.negated == frozenset({"upper", "limit"})
+
+
+def test_a_sentence_pointing_back_falls_with_an_unsupported_one_before_it() -> None:
+    source = hit(1, "Run `tool add NAME` to add a package. This command installs the package and its dependencies.")
+    invented = "To upload a package, use Twine. This command installs the package and its dependencies. [1]"
+    assert [s.supported for s in support.check(invented, [source])] == [False, False]
+    true = "To add a package, run `tool add NAME`. This command installs the package and its dependencies. [1]"
+    assert [s.supported for s in support.check(true, [source])] == [True, True]
