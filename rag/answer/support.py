@@ -170,6 +170,8 @@ class Claim:
     #: Of ``phrases``, those some retrieved chunk holds whole: a window may name them by their
     #: last word alone ("Paul Baran" ... "Baran developed").
     named_in_full: frozenset[tuple[str, ...]] = frozenset()
+    #: Its code spans (`poetry publish`), lower case: a window must hold each as written.
+    code: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, sentence: str) -> Claim:
@@ -179,7 +181,13 @@ class Claim:
         nested = [(k, text) for k in keys if k.kind == "word" for text, parts in compounds if parts.has(k)]
         owned = [Term(w, "word") for m in _POSSESSED.finditer(plain) for w in re.findall(r"[^\W\d_]+", m.group(1))]
         said = tuple(w.lower() for w in _WORD.findall(plain))
-        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested, owned, said)
+        code = tuple(" ".join(c.lower().split()) for c in _CODE_SPAN.findall(plain) if c.strip())
+        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested, owned, said, code=code)
+
+
+# A code span is quoted from a manual, never paraphrased: "`poetry publish`" is no command of a
+# page that names only `poetry add`.
+_CODE_SPAN = re.compile(r"`([^`]+)`")
 
 
 # A name's possessive and the word after it: "Edward the Confessor's son", "Margaret's brother".
@@ -221,6 +229,7 @@ class Window:
         self.evidence = Evidence(self.text)
         self.tokens = " " + " ".join(_tokens(f"{titles} \n {text}")) + " "
         self.polarity = Polarity.of(text)
+        self.flat = " ".join(self.text.lower().split())
         self.said = [w.lower() for w in _WORD.findall(text)]
         words = _WORD.findall(text)
         #: Capitalised words not part of a longer name (the word before is neither capitalised nor
@@ -236,7 +245,7 @@ class Window:
         let_off = {w for p in claim.named_in_full if self._names(p, claim.named_in_full) for w in p[:-1]}
         if not all(self.evidence.has(t) or (t.kind == "word" and _tokens(t.text)[0] in let_off) for t in claim.keys):
             return False
-        if claim.polarity.contradicts(self.polarity):
+        if claim.polarity.contradicts(self.polarity) or not all(c in self.flat for c in claim.code):
             return False
         if not all(self._names(p, claim.named_in_full) for p in claim.phrases):
             return False
@@ -308,6 +317,7 @@ def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> li
     """The support of every sentence of ``text``, whose ``[n]`` point into ``context``."""
     everything = Evidence("\n".join(chunk_evidence(h) for h in context))
     everything_tokens = " " + " ".join(_tokens(" \n ".join(chunk_evidence(h) for h in context))) + " "
+    everything_flat = " ".join(" ".join(chunk_evidence(h) for h in context).lower().split())
     evidence = [Evidence(chunk_evidence(h)) for h in context]
     chunk_windows = [windows(h) for h in context]
     result = []
@@ -326,7 +336,7 @@ def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> li
                 }
             )
         )
-        invented = not all(everything.has(t) for t in claim.keys)
+        invented = not all(everything.has(t) for t in claim.keys) or not all(c in everything_flat for c in claim.code)
         backing = [] if invented else [n for n in range(1, len(context) + 1) if _backed(claim, chunk_windows[n - 1])]
         if cited and (invented or set(cited) & set(backing)):
             result.append(Support(start, end, not invented, False, cited))

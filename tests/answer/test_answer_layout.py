@@ -74,3 +74,9 @@ def test_a_sentence_pointing_back_falls_with_an_unsupported_one_before_it() -> N
     assert [s.supported for s in support.check(invented, [source])] == [False, False]
     true = "To add a package, run `tool add NAME`. This command installs the package and its dependencies. [1]"
     assert [s.supported for s in support.check(true, [source])] == [True, True]
+
+
+def test_a_code_span_must_be_in_the_source_as_written() -> None:
+    source = hit(1, "Run `tool add NAME` to add a package to the project.")
+    assert not supported("To upload a package to the project, run `tool upload`.", source.text)
+    assert supported("To add a package to the project, run `tool add NAME`.", source.text)
