@@ -3,14 +3,11 @@
     python benchmarks/answers.py [--answerers extractive,local,local:FILE.gguf,URL#MODEL]
                                  [--limit 10] [--max-tokens 160] [--out answers.jsonl]
 
-Three question sets, asked through ``Engine.ask`` with rag's own prompts:
+Two question sets, asked through ``Engine.ask`` with rag's own prompts:
 
 - ``data``: the 20 questions about the bundled ``data/`` of benchmarks/llm_prompts.py (15 the
   documents answer, with hand-checked gold answers, and 5 they do not; ``--data-limit N``
   asks the first N answerable and a third as many unanswerable);
-- ``manuals``: 20 questions about two software manuals (pages of HTTPX's and Poetry's docs in
-  benchmarks/manuals/, see its SOURCE.md): 15 they answer, with hand-checked gold answers
-  (defaults, option names, commands, how-to, numbers), and 5 they do not;
 - ``squad``: ``--limit`` answerable and ``--limit`` unanswerable SQuAD v2 questions on the
   Normans article of part A (../shared/data), a fixed random sample.
 
@@ -28,6 +25,11 @@ OpenAI-compatible server as ``http://HOST:PORT/v1#MODEL``.  Per answerer and set
 
 SQuAD is also reported per half (``squad-A``, ``squad-B``, split by a hash of the question's
 text): rules tuned on one half are measured on the other.
+
+A third set, ``manuals`` (``--sets manuals``): 20 questions about two software manuals (pages of
+HTTPX's and Poetry's docs in benchmarks/manuals/, see its SOURCE.md), 15 they answer, with
+hand-checked gold answers (defaults, option names, commands, how-to, numbers), and 5 they do
+not: code identifiers, option lists and commands in code blocks, unlike the articles of data/.
 
 ``--out`` writes every answer as JSON lines (with its support verdicts and the model's raw
 reply) for checking by hand.  ``--replay FILE`` asks the questions again with the raw replies
@@ -185,10 +187,7 @@ def engine_for(store: Path, index: str, answerer: Answerer, args: argparse.Names
 def question_sets(store: Path, limit: int, data_limit: int) -> dict[str, tuple[list[Path], list[Question]]]:
     answerable = [q for q in QUESTIONS if q.answerable][:data_limit]
     unanswerable = [q for q in QUESTIONS if not q.answerable][: max(1, (data_limit + 2) // 3)]
-    sets: dict[str, tuple[list[Path], list[Question]]] = {
-        "data": ([DATA], answerable + unanswerable),
-        "manuals": ([MANUALS], MANUAL_QUESTIONS),
-    }
+    sets: dict[str, tuple[list[Path], list[Question]]] = {"data": ([DATA], answerable + unanswerable)}
     if limit:
         paragraphs, questions = squad_subset(limit)
         folder = store / "squad-normans"
@@ -196,6 +195,7 @@ def question_sets(store: Path, limit: int, data_limit: int) -> dict[str, tuple[l
         for i, text in enumerate(paragraphs):
             (folder / f"p{i:03}.txt").write_text(text, encoding="utf-8")
         sets["squad"] = ([folder], questions)
+    sets["manuals"] = ([MANUALS], MANUAL_QUESTIONS)
     return sets
 
 
