@@ -128,7 +128,7 @@ class LLMAnswerer(Answerer):
         if check.refused or ((check.sentinel_inside or not_found) and not citations) or not check.text.strip():
             return self.declined(question, prompts.REFUSAL, context.sources, usage)
         scorer = cosine_scorer(self._embedder, [h.text for h in context.sources]) if self._embedder else None
-        sentences = support.check(check.text, context.sources, scorer)
+        sentences = support.check(check.text, context.sources, scorer, question)
         if not any(s.supported for s in sentences) or not support.addresses(
             question, check.text, sentences, context.sources
         ):

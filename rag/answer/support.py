@@ -126,29 +126,45 @@ class Polarity:
     negations: int
     negated: frozenset[str]
     asserted: frozenset[str]
+    #: Content words negated as the question negates them ("and not the project itself" in an
+    #: answer to "How do I install only the dependencies and not the project itself?").
+    echoed: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, text: str) -> Polarity:
+    def of(cls, text: str, question: str = "") -> Polarity:
         # A negation reaches the two words after it within its clause: "or `None` for no
         # limits. (Default 100)" does not negate "Default".
         words: list[str] = []
-        under: set[int] = set()
+        under: dict[int, int] = {}  # word -> the negation over it
         for clause in _CLAUSE_END.split(text):
             said = [w.lower() for w in _WORD.findall(clause)]
-            under |= {
-                len(words) + j for i, w in enumerate(said) if _is_negation(w) for j in (i + 1, i + 2) if j < len(said)
-            }
+            for i, w in enumerate(said):
+                if _is_negation(w):
+                    under.update({len(words) + j: len(words) + i for j in (i + 1, i + 2) if j < len(said)})
             words += said
-        marks = [i for i, w in enumerate(words) if _is_negation(w)]
-        negated = {stem(w) for j, w in enumerate(words) if j in under and not _is_negation(w)}
+        asked = _negations(question)
+        echoes = {i for i, w in enumerate(words) if _is_negation(w) and tuple(words[i : i + 3]) in asked}
+        marks = [i for i, w in enumerate(words) if _is_negation(w) and i not in echoes]
+        negated = {stem(w) for j, w in enumerate(words) if under.get(j, -1) in marks and not _is_negation(w)}
         asserted = {stem(w) for j, w in enumerate(words) if j not in under and not _is_negation(w)}
-        return cls(len(marks), frozenset(negated), frozenset(asserted))
+        echoed = {stem(w) for j, w in enumerate(words) if under.get(j, -1) in echoes and w not in FUNCTION_WORDS}
+        return cls(len(marks), frozenset(negated), frozenset(asserted), frozenset(echoed))
 
     def contradicts(self, window: Polarity) -> bool:
-        """True when the claim negates more than the window, or asserts a word only the window negates."""
+        """True when the claim negates more than the window, or asserts a word only the window
+        negates.  A negation the question makes is the question's, not a claim (the answer may
+        repeat it), unless the window asserts what it negates."""
         if self.negations > window.negations or self.negated - window.negated - window.asserted:
             return True
+        if self.echoed & window.asserted:
+            return True
         return bool((self.asserted & window.negated) - window.asserted)
+
+
+def _negations(question: str) -> set[tuple[str, ...]]:
+    """Each negation of ``question`` with the two words after it, lower case."""
+    words = [w.lower() for w in _WORD.findall(question)]
+    return {tuple(words[i : i + 3]) for i, w in enumerate(words) if _is_negation(w)}
 
 
 @dataclass(frozen=True)
@@ -174,7 +190,7 @@ class Claim:
     code: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, sentence: str) -> Claim:
+    def of(cls, sentence: str, question: str = "") -> Claim:
         plain = CITATION.sub("", sentence)
         keys, words = key_terms(plain)
         compounds = [(j.text, Evidence(j.text)) for j in keys if j.kind == "identifier" and "-" in j.text]
@@ -182,7 +198,7 @@ class Claim:
         owned = [Term(w, "word") for m in _POSSESSED.finditer(plain) for w in re.findall(r"[^\W\d_]+", m.group(1))]
         said = tuple(w.lower() for w in _WORD.findall(plain))
         code = tuple(" ".join(c.lower().split()) for c in _CODE_SPAN.findall(plain) if c.strip())
-        return cls(keys, words, _phrases(plain), Polarity.of(plain), nested, owned, said, code=code)
+        return cls(keys, words, _phrases(plain), Polarity.of(plain, question), nested, owned, said, code=code)
 
 
 # A code span is quoted from a manual, never paraphrased: "`poetry publish`" is no command of a
@@ -313,8 +329,9 @@ def windows(hit: Hit) -> list[Window]:
     return [Window(text[a:b], titles) for a, b in spans] + extra or [Window(hit.text, titles)]
 
 
-def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> list[Support]:
-    """The support of every sentence of ``text``, whose ``[n]`` point into ``context``."""
+def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None, question: str = "") -> list[Support]:
+    """The support of every sentence of ``text``, whose ``[n]`` point into ``context``, in
+    answer to ``question``."""
     everything = Evidence("\n".join(chunk_evidence(h) for h in context))
     everything_tokens = " " + " ".join(_tokens(" \n ".join(chunk_evidence(h) for h in context))) + " "
     everything_flat = " ".join(" ".join(chunk_evidence(h) for h in context).lower().split())
@@ -323,7 +340,7 @@ def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None) -> li
     result = []
     for start, end in sentences(text):
         sentence = text[start:end]
-        claim = Claim.of(sentence)
+        claim = Claim.of(sentence, question)
         named = frozenset(p for p in claim.phrases if f" {' '.join(p)} " in everything_tokens)
         claim = replace(claim, named_in_full=named) if named else claim
         cited = tuple(
@@ -494,7 +511,7 @@ class StreamGate:
         if not any(c.isspace() or c in ".!?" for c in delta):
             return  # still inside a word
         words = text if text[-1] in ".!?" else text[: max(text.rfind(" "), text.rfind("\n"))]
-        verdicts = check(words, self.context) if words.strip() else []
+        verdicts = check(words, self.context, question=self.question) if words.strip() else []
         if any(v.supported for v in verdicts) and addresses(self.question, words, verdicts, self.context):
             self.release()
 

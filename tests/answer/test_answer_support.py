@@ -217,6 +217,42 @@ def test_a_name_given_in_full_in_one_chunk_may_be_its_last_word_in_another(
     assert [s.supported for s in support.check(sentence, context)] == [supported]
 
 
+ROOT = "If you want to install the dependencies only, run the `install` command with the `--no-root` flag."
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "source", "supported"),
+    [
+        # the answer repeats the question's "not": the question's, not a claim
+        (
+            "How do I install only the dependencies and not the project itself?",
+            "To install only the dependencies and not the project itself, use the `--no-root` flag [1].",
+            ROOT,
+            True,
+        ),
+        # the same sentence, asked without the "not": the answer's own negation, which no source makes
+        (
+            "How do I install only the dependencies?",
+            "To install only the dependencies and not the project itself, use the `--no-root` flag [1].",
+            ROOT,
+            False,
+        ),
+        # a "not" the question makes, which the source contradicts
+        (
+            "Which version does not support proxies?",
+            "Version 2 does not support proxies [1].",
+            "Version 2 supports proxies and HTTP/2.",
+            False,
+        ),
+    ],
+)
+def test_a_negation_the_answer_repeats_from_the_question_is_no_claim_unless_the_source_contradicts_it(
+    question: str, answer: str, source: str, supported: bool
+) -> None:
+    verdicts = support.check(answer, [hit(1, source, source="manual.md")], question=question)
+    assert [v.supported for v in verdicts] == [supported]
+
+
 def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declined(openai_env: FakeOpenAI) -> None:
     # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
     openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
