@@ -37,6 +37,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from rag.answer import focus
 from rag.answer.attribution import Scorer, scores
@@ -70,6 +71,7 @@ def fold(text: str) -> str:
     return "".join(_folded(c) for c in text) if not text.isascii() else text
 
 
+@lru_cache(maxsize=4096)
 def _folded(char: str) -> str:
     base = "".join(c for c in unicodedata.normalize("NFD", char) if not unicodedata.combining(c))
     return base if len(base) == 1 else char
