@@ -240,9 +240,12 @@ def prompt_table(store: Path, names: list[str], replies: list[list[str]], server
             )
 
 
-def squad_subset(n: int, seed: int = 0) -> tuple[list[str], list[Question]]:
-    """The Normans article's paragraphs, and n answerable plus n unanswerable of its questions."""
-    article = next(a for a in json.loads(SQUAD.read_text(encoding="utf-8"))["data"] if a["title"] == "Normans")
+def squad_subset(n: int, seed: int = 0, title: str = "Normans") -> tuple[list[str], list[Question]]:
+    """An article's paragraphs, and n answerable plus n unanswerable of its questions."""
+    articles = json.loads(SQUAD.read_text(encoding="utf-8"))["data"]
+    article = next((a for a in articles if a["title"] == title), None)
+    if article is None:
+        raise SystemExit(f"{SQUAD}: no article {title!r}: use one of {', '.join(a['title'] for a in articles)}")
     paragraphs = [p["context"] for p in article["paragraphs"]]
     qas = [qa for p in article["paragraphs"] for qa in p["qas"]]
     rng = random.Random(seed)

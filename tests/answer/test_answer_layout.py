@@ -74,6 +74,11 @@ def test_a_sentence_pointing_back_falls_with_an_unsupported_one_before_it() -> N
     assert [s.supported for s in support.check(invented, [source])] == [False, False]
     true = "To add a package, run `tool add NAME`. This command installs the package and its dependencies. [1]"
     assert [s.supported for s in support.check(true, [source])] == [True, True]
+    # "It took ... to" points at nothing: the 0.5B Qwen's true "It took French troops years to
+    # hunt down ... the Camisards" fell with the unsupported sentence before it
+    source = hit(1, "It took French troops years to hunt down the bands of Camisards.")
+    dummy = "The Camisards rioted in Paris. It took French troops years to hunt down the bands of Camisards. [1]"
+    assert [s.supported for s in support.check(dummy, [source])] == [False, True]
 
 
 def test_a_code_span_must_be_in_the_source_as_written() -> None:

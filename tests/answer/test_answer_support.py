@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from rag import prompts
 from rag.answer import support
 from rag.chat import sessions
 from rag.cli import output
-from rag.results import Answer, Span
+from rag.results import Answer, Hit, Span
 from tests.answer.test_answer_llm import hit, make_answerer
 from tests.openai_server import FakeOpenAI
 
@@ -333,6 +334,68 @@ def test_the_question_words_an_answer_repeats_must_be_in_the_source_sentence_bac
     assert [v.supported for v in verdicts] == [True, True]
     assert not support.addresses("What is the most important art preserved in churches?", text, verdicts, context)
     assert support.addresses("What is the most famous work of art?", text, verdicts, context)
+
+
+def _answers(question: str, text: str, context: list[Hit]) -> bool:
+    verdicts = support.check(text, context)
+    return any(v.supported for v in verdicts) and support.addresses(question, text, verdicts, context)
+
+
+def test_a_name_written_without_its_accents_is_the_same_name() -> None:
+    # The 0.5B Qwen (and the question) wrote "Maiziere" for the source's "Maizière".
+    context = [hit(1, "A descendant of Huguenots is the German Federal Minister of the Interior, Thomas de Maizière.")]
+    question = "Thomas de Maiziere serves what role in the German cabinet?"
+    text = "Thomas de Maiziere is the German Federal Minister of the Interior [1]."
+    assert [v.supported for v in support.check(text, context)] == [True]
+    assert _answers(question, text, context)
+    assert not _answers(question, text.replace("Maiziere", "Maizeire"), context)  # a name in no source still is not
+
+
+def test_a_name_that_says_what_kind_of_thing_is_asked_for_need_not_be_in_the_source() -> None:
+    context = [hit(1, "The Wars of Religion precluded a return voyage, and the Huguenots abandoned Charlesfort.")]
+    text = "The Wars of Religion precluded a return voyage, and the Huguenots abandoned Charlesfort [1]."
+    assert _answers("What European event caused the Huguenots to abandon Charlesfort?", text, context)
+    # a name the question is about, outside the wh-phrase, still must be there
+    assert not _answers("What event caused the European Huguenots to abandon Charlesfort?", text, context)
+
+
+def test_the_question_names_may_be_in_a_retrieved_chunk_of_the_same_passage() -> None:
+    before = replace(hit(1, "Huguenots who came to Brazil were imprisoned by the Portuguese."), start=0, end=100)
+    answer = replace(
+        hit(2, "This document, the Guanabara Confession of Faith, was their confession."), start=90, end=180
+    )
+    question = "By what document did the Huguenots confess their faith to the Portuguese in Brazil?"
+    text = "This document, the Guanabara Confession of Faith, was their confession [2]."
+    assert _answers(question, text, [before, answer])
+    # the same chunk from another document, or from far away in this one, is another passage
+    assert not _answers(question, text, [replace(before, source="other.txt"), answer])
+    assert not _answers(question, text, [replace(before, start=400, end=500), answer])
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "answers"),
+    [
+        # the answer's subject is the question's object: the relation the other way round
+        (
+            "Who did the Irish culture have a profound effect on?",
+            "The Normans had a profound effect on Irish culture [1].",
+            False,
+        ),
+        (
+            "Who did the Normans have a profound effect on?",
+            "The Normans had a profound effect on Irish culture [1].",
+            True,
+        ),
+        # a passive keeps the subject as the agent
+        ("Who did the Normans defeat?", "The Saxons were defeated by the Normans [2].", True),
+    ],
+)
+def test_an_answer_must_not_reverse_the_relation_asked_about(question: str, answer: str, answers: bool) -> None:
+    context = [
+        hit(1, "The Normans had a profound effect on Irish culture and history."),
+        hit(2, "The Saxons were defeated by the Normans."),
+    ]
+    assert _answers(question, answer, context) is answers
 
 
 def test_chat_sessions_keep_spans_and_support_also_in_a_version_1_file(tmp_path: Path) -> None:
