@@ -85,6 +85,8 @@ _ANTONYMS = [
     ("above", "below"),
     ("inside", "outside"),
     ("success", "failure"),
+    ("succeed", "fail"),
+    ("succeeded", "failed"),
     ("successful", "unsuccessful"),
     ("legal", "illegal"),
     ("import", "export"),
@@ -104,6 +106,12 @@ _OPPOSITES: dict[str, set[str]] = {}
 for _a, _b in _ANTONYMS:
     _OPPOSITES.setdefault(_a, set()).add(_b)
     _OPPOSITES.setdefault(_b, set()).add(_a)
+
+
+def opposites(word: str) -> set[str]:
+    """The antonyms of ``word`` (lower case) in the table above."""
+    return _OPPOSITES.get(word, set())
+
 
 _NEGATING = ("non", "un", "dis", "in", "im", "ir", "il")
 # Shorter stems meet too much by chance: "unless" is not "less" negated, nor "dislike" "like".

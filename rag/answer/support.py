@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from rag.answer import focus, layout
+from rag.answer import contrast, focus, layout
 from rag.answer.attribution import Scorer, scores
 from rag.answer.citations import CITATION
 from rag.answer.focus import Evidence, Term, chunk_evidence, context, stem, terms
@@ -297,6 +297,11 @@ class Window:
         if not all(self.evidence.has(t) for t in claim.owned):
             return False
         if self._copied_from_object(claim.said):
+            return False
+        # "The referendum succeeded in 1979" is not backed by "the referendum failed in 1979":
+        # a word of the claim the sentence lacks whose opposite it says instead.
+        said = set(self.said)
+        if any(o in said and o not in claim.said for w in set(claim.said) - said for o in contrast.opposites(w)):
             return False
         if not claim.words:
             return bool(claim.keys)  # "Yes." backs nothing; "1973." is backed by a source holding it

@@ -254,6 +254,14 @@ def test_a_negation_the_answer_repeats_from_the_question_is_no_claim_unless_the_
     assert [v.supported for v in verdicts] == [supported]
 
 
+def test_a_claim_saying_the_opposite_word_of_its_source_is_unsupported() -> None:
+    # the 0.5B Qwen on a held-out SQuAD article, found by hand: "succeeded" for "failed"
+    source = [hit(1, "The referendum on devolution in 1979 failed to reach the threshold.", source="s.md")]
+    said = "The referendum on devolution in 1979 succeeded to reach the threshold [1]."
+    assert [v.supported for v in support.check(said, source)] == [False]
+    assert [v.supported for v in support.check(said.replace("succeeded", "failed"), source)] == [True]
+
+
 def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declined(openai_env: FakeOpenAI) -> None:
     # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
     openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
