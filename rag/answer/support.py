@@ -211,6 +211,8 @@ class Claim:
     named_in_full: frozenset[tuple[str, ...]] = frozenset()
     #: Its code spans (`poetry publish`), lower case: a window must hold each as written.
     code: tuple[str, ...] = ()
+    #: Each name (a run of capitalised words, lower case) with the three words after it.
+    doers: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
     @classmethod
     def of(cls, sentence: str, question: str = "") -> Claim:
@@ -221,12 +223,46 @@ class Claim:
         owned = [Term(w, "word") for m in _POSSESSED.finditer(plain) for w in re.findall(r"[^\W\d_]+", m.group(1))]
         said = tuple(w.lower() for w in _WORD.findall(plain))
         code = tuple(" ".join(c.lower().split()) for c in _CODE_SPAN.findall(plain) if c.strip())
-        return cls(keys, words, _phrases(plain), Polarity.of(plain, question), nested, owned, said, code=code)
+        doers = tuple(
+            (run, said[end : end + 3]) for run, end in _name_runs(_WORD.findall(plain)) if end + 3 <= len(said)
+        )
+        return cls(
+            keys, words, _phrases(plain), Polarity.of(plain, question), nested, owned, said, code=code, doers=doers
+        )
 
 
 # A code span is quoted from a manual, never paraphrased: "`poetry publish`" is no command of a
 # page that names only `poetry add`.
 _CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+_COPULAS = frozenset("is are was were be been being".split())
+
+
+def _same_name(one: tuple[str, ...], other: tuple[str, ...]) -> bool:
+    """One name ends the other ("Baran", "Paul Baran")."""
+    shorter, longer = sorted((one, other), key=len)
+    return longer[len(longer) - len(shorter) :] == shorter
+
+
+def _name_runs(words: Sequence[str]) -> list[tuple[tuple[str, ...], int]]:
+    """Each run of capitalised words (joined by "of", "de" ...; not a capitalised function word
+    or opener), lower case, with the index of the word after it."""
+    runs = []
+    i = 0
+    while i < len(words):
+        if not words[i][0].isupper() or _plain_start(words[i]):  # "The", "An", "However" name nothing
+            i += 1
+            continue
+        j = i + 1
+        while j < len(words) and (
+            words[j][0].isupper()
+            or (words[j].lower() in _NAME_JOINERS and j + 1 < len(words) and words[j + 1][0].isupper())
+        ):
+            j += 1
+        runs.append((tuple(w.lower() for w in words[i:j]), j))
+        i = j
+    return runs
 
 
 # A name's possessive and the word after it: "Edward the Confessor's son", "Margaret's brother".
@@ -271,6 +307,8 @@ class Window:
         self.flat = " ".join(self.text.lower().split())
         self.said = [w.lower() for w in _WORD.findall(text)]
         words = _WORD.findall(text)
+        #: The name that ends right before each word that follows one.
+        self.doer_at = {end: run for run, end in _name_runs(words)}
         #: Capitalised words not part of a longer name (the word before is neither capitalised nor
         #: a joiner such as "de"), stemmed: the last names a sentence may use alone.
         self.surnames = {
@@ -298,6 +336,8 @@ class Window:
             return False
         if self._copied_from_object(claim.said):
             return False
+        if self._swapped_doer(claim):
+            return False
         # "The referendum succeeded in 1979" is not backed by "the referendum failed in 1979":
         # a word of the claim the sentence lacks whose opposite it says instead.
         said = set(self.said)
@@ -321,6 +361,24 @@ class Window:
             and phrase[-1] in self.surnames
             and not any(f" {w} " in self.tokens for w in phrase[:-1])
         )
+
+    def _swapped_doer(self, claim: Claim) -> bool:
+        """True when what the claim says a name does, this sentence says another name does:
+        "The Scottish Parliament retains the ability to amend ..." from "the British
+        Parliament retains the ability to amend ...", a name swapped in from later in the
+        same sentence (a held-out hand check).  One name ending the other is the same name
+        ("Baran developed", "Paul Baran developed")."""
+        for run, after in claim.doers:
+            # "A descendant of Huguenots is the German minister, Thomas de Maizière": what a
+            # copula joins may be said of both names.
+            if after[0] in _COPULAS or not any(w not in FUNCTION_WORDS for w in after):
+                continue
+            said_at = [k for k in range(1, len(self.said) - 2) if tuple(self.said[k : k + 3]) == after]
+            # Said of several names ("The Raoulii were descended from ..., the Petraliphae were
+            # descended from ..."), one must be the claim's; said of "they", it may be.
+            if said_at and not any(k not in self.doer_at or _same_name(run, self.doer_at[k]) for k in said_at):
+                return True
+        return False
 
     def _copied_from_object(self, said: Sequence[str]) -> bool:
         """True when ``said`` is this sentence's words copied from the object of a verb or a

@@ -262,6 +262,27 @@ def test_a_claim_saying_the_opposite_word_of_its_source_is_unsupported() -> None
     assert [v.supported for v in support.check(said.replace("succeeded", "failed"), source)] == [True]
 
 
+def test_what_the_source_says_of_one_name_is_not_backed_for_another_name_of_the_sentence() -> None:
+    # a held-out hand check's miss: the name swapped in from later in the same sentence
+    source = [
+        hit(
+            1,
+            "Under the act, the British Parliament retains the ability to amend the powers of the Scottish Parliament.",
+            source="s.md",
+        ),
+        hit(2, "Raoul founded the abbey, and Pierre founded the school.", source="s.md"),
+    ]
+    assert [
+        v.supported for v in support.check("The Scottish Parliament retains the ability to amend powers.", source)
+    ] == [False]
+    assert [
+        v.supported for v in support.check("The British Parliament retains the ability to amend powers.", source)
+    ] == [True]
+    # what the sentence says of each of two names
+    assert [v.supported for v in support.check("Pierre founded the school.", source)] == [True]
+    assert [v.supported for v in support.check("Raoul founded the school.", source)] == [False]
+
+
 def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declined(openai_env: FakeOpenAI) -> None:
     # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
     openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
