@@ -60,7 +60,7 @@ from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
 from rag.answer.contrast import negated
 from rag.answer.followups import expand_query, is_follow_up
-from rag.answer.layout import fences, with_asides
+from rag.answer.layout import CODE_SPAN, fences, with_asides
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
 from rag.filetypes import FILE_TYPES
@@ -366,7 +366,7 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
                 text = _list_text(hit.text[start:end], title)
             text = plain(text) if markdown else text
             heading = text.startswith("#")  # names a topic, answers nothing
-            if markdown and (named := _CODE_TITLE.fullmatch(title.strip())) and named.group(1) not in text:
+            if markdown and (named := CODE_SPAN.fullmatch(title.strip())) and named.group(1) not in text:
                 # A reference page's section is titled by what it describes ("`HTTPX_DEBUG`") and
                 # its sentences say "this variable": the title says which.
                 text = f"{named.group(0)}: {text}"
@@ -385,8 +385,6 @@ def candidates(hits: Sequence[Hit]) -> list[Sentence]:
 #: it; longer ones (a page of log output) are left out.  The manuals' blocks that answer
 #: "how do I ...?" are 30-250 characters.
 CODE_LIMIT = 400
-# A heading that is one code span: what a reference section describes.
-_CODE_TITLE = re.compile(r"`([^`]+)`")
 
 
 _SIGNATURE_LINES = 3  # a name, a title, an organisation

@@ -23,6 +23,8 @@ import re
 from collections.abc import Sequence
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~)[ \t]*(\S*).*$", re.M)
+#: A code span: quoted from a manual as written, never paraphrased.
+CODE_SPAN = re.compile(r"`([^`]+)`")
 
 
 def fences(text: str) -> list[tuple[int, int]]:
@@ -43,7 +45,8 @@ def fences(text: str) -> list[tuple[int, int]]:
 
 
 # A line that starts a block of its own: a list item, a heading, a table row, a quote, a fence.
-_BLOCK_START = re.compile(r"[ \t]*(?:[-*+•]\s|\d+[.)]\s|#|\||>|```|~~~)")
+_ITEM_MARK = r"(?:[-*+•]|\d+[.)])\s"
+_BLOCK_START = re.compile(rf"[ \t]*(?:{_ITEM_MARK}|#|\||>|```|~~~)")
 _UNDERLINE = re.compile(r"[ \t]*(?:-{3,}|={3,})[ \t]*$")  # a Setext heading's
 
 
@@ -88,7 +91,7 @@ def with_asides(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, 
     return merged
 
 
-_ITEM = re.compile(r"[ \t]*(?:[-*+•]|\d+[.)])\s")
+_ITEM = re.compile(rf"[ \t]*{_ITEM_MARK}")
 
 
 def led(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:

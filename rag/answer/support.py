@@ -222,18 +222,14 @@ class Claim:
         nested = [(k, text) for k in keys if k.kind == "word" for text, parts in compounds if parts.has(k)]
         owned = [Term(w, "word") for m in _POSSESSED.finditer(plain) for w in re.findall(r"[^\W\d_]+", m.group(1))]
         said = tuple(w.lower() for w in _WORD.findall(plain))
-        code = tuple(" ".join(c.lower().split()) for c in _CODE_SPAN.findall(plain) if c.strip())
+        # "`poetry publish`" is no command of a page that names only `poetry add`.
+        code = tuple(" ".join(c.lower().split()) for c in layout.CODE_SPAN.findall(plain) if c.strip())
         doers = tuple(
             (run, said[end : end + 3]) for run, end in _name_runs(_WORD.findall(plain)) if end + 3 <= len(said)
         )
         return cls(
             keys, words, _phrases(plain), Polarity.of(plain, question), nested, owned, said, code=code, doers=doers
         )
-
-
-# A code span is quoted from a manual, never paraphrased: "`poetry publish`" is no command of a
-# page that names only `poetry add`.
-_CODE_SPAN = re.compile(r"`([^`]+)`")
 
 
 _COPULAS = frozenset("is are was were be been being".split())
@@ -305,8 +301,8 @@ class Window:
         self.tokens = " " + " ".join(_tokens(f"{titles} \n {text}")) + " "
         self.polarity = Polarity.of(text)
         self.flat = " ".join(self.text.lower().split())
-        self.said = [w.lower() for w in _WORD.findall(text)]
         words = _WORD.findall(text)
+        self.said = [w.lower() for w in words]
         #: The name that ends right before each word that follows one.
         self.doer_at = {end: run for run, end in _name_runs(words)}
         #: Capitalised words not part of a longer name (the word before is neither capitalised nor
@@ -419,10 +415,12 @@ def check(text: str, context: Sequence[Hit], scorer: Scorer | None = None, quest
     """The support of every sentence of ``text``, whose ``[n]`` point into ``context``, in
     answer to ``question``."""
     text, context, question = fold(text), _folded_hits(context), fold(question)
-    everything = Evidence("\n".join(chunk_evidence(h) for h in context))
-    everything_tokens = " " + " ".join(_tokens(" \n ".join(chunk_evidence(h) for h in context))) + " "
-    everything_flat = " ".join(" ".join(chunk_evidence(h) for h in context).lower().split())
-    evidence = [Evidence(chunk_evidence(h)) for h in context]
+    chunks = [chunk_evidence(h) for h in context]
+    joined = "\n".join(chunks)
+    everything = Evidence(joined)
+    everything_tokens = " " + " ".join(_tokens(joined)) + " "
+    everything_flat = " ".join(joined.lower().split())
+    evidence = [Evidence(c) for c in chunks]
     chunk_windows = [windows(h) for h in context]
     result = []
     for start, end in sentences(text):
