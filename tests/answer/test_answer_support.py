@@ -98,6 +98,22 @@ def test_a_backed_answer_streams_from_its_first_backed_words(openai_env: FakeOpe
     assert shown[0].endswith("October 1973") and len(shown) > 10
 
 
+def test_a_long_answer_that_never_stands_is_checked_at_sentence_ends(
+    openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sentence = "Paul Baran and Leonard Kleinrock invented it at RAND in the winter of 1961 [2]. "
+    openai_env.reply(sentence * 12)  # 168 words, none backed
+    calls: list[str] = []
+    real = support.check
+    monkeypatch.setattr(support, "check", lambda text, *a, **k: calls.append(text) or real(text, *a, **k))
+    shown: list[str] = []
+    answer = make_answerer().answer("Who invented packet switching?", CONTEXT, on_delta=shown.append)
+    assert answer.refused and shown == []
+    # every word of the first EVERY_WORD, then once per sentence (and the final check)
+    assert support.StreamGate.EVERY_WORD <= len(calls) <= support.StreamGate.EVERY_WORD + 12 + 1
+    assert all(text.endswith(".") for text in calls[support.StreamGate.EVERY_WORD :])
+
+
 def test_the_answer_json_carries_support_with_offsets(openai_env: FakeOpenAI) -> None:
     openai_env.reply("The crisis began in October 1973 [1]. Baran named it in 1961 [2].")
     answer = make_answerer().answer("When did the oil crisis begin?", CONTEXT)
