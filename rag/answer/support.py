@@ -578,11 +578,13 @@ def _backing(sentence: str, cited: Sequence[int], context: Sequence[Hit]) -> lis
 # answers it), and so is "where" (the north).  Only the question's first wh-word counts:
 # "Where is Etna and how often does it erupt?" is answered by where it is.  The 0.5B Qwen
 # answered "When did Dyrrachium fall to the Normans?" with a true sentence about Dyrrachium
-# and no date, and "In what country is Normandy located?" with one about music in Normandy
-# that names no country.
+# and no date, "In what country is Normandy located?" with one about music in Normandy
+# that names no country, and "What is the default number of retries in HTTPX?" (no manual
+# page says) with "HTTPX is careful to enforce timeouts everywhere by default".
 _WH = re.compile(r"\b(?:who|whom|whose|what|which|when|where|why|how)\b", re.IGNORECASE)
 _ASKS_QUANTITY = re.compile(
-    r"\b(?:when|(?:what|which) (?:year|century|decade|date|month|day|time)s?|how (?:many|much|long|old))\b",
+    r"\b(?:when|(?:what|which) (?:year|century|decade|date|month|day|time)s?|how (?:many|much|long|old)"
+    r"|what (?:(?:is|was|are|were) the (?:[a-z]+ )?)?(?:number|amount|percentage|proportion)s?)\b",
     re.IGNORECASE,
 )
 _ASKS_NAME = re.compile(

@@ -329,6 +329,13 @@ def _addresses(question: str, text: str) -> bool:
             "It had risen to nearly $12 per barrel [1].",
             "The price of oil had risen [1].",
         ),
+        # so does "what is the number / amount / percentage of": "What is the default number of
+        # retries?" was answered "HTTPX is careful to enforce timeouts everywhere by default"
+        (
+            "What was the amount the price of oil had risen to after the embargo?",
+            "By the end of the embargo in March 1974, the price of oil had risen to nearly $12 per barrel [1].",
+            "The crisis began when OAPEC proclaimed an oil embargo [1].",
+        ),
         # "what country" wants a name the question does not already hold
         (
             "In what country was the term packet switching coined?",
