@@ -7,6 +7,13 @@ half (paragraph, then line, then sentence, then word), and the next chunk starts
 the previous one's tail, from a sentence or word start.  Units longer than the target
 (tables, runs of CJK text, a URL) are split at whitespace, or anywhere as a last resort.
 
+Markdown's fenced code blocks (``FENCED_KINDS``) are kept whole: the break before an opening
+fence and after a closing one is at least a paragraph break, a break inside a block is at
+most a line break, and a block that fits in a chunk (``max_tokens``, not the target) is one
+unit, so no chunk starts or ends inside it, and no overlap is taken from it.  A longer block
+is cut at its line breaks; the pieces after its first start inside it (``ChunkDraft.text``
+stays an exact slice, so those hold no opening fence: ``rag.answer.layout.fences`` reads them).
+
 The limit is a guarantee, not an aim: every finished chunk is counted again as a whole
 (sums of parts can differ from the whole by a token or two), and any chunk over
 ``max_tokens`` is split again until none is.  No text is dropped except whitespace
@@ -21,7 +28,7 @@ import bisect
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rag.ingest.document import ChunkDraft, LoadedDocument, Section
 
@@ -42,6 +49,12 @@ _WHOLE_CHARS = 6
 # Units longer than the target are split into pieces of about this share of it, fine
 # enough to pack well and to take overlap from.
 _PIECE = 0.25
+#: Document kinds whose text holds Markdown's fenced code blocks (only the Markdown loader
+#: yields them); every other kind is chunked as prose, fence-like lines and all.
+FENCED_KINDS = frozenset({"markdown"})
+# A fence as CommonMark (and the Markdown loader) reads one: up to three spaces, then three
+# or more backticks or tildes; a block is closed by a fence of its character at least as long.
+_FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
 
 
 @dataclass
@@ -50,6 +63,9 @@ class _Unit:
     end: int
     level: int  # strength of the break before this unit
     cost: int = 0  # tokens, without the per-text overhead
+    code: bool = False  # in a fenced code block (its fences included)
+    inside: bool = False  # starts inside a block, after its opening fence
+    whole: bool = False  # a whole block, never cut (it fits in a chunk)
 
 
 def chunk_document(
@@ -70,7 +86,9 @@ def chunk_document(
         for k, (section, (start, end)) in enumerate(zip(doc.sections, bounds, strict=True))
         if 0 < end - start <= _WHOLE_CHARS * target_tokens
     ]
-    units = {k: _units(section.text) for k, section in enumerate(doc.sections) if k not in short}
+    fenced = doc.kind in FENCED_KINDS
+    code = [code_blocks(section.text) if fenced else [] for section in doc.sections]
+    units = {k: _units(section.text, code[k]) for k, section in enumerate(doc.sections) if k not in short}
     flat = [(doc.sections[k], unit) for k, section_units in units.items() for unit in section_units]
     # One call for all of it: a counter may be a remote API.
     counts = count_tokens(
@@ -83,7 +101,7 @@ def chunk_document(
     whole = {k: n for k, n in zip(short, counts[1 : 1 + len(short)], strict=True) if n - overhead <= goal}
     unit_counts = counts[1 + len(short) :]
     # A short section that does not fit after all (dense text): cut into sentences too.
-    extra = {k: _units(doc.sections[k].text) for k in short if k not in whole}
+    extra = {k: _units(doc.sections[k].text, code[k]) for k in short if k not in whole}
     if extra:
         more = [(doc.sections[k], unit) for k, section_units in extra.items() for unit in section_units]
         unit_counts += count_tokens([s.text[u.start : u.end] for s, u in more])
@@ -99,13 +117,35 @@ def chunk_document(
             known[len(spans)] = whole[k]
             spans.append((section, *bounds[k]))
             continue
-        section_units = _split_long(section.text, units[k], goal, count_tokens, overhead)
+        section_units = _whole_blocks(section.text, units[k], max_tokens - overhead)
+        section_units = _split_long(section.text, section_units, goal, count_tokens, overhead)
         spans += [(section, start, end) for start, end in _pack(section.text, section_units, goal, overlap)]
-    return _enforce_limit(spans, count_tokens, max_tokens, known)
+    return _enforce_limit(spans, count_tokens, max_tokens, known, fenced)
 
 
-def _units(text: str) -> list[_Unit]:
-    """Sentences and lines of ``text``, without surrounding whitespace."""
+def code_blocks(text: str) -> list[tuple[int, int]]:
+    """Markdown ``text``'s fenced code blocks as (start of the opening fence's line, end of
+    the closing fence's line); a block left open runs to the end of ``text``."""
+    blocks: list[tuple[int, int]] = []
+    fence, opened = "", 0  # the open block's fence and where its line starts
+    position = 0
+    for raw in text.split("\n"):
+        start, position = position, position + len(raw) + 1
+        line = raw.rstrip("\r")
+        if not fence:
+            if opening := _FENCE.match(line):
+                fence, opened = opening.group(1), start
+        elif (closing := _FENCE.fullmatch(line.rstrip())) and closing.group(1).startswith(fence):
+            blocks.append((opened, start + len(line)))
+            fence = ""
+    if fence:
+        blocks.append((opened, len(text)))
+    return blocks
+
+
+def _units(text: str, code: Sequence[tuple[int, int]] = ()) -> list[_Unit]:
+    """Sentences and lines of ``text``, without surrounding whitespace; in and around the
+    fenced code blocks ``code``, code lines with the breaks ``_fenced`` gives them."""
     units: list[_Unit] = []
     position, level = 0, PARAGRAPH
     for match in _BREAK.finditer(text):
@@ -116,7 +156,54 @@ def _units(text: str) -> list[_Unit]:
         position = match.end()
     if position < len(text):
         units.append(_Unit(position, len(text), level))
-    return [_strip(text, u) for u in units if text[u.start : u.end].strip()]
+    units = [_strip(text, u) for u in units if text[u.start : u.end].strip()]
+    return _fenced(text, units, code) if code else units
+
+
+def _fenced(text: str, units: list[_Unit], code: Sequence[tuple[int, int]]) -> list[_Unit]:
+    """``units`` with the breaks at a code block's edges made paragraph breaks, and those
+    inside it line breaks (a blank line in code included) or, within a line, word breaks:
+    a block is left at its edges, and cut inside only when it must be."""
+    block, previous = 0, None
+    for unit in units:
+        while block < len(code) and code[block][1] <= unit.start:
+            block += 1
+        start = code[block][0] if block < len(code) else len(text)
+        if start <= unit.start:
+            unit.code = True
+            unit.inside = bool(text[start : unit.start].strip())
+            if not unit.inside:
+                unit.level = max(unit.level, PARAGRAPH)
+            elif previous is not None:
+                unit.level = LINE if "\n" in text[previous.end : unit.start] else WORD
+        elif previous is not None and previous.code:
+            unit.level = max(unit.level, PARAGRAPH)
+        previous = unit
+    return units
+
+
+def _whole_blocks(text: str, units: list[_Unit], limit: int) -> list[_Unit]:
+    """``units`` with the lines of each code block that fits in ``limit`` tokens made one
+    unit, with the sentence ending in ':' that leads to it ("Or disable timeouts for an
+    individual request:"), which says what the code is for."""
+    merged: list[_Unit] = []
+    k = 0
+    while k < len(units):
+        first = units[k]
+        j = k + 1
+        if first.code and not first.inside:
+            while j < len(units) and units[j].inside:
+                j += 1
+        cost = sum(u.cost for u in units[k:j])
+        if j - k == 1 or cost > limit:
+            merged += units[k:j]
+        elif merged and not merged[-1].code and text[merged[-1].end - 1] == ":" and merged[-1].cost + cost <= limit:
+            lead = merged.pop()
+            merged.append(_Unit(lead.start, units[j - 1].end, lead.level, lead.cost + cost, code=True, whole=True))
+        else:
+            merged.append(_Unit(first.start, units[j - 1].end, first.level, cost, code=True, whole=True))
+        k = j
+    return merged
 
 
 def _break_level(text: str, match: re.Match[str]) -> int:
@@ -135,17 +222,18 @@ def _break_level(text: str, match: re.Match[str]) -> int:
 def _strip(text: str, unit: _Unit) -> _Unit:
     piece = text[unit.start : unit.end]
     start = unit.start + len(piece) - len(piece.lstrip())
-    return _Unit(start, unit.start + len(piece.rstrip()), unit.level, unit.cost)
+    return replace(unit, start=start, end=unit.start + len(piece.rstrip()))
 
 
 def _split_long(text: str, units: list[_Unit], goal: int, count_tokens: CountTokens, overhead: int) -> list[_Unit]:
-    """Replace units over ``goal`` tokens by pieces of a fraction of it, counting in batches."""
+    """Replace units over ``goal`` tokens (but whole code blocks) by pieces of a fraction of
+    it, counting in batches."""
     size = max(int(goal * _PIECE), 1)
-    while any(u.cost > goal for u in units):
+    while any(u.cost > goal and not u.whole for u in units):
         result: list[_Unit] = []
         new: list[_Unit] = []
         for unit in units:
-            if unit.cost <= goal:
+            if unit.cost <= goal or unit.whole:
                 result.append(unit)
                 continue
             if unit.end - unit.start <= 1:
@@ -184,6 +272,8 @@ def _cut(text: str, unit: _Unit, parts: int) -> list[_Unit]:
         pieces.append(_Unit(start, end, level))
         start, level = following, next_level
     pieces.append(_Unit(start, unit.end, level))
+    # The pieces after the first of a code line start inside its block.
+    pieces = [replace(p, code=unit.code, inside=unit.inside if n == 0 else unit.code) for n, p in enumerate(pieces)]
     return [_strip(text, p) for p in pieces if text[p.start : p.end].strip()]
 
 
@@ -219,21 +309,26 @@ def _best_break(units: list[_Unit], i: int, j: int, carried: int, goal: int) -> 
 
 
 def _overlap(text: str, units: list[_Unit], i: int, j: int, budget: float) -> tuple[int, int] | None:
-    """Start and tokens of the tail of units ``i:j`` to repeat, preferring a sentence start."""
+    """Start and tokens of the tail of units ``i:j`` to repeat, preferring a sentence start;
+    inside a code block only when the next chunk starts inside it too (a block cut in pieces)."""
     if budget < 1:
         return None
+    into_code = j < len(units) and units[j].inside
     k, tail = j, 0
     # Never the whole chunk: the next one must hold something new besides the overlap.
     while k > i + 1 and tail + units[k - 1].cost <= budget:
         k -= 1
         tail += units[k].cost
     if k < j:
-        for s in range(k, j):  # the longest tail that starts a sentence, if there is one
-            if units[s].level >= SENTENCE:
-                return units[s].start, sum(u.cost for u in units[s:j])
-        return units[k].start, tail
+        starts = [s for s in range(k, j) if into_code or not units[s].inside]
+        # The longest tail that starts a sentence, if there is one.
+        for s in [s for s in starts if units[s].level >= SENTENCE] or starts[:1]:
+            return units[s].start, sum(u.cost for u in units[s:j])
+        return None
     # The last unit alone is longer than the overlap: take its end from a word start.
     last = units[j - 1]
+    if last.code:  # code overlaps by whole lines or not at all
+        return None
     cut = last.end - int((last.end - last.start) * budget / max(last.cost, 1))
     space = _SPACE.search(text, max(cut, last.start), last.end)
     if space is None:
@@ -242,16 +337,20 @@ def _overlap(text: str, units: list[_Unit], i: int, j: int, budget: float) -> tu
 
 
 def _enforce_limit(
-    spans: list[tuple[Section, int, int]], count_tokens: CountTokens, max_tokens: int, known: dict[int, int]
+    spans: list[tuple[Section, int, int]],
+    count_tokens: CountTokens,
+    max_tokens: int,
+    known: dict[int, int],
+    fenced: bool,
 ) -> list[ChunkDraft]:
     """Count each chunk as a whole (unless ``known`` has its count, by position), and split
-    those over ``max_tokens`` until none is."""
+    those over ``max_tokens`` until none is (``fenced``: minding code blocks)."""
     unknown = [k for k in range(len(spans)) if k not in known]
     fresh_counts = iter(count_tokens([spans[k][0].text[spans[k][1] : spans[k][2]] for k in unknown]) if unknown else [])
     counts = [known[k] if k in known else next(fresh_counts) for k in range(len(spans))]
     while any(n > max_tokens for n in counts):
         redo = [k for k, n in enumerate(counts) if n > max_tokens]
-        halves = {k: _halve(*spans[k]) for k in redo}
+        halves = {k: _halve(*spans[k], fenced) for k in redo}
         new_counts = count_tokens([s.text[a:b] for k in redo for s, a, b in halves[k]])
         merged_spans: list[tuple[Section, int, int]] = []
         merged_counts: list[int] = []
@@ -279,13 +378,15 @@ def _enforce_limit(
     ]
 
 
-def _halve(section: Section, start: int, end: int) -> list[tuple[Section, int, int]]:
+def _halve(section: Section, start: int, end: int, fenced: bool) -> list[tuple[Section, int, int]]:
     """Split a span in two at the strongest break near its middle."""
     if end - start <= 1:
         raise ValueError(f"a single character is over the token limit: {section.text[start:end]!r}")
     text = section.text
     middle, reach = (end - start) // 2, (end - start) // 4
-    breaks = [(u.level, -abs(u.start - middle), u.start) for u in _units(text[start:end])[1:]]
+    blocks = code_blocks(text) if fenced else []
+    code = [(max(a, start) - start, min(b, end) - start) for a, b in blocks if a < end and start < b]
+    breaks = [(u.level, -abs(u.start - middle), u.start) for u in _units(text[start:end], code)[1:]]
     near = [b for b in breaks if -b[1] <= reach]
     if near:
         cut = start + max(near)[2]
