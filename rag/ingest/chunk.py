@@ -7,12 +7,13 @@ half (paragraph, then line, then sentence, then word), and the next chunk starts
 the previous one's tail, from a sentence or word start.  Units longer than the target
 (tables, runs of CJK text, a URL) are split at whitespace, or anywhere as a last resort.
 
-Markdown's fenced code blocks (``FENCED_KINDS``) are kept whole: the break before an opening
-fence and after a closing one is at least a paragraph break, a break inside a block is at
-most a line break, and a block that fits in a chunk (``max_tokens``, not the target) is one
-unit, so no chunk starts or ends inside it, and no overlap is taken from it.  A longer block
-is cut at its line breaks; the pieces after its first start inside it (``ChunkDraft.text``
-stays an exact slice, so those hold no opening fence: ``rag.answer.layout.fences`` reads them).
+Markdown's fenced code blocks (``FENCED_KINDS``) are kept whole: a block that fits in a
+chunk (``_CODE_STRETCH``) is one unit, with the sentence ending in ':' that leads to it, so no
+chunk starts or ends inside it, and no overlap is taken from it.  A longer block is cut at
+line breaks into the fewest pieces that fit, each a chunk of its own: the first holds the
+opening fence and no closing one, the last the closing fence and no opening one, any between
+no fence at all (chunk text stays an exact slice; ``rag.answer.layout.fences`` reads them).
+Every other chunk holds whole blocks only.
 
 The limit is a guarantee, not an aim: every finished chunk is counted again as a whole
 (sums of parts can differ from the whole by a token or two), and any chunk over
@@ -25,6 +26,7 @@ the offset in the section) with ``section.text[start - offset:end - offset] == t
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -55,6 +57,10 @@ FENCED_KINDS = frozenset({"markdown"})
 # A fence as CommonMark (and the Markdown loader) reads one: up to three spaces, then three
 # or more backticks or tildes; a block is closed by a fence of its character at least as long.
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})")
+# A code block up to this many times the target is kept whole (within ``max_tokens``): cut in
+# two, each half misses what the other says.  On the manuals (MiniLM, target 200) blocks of
+# 218 and 221 tokens stay whole; with OpenAI's 8,191-token inputs a block stops at 600.
+_CODE_STRETCH = 1.5
 
 
 @dataclass
@@ -63,9 +69,8 @@ class _Unit:
     end: int
     level: int  # strength of the break before this unit
     cost: int = 0  # tokens, without the per-text overhead
-    code: bool = False  # in a fenced code block (its fences included)
-    inside: bool = False  # starts inside a block, after its opening fence
-    whole: bool = False  # a whole block, never cut (it fits in a chunk)
+    block: int = -1  # the fenced code block it is part of (its fences included), if any
+    whole: bool = False  # a whole block, or a piece of a long one: never cut
 
 
 def chunk_document(
@@ -89,7 +94,10 @@ def chunk_document(
     fenced = doc.kind in FENCED_KINDS
     code = [code_blocks(section.text) if fenced else [] for section in doc.sections]
     units = {k: _units(section.text, code[k]) for k, section in enumerate(doc.sections) if k not in short}
-    flat = [(doc.sections[k], unit) for k, section_units in units.items() for unit in section_units]
+    # Code blocks are counted whole too: the sum of a block's lines leaves out the newlines
+    # and indents between them, which a BPE counts.
+    blocks = {k: [_Unit(a, b, PARAGRAPH, block=i) for i, (a, b) in enumerate(code[k])] for k in units}
+    flat = [(doc.sections[k], unit) for k, section_units in units.items() for unit in section_units + blocks[k]]
     # One call for all of it: a counter may be a remote API.
     counts = count_tokens(
         ["", *(doc.sections[k].text[slice(*bounds[k])] for k in short), *(s.text[u.start : u.end] for s, u in flat)]
@@ -103,7 +111,8 @@ def chunk_document(
     # A short section that does not fit after all (dense text): cut into sentences too.
     extra = {k: _units(doc.sections[k].text, code[k]) for k in short if k not in whole}
     if extra:
-        more = [(doc.sections[k], unit) for k, section_units in extra.items() for unit in section_units]
+        blocks.update({k: [_Unit(a, b, PARAGRAPH, block=i) for i, (a, b) in enumerate(code[k])] for k in extra})
+        more = [(doc.sections[k], unit) for k, section_units in extra.items() for unit in section_units + blocks[k]]
         unit_counts += count_tokens([s.text[u.start : u.end] for s, u in more])
         units.update(extra)
         flat += more
@@ -117,9 +126,18 @@ def chunk_document(
             known[len(spans)] = whole[k]
             spans.append((section, *bounds[k]))
             continue
-        section_units = _whole_blocks(section.text, units[k], max_tokens - overhead)
+        limit = min(max_tokens - overhead, math.ceil(goal * _CODE_STRETCH))
+        costs = [b.cost for b in blocks[k]]
+        section_units = _whole_blocks(section.text, units[k], costs, limit)
         section_units = _split_long(section.text, section_units, goal, count_tokens, overhead)
-        spans += [(section, start, end) for start, end in _pack(section.text, section_units, goal, overlap)]
+        # A block too long to keep whole is cut into chunks of its own, the rest packed.
+        for long, run in itertools.groupby(section_units, key=lambda u: u.block if not u.whole else -1):
+            run_units = list(run)
+            if long >= 0:
+                found = _code_pieces(run_units, limit * sum(u.cost for u in run_units) // max(costs[long], 1))
+            else:
+                found = _pack(section.text, run_units, goal, overlap)
+            spans += [(section, start, end) for start, end in found]
     return _enforce_limit(spans, count_tokens, max_tokens, known, fenced)
 
 
@@ -161,49 +179,64 @@ def _units(text: str, code: Sequence[tuple[int, int]] = ()) -> list[_Unit]:
 
 
 def _fenced(text: str, units: list[_Unit], code: Sequence[tuple[int, int]]) -> list[_Unit]:
-    """``units`` with the breaks at a code block's edges made paragraph breaks, and those
-    inside it line breaks (a blank line in code included) or, within a line, word breaks:
-    a block is left at its edges, and cut inside only when it must be."""
+    """``units`` marked with their code block, the breaks at a block's edges made paragraph
+    breaks and those inside it line breaks (a blank line in code included) or, within a line,
+    word breaks: a block is left at its edges, and cut inside only when it must be."""
     block, previous = 0, None
     for unit in units:
         while block < len(code) and code[block][1] <= unit.start:
             block += 1
         start = code[block][0] if block < len(code) else len(text)
         if start <= unit.start:
-            unit.code = True
-            unit.inside = bool(text[start : unit.start].strip())
-            if not unit.inside:
+            unit.block = block
+            if not text[start : unit.start].strip():  # the opening fence
                 unit.level = max(unit.level, PARAGRAPH)
             elif previous is not None:
                 unit.level = LINE if "\n" in text[previous.end : unit.start] else WORD
-        elif previous is not None and previous.code:
+        elif previous is not None and previous.block >= 0:
             unit.level = max(unit.level, PARAGRAPH)
         previous = unit
     return units
 
 
-def _whole_blocks(text: str, units: list[_Unit], limit: int) -> list[_Unit]:
-    """``units`` with the lines of each code block that fits in ``limit`` tokens made one
-    unit, with the sentence ending in ':' that leads to it ("Or disable timeouts for an
-    individual request:"), which says what the code is for."""
+def _whole_blocks(text: str, units: list[_Unit], costs: list[int], limit: int) -> list[_Unit]:
+    """``units`` with the lines of each code block that fits in ``limit`` tokens (``costs``,
+    counted whole) made one unit, with the sentence ending in ':' that leads to it ("Or
+    disable timeouts for an individual request:"), which says what the code is for."""
     merged: list[_Unit] = []
-    k = 0
-    while k < len(units):
-        first = units[k]
-        j = k + 1
-        if first.code and not first.inside:
-            while j < len(units) and units[j].inside:
-                j += 1
-        cost = sum(u.cost for u in units[k:j])
-        if j - k == 1 or cost > limit:
-            merged += units[k:j]
-        elif merged and not merged[-1].code and text[merged[-1].end - 1] == ":" and merged[-1].cost + cost <= limit:
+    for block, run in itertools.groupby(units, key=lambda u: u.block):
+        lines = list(run)
+        cost = costs[block] if block >= 0 else 0
+        if block < 0 or cost > limit:
+            merged += lines
+        elif merged and merged[-1].block < 0 and text[merged[-1].end - 1] == ":" and merged[-1].cost + cost <= limit:
             lead = merged.pop()
-            merged.append(_Unit(lead.start, units[j - 1].end, lead.level, lead.cost + cost, code=True, whole=True))
+            merged.append(_Unit(lead.start, lines[-1].end, lead.level, lead.cost + cost, block, whole=True))
         else:
-            merged.append(_Unit(first.start, units[j - 1].end, first.level, cost, code=True, whole=True))
-        k = j
+            merged.append(_Unit(lines[0].start, lines[-1].end, lines[0].level, cost, block, whole=True))
     return merged
+
+
+def _code_pieces(lines: list[_Unit], limit: int) -> list[tuple[int, int]]:
+    """Spans of a long code block's ``lines`` cut into the fewest pieces whose lines' costs
+    sum to at most ``limit``, as even as that allows (not full pieces and a last line alone)."""
+
+    def filled_to(cap: int) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        first, filled = lines[0], 0
+        for previous, unit in itertools.pairwise(lines):
+            filled += previous.cost
+            if filled + unit.cost > cap:
+                spans.append((first.start, previous.end))
+                first, filled = unit, 0
+        return [*spans, (first.start, lines[-1].end)]
+
+    fewest = len(filled_to(limit))
+    low, high = 1, limit  # the smallest cap that needs no more pieces
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if len(filled_to(middle)) <= fewest else (middle + 1, high)
+    return filled_to(low)
 
 
 def _break_level(text: str, match: re.Match[str]) -> int:
@@ -272,9 +305,7 @@ def _cut(text: str, unit: _Unit, parts: int) -> list[_Unit]:
         pieces.append(_Unit(start, end, level))
         start, level = following, next_level
     pieces.append(_Unit(start, unit.end, level))
-    # The pieces after the first of a code line start inside its block.
-    pieces = [replace(p, code=unit.code, inside=unit.inside if n == 0 else unit.code) for n, p in enumerate(pieces)]
-    return [_strip(text, p) for p in pieces if text[p.start : p.end].strip()]
+    return [_strip(text, replace(p, block=unit.block)) for p in pieces if text[p.start : p.end].strip()]
 
 
 def _pack(text: str, units: list[_Unit], goal: int, overlap: float) -> list[tuple[int, int]]:
@@ -309,25 +340,23 @@ def _best_break(units: list[_Unit], i: int, j: int, carried: int, goal: int) -> 
 
 
 def _overlap(text: str, units: list[_Unit], i: int, j: int, budget: float) -> tuple[int, int] | None:
-    """Start and tokens of the tail of units ``i:j`` to repeat, preferring a sentence start;
-    inside a code block only when the next chunk starts inside it too (a block cut in pieces)."""
+    """Start and tokens of the tail of units ``i:j`` to repeat, preferring a sentence start."""
     if budget < 1:
         return None
-    into_code = j < len(units) and units[j].inside
     k, tail = j, 0
     # Never the whole chunk: the next one must hold something new besides the overlap.
     while k > i + 1 and tail + units[k - 1].cost <= budget:
         k -= 1
         tail += units[k].cost
     if k < j:
-        starts = [s for s in range(k, j) if into_code or not units[s].inside]
-        # The longest tail that starts a sentence, if there is one.
-        for s in [s for s in starts if units[s].level >= SENTENCE] or starts[:1]:
-            return units[s].start, sum(u.cost for u in units[s:j])
-        return None
-    # The last unit alone is longer than the overlap: take its end from a word start.
+        for s in range(k, j):  # the longest tail that starts a sentence, if there is one
+            if units[s].level >= SENTENCE:
+                return units[s].start, sum(u.cost for u in units[s:j])
+        return units[k].start, tail
+    # The last unit alone is longer than the overlap: take its end from a word start (not
+    # from a code block's: no chunk starts inside one).
     last = units[j - 1]
-    if last.code:  # code overlaps by whole lines or not at all
+    if last.whole:
         return None
     cut = last.end - int((last.end - last.start) * budget / max(last.cost, 1))
     space = _SPACE.search(text, max(cut, last.start), last.end)
