@@ -96,7 +96,7 @@ def chunk_document(
     units = {k: _units(section.text, code[k]) for k, section in enumerate(doc.sections) if k not in short}
     # Code blocks are counted whole too: the sum of a block's lines leaves out the newlines
     # and indents between them, which a BPE counts.
-    blocks = {k: [_Unit(a, b, PARAGRAPH, block=i) for i, (a, b) in enumerate(code[k])] for k in units}
+    blocks = [[_Unit(a, b, PARAGRAPH, block=i) for i, (a, b) in enumerate(section_code)] for section_code in code]
     flat = [(doc.sections[k], unit) for k, section_units in units.items() for unit in section_units + blocks[k]]
     # One call for all of it: a counter may be a remote API.
     counts = count_tokens(
@@ -111,7 +111,6 @@ def chunk_document(
     # A short section that does not fit after all (dense text): cut into sentences too.
     extra = {k: _units(doc.sections[k].text, code[k]) for k in short if k not in whole}
     if extra:
-        blocks.update({k: [_Unit(a, b, PARAGRAPH, block=i) for i, (a, b) in enumerate(code[k])] for k in extra})
         more = [(doc.sections[k], unit) for k, section_units in extra.items() for unit in section_units + blocks[k]]
         unit_counts += count_tokens([s.text[u.start : u.end] for s, u in more])
         units.update(extra)
