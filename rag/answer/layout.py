@@ -30,13 +30,17 @@ CODE_SPAN = re.compile(r"`([^`]+)`")
 def fences(text: str) -> list[tuple[int, int]]:
     """Fenced code blocks in ``text`` as (start of the opening fence's line, end of the closing one).
 
-    A chunk may start or end inside a block: a bare first fence followed by one with a
-    language (```` ```python ````), or an odd count with a bare first one, closes a block the
-    chunk started in; an opening fence left unclosed runs to the chunk's end.
+    The chunker (``rag.ingest.chunk``) cuts only a block longer than a chunk, into chunks of
+    its own: the first starts with the opening fence, which runs to the chunk's end; the last
+    has one fence, which closes a block the chunk started in; any between holds no fence, and
+    reads as prose here.  For chunks cut anywhere (an index built before that), a bare first
+    fence with text before it, followed by one with a language (```` ```python ````) or in an
+    odd count, closes a block the chunk started in.
     """
     marks = list(_FENCE.finditer(text))
     blocks: list[tuple[int, int]] = []
-    if marks and not marks[0].group(2) and (len(marks) % 2 or marks[1].group(2)):
+    after_text = bool(marks) and bool(text[: marks[0].start()].strip())  # a first line opens
+    if after_text and not marks[0].group(2) and (len(marks) % 2 or marks[1].group(2)):
         blocks.append((0, marks[0].end()))
         marks = marks[1:]
     for opening, closing in itertools.zip_longest(marks[::2], marks[1::2]):

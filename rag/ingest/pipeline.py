@@ -40,11 +40,11 @@ from rag.usage import Usage
 # Chunks in the first window of an ingest (see ``Ingestor.run``).
 FIRST_WINDOW_CHUNKS = 64
 # Bump when loaders or the chunker change what they produce, so files get re-chunked.
-RECIPE_VERSION = "6"  # 2: Office files, tables, OCR of scanned pages; 3: PDF text from PDFium;
+RECIPE_VERSION = "7"  # 2: Office files, tables, OCR of scanned pages; 3: PDF text from PDFium;
 # 4: table rows as records with their titles, e-book chapters from the navigation, control
 # characters stripped, garbage text layers and upside-down scans OCR'd; 5: PDF tables as
 # records, header-less tables' columns named "Column 1"...; 6: Markdown, HTML and plain-text
-# tables as records, PDF tables set sideways as records
+# tables as records, PDF tables set sideways as records; 7: Markdown code blocks kept whole
 
 
 class Progress(Protocol):

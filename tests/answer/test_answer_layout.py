@@ -3,9 +3,13 @@ and the support check reading a sentence of a manual as one sentence."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rag.answer import support
 from rag.answer.layout import fences, led, unwrapped, with_asides
 from rag.answer.support import Claim, sentences
+from rag.ingest.chunk import chunk_document
+from rag.ingest.document import LoadedDocument, Section
 from tests.helpers import hit
 
 OPTIONS = (
@@ -46,6 +50,20 @@ def test_code_and_list_items_are_read_with_the_sentence_that_leads_to_them() -> 
         "fetch('http://example.com', cap=None)\n```"
     ]
     assert [CODE[a:b] for a, b in fences(CODE)] == [CODE[CODE.index("```") :].rstrip()]
+
+
+def test_the_pieces_of_a_long_code_block_read_as_code() -> None:
+    # The chunker cuts a block longer than a chunk into chunks of its own; with a bare fence
+    # the first piece's fence read as closing a block, and its log lines as prose.
+    log = "\n".join(f"20:54:17.{i:03} - pool - event {i} version='2'" for i in range(30))
+    text = f"Turn debug logs on to see this.\n\n```\n{log}\n```\n\nThat is all."
+    doc = LoadedDocument(Path("guide.md"), "markdown", [Section(text)])
+    chunks = chunk_document(doc, lambda ts: [len(t.split()) for t in ts], max_tokens=60, target_tokens=50, overlap=0.1)
+    pieces = [c.text for c in chunks if "pool" in c.text]
+    first, last = pieces[0], pieces[-1]
+    assert first.startswith("```\n20:54") and fences(first) == [(0, len(first))]
+    assert last.endswith("```") and fences(last) == [(0, len(last))]
+    assert fences("```\nx = 1\n```\n\nText.") == [(0, 13)]  # a whole block at the start
 
 
 def supported(sentence: str, text: str) -> bool:

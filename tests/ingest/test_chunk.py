@@ -7,6 +7,7 @@ not the sum of its parts' counts).
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.ingest.chunk import CountTokens, chunk_document
+from rag.ingest.chunk import CountTokens, chunk_document, code_blocks
 from rag.ingest.document import ChunkDraft, LoadedDocument, Section
 from rag.ingest.loaders import load
 from rag.tokens import count_tokens_batch, estimate_tokens
@@ -240,3 +241,117 @@ def test_a_short_section_is_counted_once_and_kept_whole() -> None:
     (chunk,) = chunk_document(doc_of(text), counting, max_tokens=120, target_tokens=100, overlap=0.15)
     assert chunk.text == text.strip() and text[chunk.start : chunk.end] == chunk.text
     assert calls == [["", text.strip()]]  # not its sentences, and not the finished chunk again
+
+
+# --- Markdown code blocks --------------------------------------------------------------------
+
+
+def markdown_of(text: str) -> LoadedDocument:
+    return LoadedDocument(Path("doc.md"), "markdown", [Section(text)])
+
+
+def code(lines: int, seed: int = 0, fence: str = "```python") -> str:
+    """A fenced block of ``lines`` lines of four words each."""
+    rng = random.Random(seed)
+    body = "\n".join(f"    call{rng.randint(0, 99)}(x) = y{i} + z" for i in range(lines))
+    return f"{fence}\n{body}\n{fence[:3]}"
+
+
+def cut_inside(chunks: list[ChunkDraft], text: str) -> list[tuple[int, int]]:
+    """Chunk edges strictly inside a fenced block of ``text``."""
+    blocks = code_blocks(text)
+    edges = [edge for c in chunks for edge in (c.start, c.end)]
+    return [(edge, b) for edge in edges for a, b in blocks if a < edge < b]
+
+
+def test_code_blocks_follow_commonmark_fences() -> None:
+    text = "a\n```python\nx\n~~~\n``\n````\ntext\n   ~~~~ \ny\n~~~\n    ```\nz\n~~~~\nb\n```\nopen to the end"
+    assert [text[a:b] for a, b in code_blocks(text)] == [
+        "```python\nx\n~~~\n``\n````",  # closed by a longer fence of its character only
+        "   ~~~~ \ny\n~~~\n    ```\nz\n~~~~",  # indented up to three spaces
+        "```\nopen to the end",  # left open: to the end
+    ]
+
+
+@pytest.mark.parametrize("counter", ["words", "bpe"])
+def test_a_code_block_that_fits_is_never_cut(counter: str) -> None:
+    count = COUNTERS[counter]
+    parts = []
+    for k in range(12):
+        parts.append(prose(3 + k % 4, seed=k))
+        parts.append(code(2 + (k * 3) % 5, seed=k))
+    text = "\n\n".join(parts)
+    assert max(count([text[a:b] for a, b in code_blocks(text)])) <= 80  # each fits in a chunk
+    doc = markdown_of(text)
+    chunks = chunk_document(doc, count, max_tokens=80, target_tokens=60, overlap=0.15)
+    check(doc, chunks, count, 80)
+    assert len(chunks) > 10
+    assert cut_inside(chunks, text) == []
+    for a, b in code_blocks(text):  # each block whole in a chunk
+        assert any(c.start <= a and b <= c.end for c in chunks)
+
+
+def test_a_lead_ending_in_a_colon_stays_with_its_block() -> None:
+    lead = "Or turn the limit off for one call:"
+    text = f"{prose(9, seed=1)}\n\n{lead}\n\n{code(6)}\n\n{prose(9, seed=2)}"
+    chunks = chunk_document(markdown_of(text), words, max_tokens=80, target_tokens=60, overlap=0.15)
+    (holder,) = [c for c in chunks if "```" in c.text]
+    assert holder.text.endswith(f"{lead}\n\n{code(6)}")
+    assert not any(c.text.endswith(lead) for c in chunks)  # no chunk ends with the lead alone
+
+
+@pytest.mark.parametrize("counter", ["words", "bpe", "specials"])
+def test_a_long_block_is_cut_at_line_ends_into_chunks_of_its_own(counter: str) -> None:
+    count = COUNTERS[counter]
+    block = code(40, fence="```console")
+    text = f"{prose(6, seed=3)}\n\nExample:\n\n{block}\n\n{prose(6, seed=4)}"
+    doc = markdown_of(text)
+    chunks = chunk_document(doc, count, max_tokens=60, target_tokens=50, overlap=0.15)
+    check(doc, chunks, count, 60)
+    ((a, b),) = code_blocks(text)
+    pieces = [c for c in chunks if a <= c.start and c.end <= b]
+    assert (pieces[0].start, pieces[-1].end) == (a, b)
+    for before, after in pairwise(pieces):  # cut at line ends, with no overlap
+        assert "\n" in text[before.end : after.start] and not text[before.end : after.start].strip()
+    assert pieces[0].text.startswith("```console") and pieces[-1].text.endswith("```")
+    assert not any("```" in c.text for c in pieces[1:-1])
+    # No other chunk shares a line with it, and the fewest pieces that fit, about even.
+    assert all(c.end <= a or b <= c.start for c in chunks if c not in pieces)
+    fewest = math.ceil(count([block])[0] / 60)
+    assert fewest <= len(pieces) <= fewest + 1
+    assert max(c.tokens for c in pieces) < 2 * min(c.tokens for c in pieces)
+
+
+def test_fences_matter_only_in_markdown() -> None:
+    # In plain text, fence lines are lines like any other: the same cuts as with words there.
+    text = "\n\n".join(f"{prose(4, seed=k)}\n\n{code(9, seed=k)}" for k in range(6))
+    masked = text.replace("```python", "XXXpython").replace("```", "XXX")
+    plain = [LoadedDocument(Path("doc.txt"), "text", [Section(t)]) for t in (text, masked)]
+    spans = [
+        [(c.start, c.end) for c in chunk_document(d, words, max_tokens=60, target_tokens=50, overlap=0.15)]
+        for d in plain
+    ]
+    assert spans[0] == spans[1]
+    assert cut_inside(chunk_document(plain[0], words, max_tokens=60, target_tokens=50, overlap=0.15), text)
+
+
+HOSTILE_MARKDOWN = {
+    "unclosed fence": f"{prose(5)}\n\n```\n" + "\n".join(f"line {i} of output" for i in range(200)),
+    "fences only": "```\n```\n" * 300,
+    "one huge code line": f"Intro:\n\n```\n{'x' * 5_000}\n```\nAfter.",
+    "code of long lines": "```\n" + "\n".join(" ".join(["tok"] * 90) for _ in range(20)) + "\n```",
+    "tilde and backtick": "~~~\n```\nnot closed by this\n~~~\n" * 40 + prose(30),
+    "blank lines in code": "```\n" + "\n\n".join(f"step {i} done" for i in range(300)) + "\n```",
+}
+
+
+@pytest.mark.parametrize("counter", list(COUNTERS))
+@pytest.mark.parametrize("name", list(HOSTILE_MARKDOWN))
+@pytest.mark.parametrize(("max_tokens", "target"), [(256, 200), (12, 10)])
+def test_hostile_markdown_keeps_the_limit_and_loses_nothing(
+    name: str, counter: str, max_tokens: int, target: int
+) -> None:
+    doc = markdown_of(HOSTILE_MARKDOWN[name])
+    count = COUNTERS[counter]
+    chunks = chunk_document(doc, count, max_tokens=max_tokens, target_tokens=target, overlap=0.15)
+    check(doc, chunks, count, max_tokens)
