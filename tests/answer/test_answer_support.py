@@ -8,6 +8,7 @@ import re
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -105,7 +106,12 @@ def test_a_long_answer_that_never_stands_is_checked_at_sentence_ends(
     openai_env.reply(sentence * 12)  # 168 words, none backed
     calls: list[str] = []
     real = support.check
-    monkeypatch.setattr(support, "check", lambda text, *a, **k: calls.append(text) or real(text, *a, **k))
+
+    def counted(text: str, *args: Any, **kwargs: Any) -> list[support.Support]:
+        calls.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(support, "check", counted)
     shown: list[str] = []
     answer = make_answerer().answer("Who invented packet switching?", CONTEXT, on_delta=shown.append)
     assert answer.refused and shown == []
