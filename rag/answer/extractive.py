@@ -60,7 +60,7 @@ from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.citations import citation
 from rag.answer.contrast import negated
 from rag.answer.followups import expand_query, is_follow_up
-from rag.answer.layout import CODE_SPAN, fences, with_asides
+from rag.answer.layout import BULLET, CODE_SPAN, fences, with_asides
 from rag.answer.span import answer_span
 from rag.embed.base import Embedder, embed_many
 from rag.filetypes import FILE_TYPES
@@ -434,16 +434,13 @@ _EMPHASIS = [
 ]
 
 
-_LIST_MARKER = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
-
-
 def plain(sentence: str) -> str:
     """A Markdown ``sentence`` as a reader sees it: without emphasis markers or a list item's bullet.  (The quote's
     ``Sentence.start``/``end`` still point at the source text, markers and all.)"""
     for emphasis in _EMPHASIS:
         sentence = emphasis.sub(r"\2", sentence)
     sentence = " ".join(_EMPTY_LINK.sub(r"\1", _MARKUP.sub("", sentence)).split())
-    return _LIST_MARKER.sub("", sentence)
+    return BULLET.sub("", sentence)
 
 
 # What a site generator renders and a reader never sees: template tags ("{{% note %}}",
@@ -480,14 +477,13 @@ def segments(text: str, *, rows: bool = False, heading: str = "") -> list[tuple[
     return found
 
 
-_BULLET = re.compile(r"^[ \t]*(?:[-*+•▪◦‣]|\d+[.)])\s+")
 #: Characters a list item may have: longer lines are prose (a wrapped paragraph).
 LIST_ITEM = 60
 
 
 def _item(line: str, *, led: bool) -> bool:
     """A line that can be a list's item: short, no sentence, bulleted or (after a lead) capitalised."""
-    bare = _BULLET.sub("", line).strip()
+    bare = BULLET.sub("", line).strip()
     return (
         0 < len(bare) <= LIST_ITEM
         and bare[-1] not in ".!?:,;"
@@ -530,7 +526,7 @@ def _list_text(raw: str, heading: str) -> str:
     lead = ""
     if lines[0].endswith(":") or lines[0] == " ".join(heading.split()):
         lead = lines.pop(0).rstrip(":") + ": "
-    return lead + "; ".join(_BULLET.sub("", line) for line in lines)
+    return lead + "; ".join(BULLET.sub("", line) for line in lines)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,12 @@ def fences(text: str) -> list[tuple[int, int]]:
     return blocks
 
 
+# A list item's marker: a bullet ("-", "*", "+", or one a converter wrote: "•", "▪", "◦",
+# "‣") or a number ("1.", "2)"), then a space.
+_ITEM_MARK = r"(?:[-*+•▪◦‣]|\d+[.)])\s"
+#: A list item's marker with the spaces around it, at a line's start.
+BULLET = re.compile(rf"^[ \t]*{_ITEM_MARK}\s*")
 # A line that starts a block of its own: a list item, a heading, a table row, a quote, a fence.
-_ITEM_MARK = r"(?:[-*+•]|\d+[.)])\s"
 _BLOCK_START = re.compile(rf"[ \t]*(?:{_ITEM_MARK}|#|\||>|```|~~~)")
 _UNDERLINE = re.compile(r"[ \t]*(?:-{3,}|={3,})[ \t]*$")  # a Setext heading's
 
@@ -95,9 +99,6 @@ def with_asides(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, 
     return merged
 
 
-_ITEM = re.compile(rf"[ \t]*{_ITEM_MARK}")
-
-
 def led(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
     """What each sentence of ``spans`` that ends in a colon leads to, with it: the code block
     right under it, or else each item of the list right under it ("It takes ... which define:
@@ -113,7 +114,7 @@ def led(text: str, spans: Sequence[tuple[int, int]]) -> list[str]:
             found.append(f"{lead}\n{text[block[0] : block[1]]}")
             continue
         for s, e in spans[i + 1 :]:
-            if not _ITEM.match(text[s:e]):
+            if not BULLET.match(text[s:e]):
                 break
             found.append(f"{lead} {text[s:e]}")
     return found
