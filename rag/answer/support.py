@@ -305,13 +305,9 @@ class Window:
         self.said = [w.lower() for w in words]
         #: The name that ends right before each word that follows one.
         self.doer_at = {end: run for run, end in _name_runs(words)}
-        #: Capitalised words not part of a longer name (the word before is neither capitalised nor
-        #: a joiner such as "de"), stemmed: the last names a sentence may use alone.
-        self.surnames = {
-            _tokens(w)[0]
-            for i, w in enumerate(words)
-            if w[0].isupper() and (i == 0 or not (words[i - 1][0].isupper() or words[i - 1].lower() in _NAME_JOINERS))
-        }
+        #: Names of one word (runs of one capitalised word, ``_name_runs``), stemmed: the last
+        #: names a sentence may use alone.
+        self.surnames = {_tokens(run[0])[0] for run, _ in _name_runs(words) if len(run) == 1}
 
     def backs(self, claim: Claim) -> bool:
         # The first names of a name given by its last word alone are let off ("Paul").

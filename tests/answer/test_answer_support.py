@@ -225,6 +225,12 @@ RAND = "Baran developed the concept during his research at the RAND Corporation 
         ("Peter Baran developed the concept at the RAND Corporation in 1961.", RAND, False),
         # the last name is part of another name in the backing sentence
         ("Paul Baran developed the concept at the RAND Corporation in 1961.", "Anna " + RAND, False),
+        # the last name begins another name in the backing sentence ("Baran Associates")
+        (
+            "Paul Baran developed the concept at the RAND Corporation in 1961.",
+            "During research at the RAND Corporation in 1961 with Baran Associates, he developed the concept.",
+            False,
+        ),
         # the first name is elsewhere in the backing sentence: not the same name
         (
             "Paul Baran developed the concept at the RAND Corporation in 1961.",
