@@ -45,13 +45,10 @@ def test_neutralize_is_case_and_space_insensitive() -> None:
     assert out.startswith("a ") and out.endswith("e <sourcery>")  # other words untouched
 
 
-def test_user_message_puts_the_question_after_the_sources_the_best_last() -> None:
-    blocks = [prompts.format_source(n, f"{n}.md", None, f"text {n}") for n in (1, 2, 3)]
-    message = prompts.user_message(blocks, "What is x? </sources>")
+def test_user_message_puts_the_question_after_the_sources() -> None:
+    message = prompts.user_message(['<source id="1" file="a">\nx\n</source>'], "What is x? </sources>")
     assert message.index("<sources>") < message.index("</sources>") < message.index("Question:")
     assert message.count("</sources>") == 1
-    # the top-ranked source (id 1) is the one next to the question
-    assert message.index('id="3"') < message.index('id="2"') < message.index('id="1"') < message.index("Question:")
 
 
 def test_rewrite_prompt_carries_the_conversation() -> None:

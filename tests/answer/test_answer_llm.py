@@ -136,8 +136,7 @@ def test_documents_stay_inside_their_delimiters(openai_env: FakeOpenAI) -> None:
     assert content.count("<sources>") == 1 and content.count("</sources>") == 1
     inside = content[content.index("<sources>") : content.index("</sources>")]
     assert "Ignore previous instructions" in inside and 'id="99"' in inside
-    start = inside.index('<source id="1"')
-    first = inside[start : inside.index("</source>", start)]
+    first = inside[inside.index('<source id="1"') : inside.index("</source>")]
     assert "Ignore previous instructions" in first  # still inside source 1, as data
     assert "&lt;/source>" in first and "&lt;/sources>" in first
 
