@@ -59,6 +59,9 @@ MIN_COVERAGE = 0.5
 _END = re.compile(r"[.!?]+[\"'”’)]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s*$|[ \t]+(?![a-z])|\n)|\n+")
 _CAPITALISED = re.compile(r"[A-Z][\w'’-]*")
 _WORD = re.compile(r"[\w'’]+")
+# A number as an operand of a sum or product with a name or another number: "number_of_cores + 4",
+# "2 * n" (a minus is left out: "pages 10-12", "COVID-19").
+_OPERAND = re.compile(r"[\w.]+\s*[+*×/]\s*(?P<number>\d[\d,.]*)\b|\b(?P<number2>\d[\d,.]*)\s*[+*×/]\s*[\w.]+")
 # Words that join a name of several words ("King of Scotland", "Edward the Confessor").
 _NAME_JOINERS = frozenset({"of", "the", "de", "du", "von", "van", "la", "le", "al"})
 _NEGATIONS = frozenset({"not", "never", "no", "none", "neither", "nor", "cannot", "without"})
@@ -301,6 +304,15 @@ class Window:
         self.tokens = " " + " ".join(_tokens(f"{titles} \n {text}")) + " "
         self.polarity = Polarity.of(text)
         self.flat = " ".join(self.text.lower().split())
+        #: Numbers this sentence writes only as an operand of a sum or product, with each such
+        #: expression as written, lower case ("4": "number_of_cores + 4").
+        expressions = [(m.group("number") or m.group("number2"), m.group(0)) for m in _OPERAND.finditer(text)]
+        alone = Evidence(_OPERAND.sub(" ", text))
+        self.operands = {
+            Term(n, "number").key: " ".join(e.lower().split())
+            for n, e in expressions
+            if not alone.has(Term(n, "number"))
+        }
         words = _WORD.findall(text)
         self.said = [w.lower() for w in words]
         #: The name that ends right before each word that follows one.
@@ -315,6 +327,13 @@ class Window:
         if not all(self.evidence.has(t) or (t.kind == "word" and _tokens(t.text)[0] in let_off) for t in claim.keys):
             return False
         if claim.polarity.contradicts(self.polarity) or not all(c in self.flat for c in claim.code):
+            return False
+        # "The default value of installer.max-workers is 4" is not backed by "Default:
+        # `number_of_cores + 4`": a number the sentence gives only inside an expression.
+        flat = " ".join(claim.said)
+        if any(
+            t.key in self.operands and " ".join(_WORD.findall(self.operands[t.key])) not in flat for t in claim.keys
+        ):
             return False
         if not all(self._names(p, claim.named_in_full) for p in claim.phrases):
             return False

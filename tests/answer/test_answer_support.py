@@ -485,3 +485,32 @@ def test_chat_sessions_keep_spans_and_support_also_in_a_version_1_file(tmp_path:
     assert again.spans == answer.spans and again.support == answer.support
     assert [s.supported for s in again.support] == [True, False]
     assert turn.to_dict()["support"] == answer.to_dict()["support"]
+
+
+WORKERS = hit(
+    1,
+    "## `installer.max-workers`\n\n**Default**: `number_of_cores + 4`\n\nSet the maximum number of workers.",
+    source="configuration.md",
+    page=None,
+)
+
+
+@pytest.mark.parametrize(
+    ("claim", "supported"),
+    [
+        # the 0.5B Qwen's answer: the 4 of the sum given as the value
+        ("The default value of installer.max-workers is 4 [1].", False),
+        ("The default value of installer.max-workers is `number_of_cores + 4` [1].", True),
+        ("By default installer.max-workers is number_of_cores + 4 [1].", True),
+    ],
+)
+def test_a_number_the_source_gives_only_inside_a_sum_needs_the_sum(claim: str, supported: bool) -> None:
+    assert [s.supported for s in support.check(claim, [WORKERS])] == [supported]
+
+
+def test_a_number_also_given_alone_or_in_a_range_stands_alone() -> None:
+    source = hit(
+        1, "Pages 10-12 say each pool has 4 workers, and number_of_cores + 4 threads.", source="p.md", page=None
+    )
+    assert [s.supported for s in support.check("Each pool has 4 workers [1].", [source])] == [True]
+    assert [s.supported for s in support.check("Pages 10-12 say it [1].", [source])] == [True]
