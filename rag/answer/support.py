@@ -60,8 +60,8 @@ _END = re.compile(r"[.!?]+[\"'”’)]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*(?=\s*$|[ \
 _CAPITALISED = re.compile(r"[A-Z][\w'’-]*")
 _WORD = re.compile(r"[\w'’]+")
 # A number as an operand of a sum or product with a name or another number: "number_of_cores + 4",
-# "2 * n" (a minus is left out: "pages 10-12", "COVID-19").
-_OPERAND = re.compile(r"[\w.]+\s*[+*×/]\s*(?P<number>\d[\d,.]*)\b|\b(?P<number2>\d[\d,.]*)\s*[+*×/]\s*[\w.]+")
+# "2 * n" (a minus and a slash are left out: "pages 10-12", "COVID-19", "HTTP/2", "3/30/2020").
+_OPERAND = re.compile(r"[\w.]+\s*[+*×]\s*(?P<number>\d[\d,.]*)\b|\b(?P<number2>\d[\d,.]*)\s*[+*×]\s*[\w.]+")
 # Words that join a name of several words ("King of Scotland", "Edward the Confessor").
 _NAME_JOINERS = frozenset({"of", "the", "de", "du", "von", "van", "la", "le", "al"})
 _NEGATIONS = frozenset({"not", "never", "no", "none", "neither", "nor", "cannot", "without"})
