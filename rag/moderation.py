@@ -62,7 +62,7 @@ class Moderator:
         verdict = self.check(question)
         if not verdict.flagged:
             return None
-        return answerer.declined(question, QUESTION_FLAGGED.format(categories=verdict.listed))
+        return answerer.declined(question, QUESTION_FLAGGED.format(categories=verdict.listed), reason="flagged")
 
     def screen_answer(self, answerer: Answerer, answer: Answer) -> Answer:
         """``answer``, or a refusal in its place when its text is flagged."""
@@ -72,4 +72,4 @@ class Moderator:
         if not verdict.flagged:
             return answer
         text = ANSWER_FLAGGED.format(categories=verdict.listed)
-        return answerer.declined(answer.question, text, answer.context, answer.usage)
+        return answerer.declined(answer.question, text, answer.context, answer.usage, reason="flagged")

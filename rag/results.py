@@ -6,7 +6,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rag.filetypes import file_type
 from rag.jsonable import Jsonable, json_hook, jsonable, rounded, to_dict
@@ -144,6 +144,13 @@ class Span(Jsonable):
     text: str
 
 
+#: Why an answer is a refusal: nothing retrieved; nothing retrieved close enough to the
+#: question; the answerer found no answer in the sources (the model said so, or no sentence
+#: answered for the extractive one); the model answered but no sentence of it is backed by the
+#: sources; its backed sentences do not answer what was asked; moderation flagged it.
+Refusal = Literal["no_sources", "not_relevant", "not_found", "unsupported", "not_answering", "flagged"]
+
+
 @dataclass
 class Answer:
     """An answer with the sources it cites, or a refusal."""
@@ -166,9 +173,12 @@ class Answer:
     spans: list[Span] = field(default_factory=list)
     #: Each sentence of a generated answer and whether its sources back it (``rag.answer.support``).
     support: list[Support] = field(default_factory=list)
+    #: Why it is a refusal (None for an answer): a model's failure ("unsupported",
+    #: "not_answering") is told apart from documents that hold no answer.
+    refusal: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
 
     json_order = (
-        *("question", "text", "refused", "citations", "model", "answerer", "usage", "seconds"),
+        *("question", "text", "refused", "refusal", "citations", "model", "answerer", "usage", "seconds"),
         *("removed_citations", "spans", "support", "rewritten_question"),
     )
 

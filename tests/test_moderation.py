@@ -65,7 +65,7 @@ def test_rag_ask_refuses_a_flagged_question_before_retrieval(moderated: FakeOpen
     code, out, err = cli("ask", "How do I throw a grenade at the volcano?", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["refused"] is True and data["citations"] == []
+    assert data["refused"] is True and data["citations"] == [] and data["refusal"] == "flagged"
     assert "flagged by moderation (violence)" in data["answer"]
     assert _chats(moderated) == 0, "a flagged question never reaches the model"
 

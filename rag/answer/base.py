@@ -15,7 +15,7 @@ from typing import ClassVar
 from rag import prompts
 from rag.answer import relevance
 from rag.answer.focus import Rarity
-from rag.results import Answer, Hit
+from rag.results import Answer, Hit, Refusal
 from rag.settings import Settings
 from rag.usage import Usage
 
@@ -74,12 +74,12 @@ class Answerer(ABC):
         """
         hits = list(hits)
         if not hits:
-            return self.declined(question, prompts.NO_SOURCES)
+            return self.declined(question, prompts.NO_SOURCES, reason="no_sources")
         # Keyword evidence (every focus term of the question in one chunk) stands in for a low
         # cosine at the calibrated threshold; a threshold the user set is applied as set.
         keywords = question if self.settings.retrieval.min_score is None else None
         if not relevance.any_relevant(hits, self.min_relevance, keywords):
-            return self.declined(question, prompts.REFUSAL, hits)
+            return self.declined(question, prompts.REFUSAL, hits, reason="not_relevant")
         return self._answer(question, hits, history=history, on_delta=on_delta, rarity=rarity)
 
     @abstractmethod
@@ -95,9 +95,15 @@ class Answerer(ABC):
         """Answer from ``hits``, which are non-empty and relevant enough, or decline."""
 
     def declined(
-        self, question: str, text: str, context: list[Hit] | None = None, usage: Usage | None = None
+        self,
+        question: str,
+        text: str,
+        context: list[Hit] | None = None,
+        usage: Usage | None = None,
+        *,
+        reason: Refusal = "not_found",
     ) -> Answer:
-        """A refusal: ``text`` in place of an answer, citing nothing."""
+        """A refusal: ``text`` in place of an answer, citing nothing, for ``reason``."""
         return Answer(
             question=question,
             text=text,
@@ -107,6 +113,7 @@ class Answerer(ABC):
             answerer=self.kind,
             usage=usage or Usage(),
             context=context or [],
+            refusal=reason,
         )
 
     def rewrite(self, question: str, history: Sequence[Turn]) -> tuple[str, Usage]:

@@ -129,10 +129,10 @@ class LLMAnswerer(Answerer):
             return self.declined(question, prompts.REFUSAL, context.sources, usage)
         scorer = cosine_scorer(self._embedder, [h.text for h in context.sources]) if self._embedder else None
         sentences = support.check(check.text, context.sources, scorer, question)
-        if not any(s.supported for s in sentences) or not support.addresses(
-            question, check.text, sentences, context.sources
-        ):
-            return self.declined(question, prompts.REFUSAL, context.sources, usage)
+        if not any(s.supported for s in sentences):
+            return self.declined(question, prompts.REFUSAL, context.sources, usage, reason="unsupported")
+        if not support.addresses(question, check.text, sentences, context.sources):
+            return self.declined(question, prompts.REFUSAL, context.sources, usage, reason="not_answering")
         gate.release()
         attributed = {n for s in sentences if s.attributed for n in s.citations} - {c.n for c in citations}
         citations += [replace(citation(n, context.sources[n - 1]), attributed=True) for n in attributed]

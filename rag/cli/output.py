@@ -179,6 +179,13 @@ def source_line(n: int, location: str, note: str = "") -> str:
     return escape(f"[{n}] ") + f"[cyan]{escape(location)}[/]{note}"
 
 
+#: Said under a refusal that is the model's failure, not the documents' silence.
+REFUSAL_NOTES = {
+    "unsupported": "the model answered, but rag found no sentence of its answer in the sources",
+    "not_answering": "the model answered from the sources, but not what was asked",
+}
+
+
 def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = False, label: bool = True) -> None:
     """The answer (unless already streamed), its sources, notes, and the context.
 
@@ -193,7 +200,9 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
         # (a refusal after the support check found no sentence backed).
         sys.stdout.write("\n")
         out.print(escape(answer.text))
-    else:
+    if answer.refusal in REFUSAL_NOTES:
+        out.print(f"[dim]({REFUSAL_NOTES[answer.refusal]}; --show-context shows what it was given)[/]")
+    if streamed and streamed.strip() == answer.text.strip():
         sys.stdout.write("\n")
         if out.is_terminal:  # the streamed words cannot be restyled: the verdicts go below them
             for sentence in answer.support:

@@ -192,7 +192,7 @@ def test_sentinel_means_refused_and_is_never_shown(openai_env: FakeOpenAI, reply
     openai_env.reply(reply)
     seen: list[str] = []
     answer = make_answerer().answer("Who won the 1998 World Cup?", HITS, on_delta=seen.append)
-    assert answer.refused and answer.text == prompts.REFUSAL
+    assert answer.refused and answer.text == prompts.REFUSAL and answer.refusal == "not_found"
     assert answer.citations == [] and seen == []
     assert answer.usage.requests == 1
 
@@ -247,7 +247,7 @@ def test_citation_filter_gives_the_same_text_however_it_is_split() -> None:
 def test_no_relevant_hit_declines_without_calling_the_model(openai_env: FakeOpenAI) -> None:
     weak = [hit(1, "Unrelated text.", relevance=0.01), hit(2, "More unrelated text.", relevance=0.02)]
     answer = make_answerer().answer("What is the capital of Peru?", weak)
-    assert answer.refused and answer.text == prompts.REFUSAL
+    assert answer.refused and answer.text == prompts.REFUSAL and answer.refusal == "not_relevant"
     assert answer.usage.requests == 0 and openai_env.requests_to("/chat/completions") == []
 
 
@@ -259,7 +259,8 @@ def test_min_score_overrides_the_threshold(openai_env: FakeOpenAI) -> None:
 
 def test_no_hits_declines(openai_env: FakeOpenAI) -> None:
     answer = make_answerer().answer("Anything?", [])
-    assert answer.refused and answer.text == prompts.NO_SOURCES
+    assert answer.refused and answer.text == prompts.NO_SOURCES and answer.refusal == "no_sources"
+    assert answer.to_dict()["refusal"] == "no_sources"
 
 
 # --- usage ------------------------------------------------------------------------------------

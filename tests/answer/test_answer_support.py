@@ -87,6 +87,7 @@ def test_an_answer_with_no_supported_sentence_is_a_refusal(openai_env: FakeOpenA
     shown: list[str] = []
     answer = make_answerer().answer("Who invented packet switching?", CONTEXT, on_delta=shown.append)
     assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
+    assert answer.refusal == "unsupported"  # the model's failure, told apart from "not_found"
     assert shown == []  # held back until a sentence stands: the refusal is all anyone sees
 
 
@@ -315,7 +316,7 @@ def test_an_answer_whose_sources_lack_a_name_or_number_of_the_question_is_declin
     # The 0.5B Qwen copied a paragraph about another network: true, backed, and not what was asked.
     openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
     answer = make_answerer().answer("Which packet switching network did Norway build in 1990?", CONTEXT)
-    assert answer.refused and answer.text == prompts.REFUSAL
+    assert answer.refused and answer.text == prompts.REFUSAL and answer.refusal == "not_answering"
     openai_env.reply('{"sentences": [{"text": "Donald Davies coined the term packet switching.", "sources": [2]}]}')
     answer = make_answerer().answer("Who coined the term packet switching in 1965?", CONTEXT)
     assert not answer.refused and [s.supported for s in answer.support] == [True]
@@ -514,3 +515,16 @@ def test_a_number_also_given_alone_or_in_a_range_stands_alone() -> None:
     )
     assert [s.supported for s in support.check("Each pool has 4 workers [1].", [source])] == [True]
     assert [s.supported for s in support.check("Pages 10-12 say it [1].", [source])] == [True]
+
+
+def test_the_terminal_tells_a_model_failure_from_documents_without_the_answer(
+    openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    openai_env.reply("Paul Baran invented it in 1961 [2].")
+    failed = make_answerer().answer("Who invented packet switching?", CONTEXT)
+    printed = _printed(monkeypatch, failed, terminal=False)
+    assert printed.startswith(prompts.REFUSAL) and output.REFUSAL_NOTES["unsupported"] in printed
+    openai_env.reply('{"sentences": [], "not_found": true}')
+    absent = make_answerer().answer("Who invented packet switching?", CONTEXT)
+    assert absent.refusal == "not_found"
+    assert not any(note in _printed(monkeypatch, absent, terminal=False) for note in output.REFUSAL_NOTES.values())

@@ -515,6 +515,29 @@ def test_llm_answer_is_labelled_and_stop_cancels(
         page.context.close()
 
 
+def test_a_model_answer_no_source_backs_is_badged_apart_from_a_plain_refusal(
+    browser: Browser, llm_server: tuple[Server, FakeOpenAI], tmp_path: Path
+) -> None:
+    server, fake = llm_server
+    watched = watch(browser)
+    page = watched.page
+    fake.default_reply = "Captain Ahab first described quokkas in 1742 [1]."
+    try:
+        page.goto(server.url)
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        answer = ask(page, SCRIPT_QUESTION).locator(".answer")
+        expect(answer).to_have_class(re.compile(r"\brefused\b"))
+        badge = answer.locator(".badge.refusal")
+        expect(badge).to_have_text("Not backed")
+        assert "no sentence of its answer in the sources" in (badge.get_attribute("title") or "")
+        expect(answer.locator(".answer-text")).not_to_contain_text("Ahab")  # held back, never shown
+        screenshot(page, tmp_path, "not-backed")
+        assert watched.errors == []
+    finally:
+        fake.default_reply = LLM_REPLY
+        page.context.close()
+
+
 KEY = "web-test-key-0123456789"
 
 

@@ -537,6 +537,11 @@
    * are bold (as the CLI prints them), and a sentence the support check found no support for
    * in its sources is set apart; citations rag attributed (the model gave none) are marked.
    */
+  const REFUSALS = {
+    unsupported: ["Not backed", "The model answered, but rag found no sentence of its answer in the sources"],
+    not_answering: ["Off the question", "The model answered from the sources, but not what was asked"],
+  };
+
   function finishAnswer(view, answer, eventCitations) {
     const refused = Boolean(answer.refused);
     const citations = refused ? [] : mergeCitations(answer.citations, eventCitations);
@@ -593,7 +598,11 @@
     view.answer.classList.toggle("refused", refused);
     view.answer.dataset.answerer = kind;
     view.meta.replaceChildren();
-    if (refused) view.meta.append(badge("refusal", "Declined", "The documents don't hold the answer"));
+    if (refused) {
+      // The model's failure ("refusal" says why) is told apart from documents without the answer.
+      const [label, title] = REFUSALS[answer.refusal] || ["Declined", "The documents don't hold the answer"];
+      view.meta.append(badge("refusal", label, title));
+    }
     if (kind === "extractive") {
       view.meta.append(badge("extractive", "Extractive", "Quoted from the documents: no LLM configured"));
     } else if (kind) {
