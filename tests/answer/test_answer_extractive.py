@@ -303,4 +303,5 @@ def test_answers_from_the_right_document(engine: Engine, question: str, expected
 def test_declines_questions_the_documents_do_not_answer(engine: Engine, question: str) -> None:
     answer = engine.ask(question)
     assert answer.refused, answer.text
-    assert answer.text == prompts.REFUSAL and answer.citations == [] and answer.refusal == "not_found"
+    assert answer.text == prompts.REFUSAL and answer.citations == []
+    assert answer.refusal in ("not_relevant", "not_found")  # the documents' silence, not a failure
