@@ -171,6 +171,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
             "usage": usage_json(answer, question, body.model),
             "citations": citations,
             "refused": answer.refused,
+            "refusal": answer.refusal,  # why (``Answer.refusal``); OpenAI's own is message.refusal
             "support": [s.to_dict() for s in answer.support],
         }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -225,7 +226,9 @@ async def _stream(
                 if text:
                     yield chunk({"content": text})
                 support = [s.to_dict() for s in answer.support]
-                yield chunk({}, "stop", citations=citations, refused=answer.refused, support=support)
+                yield chunk(
+                    {}, "stop", citations=citations, refused=answer.refused, refusal=answer.refusal, support=support
+                )
                 if include_usage:
                     data = {
                         "id": ident,

@@ -90,6 +90,7 @@ def test_an_off_corpus_question_is_declined_without_sources(offline_server: Offl
     )
     assert "Sources:" not in (reply.choices[0].message.content or "")
     assert (reply.model_extra or {})["refused"] is True
+    assert (reply.model_extra or {})["refusal"] in ("not_relevant", "not_found")
 
 
 # --- with an LLM behind rag ----------------------------------------------------------------
@@ -195,3 +196,17 @@ def test_the_support_check_rides_with_the_answer(llm: tuple[RunningServer, FakeO
     chunks = list(sdk(server).chat.completions.create(model="rag", messages=messages, stream=True))
     last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason == "stop")
     assert (last.model_extra or {})["support"] == support
+
+
+def test_a_model_answer_no_source_backs_is_declined_and_says_so(llm: tuple[RunningServer, FakeOpenAI]) -> None:
+    server, fake = llm
+    reply_text = "Captain Ahab first described Mount Etna in 1742 [1]."
+    fake.reply(reply_text, reply_text)
+    messages: list[Any] = [{"role": "user", "content": "Which volcano in Sicily is active?"}]
+    reply = sdk(server).chat.completions.create(model="rag", messages=messages)
+    extra = reply.model_extra or {}
+    assert extra["refused"] is True and extra["refusal"] == "unsupported"
+    assert "Ahab" not in (reply.choices[0].message.content or "")
+    chunks = list(sdk(server).chat.completions.create(model="rag", messages=messages, stream=True))
+    last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason == "stop")
+    assert (last.model_extra or {})["refusal"] == "unsupported"
