@@ -304,22 +304,25 @@ class Window:
         self.tokens = " " + " ".join(_tokens(f"{titles} \n {text}")) + " "
         self.polarity = Polarity.of(text)
         self.flat = " ".join(self.text.lower().split())
-        #: Numbers this sentence writes only as an operand of a sum or product, with each such
-        #: expression as written, lower case ("4": "number_of_cores + 4").
+        #: Numbers this sentence writes only as an operand of a sum or product, with the words
+        #: of each such expression, lower case ("4": "number_of_cores 4").
+        self.operands: dict[str, str] = {}
         expressions = [(m.group("number") or m.group("number2"), m.group(0)) for m in _OPERAND.finditer(text)]
-        alone = Evidence(_OPERAND.sub(" ", text))
-        self.operands = {
-            Term(n, "number").key: " ".join(e.lower().split())
-            for n, e in expressions
-            if not alone.has(Term(n, "number"))
-        }
+        if expressions:  # rare: the text without them is read only then
+            alone = Evidence(_OPERAND.sub(" ", text))
+            self.operands = {
+                Term(n, "number").key: " ".join(_WORD.findall(e.lower()))
+                for n, e in expressions
+                if not alone.has(Term(n, "number"))
+            }
         words = _WORD.findall(text)
         self.said = [w.lower() for w in words]
+        runs = _name_runs(words)
         #: The name that ends right before each word that follows one.
-        self.doer_at = {end: run for run, end in _name_runs(words)}
-        #: Names of one word (runs of one capitalised word, ``_name_runs``), stemmed: the last
-        #: names a sentence may use alone.
-        self.surnames = {_tokens(run[0])[0] for run, _ in _name_runs(words) if len(run) == 1}
+        self.doer_at = {end: run for run, end in runs}
+        #: Names of one word (runs of one capitalised word), stemmed: the last names a sentence
+        #: may use alone.
+        self.surnames = {_tokens(run[0])[0] for run, _ in runs if len(run) == 1}
 
     def backs(self, claim: Claim) -> bool:
         # The first names of a name given by its last word alone are let off ("Paul").
@@ -330,9 +333,8 @@ class Window:
             return False
         # "The default value of installer.max-workers is 4" is not backed by "Default:
         # `number_of_cores + 4`": a number the sentence gives only inside an expression.
-        flat = " ".join(claim.said)
-        if any(
-            t.key in self.operands and " ".join(_WORD.findall(self.operands[t.key])) not in flat for t in claim.keys
+        if self.operands and any(
+            t.key in self.operands and self.operands[t.key] not in " ".join(claim.said) for t in claim.keys
         ):
             return False
         if not all(self._names(p, claim.named_in_full) for p in claim.phrases):

@@ -200,15 +200,15 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
         # (a refusal after the support check found no sentence backed).
         sys.stdout.write("\n")
         out.print(escape(answer.text))
-    if answer.refusal in REFUSAL_NOTES:
-        out.print(f"[dim]({REFUSAL_NOTES[answer.refusal]}; --show-context shows what it was given)[/]")
-    if streamed and streamed.strip() == answer.text.strip():
+    else:
         sys.stdout.write("\n")
         if out.is_terminal:  # the streamed words cannot be restyled: the verdicts go below them
             for sentence in answer.support:
                 if not sentence.supported:
                     quoted = escape(answer.text[sentence.start : sentence.end])
                     out.print(f"[dim yellow]⚠ no source backs:[/] [dim]{quoted}[/]")
+    if answer.refusal in REFUSAL_NOTES:
+        out.print(f"[dim]({REFUSAL_NOTES[answer.refusal]}; --show-context shows what it was given)[/]")
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:

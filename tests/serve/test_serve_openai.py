@@ -193,9 +193,7 @@ def test_the_support_check_rides_with_the_answer(llm: tuple[RunningServer, FakeO
         ("Mount Etna is very active [1].", True),
         ("It last erupted in 1492 [1].", False),  # no source says 1492
     ]
-    chunks = list(sdk(server).chat.completions.create(model="rag", messages=messages, stream=True))
-    last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason == "stop")
-    assert (last.model_extra or {})["support"] == support
+    assert _streamed_extra(server, messages)["support"] == support
 
 
 def test_a_model_answer_no_source_backs_is_declined_and_says_so(llm: tuple[RunningServer, FakeOpenAI]) -> None:
@@ -207,6 +205,11 @@ def test_a_model_answer_no_source_backs_is_declined_and_says_so(llm: tuple[Runni
     extra = reply.model_extra or {}
     assert extra["refused"] is True and extra["refusal"] == "unsupported"
     assert "Ahab" not in (reply.choices[0].message.content or "")
+    assert _streamed_extra(server, messages)["refusal"] == "unsupported"
+
+
+def _streamed_extra(server: RunningServer, messages: list[Any]) -> dict[str, Any]:
+    """rag's fields on the last chunk of a streamed answer to ``messages``."""
     chunks = list(sdk(server).chat.completions.create(model="rag", messages=messages, stream=True))
     last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason == "stop")
-    assert (last.model_extra or {})["refusal"] == "unsupported"
+    return last.model_extra or {}

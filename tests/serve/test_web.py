@@ -475,67 +475,64 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
             yield Server(running.url, env), fake
 
 
-def test_llm_answer_is_labelled_and_stop_cancels(
-    browser: Browser, llm_server: tuple[Server, FakeOpenAI], tmp_path: Path
-) -> None:
+@pytest.fixture
+def llm_web(browser: Browser, llm_server: tuple[Server, FakeOpenAI]) -> Iterator[tuple[Watched, FakeOpenAI]]:
+    """The page of the LLM-backed server, loaded; the fake model's reply and pace are put back after."""
     server, fake = llm_server
     watched = watch(browser)
-    page = watched.page
     try:
-        page.goto(server.url)
-        expect(page.locator("body")).to_have_attribute("data-ready", "true")
-        turn = ask(page, SCRIPT_QUESTION)
-        answer = turn.locator(".answer")
-        expect(answer.locator(".badge.llm")).to_be_visible()
-        expect(answer.locator(".badge.extractive")).to_have_count(0)
-        # The model's own citation (rag may attribute the sentences it left uncited: drawn apart).
-        expect(answer.locator(".answer-text .cite:not(.attributed)")).to_have_text(["[1]"])
-        expect(answer.locator(".usage")).to_contain_text("tokens")  # what the LLM call spent
-        screenshot(page, tmp_path, "llm-answer")
-
-        # Stop: Esc once the first words are in; the partial answer stays, marked as stopped.
-        fake.delta_delay = 0.5
-        page.locator("#question").fill("And what do they eat?")
-        page.locator("#question").press("Enter")
-        streaming = page.locator(".answer.streaming .answer-text")
-        expect(streaming).not_to_be_empty()
-        expect(page.locator("#stop")).to_be_visible()
-        page.keyboard.press("Escape")
-        stopped = page.locator(".turn").nth(1).locator(".answer")
-        expect(stopped.locator(".badge.stopped")).to_be_visible()
-        expect(page.locator("#stop")).to_be_hidden()
-        expect(page.locator("#send")).to_be_enabled()
-        partial = stopped.locator(".answer-text").text_content() or ""
-        assert partial and len(partial) < len(LLM_REPLY)
-        screenshot(page, tmp_path, "stopped")
-        assert watched.errors == []
-        assert watched.outside == []
+        watched.page.goto(server.url)
+        expect(watched.page.locator("body")).to_have_attribute("data-ready", "true")
+        yield watched, fake
     finally:
-        fake.delta_delay = 0.05
-        page.context.close()
+        fake.delta_delay, fake.default_reply = 0.05, LLM_REPLY
+        watched.page.context.close()
+
+
+def test_llm_answer_is_labelled_and_stop_cancels(llm_web: tuple[Watched, FakeOpenAI], tmp_path: Path) -> None:
+    watched, fake = llm_web
+    page = watched.page
+    turn = ask(page, SCRIPT_QUESTION)
+    answer = turn.locator(".answer")
+    expect(answer.locator(".badge.llm")).to_be_visible()
+    expect(answer.locator(".badge.extractive")).to_have_count(0)
+    # The model's own citation (rag may attribute the sentences it left uncited: drawn apart).
+    expect(answer.locator(".answer-text .cite:not(.attributed)")).to_have_text(["[1]"])
+    expect(answer.locator(".usage")).to_contain_text("tokens")  # what the LLM call spent
+    screenshot(page, tmp_path, "llm-answer")
+
+    # Stop: Esc once the first words are in; the partial answer stays, marked as stopped.
+    fake.delta_delay = 0.5
+    page.locator("#question").fill("And what do they eat?")
+    page.locator("#question").press("Enter")
+    streaming = page.locator(".answer.streaming .answer-text")
+    expect(streaming).not_to_be_empty()
+    expect(page.locator("#stop")).to_be_visible()
+    page.keyboard.press("Escape")
+    stopped = page.locator(".turn").nth(1).locator(".answer")
+    expect(stopped.locator(".badge.stopped")).to_be_visible()
+    expect(page.locator("#stop")).to_be_hidden()
+    expect(page.locator("#send")).to_be_enabled()
+    partial = stopped.locator(".answer-text").text_content() or ""
+    assert partial and len(partial) < len(LLM_REPLY)
+    screenshot(page, tmp_path, "stopped")
+    assert watched.errors == []
+    assert watched.outside == []
 
 
 def test_a_model_answer_no_source_backs_is_badged_apart_from_a_plain_refusal(
-    browser: Browser, llm_server: tuple[Server, FakeOpenAI], tmp_path: Path
+    llm_web: tuple[Watched, FakeOpenAI], tmp_path: Path
 ) -> None:
-    server, fake = llm_server
-    watched = watch(browser)
-    page = watched.page
+    watched, fake = llm_web
     fake.default_reply = "Captain Ahab first described quokkas in 1742 [1]."
-    try:
-        page.goto(server.url)
-        expect(page.locator("body")).to_have_attribute("data-ready", "true")
-        answer = ask(page, SCRIPT_QUESTION).locator(".answer")
-        expect(answer).to_have_class(re.compile(r"\brefused\b"))
-        badge = answer.locator(".badge.refusal")
-        expect(badge).to_have_text("Not backed")
-        assert "no sentence of its answer in the sources" in (badge.get_attribute("title") or "")
-        expect(answer.locator(".answer-text")).not_to_contain_text("Ahab")  # held back, never shown
-        screenshot(page, tmp_path, "not-backed")
-        assert watched.errors == []
-    finally:
-        fake.default_reply = LLM_REPLY
-        page.context.close()
+    answer = ask(watched.page, SCRIPT_QUESTION).locator(".answer")
+    expect(answer).to_have_class(re.compile(r"\brefused\b"))
+    badge = answer.locator(".badge.refusal")
+    expect(badge).to_have_text("Not backed")
+    assert "no sentence of its answer in the sources" in (badge.get_attribute("title") or "")
+    expect(answer.locator(".answer-text")).not_to_contain_text("Ahab")  # held back, never shown
+    screenshot(watched.page, tmp_path, "not-backed")
+    assert watched.errors == []
 
 
 KEY = "web-test-key-0123456789"

@@ -532,16 +532,18 @@
     return list.filter((r) => r && Number.isInteger(r.start) && Number.isInteger(r.end) && r.start >= 0 && r.end > r.start && r.end <= length);
   }
 
-  /**
-   * Replace the streamed text with the final answer: [n] become buttons, the words that answer
-   * are bold (as the CLI prints them), and a sentence the support check found no support for
-   * in its sources is set apart; citations rag attributed (the model gave none) are marked.
-   */
+  // How a refusal that is the model's failure (``Answer.refusal``) is badged: apart from
+  // "Declined", documents without the answer.
   const REFUSALS = {
     unsupported: ["Not backed", "The model answered, but rag found no sentence of its answer in the sources"],
     not_answering: ["Off the question", "The model answered from the sources, but not what was asked"],
   };
 
+  /**
+   * Replace the streamed text with the final answer: [n] become buttons, the words that answer
+   * are bold (as the CLI prints them), and a sentence the support check found no support for
+   * in its sources is set apart; citations rag attributed (the model gave none) are marked.
+   */
   function finishAnswer(view, answer, eventCitations) {
     const refused = Boolean(answer.refused);
     const citations = refused ? [] : mergeCitations(answer.citations, eventCitations);
