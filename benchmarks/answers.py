@@ -20,6 +20,8 @@ OpenAI-compatible server as ``http://HOST:PORT/v1#MODEL``.  Per answerer and set
 - citation precision: of the answers that cite, those where a cited chunk holds a gold answer;
 - cited: answers (not refusals) to answerable questions that cite at all;
 - declined: unanswerable questions refused;
+- quoted instead: answers where the model's answer failed the support check and quotes of its
+  sources stood in (``--quote-fallback off`` refuses instead); they count in the columns before;
 - unsupported/answer: sentences the support check found unsupported, per answer;
 - p50 s: median seconds per answer (retrieval excluded); tokens/s: completion tokens per
   second of answering (prompt reading included, which dominates on 2 cores).
@@ -60,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import llm_prompts
 from benchmarks.llm_prompts import DATA, MANUAL_QUESTIONS, MANUALS, QUESTIONS, Question, contains, squad_subset
 from rag import prompts
+from rag.answer import relevance
 from rag.answer.citations import CITATION
 from rag.answer.local_llm import CONTEXT_WINDOW, MODELS
 from rag.engine import Engine
@@ -77,6 +80,7 @@ class Row:
     precise: int = 0
     answered: int = 0
     declined: int = 0
+    quoted: int = 0
     unsupported: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     tokens: int = 0
@@ -84,6 +88,7 @@ class Row:
     def add(self, q: Question, answer: Answer) -> None:
         self.seconds.append(answer.seconds or 0.0)
         self.tokens += answer.usage.completion_tokens
+        self.quoted += answer.set_aside is not None
         if not answer.refused:
             self.unsupported.append(sum(not s.supported for s in answer.support))
         if not q.answerable:
@@ -107,6 +112,7 @@ class Row:
             f"{self.precise}/{self.citing}",
             f"{self.citing}/{self.answered}",
             f"{self.declined}/{self.unanswerable}",
+            str(self.quoted),
             per_answer,
             f"{statistics.median(self.seconds):.1f}" if self.seconds else "-",
             f"{self.tokens / seconds:.1f}" if self.tokens and seconds else "-",
@@ -179,6 +185,7 @@ def engine_for(store: Path, index: str, answerer: Answerer, args: argparse.Names
         embedding__embedder="local",
         retrieval__k=args.top_k,
         llm__max_answer_tokens=args.max_tokens,
+        llm__quote_fallback=args.quote_fallback == "on",
         openai__timeout=600.0,
         **options,
     ) as engine:
@@ -216,6 +223,15 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="store folder to reuse (default: a temporary one)")
     parser.add_argument("--out", type=Path, help="write every answer here, as JSON lines")
     parser.add_argument("--replay", type=Path, help="answer with the raw replies an --out file recorded")
+    parser.add_argument(
+        "--quote-fallback",
+        choices=("on", "off"),
+        default="on",
+        help="quote the sources when a model's answer fails the check (RAG_QUOTE_FALLBACK; on by default)",
+    )
+    parser.add_argument(
+        "--quote-bar", type=float, help="the quotes' sentence-score bar (default: relevance.MIN_FALLBACK_SCORE)"
+    )
     # ../shared next to the checkout, or next to the folder of worktrees.
     shared = next(
         (
@@ -228,6 +244,8 @@ def main() -> None:
     parser.add_argument("--squad", type=Path, default=shared, help="SQuAD v2 dev JSON (part A)")
     args = parser.parse_args()
     llm_prompts.SQUAD = args.squad
+    if args.quote_bar is not None:  # every embedder's bar, for this run
+        relevance.MIN_FALLBACK_SCORE, relevance.DEFAULT_MIN_FALLBACK_SCORE = {}, args.quote_bar
     out = args.out.open("w", encoding="utf-8") if args.out else None
     with ExitStack() as stack:
         if args.replay:
@@ -246,10 +264,10 @@ def main() -> None:
                 engine.ingest(folders, embedder="local")
         print(f"load average at the start: {os.getloadavg()[0]:.1f}")
         print(
-            "| set | answerer | gold in text | citation precision | cited | declined | unsupported/answer "
-            "| p50 s | tokens/s |"
+            "| set | answerer | gold in text | citation precision | cited | declined | quoted instead "
+            "| unsupported/answer | p50 s | tokens/s |"
         )
-        print("| --- " * 9 + "|")
+        print("| --- " * 10 + "|")
         replies = stack.enter_context(recorded_replies())
         for answerer in chosen:
             for name, (_, questions) in sets.items():

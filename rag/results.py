@@ -176,9 +176,13 @@ class Answer:
     #: Why it is a refusal (None for an answer): a model's failure ("unsupported",
     #: "not_answering") is told apart from documents that hold no answer.
     refusal: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
+    #: Why the model's own answer was set aside for these quotes of its sources ("unsupported",
+    #: "not_answering"; None when the answer is the answerer's own): see ``LLMAnswerer.quotes``.
+    set_aside: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
 
     json_order = (
-        *("question", "text", "refused", "refusal", "citations", "model", "answerer", "usage", "seconds"),
+        *("question", "text", "refused", "refusal", "set_aside", "citations", "model", "answerer", "usage"),
+        "seconds",
         *("removed_citations", "spans", "support", "rewritten_question"),
     )
 
@@ -206,6 +210,8 @@ class Answer:
 
     def _repr_markdown_(self) -> str:
         label = " *(extractive: no LLM configured)*" if self.answerer == "extractive" else ""
+        if self.set_aside:
+            label = " *(quotes: the model's answer did not stand)*"
         body = f"**{'Declined' if self.refused else 'Answer'}**{label}\n\n{self.marked()}"
         if self.citations:
             rows = ["| [n] | source | score |", "|---|---|---|"]

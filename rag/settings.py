@@ -165,6 +165,12 @@ class LLMSettings(_Section):
         description="Context window of the chat model, for models rag does not know (e.g. on Ollama).",
         json_schema_extra=_env("RAG_CONTEXT_WINDOW"),
     )
+    quote_fallback: bool = Field(
+        True,
+        description="`on`: when no sentence of the model's answer is backed by its sources, or it does not "
+        "answer the question, quote the sources instead (labelled); `off`: decline.",
+        json_schema_extra=_env("RAG_QUOTE_FALLBACK"),
+    )
     moderation: bool = Field(
         False,
         description="`on`: check questions and answers with the provider's moderation endpoint first.",

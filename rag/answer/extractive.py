@@ -634,10 +634,19 @@ class ExtractiveAnswerer(Answerer):
     kind = "extractive"
     model = "extractive"
 
-    def __init__(self, settings: Settings, *, embedder: Callable[[], Embedder], min_relevance: float) -> None:
-        """``embedder`` returns the (local) embedder that scores sentences, loading it on first call."""
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Callable[[], Embedder],
+        min_relevance: float,
+        min_sentence_score: Callable[[str], float] = relevance.min_sentence_score,
+    ) -> None:
+        """``embedder`` returns the (local) embedder that scores sentences, loading it on first call;
+        ``min_sentence_score`` gives the bar the best sentence must reach, by that embedder's name."""
         super().__init__(settings, min_relevance=min_relevance)
         self._embedder = embedder
+        self.min_sentence_score = min_sentence_score
         self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -654,7 +663,7 @@ class ExtractiveAnswerer(Answerer):
         scored = self.score_sentences(question, hits, embedder)
         if history:
             scored = self.follow_up(question, hits, embedder, scored, history)
-        choice = choose(question, hits, scored, relevance.min_sentence_score(embedder.name), rarity)
+        choice = choose(question, hits, scored, self.min_sentence_score(embedder.name), rarity)
         if not choice.chosen:
             declined = self.declined(question, choice.note or prompts.REFUSAL, hits)
             declined.citations = [citation(i + 1, hits[i]) for i in choice.cites]

@@ -52,6 +52,7 @@ class LLMAnswerer(Answerer):
         min_relevance: float,
         embedder: Callable[[], Embedder] | None = None,
         backend: ChatBackend | None = None,
+        quotes: Answerer | None = None,
     ) -> None:
         super().__init__(settings, min_relevance=min_relevance)
         self.model = model or settings.llm.chat_model
@@ -61,6 +62,9 @@ class LLMAnswerer(Answerer):
         self._embedder = embedder
         #: Which response format the server takes, per (base URL, model), kept in RAG_HOME.
         self.modes = ModeMemory(settings.store.home / MODES_FILE)
+        #: Quotes the same sources when the model's answer fails the support check (None: refuse):
+        #: the documents may well hold the answer the model could not write.
+        self.quotes = quotes
 
     def base_url(self) -> str:
         """Where requests go (part of the key of what response format works)."""
@@ -68,6 +72,8 @@ class LLMAnswerer(Answerer):
 
     def close(self) -> None:
         self.backend.close()
+        if self.quotes is not None:
+            self.quotes.close()
 
     # --- answering ------------------------------------------------------------------------
 
@@ -78,7 +84,7 @@ class LLMAnswerer(Answerer):
         *,
         history: Sequence[Turn],
         on_delta: DeltaCallback | None,
-        rarity: Rarity | None = None,  # the model judges relevance itself
+        rarity: Rarity | None = None,  # the model judges relevance itself; the quotes use it
     ) -> Answer:
         url = self.base_url()
         remembered = self.modes.get(url, self.model)
@@ -86,12 +92,29 @@ class LLMAnswerer(Answerer):
         while True:
             context, messages = self.prompt(question, hits, history, structured=mode != "markers")
             try:
-                return self._reply(question, context, messages, mode, on_delta, probe=remembered is None)
+                answer = self._reply(question, context, messages, mode, on_delta, probe=remembered is None)
             except Refused:
                 # The server refused this response_format: nothing was shown; try the next.
                 mode = MODES[MODES.index(mode) + 1]
                 self.modes.set(url, self.model, mode)
                 remembered = None if mode != "markers" else mode
+                continue
+            if answer.refusal in ("unsupported", "not_answering") and self.quotes is not None:
+                return self._quoted(answer, history, rarity)
+            return answer
+
+    def _quoted(self, refusal: Answer, history: Sequence[Turn], rarity: Rarity | None) -> Answer:
+        """``self.quotes``' answer from the sources the model was given, the model's set aside for
+        ``refusal``'s reason, or ``refusal`` when the quotes decline too.
+
+        The quotes are not streamed: the model's words may have been, and a client shows the
+        final answer in their place (as it shows a refusal).
+        """
+        assert self.quotes is not None
+        quoted = self.quotes.answer(refusal.question, refusal.context, history=history, rarity=rarity)
+        if quoted.refused:
+            return refusal
+        return replace(quoted, usage=refusal.usage, set_aside=refusal.refusal)
 
     def _reply(
         self,

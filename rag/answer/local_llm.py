@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag.answer.base import Answerer
 from rag.answer.chat_backend import OpenAIChat
 from rag.answer.llm import LLMAnswerer
 from rag.embed.base import Embedder
@@ -252,7 +253,14 @@ class LocalChat(OpenAIChat):
 class LocalAnswerer(LLMAnswerer):
     """``LLMAnswerer`` through ``LocalChat``: the shared local server, started on the first question."""
 
-    def __init__(self, settings: Settings, *, min_relevance: float, embedder: Callable[[], Embedder] | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        min_relevance: float,
+        embedder: Callable[[], Embedder] | None,
+        quotes: Answerer | None = None,
+    ) -> None:
         model = model_file(settings)
         if model is None:
             raise ConfigError(unavailable(settings) or "--llm local found no model")
@@ -263,7 +271,9 @@ class LocalAnswerer(LLMAnswerer):
             llm__context_window=n_ctx,
         )
         backend = LocalChat(local, model)
-        super().__init__(local, model=model.stem, min_relevance=min_relevance, embedder=embedder, backend=backend)
+        super().__init__(
+            local, model=model.stem, min_relevance=min_relevance, embedder=embedder, backend=backend, quotes=quotes
+        )
 
 
 # --- the server process ---------------------------------------------------------------------

@@ -43,13 +43,37 @@ class Entry:
 def _llm(parts: Parts) -> Answerer:
     from rag.answer.llm import LLMAnswerer
 
-    return LLMAnswerer(parts.settings, model=parts.model, min_relevance=parts.min_relevance, embedder=parts.embedder)
+    return LLMAnswerer(
+        parts.settings,
+        model=parts.model,
+        min_relevance=parts.min_relevance,
+        embedder=parts.embedder,
+        quotes=_quotes(parts),
+    )
 
 
 def _local(parts: Parts) -> Answerer:
     from rag.answer.local_llm import LocalAnswerer
 
-    return LocalAnswerer(parts.settings, min_relevance=parts.min_relevance, embedder=parts.embedder)
+    return LocalAnswerer(
+        parts.settings, min_relevance=parts.min_relevance, embedder=parts.embedder, quotes=_quotes(parts)
+    )
+
+
+def _quotes(parts: Parts) -> Answerer | None:
+    """What a model's answerer quotes when the model's answer fails the check (RAG_QUOTE_FALLBACK),
+    at a higher bar than the offline answerer's own."""
+    if not parts.settings.llm.quote_fallback:
+        return None
+    from rag.answer import relevance
+    from rag.answer.extractive import ExtractiveAnswerer
+
+    return ExtractiveAnswerer(
+        parts.settings,
+        embedder=parts.embedder,
+        min_relevance=parts.min_relevance,
+        min_sentence_score=relevance.min_fallback_score,
+    )
 
 
 def _local_unavailable(settings: Settings) -> str | None:

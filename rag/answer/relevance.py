@@ -67,6 +67,16 @@ MIN_SENTENCE_SCORE: dict[str, float] = {
 }
 DEFAULT_MIN_SENTENCE_SCORE = 0.5
 
+#: The bar for quotes that stand in for a model's answer the support check refused
+#: (``LLMAnswerer.quotes``).  Higher than the extractive answerer's own: the model's failure
+#: is itself a sign that the sources may not hold the answer, and quoting a near miss then
+#: turns a right refusal into a wrong answer.  See benchmarks/answers.py (``quoted instead``).
+MIN_FALLBACK_SCORE: dict[str, float] = {
+    "local:all-MiniLM-L6-v2": 0.85,
+    "local:all-MiniLM-L6-v2-int8": 0.85,
+}
+DEFAULT_MIN_FALLBACK_SCORE = 0.8
+
 
 def min_relevance(settings: Settings, embedder: str | None) -> float:
     """The chunk relevance threshold: ``RAG_MIN_SCORE`` when set, else the embedder's default."""
@@ -100,3 +110,8 @@ def keyword_match(question: str, hits: Sequence[Hit]) -> bool:
 def min_sentence_score(embedder: str) -> float:
     """The extractive answerer's sentence threshold for sentences embedded by ``embedder``."""
     return MIN_SENTENCE_SCORE.get(embedder, DEFAULT_MIN_SENTENCE_SCORE)
+
+
+def min_fallback_score(embedder: str) -> float:
+    """The bar for quotes in place of a model's refused answer, for sentences embedded by ``embedder``."""
+    return MIN_FALLBACK_SCORE.get(embedder, DEFAULT_MIN_FALLBACK_SCORE)

@@ -21,7 +21,7 @@ from typing import Any
 from rag.answer.base import Turn
 from rag.errors import RagError, UsageError
 from rag.jsonable import Jsonable, json_hook, jsonable
-from rag.results import Answer, Citation, Hit, Span, Support
+from rag.results import Answer, Citation, Hit, Refusal, Span, Support
 from rag.store.sqlite import Database, execute_script
 
 # 2: turns keep the answer's checks (its spans and the support of each sentence).
@@ -83,6 +83,8 @@ class ChatTurn(Jsonable):
         "question",
         "answer",
         "refused",
+        "refusal",
+        "set_aside",
         "citations",
         "answerer",
         "model",
@@ -103,6 +105,9 @@ class ChatTurn(Jsonable):
     created: float = 0.0
     spans: list[Span] = field(default_factory=list)
     support: list[Support] = field(default_factory=list)
+    #: ``Answer.refusal`` and ``Answer.set_aside``: why it is a refusal, why quotes stood in.
+    refusal: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
+    set_aside: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
 
     @classmethod
     def from_answer(cls, question: str, answer: Answer, search_query: str | None = None) -> ChatTurn:
@@ -118,6 +123,8 @@ class ChatTurn(Jsonable):
             created=time.time(),
             spans=list(answer.spans),
             support=list(answer.support),
+            refusal=answer.refusal,
+            set_aside=answer.set_aside,
         )
 
     def as_turn(self) -> Turn:
@@ -136,6 +143,8 @@ class ChatTurn(Jsonable):
             rewritten_question=self.search_query,
             spans=list(self.spans),
             support=list(self.support),
+            refusal=self.refusal,
+            set_aside=self.set_aside,
         )
 
 
@@ -234,7 +243,12 @@ class SessionStore:
                     json.dumps([h.to_dict() for h in turn.context]),
                     turn.created,
                     json.dumps(
-                        {"spans": [s.to_dict() for s in turn.spans], "support": [s.to_dict() for s in turn.support]}
+                        {
+                            "spans": [s.to_dict() for s in turn.spans],
+                            "support": [s.to_dict() for s in turn.support],
+                            "refusal": turn.refusal,
+                            "set_aside": turn.set_aside,
+                        }
                     ),
                 ),
             )
@@ -289,6 +303,8 @@ def _turn(row: tuple[Any, ...]) -> ChatTurn:
         created=created,
         spans=[Span(**s) for s in checked.get("spans", [])],
         support=[Support(**{**s, "citations": tuple(s["citations"])}) for s in checked.get("support", [])],
+        refusal=checked.get("refusal"),
+        set_aside=checked.get("set_aside"),
     )
 
 

@@ -192,7 +192,7 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
     ``label`` says when an answer is extractive; chat says it once at the start instead.
     """
     if not streamed:
-        if label and answer.answerer == "extractive":
+        if label and answer.answerer == "extractive" and not answer.set_aside:
             out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
         out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else checked(answer))
     elif streamed.strip() != answer.text.strip():
@@ -209,6 +209,8 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
                     out.print(f"[dim yellow]⚠ no source backs:[/] [dim]{quoted}[/]")
     if answer.refusal in REFUSAL_NOTES:
         out.print(f"[dim]({REFUSAL_NOTES[answer.refusal]}; --show-context shows what it was given)[/]")
+    elif answer.set_aside in REFUSAL_NOTES:
+        out.print(f"[dim]({REFUSAL_NOTES[answer.set_aside]}; these are quotes of the sources instead)[/]")
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:

@@ -172,6 +172,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response | di
             "citations": citations,
             "refused": answer.refused,
             "refusal": answer.refusal,  # why (``Answer.refusal``); OpenAI's own is message.refusal
+            "set_aside": answer.set_aside,  # why quotes stand in for the model's answer
             "support": [s.to_dict() for s in answer.support],
         }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -219,15 +220,21 @@ async def _stream(
                 answer: Answer = value
                 citations = citations_json(answer, sources)
                 # A refusal (or an answer that arrived whole) was never streamed: send its text now.
-                # A refusal after streamed words (no sentence of them backed) says so below them.
-                text = ("" if streamed else answer.text) + footer(citations)
-                if streamed and answer.refused:
-                    text = f"\n\n{answer.text}"
+                # A refusal, or quotes set in place of the model's answer, after streamed words
+                # that did not stand (no sentence backed) goes below them.
+                replaced = streamed and (answer.refused or answer.set_aside is not None)
+                text = ("\n\n" + answer.text if replaced else "" if streamed else answer.text) + footer(citations)
                 if text:
                     yield chunk({"content": text})
                 support = [s.to_dict() for s in answer.support]
                 yield chunk(
-                    {}, "stop", citations=citations, refused=answer.refused, refusal=answer.refusal, support=support
+                    {},
+                    "stop",
+                    citations=citations,
+                    refused=answer.refused,
+                    refusal=answer.refusal,
+                    set_aside=answer.set_aside,
+                    support=support,
                 )
                 if include_usage:
                     data = {

@@ -14,11 +14,14 @@ import pytest
 from rich.console import Console
 
 from rag import prompts
-from rag.answer import support
+from rag.answer import registry, relevance, support
+from rag.answer.extractive import ExtractiveAnswerer
+from rag.answer.llm import LLMAnswerer
 from rag.chat import sessions
 from rag.cli import output
 from rag.results import Answer, Hit, Span
-from tests.answer.test_answer_llm import hit, make_answerer
+from tests.answer.test_answer_llm import hit, make_answerer, make_settings
+from tests.conftest import HashEmbedder
 from tests.openai_server import FakeOpenAI
 
 OIL = hit(
@@ -528,3 +531,98 @@ def test_the_terminal_tells_a_model_failure_from_documents_without_the_answer(
     absent = make_answerer().answer("Who invented packet switching?", CONTEXT)
     assert absent.refusal == "not_found"
     assert not any(note in _printed(monkeypatch, absent, terminal=False) for note in output.REFUSAL_NOTES.values())
+
+
+# --- quotes in place of a model answer that does not stand --------------------------------------
+
+
+def quoting_answerer() -> LLMAnswerer:
+    """An answerer that quotes its sources (scored by the hash embedder) when the model's answer fails."""
+    settings = make_settings()
+    quotes = ExtractiveAnswerer(settings, embedder=HashEmbedder, min_relevance=0.0)
+    return LLMAnswerer(settings, min_relevance=relevance.min_relevance(settings, None), quotes=quotes)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("Paul Baran coined it in 1961 [2].", "unsupported"),  # no source names Baran or 1961
+        ('{"sentences": [{"text": "OAPEC proclaimed an oil embargo.", "sources": [1]}]}', "not_answering"),
+    ],
+)
+def test_quotes_of_the_sources_stand_in_for_a_model_answer_that_fails_the_check(
+    openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, reply: str, reason: str
+) -> None:
+    openai_env.reply(reply)
+    shown: list[str] = []
+    answer = quoting_answerer().answer("Who coined the term packet switching in 1965?", CONTEXT, on_delta=shown.append)
+    assert not answer.refused and answer.set_aside == reason and answer.answerer == "extractive"
+    assert "Donald Davies coined the term packet switching in 1965." in answer.text
+    assert [c.n for c in answer.citations] == [2] and "Baran" not in answer.text
+    assert shown == []  # neither the model's words nor the quotes were streamed: the client shows the answer
+    assert answer.usage.completion_tokens > 0  # the model's call was spent all the same
+    assert answer.to_dict()["set_aside"] == reason
+    assert "set_aside" not in replace(answer, set_aside=None).to_dict()
+    printed = _printed(monkeypatch, answer, terminal=False)
+    assert output.REFUSAL_NOTES[reason] in printed and "quotes of the sources instead" in printed
+    assert prompts.EXTRACTIVE_LABEL not in printed  # an LLM is configured: the quotes are its stand-in
+
+
+def test_the_model_refusal_stands_when_the_quotes_decline_too(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("Paul Baran coined it in 1961 [2].")
+    answer = quoting_answerer().answer("Which Peruvian city did the Incas found?", CONTEXT)
+    assert answer.refused and answer.refusal == "unsupported" and answer.set_aside is None
+
+
+def test_a_model_that_found_nothing_is_not_second_guessed_by_quotes(openai_env: FakeOpenAI) -> None:
+    openai_env.reply('{"sentences": [], "not_found": true}')
+    answer = quoting_answerer().answer("Who coined the term packet switching in 1965?", CONTEXT)
+    assert answer.refused and answer.refusal == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("refused", "refusal", "set_aside"), [(True, "unsupported", None), (False, None, "not_answering")]
+)
+def test_chat_sessions_keep_why_an_answer_was_refused_or_quoted(
+    tmp_path: Path, refused: bool, refusal: Any, set_aside: Any
+) -> None:
+    answer = Answer(
+        question="Who?", text="t", refused=refused, citations=[], model="m", refusal=refusal, set_aside=set_aside
+    )
+    with sessions.SessionStore(tmp_path / "sessions.db") as store:
+        store.append("s", "default", sessions.ChatTurn.from_answer("Who?", answer))
+        (turn,) = store.turns("s")
+    again = turn.to_answer()
+    assert (again.refused, again.refusal, again.set_aside) == (refused, refusal, set_aside)
+    assert {k: v for k, v in turn.to_dict().items() if k in ("refusal", "set_aside")} == {
+        k: v for k, v in answer.to_dict().items() if k in ("refusal", "set_aside")
+    }
+
+
+def test_quotes_below_their_bar_leave_the_model_refusal(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("Paul Baran coined it in 1961 [2].")
+    settings = make_settings()
+    unreachable = ExtractiveAnswerer(
+        settings, embedder=HashEmbedder, min_relevance=0.0, min_sentence_score=lambda e: 9.0
+    )
+    answerer = LLMAnswerer(settings, min_relevance=0.0, quotes=unreachable)
+    answer = answerer.answer("Who coined the term packet switching in 1965?", CONTEXT)
+    assert answer.refused and answer.refusal == "unsupported" and answer.set_aside is None
+
+
+@pytest.mark.parametrize("name", ["openai", "local"])
+def test_model_answerers_quote_at_the_fallback_bar_unless_turned_off(
+    name: str, openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")  # never served: building the answerer starts nothing
+    settings = make_settings(llm__local_model=model)
+    parts = registry.Parts(settings, "gpt-4o-mini", 0.2, embedder=HashEmbedder)
+    answerer = registry.create(name, parts)
+    assert isinstance(answerer, LLMAnswerer) and isinstance(answerer.quotes, ExtractiveAnswerer)
+    assert answerer.quotes.min_sentence_score is relevance.min_fallback_score
+    assert relevance.min_fallback_score("local:all-MiniLM-L6-v2") > relevance.min_sentence_score(
+        "local:all-MiniLM-L6-v2"
+    )
+    off = registry.create(name, replace(parts, settings=settings.with_options(llm__quote_fallback=False)))
+    assert isinstance(off, LLMAnswerer) and off.quotes is None

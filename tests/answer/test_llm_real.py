@@ -25,6 +25,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,14 @@ def check_answer(
     answer: Answer, raw: str, shown: list[str] | None, requests: int = 1, model: str = llama_server.MODEL_NAME
 ) -> None:
     """``answer`` is what rag's rules make of the model's reply ``raw``."""
+    quoted = answer.set_aside is not None
+    if quoted:
+        # The rules refused the reply (checked below as that refusal); quotes of the sources
+        # the model was given stood in.
+        assert answer.answerer == "extractive" and not answer.refused and answer.citations
+        assert {(c.source, c.chunk_id) for c in answer.citations} <= {(h.source, h.chunk_id) for h in answer.context}
+        reason, text = answer.set_aside, prompts.REFUSAL
+        answer = replace(answer, answerer="llm", model=model, refused=True, refusal=reason, text=text, citations=[])
     assert answer.answerer == "llm" and answer.model == model
     # llama-cpp-python sends no usage chunk when streaming: rag then counts tokens itself.
     assert answer.usage.requests == requests and answer.usage.prompt_tokens > 0
@@ -145,13 +154,13 @@ def check_answer(
     reply = StructuredReply()
     text = reply.feed(raw) + reply.finish()  # JSON sentences as prose with [n]; prose as it is
     if is_sentinel_reply(text):
-        assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
+        assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations and not quoted
         assert not shown, "a refusal must not stream any of the model's text"
         return
     n = len(answer.context)
     if (prompts.SENTINEL in text or reply.not_found) and not valid_citations(text, n):
         # Words, then the sentinel (or not_found), citing nothing: a refusal, after what was shown.
-        assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
+        assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations and not quoted
         return
     shown_text = CitationFilter(n, prompts.SENTINEL)
     shown_text.feed(text)
@@ -159,7 +168,7 @@ def check_answer(
     verdicts = support.check(shown_text.text, answer.context)
     cited = [v for v in verdicts if not v.attributed and v.citations]
     if not shown_text.text.strip():
-        assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations
+        assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations and not quoted
         return
     if answer.refused:  # the support check found no sentence backed
         assert answer.text == prompts.REFUSAL and not answer.citations and not answer.support

@@ -520,18 +520,29 @@ def test_llm_answer_is_labelled_and_stop_cancels(llm_web: tuple[Watched, FakeOpe
     assert watched.outside == []
 
 
-def test_a_model_answer_no_source_backs_is_badged_apart_from_a_plain_refusal(
+def test_a_model_answer_no_source_backs_gives_way_to_quotes_or_is_badged_apart_from_a_plain_refusal(
     llm_web: tuple[Watched, FakeOpenAI], tmp_path: Path
 ) -> None:
     watched, fake = llm_web
     fake.default_reply = "Captain Ahab first described quokkas in 1742 [1]."
-    answer = ask(watched.page, SCRIPT_QUESTION).locator(".answer")
+    # Nothing to quote either (no source names Ahab or 1742): a refusal, badged as the model's.
+    answer = ask(watched.page, "Which quokka did Captain Ahab describe in 1742?").locator(".answer")
     expect(answer).to_have_class(re.compile(r"\brefused\b"))
     badge = answer.locator(".badge.refusal")
     expect(badge).to_have_text("Not backed")
     assert "no sentence of its answer in the sources" in (badge.get_attribute("title") or "")
     expect(answer.locator(".answer-text")).not_to_contain_text("Ahab")  # held back, never shown
     screenshot(watched.page, tmp_path, "not-backed")
+    # The documents answer the question: quotes of them stand in for the model's answer.
+    quoted = ask(watched.page, SCRIPT_QUESTION).locator(".answer")
+    expect(quoted).not_to_have_class(re.compile(r"\brefused\b"))
+    badge = quoted.locator(".badge.extractive")
+    expect(badge).to_have_text("Quotes instead")
+    assert "these are quotes of the sources instead" in (badge.get_attribute("title") or "")
+    expect(quoted.locator(".answer-text")).to_contain_text("Rottnest")
+    expect(quoted.locator(".answer-text")).not_to_contain_text("Ahab")
+    expect(quoted.locator(".answer-text .cite")).not_to_have_count(0)
+    screenshot(watched.page, tmp_path, "quotes-instead")
     assert watched.errors == []
 
 

@@ -605,7 +605,11 @@
       const [label, title] = REFUSALS[answer.refusal] || ["Declined", "The documents don't hold the answer"];
       view.meta.append(badge("refusal", label, title));
     }
-    if (kind === "extractive") {
+    if (REFUSALS[answer.set_aside]) {
+      // Quotes in place of a model's answer that did not stand.
+      const title = `${REFUSALS[answer.set_aside][1]}; these are quotes of the sources instead`;
+      view.meta.append(badge("extractive", "Quotes instead", title));
+    } else if (kind === "extractive") {
       view.meta.append(badge("extractive", "Extractive", "Quoted from the documents: no LLM configured"));
     } else if (kind) {
       view.meta.append(badge("llm", `LLM · ${answer.model || "model"}`, "Written by a language model from the sources"));
