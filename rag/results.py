@@ -149,6 +149,8 @@ class Span(Jsonable):
 #: answered for the extractive one); the model answered but no sentence of it is backed by the
 #: sources; its backed sentences do not answer what was asked; moderation flagged it.
 Refusal = Literal["no_sources", "not_relevant", "not_found", "unsupported", "not_answering", "flagged"]
+#: The refusals that are a model's failure, not the documents' silence: quotes may stand in.
+MODEL_FAILURES: tuple[Refusal, ...] = ("unsupported", "not_answering")
 
 
 @dataclass

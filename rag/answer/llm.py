@@ -18,7 +18,7 @@ from rag.answer.focus import Rarity
 from rag.answer.structured import MODES, Mode, ModeMemory, StructuredReply, response_format
 from rag.embed.base import Embedder
 from rag.errors import ContextLengthError
-from rag.results import Answer, Hit
+from rag.results import MODEL_FAILURES, Answer, Hit
 from rag.settings import Settings
 from rag.usage import Usage
 
@@ -99,13 +99,13 @@ class LLMAnswerer(Answerer):
                 self.modes.set(url, self.model, mode)
                 remembered = None if mode != "markers" else mode
                 continue
-            if answer.refusal in ("unsupported", "not_answering") and self.quotes is not None:
+            if answer.refusal in MODEL_FAILURES and self.quotes is not None:
                 return self._quoted(answer, history, rarity)
             return answer
 
     def _quoted(self, refusal: Answer, history: Sequence[Turn], rarity: Rarity | None) -> Answer:
-        """``self.quotes``' answer from the sources the model was given, the model's set aside for
-        ``refusal``'s reason, or ``refusal`` when the quotes decline too.
+        """Quotes of the sources the model was given, in place of its answer that the checks
+        refused (``refusal``); or ``refusal`` itself when the quotes decline too.
 
         The quotes are not streamed: the model's words may have been, and a client shows the
         final answer in their place (as it shows a refusal).
@@ -114,7 +114,8 @@ class LLMAnswerer(Answerer):
         quoted = self.quotes.answer(refusal.question, refusal.context, history=history, rarity=rarity)
         if quoted.refused:
             return refusal
-        return replace(quoted, usage=refusal.usage, set_aside=refusal.refusal)
+        # The model's name stays: its call is what the answer cost.
+        return replace(quoted, model=refusal.model, usage=refusal.usage, set_aside=refusal.refusal)
 
     def _reply(
         self,
