@@ -196,30 +196,32 @@ def test_the_support_check_rides_with_the_answer(llm: tuple[RunningServer, FakeO
     assert _streamed_extra(server, messages)["support"] == support
 
 
-def test_a_model_answer_no_source_backs_gives_way_to_quotes_and_says_so(llm: tuple[RunningServer, FakeOpenAI]) -> None:
+@pytest.mark.parametrize(
+    ("question", "quoted"),
+    [
+        ("Which volcano in Sicily is active?", True),  # the documents answer it: quotes stand in
+        ("Which volcano did Captain Ahab describe in 1742?", False),  # nothing to quote: declined
+    ],
+)
+def test_a_model_answer_no_source_backs_gives_way_to_quotes_or_is_declined_and_says_so(
+    llm: tuple[RunningServer, FakeOpenAI], question: str, quoted: bool
+) -> None:
     server, fake = llm
     reply_text = "Captain Ahab first described Mount Etna in 1742 [1]."
     fake.reply(reply_text, reply_text)
-    messages: list[Any] = [{"role": "user", "content": "Which volcano in Sicily is active?"}]
+    messages: list[Any] = [{"role": "user", "content": question}]
     reply = sdk(server).chat.completions.create(model="rag", messages=messages)
     extra = reply.model_extra or {}
     content = reply.choices[0].message.content or ""
-    assert extra["refused"] is False and extra["refusal"] is None and extra["set_aside"] == "unsupported"
-    assert "Ahab" not in content and "Etna" in content and extra["citations"]
+    assert "Ahab" not in content
     streamed = _streamed_extra(server, messages)
-    assert streamed["set_aside"] == "unsupported" and streamed["citations"] == extra["citations"]
-
-
-def test_a_model_answer_no_source_backs_and_nothing_to_quote_is_declined(llm: tuple[RunningServer, FakeOpenAI]) -> None:
-    server, fake = llm
-    reply_text = "Captain Ahab first described Mount Etna in 1742 [1]."
-    fake.reply(reply_text, reply_text)
-    messages: list[Any] = [{"role": "user", "content": "Which volcano did Captain Ahab describe in 1742?"}]
-    reply = sdk(server).chat.completions.create(model="rag", messages=messages)
-    extra = reply.model_extra or {}
-    assert extra["refused"] is True and extra["refusal"] == "unsupported" and extra["set_aside"] is None
-    assert "Ahab" not in (reply.choices[0].message.content or "")
-    assert _streamed_extra(server, messages)["refusal"] == "unsupported"
+    if quoted:
+        assert extra["refused"] is False and extra["refusal"] is None and extra["set_aside"] == "unsupported"
+        assert "Etna" in content and extra["citations"]
+        assert streamed["set_aside"] == "unsupported" and streamed["citations"] == extra["citations"]
+    else:
+        assert extra["refused"] is True and extra["refusal"] == "unsupported" and extra["set_aside"] is None
+        assert streamed["refusal"] == "unsupported" and streamed["set_aside"] is None
 
 
 def _streamed_extra(server: RunningServer, messages: list[Any]) -> dict[str, Any]:
