@@ -149,8 +149,6 @@ class Span(Jsonable):
 #: answered for the extractive one); the model answered but no sentence of it is backed by the
 #: sources; its backed sentences do not answer what was asked; moderation flagged it.
 Refusal = Literal["no_sources", "not_relevant", "not_found", "unsupported", "not_answering", "flagged"]
-#: The refusals that are a model's failure, not the documents' silence: quotes may stand in.
-MODEL_FAILURES: tuple[Refusal, ...] = ("unsupported", "not_answering")
 
 
 @dataclass
@@ -178,8 +176,8 @@ class Answer:
     #: Why it is a refusal (None for an answer): a model's failure ("unsupported",
     #: "not_answering") is told apart from documents that hold no answer.
     refusal: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
-    #: Why the model's own answer was set aside for these quotes of its sources ("unsupported",
-    #: "not_answering"; None when the answer is the answerer's own): see ``LLMAnswerer.quotes``.
+    #: Why the model's own answer was set aside for these quotes of its sources ("unsupported";
+    #: None when the answer is the answerer's own): see ``LLMAnswerer.quotes``.
     set_aside: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
 
     json_order = (

@@ -167,8 +167,8 @@ class LLMSettings(_Section):
     )
     quote_fallback: bool = Field(
         True,
-        description="`on`: when no sentence of the model's answer is backed by its sources, or it does not "
-        "answer the question, quote the sources instead (labelled); `off`: decline.",
+        description="`on`: when no sentence of the model's answer is backed by its sources, quote the "
+        "sources instead (labelled); `off`: decline.",
         json_schema_extra=_env("RAG_QUOTE_FALLBACK"),
     )
     moderation: bool = Field(
