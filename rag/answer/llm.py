@@ -101,25 +101,11 @@ class LLMAnswerer(Answerer):
                 continue
             # Only for an answer no source backs: one whose backing chunks lack what the question
             # names (not_answering) says as much of the documents as of the model.  Quoting for
-            # both added 5 right answers and 8 near misses on the SQuAD replays; for
+            # both added 5 right answers and 8 near misses on the replays; for
             # "unsupported" alone, 9 and 2 (benchmarks/answers.py, README).
             if answer.refusal == "unsupported" and self.quotes is not None:
-                return self._quoted(answer, history, rarity)
+                return _quoted(self.quotes, answer, history, rarity)
             return answer
-
-    def _quoted(self, refusal: Answer, history: Sequence[Turn], rarity: Rarity | None) -> Answer:
-        """Quotes of the sources the model was given, in place of its answer that the checks
-        refused (``refusal``); or ``refusal`` itself when the quotes decline too.
-
-        The quotes are not streamed: the model's words may have been, and a client shows the
-        final answer in their place (as it shows a refusal).
-        """
-        assert self.quotes is not None
-        quoted = self.quotes.answer(refusal.question, refusal.context, history=history, rarity=rarity)
-        if quoted.refused:
-            return refusal
-        # The model's name stays: its call is what the answer cost.
-        return replace(quoted, model=refusal.model, usage=refusal.usage, set_aside=refusal.refusal)
 
     def _reply(
         self,
@@ -231,3 +217,17 @@ class LLMAnswerer(Answerer):
             completion_tokens=completion,
             estimated=reported is None,
         )
+
+
+def _quoted(quotes: Answerer, refusal: Answer, history: Sequence[Turn], rarity: Rarity | None) -> Answer:
+    """``quotes``' answer from the sources the model was given, in place of the model's answer
+    that the checks refused (``refusal``); or ``refusal`` itself when the quotes decline too.
+
+    The quotes are not streamed: the model's words may have been, and a client shows the
+    final answer in their place (as it shows a refusal).
+    """
+    quoted = quotes.answer(refusal.question, refusal.context, history=history, rarity=rarity)
+    if quoted.refused:
+        return refusal
+    # The model's name stays: its call is what the answer cost.
+    return replace(quoted, model=refusal.model, usage=refusal.usage, set_aside=refusal.refusal)

@@ -61,8 +61,8 @@ def _local(parts: Parts) -> Answerer:
 
 
 def _quotes(parts: Parts) -> Answerer | None:
-    """What a model's answerer quotes when the model's answer fails the check (RAG_QUOTE_FALLBACK),
-    at a higher bar than the offline answerer's own."""
+    """What a model's answerer quotes when no sentence of the model's answer is backed
+    (RAG_QUOTE_FALLBACK), at a higher bar than the offline answerer's own."""
     if not parts.settings.llm.quote_fallback:
         return None
     from rag.answer import relevance

@@ -386,7 +386,7 @@ class Window:
             # copula joins may be said of both names.
             if after[0] in _COPULAS or not any(w not in FUNCTION_WORDS for w in after):
                 continue
-            said_at = [k for k in range(1, len(self.said) - 2) if tuple(self.said[k : k + 3]) == after]
+            said_at = self._inside(after)
             # Said of several names ("The Raoulii were descended from ..., the Petraliphae were
             # descended from ..."), one must be the claim's; said of "they", it may be.
             if said_at and not any(k not in self.doer_at or _same_name(run, self.doer_at[k]) for k in said_at):
@@ -400,14 +400,12 @@ class Window:
         led to the Norman conquest" from "Norman adventurers founded the Kingdom of Sicily ...".
         In the 0.5B Qwen's replayed answers, 2 of 11 copies from inside a sentence, both wrong;
         the other 9 start after a date, a comma or an adverb ("In April 1191 Richard ...")."""
-        n = len(said)
-        if n < 4:
+        if len(said) < 4:
             return False
-        for k in range(1, len(self.said) - n + 1):
-            if self.said[k : k + n] == list(said):
-                before = self.said[k - 1]
-                if before in _OBJECT_OF or (before.endswith("ed") and len(before) > 3):
-                    return True
+        for k in self._inside(said):
+            before = self.said[k - 1]
+            if before in _OBJECT_OF or (before.endswith("ed") and len(before) > 3):
+                return True
         return False
 
     def _new_subject(self, said: Sequence[str]) -> bool:
@@ -419,15 +417,18 @@ class Window:
         copula joins may be said of both: "Thomas de Maizière is the German Federal Minister
         ..." from "A descendant of Huguenots is the German Federal Minister ..., Thomas de
         Maizière" (the subject may be anywhere in the sentence)."""
-        n = len(said)
-        for i in range(1, n - _COPIED_RUN + 1):
-            run = list(said[i : i + _COPIED_RUN])
-            for k in range(1, len(self.said) - _COPIED_RUN + 1):
-                if self.said[k : k + _COPIED_RUN] == run and self.said[k - 1] != said[i - 1]:
+        for i in range(1, len(said) - _COPIED_RUN + 1):
+            for k in self._inside(said[i : i + _COPIED_RUN]):
+                if self.said[k - 1] != said[i - 1]:
                     subject = set(_tokens(" ".join(w for w in said[:i] if w not in FUNCTION_WORDS)))
                     before = self.said[:k] if said[i] not in _COPULAS else self.said
                     return bool(subject) and not subject & set(_tokens(" ".join(before)))
         return False
+
+    def _inside(self, words: Sequence[str]) -> list[int]:
+        """Where ``words`` occur in a row in this sentence, past its first word."""
+        n, wanted = len(words), list(words)
+        return [k for k in range(1, len(self.said) - n + 1) if self.said[k : k + n] == wanted]
 
 
 #: Words in a row that make a claim a copy of part of a source sentence (``_new_subject``).
