@@ -149,6 +149,9 @@ class Span(Jsonable):
 #: answered for the extractive one); the model answered but no sentence of it is backed by the
 #: sources; its backed sentences do not answer what was asked; moderation flagged it.
 Refusal = Literal["no_sources", "not_relevant", "not_found", "unsupported", "not_answering", "flagged"]
+#: Why quotes of the sources stand in for a model's answer: no sentence of it is backed; it
+#: copies passages of sources other than those the quotes choose.
+SetAside = Literal["unsupported", "copied"]
 
 
 @dataclass
@@ -176,9 +179,9 @@ class Answer:
     #: Why it is a refusal (None for an answer): a model's failure ("unsupported",
     #: "not_answering") is told apart from documents that hold no answer.
     refusal: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
-    #: Why the model's own answer was set aside for these quotes of its sources ("unsupported";
-    #: None when the answer is the answerer's own): see ``LLMAnswerer.quotes``.
-    set_aside: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
+    #: Why the model's own answer was set aside for these quotes of its sources (None when
+    #: the answer is the answerer's own): see ``LLMAnswerer.quotes``.
+    set_aside: SetAside | None = field(default=None, metadata=json_hook(omit_none=True))
 
     json_order = (
         *("question", "text", "refused", "refusal", "set_aside", "citations", "model", "answerer", "usage"),

@@ -168,7 +168,8 @@ class LLMSettings(_Section):
     quote_fallback: bool = Field(
         True,
         description="`on`: when no sentence of the model's answer is backed by its sources, quote the "
-        "sources instead (labelled); `off`: decline.",
+        "sources instead (labelled), and let them check a passage the model copied; `off`: decline, "
+        "and keep copied passages.",
         json_schema_extra=_env("RAG_QUOTE_FALLBACK"),
     )
     moderation: bool = Field(

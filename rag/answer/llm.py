@@ -12,13 +12,13 @@ from rag.answer.attribution import cosine_scorer
 from rag.answer.base import Answerer, DeltaCallback, Turn
 from rag.answer.budget import fit_history, history_budget
 from rag.answer.chat_backend import ChatBackend, OpenAIChat, Refused
-from rag.answer.citations import CitationFilter, citation, citations_for
+from rag.answer.citations import CITATION, CitationFilter, citation, citations_for
 from rag.answer.context import Context, build_context, message_tokens
 from rag.answer.focus import Rarity
 from rag.answer.structured import MODES, Mode, ModeMemory, StructuredReply, response_format
 from rag.embed.base import Embedder
 from rag.errors import ContextLengthError
-from rag.results import Answer, Hit
+from rag.results import Answer, Hit, SetAside
 from rag.settings import Settings
 from rag.usage import Usage
 
@@ -99,12 +99,24 @@ class LLMAnswerer(Answerer):
                 self.modes.set(url, self.model, mode)
                 remembered = None if mode != "markers" else mode
                 continue
+            if self.quotes is None:
+                return answer
             # Only for an answer no source backs: one whose backing chunks lack what the question
             # names (not_answering) says as much of the documents as of the model.  Quoting for
             # both added 5 right answers and 8 near misses on the replays; for
             # "unsupported" alone, 9 and 2 (benchmarks/answers.py, README).
-            if answer.refusal == "unsupported" and self.quotes is not None:
-                return _quoted(self.quotes, answer, history, rarity)
+            if answer.refusal == "unsupported":
+                return _quoted(self.quotes, answer, "unsupported", history, rarity) or answer
+            if not answer.refused and copied_sentences(answer):
+                # A sentence copied from a source is the model's choice of chunk, nothing
+                # more, and small models copy the top chunk when they find no answer.  Where
+                # the quotes (at their high bar) choose only other chunks, theirs is the better
+                # choice: on the 0.5B Qwen's replays of SQuAD part A, 8 answers citing a chunk
+                # without the answer now cite one with it, and none the other way
+                # (benchmarks/answers.py, README).
+                quoted = _quoted(self.quotes, answer, "copied", history, rarity)
+                if quoted is not None and not _cited_chunks(quoted) & _cited_chunks(answer):
+                    return quoted
             return answer
 
     def _reply(
@@ -219,15 +231,32 @@ class LLMAnswerer(Answerer):
         )
 
 
-def _quoted(quotes: Answerer, refusal: Answer, history: Sequence[Turn], rarity: Rarity | None) -> Answer:
-    """``quotes``' answer from the sources the model was given, in place of the model's answer
-    that the checks refused (``refusal``); or ``refusal`` itself when the quotes decline too.
+def _quoted(
+    quotes: Answerer, answer: Answer, reason: SetAside, history: Sequence[Turn], rarity: Rarity | None
+) -> Answer | None:
+    """``quotes``' answer from the sources the model was given, in place of the model's
+    ``answer`` (set aside for ``reason``); None when the quotes decline.
 
     The quotes are not streamed: the model's words may have been, and a client shows the
     final answer in their place (as it shows a refusal).
     """
-    quoted = quotes.answer(refusal.question, refusal.context, history=history, rarity=rarity)
+    quoted = quotes.answer(answer.question, answer.context, history=history, rarity=rarity)
     if quoted.refused:
-        return refusal
+        return None
     # The model's name stays: its call is what the answer cost.
-    return replace(quoted, model=refusal.model, usage=refusal.usage, set_aside=refusal.refusal)
+    return replace(quoted, model=answer.model, usage=answer.usage, set_aside=reason)
+
+
+def copied_sentences(answer: Answer) -> int:
+    """How many sentences of ``answer`` are word for word in one of its sources (citations
+    and spacing aside)."""
+    sources = [" ".join(hit.text.split()) for hit in answer.context]
+    copied = 0
+    for sentence in answer.support:
+        words = " ".join(CITATION.sub("", answer.text[sentence.start : sentence.end]).split())
+        copied += bool(words) and any(words in source for source in sources)
+    return copied
+
+
+def _cited_chunks(answer: Answer) -> set[str]:
+    return {c.chunk_id for c in answer.citations}

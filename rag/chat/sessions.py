@@ -21,7 +21,7 @@ from typing import Any
 from rag.answer.base import Turn
 from rag.errors import RagError, UsageError
 from rag.jsonable import Jsonable, json_hook, jsonable
-from rag.results import Answer, Citation, Hit, Refusal, Span, Support
+from rag.results import Answer, Citation, Hit, Refusal, SetAside, Span, Support
 from rag.store.sqlite import Database, execute_script
 
 # 2: turns keep the answer's checks (its spans and the support of each sentence).
@@ -107,7 +107,7 @@ class ChatTurn(Jsonable):
     support: list[Support] = field(default_factory=list)
     #: ``Answer.refusal`` and ``Answer.set_aside``: why it is a refusal, why quotes stood in.
     refusal: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
-    set_aside: Refusal | None = field(default=None, metadata=json_hook(omit_none=True))
+    set_aside: SetAside | None = field(default=None, metadata=json_hook(omit_none=True))
 
     @classmethod
     def from_answer(cls, question: str, answer: Answer, search_query: str | None = None) -> ChatTurn:

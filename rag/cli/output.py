@@ -183,6 +183,7 @@ def source_line(n: int, location: str, note: str = "") -> str:
 REFUSAL_NOTES = {
     "unsupported": "the model answered, but rag found no sentence of its answer in the sources",
     "not_answering": "the model answered from the sources, but not what was asked",
+    "copied": "the model copied passages of other sources than those that best match the question",
 }
 
 

@@ -8,7 +8,7 @@ import re
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from rich.console import Console
@@ -16,10 +16,10 @@ from rich.console import Console
 from rag import prompts
 from rag.answer import registry, relevance, support
 from rag.answer.extractive import ExtractiveAnswerer
-from rag.answer.llm import LLMAnswerer
+from rag.answer.llm import LLMAnswerer, copied_sentences
 from rag.chat import sessions
 from rag.cli import output
-from rag.results import Answer, Hit, Span
+from rag.results import Answer, Hit, SetAside, Span
 from tests.answer.test_answer_llm import hit, make_answerer, make_settings
 from tests.conftest import HashEmbedder
 from tests.openai_server import FakeOpenAI
@@ -648,3 +648,93 @@ def test_what_a_source_sentence_says_of_its_subject_is_not_backed_for_a_new_subj
     assert [v.supported for v in support.check(f"A committee is {said}", source)] == [True]
     assert [v.supported for v in support.check(f"It is {said}", source)] == [True]
     assert [v.supported for v in support.check(f"A further type of committee is {said}", source)] == [True]
+
+
+# --- a copied passage that the quotes would not choose ---------------------------------------
+
+END = hit(
+    1,
+    "The embargo ended in March 1974. Prices stayed high for years after it. OAPEC members met in Kuwait.",
+    source="docs/end.md",
+    page=None,
+)
+START = hit(
+    2,
+    "The 1973 oil crisis began in October 1973 when OAPEC proclaimed an oil embargo. It hit the West hard.",
+    source="docs/start.md",
+    page=None,
+)
+EMBARGO = "When did OAPEC proclaim the oil embargo?"
+
+
+def test_copied_sentences_count_word_for_word_copies_only() -> None:
+    copied = Answer(
+        question=EMBARGO,
+        text="The embargo ended in March 1974 [1]. Prices  stayed high for years after it. It ended in 1974.",
+        refused=False,
+        citations=[],
+        model="m",
+        context=[END, START],
+    )
+    copied = replace(copied, support=support.check(copied.text, [END, START]))
+    assert len(copied.support) == 3 and copied_sentences(copied) == 2  # the paraphrase is not a copy
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # what small models do when they find no answer: copy the top chunk, word for word
+        "The embargo ended in March 1974. Prices stayed high for years after it. [1]",
+        "The embargo ended in March 1974 [1].",
+    ],
+)
+def test_quotes_stand_in_for_a_copy_of_another_source_than_theirs(
+    openai_env: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, reply: str
+) -> None:
+    openai_env.reply(reply)
+    answer = quoting_answerer().answer(EMBARGO, [END, START])
+    assert not answer.refused and answer.set_aside == "copied" and answer.answerer == "extractive"
+    assert "OAPEC proclaimed an oil embargo" in answer.text and [c.n for c in answer.citations] == [2]
+    assert answer.model == "gpt-4o-mini" and answer.to_dict()["set_aside"] == "copied"
+    printed = _printed(monkeypatch, answer, terminal=False)
+    assert output.REFUSAL_NOTES["copied"] in printed and "quotes of the sources instead" in printed
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # copied, but from the source the quotes choose too: the model's choice stands
+        "The 1973 oil crisis began in October 1973 when OAPEC proclaimed an oil embargo. It hit the West hard. [2]",
+        "The embargo ended in March of 1974 [1]. Prices stayed high for many years after it [1].",  # written
+    ],
+)
+def test_a_model_answer_that_copies_less_or_what_the_quotes_choose_stands(openai_env: FakeOpenAI, reply: str) -> None:
+    openai_env.reply(reply)
+    answer = quoting_answerer().answer(EMBARGO, [END, START])
+    assert not answer.refused and answer.set_aside is None and answer.answerer != "extractive"
+    assert answer.text == reply.strip()
+
+
+def test_a_copied_sentence_stands_when_the_quotes_decline(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("The embargo ended in March 1974 [1].")
+    settings = make_settings()
+    unreachable = ExtractiveAnswerer(
+        settings, embedder=HashEmbedder, min_relevance=0.0, min_sentence_score=lambda e: 9.0
+    )
+    answer = LLMAnswerer(settings, min_relevance=0.0, quotes=unreachable).answer(EMBARGO, [END, START])
+    assert not answer.refused and answer.set_aside is None and answer.text == "The embargo ended in March 1974 [1]."
+
+
+def test_without_quotes_a_copied_passage_stands(openai_env: FakeOpenAI) -> None:
+    openai_env.reply("The embargo ended in March 1974. Prices stayed high for years after it. [1]")
+    settings = make_settings()
+    answer = LLMAnswerer(settings, min_relevance=0.0, quotes=None).answer(EMBARGO, [END, START])
+    assert not answer.refused and answer.set_aside is None and "March 1974" in answer.text
+
+
+def test_the_page_badges_every_reason_the_terminal_notes() -> None:
+    page = (Path(output.__file__).parents[1] / "serve" / "static" / "app.js").read_text()
+    table = page[page.index("const REFUSALS = {") :].split("};")[0]
+    for reason, note in output.REFUSAL_NOTES.items():
+        assert re.search(rf'\b{reason}: \["[^"]+", "{re.escape(note[0].upper() + note[1:])}"\]', table), reason
+    assert set(get_args(SetAside)) <= set(output.REFUSAL_NOTES)  # every stand-in is explained

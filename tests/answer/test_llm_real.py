@@ -33,7 +33,7 @@ import pytest
 from rag import prompts
 from rag.answer import support
 from rag.answer.citations import CITATION, CitationFilter
-from rag.answer.llm import MODES_FILE
+from rag.answer.llm import MODES_FILE, copied_sentences
 from rag.answer.structured import StructuredReply
 from rag.engine import Engine
 from rag.results import Answer
@@ -139,6 +139,7 @@ def check_answer(
     answer: Answer, raw: str, shown: list[str] | None, requests: int = 1, model: str = llama_server.MODEL_NAME
 ) -> None:
     """``answer`` is what rag's rules make of the model's reply ``raw``."""
+    copied = answer.set_aside == "copied"
     quoted = answer.set_aside is not None
     if quoted:
         # The rules refused the reply (checked below as that refusal); quotes of the sources
@@ -169,6 +170,12 @@ def check_answer(
     cited = [v for v in verdicts if not v.attributed and v.citations]
     if not shown_text.text.strip():
         assert answer.refused and answer.text == prompts.REFUSAL and not answer.citations and not quoted
+        return
+    if copied:
+        # The checks let the reply stand, but it copies a source word for word, and the
+        # quotes chose other sources.
+        as_written = replace(answer, refused=False, text=shown_text.text, support=verdicts)
+        assert copied_sentences(as_written), "quotes stood in for a reply that copies no source"
         return
     if answer.refused:  # the support check found no sentence backed
         assert answer.text == prompts.REFUSAL and not answer.citations and not answer.support

@@ -537,6 +537,7 @@
   const REFUSALS = {
     unsupported: ["Not backed", "The model answered, but rag found no sentence of its answer in the sources"],
     not_answering: ["Off the question", "The model answered from the sources, but not what was asked"],
+    copied: ["Copied", "The model copied passages of other sources than those that best match the question"],
   };
 
   /**
