@@ -36,7 +36,7 @@ from rag.answer.citations import CITATION, CitationFilter
 from rag.answer.llm import MODES_FILE, copied_sentences
 from rag.answer.structured import StructuredReply
 from rag.engine import Engine
-from rag.results import Answer
+from rag.results import Answer, Refusal
 from rag.settings import Settings
 from tests import llama_server
 
@@ -142,12 +142,15 @@ def check_answer(
     copied = answer.set_aside == "copied"
     quoted = answer.set_aside is not None
     if quoted:
-        # The rules refused the reply (checked below as that refusal); quotes of the sources
-        # the model was given stood in.
+        # The rules refused the reply (checked below as that refusal), or it copies a source
+        # the quotes did not choose (checked below); quotes of the sources the model was given
+        # stood in.
         assert answer.answerer == "extractive" and not answer.refused and answer.citations
         assert {(c.source, c.chunk_id) for c in answer.citations} <= {(h.source, h.chunk_id) for h in answer.context}
-        reason, text = answer.set_aside, prompts.REFUSAL
-        answer = replace(answer, answerer="llm", model=model, refused=True, refusal=reason, text=text, citations=[])
+        refused = answer.set_aside == "unsupported"
+        text = prompts.REFUSAL if refused else ""
+        refusal: Refusal | None = "unsupported" if refused else None
+        answer = replace(answer, answerer="llm", model=model, refused=refused, refusal=refusal, text=text, citations=[])
     assert answer.answerer == "llm" and answer.model == model
     # llama-cpp-python sends no usage chunk when streaming: rag then counts tokens itself.
     assert answer.usage.requests == requests and answer.usage.prompt_tokens > 0
