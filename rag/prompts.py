@@ -19,6 +19,9 @@ REFUSAL = "Your documents don't contain the answer to this question."
 #: Shown when retrieval returned nothing at all (empty index, or filters that match nothing).
 NO_SOURCES = "No documents matched this question: run `rag ingest PATH` first, or loosen the filters."
 
+#: Shown between a model answer already streamed and the quotes that stand in for it.
+SET_ASIDE = "⚠ set aside: the answer above. Quotes of the sources:"
+
 #: Shown before an extractive answer, which quotes sentences instead of writing prose.
 EXTRACTIVE_LABEL = "extractive answer: no LLM configured; set OPENAI_API_KEY or use --llm openai"
 

@@ -197,9 +197,11 @@ def print_answer(answer: Answer, *, streamed: str = "", show_context: bool = Fal
             out.print(f"[dim]({escape(prompts.EXTRACTIVE_LABEL)})[/]")
         out.print(f"[yellow]{escape(answer.text)}[/]" if answer.refused else checked(answer))
     elif streamed.strip() != answer.text.strip():
-        # Answerers emit only final text, so this is a safety net: reprint the final one
-        # (a refusal after the support check found no sentence backed).
+        # The final text differs from the streamed words: quotes that stand in for a model
+        # answer already shown (set_aside), or a refusal after the support check.
         sys.stdout.write("\n")
+        if answer.set_aside:
+            out.print(f"[dim yellow]{escape(prompts.SET_ASIDE)}[/]")
         out.print(escape(answer.text))
     else:
         sys.stdout.write("\n")

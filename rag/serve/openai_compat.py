@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from rag import tokens
+from rag import prompts, tokens
 from rag.answer.base import DeltaCallback
 from rag.results import Answer
 from rag.serve import sse
@@ -223,7 +223,9 @@ async def _stream(
                 # A refusal, or quotes set in place of the model's answer, after streamed words
                 # that did not stand (no sentence backed) goes below them.
                 replaced = streamed and (answer.refused or answer.set_aside is not None)
-                text = ("\n\n" + answer.text if replaced else "" if streamed else answer.text) + footer(citations)
+                marker = prompts.SET_ASIDE + "\n" if replaced and answer.set_aside else ""
+                text = "\n\n" + marker + answer.text if replaced else "" if streamed else answer.text
+                text += footer(citations)
                 if text:
                     yield chunk({"content": text})
                 support = [s.to_dict() for s in answer.support]

@@ -698,6 +698,10 @@ def test_quotes_stand_in_for_a_copy_of_another_source_than_theirs(
     assert answer.model == "gpt-4o-mini" and answer.to_dict()["set_aside"] == "copied"
     printed = _printed(monkeypatch, answer, terminal=False)
     assert output.REFUSAL_NOTES["copied"] in printed and "quotes of the sources instead" in printed
+    assert "set aside" not in printed
+    # The model's words were streamed before the quotes took their place: the terminal says which is which.
+    after = _printed(monkeypatch, answer, terminal=False, streamed=reply)
+    assert after.index("set aside: the answer above") < after.index("OAPEC proclaimed an oil embargo")
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from typing import Any
 import openai
 import pytest
 
+from rag import prompts
 from tests.openai_server import FakeOpenAI, openai_server
 from tests.serve_process import OfflineServer, RunningServer, rag_cli, rag_server, serve_env, write_docs
 
@@ -229,3 +230,17 @@ def _streamed_extra(server: RunningServer, messages: list[Any]) -> dict[str, Any
     chunks = list(sdk(server).chat.completions.create(model="rag", messages=messages, stream=True))
     last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason == "stop")
     return last.model_extra or {}
+
+
+def test_quotes_for_a_copied_source_go_below_the_streamed_words_marked(llm: tuple[RunningServer, FakeOpenAI]) -> None:
+    server, fake = llm
+    copy = "Its eruptions are frequent and mostly effusive."  # word for word, from the volcano file
+    messages: list[Any] = [{"role": "user", "content": "What do bees collect while they pollinate flowering plants?"}]
+    fake.reply(copy)
+    chunks = list(sdk(server).chat.completions.create(model="rag", messages=messages, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    last = (chunks[-1].model_extra or {}) if chunks[-1].choices else (chunks[-2].model_extra or {})
+    assert streamed.startswith(copy), streamed
+    assert last["set_aside"] == "copied", last
+    quotes = streamed.index(prompts.SET_ASIDE)
+    assert copy in streamed[:quotes] and "Bees pollinate flowering plants" in streamed[quotes:]
