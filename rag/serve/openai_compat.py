@@ -220,8 +220,9 @@ async def _stream(
                 answer: Answer = value
                 citations = citations_json(answer, sources)
                 # A refusal (or an answer that arrived whole) was never streamed: send its text now.
-                # A refusal, or quotes set in place of the model's answer, after streamed words
-                # that did not stand (no sentence backed) goes below them.
+                # A refusal, or quotes set in place of the model's answer (no sentence backed, or
+                # a copy of other sources than the quotes'), after streamed words goes below
+                # them; quotes after the SET_ASIDE line, so a reader knows which is which.
                 replaced = streamed and (answer.refused or answer.set_aside is not None)
                 marker = prompts.SET_ASIDE + "\n" if replaced and answer.set_aside else ""
                 text = "\n\n" + marker + answer.text if replaced else "" if streamed else answer.text
